@@ -1,0 +1,7 @@
+"""Fixtures shared by every test directory live in tests/support, one module each."""
+
+pytest_plugins = [
+    "tests.support.server",
+    "tests.support.postgres",
+    "tests.support.swarm",
+]

@@ -1,0 +1,65 @@
+"""What verifiers fetch: the JWKS, the certificates and the RFC 8414 metadata."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from swarm_oauth.runtime import Runtime
+
+# Verifiers may cache these for a while; a new key is published ahead of use (see
+# keys.keyring), so a short max-age costs nothing and keeps rotation quick.
+PUBLIC_CACHE = {"Cache-Control": "public, max-age=60"}
+
+
+def metadata(runtime: Runtime) -> dict[str, Any]:
+    """RFC 8414 authorization server metadata for the client credentials grant."""
+    issuer = runtime.settings.issuer_url
+    return {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}/api/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        # There is no authorization endpoint, hence no response types; the two OpenID
+        # fields are there because discovery clients that read openid-configuration
+        # reject a document without them.
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [runtime.settings.signing_alg],
+    }
+
+
+def discovery_routes(runtime: Runtime) -> list[Route]:
+    """``/.well-known/*`` and ``/api/cert``."""
+
+    async def jwks(_: Request) -> Response:
+        """The public keys that validate tokens (RFC 7517), with their certificates."""
+        return JSONResponse(
+            runtime.keyring.jwks(time.time()),
+            headers=PUBLIC_CACHE,
+            media_type="application/jwk-set+json",
+        )
+
+    async def cert(_: Request) -> Response:
+        """The PEM certificates of the published keys, the one signing now first."""
+        return Response(
+            runtime.keyring.certificates_pem(time.time()),
+            headers=PUBLIC_CACHE,
+            media_type="application/x-pem-file",
+        )
+
+    async def server_metadata(_: Request) -> Response:
+        """RFC 8414 metadata (also served where OpenID Connect clients look)."""
+        return JSONResponse(metadata(runtime), headers=PUBLIC_CACHE)
+
+    return [
+        Route("/api/cert", cert, methods=["GET"]),
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
+        Route("/.well-known/openid-configuration", server_metadata, methods=["GET"]),
+    ]

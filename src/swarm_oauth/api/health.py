@@ -1,0 +1,38 @@
+"""Liveness, readiness and metrics, served by every role."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from swarm_oauth.api.metrics import REGISTRY
+from swarm_oauth.runtime import Runtime
+
+
+def health_routes(runtime: Runtime) -> list[Route]:
+    """``/healthz``, ``/readyz`` and ``/metrics``."""
+
+    async def healthz(_: Request) -> Response:
+        """The process is alive and its event loop answers."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        """The store answers and a signing key is loaded (for roles that sign)."""
+        ready, reason = await run_in_threadpool(runtime.ready)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "reason": reason},
+            status_code=200 if ready else 503,
+        )
+
+    async def metrics(_: Request) -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]

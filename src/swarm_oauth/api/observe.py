@@ -1,0 +1,70 @@
+"""Access log and request metrics around any ASGI app, without buffering responses."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from swarm_oauth.api.metrics import HTTP_DURATION, HTTP_REQUESTS
+from swarm_oauth.api.responses import error_body, send_json
+
+access_log = logging.getLogger("swarm_oauth.access")
+error_log = logging.getLogger("swarm_oauth.errors")
+
+
+def route_label(scope: Scope) -> str:
+    """The route template (``/api/clients/{client_id}``), never the raw path, so that
+    metric labels stay few and no client id or token ends up in a label."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    return scope.get("swarm_oauth.route", "unmatched")
+
+
+class Observed:
+    """Logs one line and counts each HTTP request; turns an unexpected exception into a
+    plain 500 so no traceback reaches the caller. The query string is never logged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        except Exception:
+            error_log.exception("unhandled error", extra={"path": scope["path"]})
+            if not status:
+                status = 500
+                await send_json(send, 500, error_body("server_error", "internal error"))
+        finally:
+            elapsed = time.perf_counter() - started
+            route = route_label(scope)
+            HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            HTTP_DURATION.labels(route).observe(elapsed)
+            client = scope.get("client")
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "remote": client[0] if client else None,
+                },
+            )

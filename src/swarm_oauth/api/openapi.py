@@ -1,0 +1,260 @@
+"""The OpenAPI 3.1 document of what a role serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarm_oauth import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ERROR, "error with a reason") for s in statuses}
+
+
+_CLIENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "error_description"],
+        "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    },
+    "Client": {
+        "type": "object",
+        "properties": {
+            "client_id": _CLIENT_ID,
+            "scopes": _STRINGS,
+            "audiences": _STRINGS,
+            "metadata": {"type": "object"},
+            "secret_version": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "IssuedClient": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Client"},
+            {"type": "object", "properties": {"client_secret": {"type": "string"}}},
+        ]
+    },
+    "TokenResponse": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in", "scope"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"const": "Bearer"},
+            "expires_in": {"type": "integer"},
+            "scope": {"type": "string"},
+        },
+    },
+}
+
+
+def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": properties,
+                    "required": required,
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+
+
+_ADMIN = {"security": [{"adminToken": []}]}
+
+CLIENT_PATHS: dict[str, Any] = {
+    "/api/clients": {
+        "get": {
+            **_ADMIN,
+            "summary": "List clients",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "clients": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Client"},
+                            }
+                        },
+                    },
+                    "clients",
+                ),
+                **_errors(401),
+            },
+        },
+    },
+    "/api/clients/add": {
+        "post": {
+            **_ADMIN,
+            "summary": "Add a client; the secret is returned this once",
+            "requestBody": _body(
+                {
+                    "client_id": _CLIENT_ID,
+                    "scopes": _STRINGS,
+                    "audiences": _STRINGS,
+                    "metadata": {"type": "object"},
+                },
+                ["client_id"],
+            ),
+            "responses": {
+                "201": _json(
+                    {"$ref": "#/components/schemas/IssuedClient"}, "the client with its secret"
+                ),
+                **_errors(400, 401, 409, 413, 415),
+            },
+        },
+    },
+    "/api/clients/remove": {
+        "post": {
+            **_ADMIN,
+            "summary": "Remove a client",
+            "requestBody": _body({"client_id": _CLIENT_ID}, ["client_id"]),
+            "responses": {
+                "200": _json({"type": "object"}, "removed"),
+                **_errors(400, 401, 404, 413, 415),
+            },
+        },
+    },
+    "/api/clients/rotate": {
+        "post": {
+            **_ADMIN,
+            "summary": "Rotate a client's secret",
+            "requestBody": _body(
+                {
+                    "client_id": _CLIENT_ID,
+                    "grace_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000},
+                },
+                ["client_id"],
+            ),
+            "responses": {
+                "200": _json(
+                    {"$ref": "#/components/schemas/IssuedClient"}, "the client with its new secret"
+                ),
+                **_errors(400, 401, 404, 413, 415),
+            },
+        },
+    },
+    "/api/clients/{client_id}": {
+        "get": {
+            **_ADMIN,
+            "summary": "Show a client",
+            "parameters": [
+                {"name": "client_id", "in": "path", "required": True, "schema": _CLIENT_ID}
+            ],
+            "responses": {
+                "200": _json({"$ref": "#/components/schemas/Client"}, "client"),
+                **_errors(400, 401, 404),
+            },
+        },
+    },
+}
+
+TOKEN_PATHS: dict[str, Any] = {
+    "/api/token": {
+        "post": {
+            "summary": "Client credentials grant (RFC 6749 §4.4); returns an RFC 9068 JWT",
+            "security": [{"clientBasic": []}, {}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["grant_type"],
+                            "properties": {
+                                "grant_type": {"const": "client_credentials"},
+                                "client_id": {"type": "string"},
+                                "client_secret": {"type": "string"},
+                                "scope": {"type": "string"},
+                                "audience": {"type": "string"},
+                                "resource": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json({"$ref": "#/components/schemas/TokenResponse"}, "token"),
+                **_errors(400, 401, 405, 413, 503),
+            },
+        }
+    },
+    "/api/cert": {
+        "get": {
+            "summary": "PEM certificates of the signing keys",
+            "responses": {"200": {"description": "PEM", "content": {"application/x-pem-file": {}}}},
+        }
+    },
+    "/.well-known/jwks.json": {
+        "get": {
+            "summary": "JWK Set",
+            "responses": {
+                "200": {"description": "JWKS", "content": {"application/jwk-set+json": {}}}
+            },
+        }
+    },
+    "/.well-known/oauth-authorization-server": {
+        "get": {
+            "summary": "RFC 8414 metadata",
+            "responses": {"200": _json({"type": "object"}, "metadata")},
+        }
+    },
+    "/.well-known/openid-configuration": {
+        "get": {
+            "summary": "Same metadata",
+            "responses": {"200": _json({"type": "object"}, "metadata")},
+        }
+    },
+}
+
+COMMON_PATHS: dict[str, Any] = {
+    "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json({}, "alive")}}},
+    "/readyz": {
+        "get": {
+            "summary": "Readiness",
+            "responses": {"200": _json({}, "ready"), "503": _json({}, "not ready")},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "responses": {"200": {"description": "text", "content": {"text/plain": {}}}},
+        }
+    },
+    "/openapi.json": {
+        "get": {"summary": "This document", "responses": {"200": _json({}, "OpenAPI")}}
+    },
+}
+
+
+def openapi_document(serves_tokens: bool, serves_clients: bool, issuer: str) -> dict[str, Any]:
+    """The document for a role: only the paths that role routes."""
+    paths = {**COMMON_PATHS}
+    schemes: dict[str, Any] = {}
+    if serves_tokens:
+        paths.update(TOKEN_PATHS)
+        schemes["clientBasic"] = {"type": "http", "scheme": "basic"}
+    if serves_clients:
+        paths.update(CLIENT_PATHS)
+        schemes["adminToken"] = {"type": "http", "scheme": "bearer"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "swarm-oauth", "version": __version__},
+        "servers": [{"url": issuer}],
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "securitySchemes": schemes},
+    }

@@ -1,0 +1,138 @@
+"""``POST /api/token`` as a bare ASGI callable.
+
+This is the hot path, so it skips the framework's request objects and middleware: it
+reads the body itself, and the grant logic lives in ``swarm_oauth.tokens``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from starlette.types import Receive, Scope, Send
+
+from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
+from swarm_oauth.api.responses import NO_STORE, error_body, send_json
+from swarm_oauth.clients.cache import MISSING
+from swarm_oauth.runtime import Runtime
+from swarm_oauth.store import ClientRecord, StoreError
+from swarm_oauth.tokens import NoSigningKey, OAuthError, grant, parse_form, parse_token_request
+
+log = logging.getLogger("swarm_oauth.tokens")
+
+MAX_BODY_BYTES = 8192
+FORM_TYPE = "application/x-www-form-urlencoded"
+CHALLENGE = (b"www-authenticate", b'Basic realm="swarm-oauth", charset="UTF-8"')
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds ``MAX_BODY_BYTES``."""
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its body arrived; there is no one to answer."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing to buffer more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class TokenEndpoint:
+    """The client credentials token endpoint (RFC 6749 §4.4, §5)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_json(
+                send,
+                405,
+                error_body("invalid_request", "use POST"),
+                [(b"allow", b"POST"), *NO_STORE],
+            )
+            return
+        content_type = authorization = None
+        declared_length = 0
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit():
+                declared_length = int(value)
+        try:
+            if declared_length > MAX_BODY_BYTES:
+                raise BodyTooLarge
+            body = await read_body(receive, MAX_BODY_BYTES)
+            response = await self._respond(content_type, authorization, body)
+        except ClientDisconnected:
+            return
+        except BodyTooLarge:
+            TOKENS.labels("invalid_request").inc()
+            await send_json(
+                send,
+                413,
+                error_body("invalid_request", f"request body exceeds {MAX_BODY_BYTES} bytes"),
+                NO_STORE,
+            )
+            return
+        except OAuthError as exc:
+            TOKENS.labels(exc.error).inc()
+            headers = (*NO_STORE, CHALLENGE) if exc.status == 401 else NO_STORE
+            await send_json(send, exc.status, exc.body(), headers)
+            return
+        TOKENS.labels("issued").inc()
+        await send_json(send, 200, response, NO_STORE)
+
+    async def _respond(
+        self, content_type: str | None, authorization: str | None, body: bytes
+    ) -> dict[str, object]:
+        media_type = (content_type or "").split(";", 1)[0].strip().lower()
+        if media_type != FORM_TYPE:
+            raise OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}")
+        request = parse_token_request(parse_form(body), authorization)
+        runtime = self.runtime
+        if not runtime.watcher.fresh():
+            raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)
+        client = runtime.client_cache.cached(request.client_id)
+        if client is MISSING:
+            try:
+                client = await asyncio.to_thread(runtime.client_cache.load, request.client_id)
+            except StoreError:
+                raise OAuthError(
+                    "temporarily_unavailable", "the client store cannot be reached", 503
+                ) from None
+        started = time.perf_counter()
+        try:
+            issued = grant(
+                request,
+                client if isinstance(client, ClientRecord) else None,
+                runtime.issuer,
+                time.time(),
+                runtime.default_audiences,
+            )
+        except NoSigningKey:
+            log.error("no active signing key; run `swarm-oauth keys rotate`")
+            raise OAuthError("temporarily_unavailable", "no signing key is active", 503) from None
+        TOKEN_ISSUE_SECONDS.observe(time.perf_counter() - started)
+        return {
+            "access_token": issued.access_token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+            "scope": issued.scope,
+        }

@@ -1,0 +1,135 @@
+"""Adding, removing and rotating clients: the operations behind the clients API."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from swarm_oauth.clients.secrets import generate_secret, hash_secret
+from swarm_oauth.clients.validation import InvalidClientData, validate_client_id, validate_list
+from swarm_oauth.store import ClientRecord, Store
+
+MAX_METADATA_BYTES = 4096
+MAX_GRACE_SECONDS = 30 * 86400
+
+
+class ClientNotFound(LookupError):
+    """No client has this id."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSecret:
+    """A client record with the clear secret that was just generated for it."""
+
+    record: ClientRecord
+    secret: str
+
+    def __repr__(self) -> str:  # a stray log or traceback must not print the secret
+        return f"IssuedSecret(client_id={self.record.client_id!r}, secret=<redacted>)"
+
+
+def validate_metadata(metadata: object) -> dict[str, Any]:
+    """A JSON object of at most ``MAX_METADATA_BYTES`` once encoded."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidClientData("metadata must be a JSON object")
+    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise InvalidClientData(f"metadata must encode to at most {MAX_METADATA_BYTES} bytes")
+    return metadata
+
+
+def validate_grace(grace_seconds: object) -> int:
+    """A whole number of seconds between 0 and 30 days."""
+    if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int):
+        raise InvalidClientData("grace_seconds must be a whole number")
+    if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+        raise InvalidClientData(f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}")
+    return grace_seconds
+
+
+class ClientService:
+    """Client lifecycle on a store; secrets leave only inside ``IssuedSecret``."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    def add(
+        self,
+        client_id: object,
+        scopes: object = None,
+        audiences: object = None,
+        metadata: object = None,
+    ) -> IssuedSecret:
+        """Register a client with a fresh secret; ``ClientExists`` if the id is taken."""
+        now = self._clock()
+        secret = generate_secret()
+        record = ClientRecord(
+            client_id=validate_client_id(client_id),
+            secret_hash=hash_secret(secret),
+            scopes=validate_list("scopes", scopes),
+            audiences=validate_list("audiences", audiences),
+            metadata=validate_metadata(metadata),
+            created_at=now,
+            updated_at=now,
+        )
+        self._store.add_client(record)
+        return IssuedSecret(record, secret)
+
+    def remove(self, client_id: object) -> None:
+        """Delete a client; ``ClientNotFound`` when unknown."""
+        if not self._store.remove_client(validate_client_id(client_id)):
+            raise ClientNotFound(client_id)
+
+    def rotate(self, client_id: object, grace_seconds: object = 0) -> IssuedSecret:
+        """Give a client a new secret; the old one keeps working for ``grace_seconds``."""
+        client_id = validate_client_id(client_id)
+        grace = validate_grace(grace_seconds)
+        now = self._clock()
+        secret = generate_secret()
+        record = self._store.rotate_client_secret(
+            client_id, hash_secret(secret), now + grace if grace else None, now
+        )
+        if record is None:
+            raise ClientNotFound(client_id)
+        return IssuedSecret(record, secret)
+
+    def get(self, client_id: object) -> ClientRecord:
+        """The client's record; ``ClientNotFound`` when unknown."""
+        record = self._store.get_client(validate_client_id(client_id))
+        if record is None:
+            raise ClientNotFound(client_id)
+        return record
+
+    def list(self) -> list[ClientRecord]:
+        """Every client, ordered by id."""
+        return self._store.list_clients()
+
+
+def public_record(record: ClientRecord) -> dict[str, Any]:
+    """What the API shows of a client: never a secret or a hash."""
+    view: dict[str, Any] = {
+        "client_id": record.client_id,
+        "scopes": list(record.scopes),
+        "audiences": list(record.audiences),
+        "metadata": dict(record.metadata),
+        "secret_version": record.secret_version,
+        "created_at": _iso(record.created_at),
+        "updated_at": _iso(record.updated_at),
+    }
+    if record.previous_secret_expires_at is not None:
+        view["previous_secret_expires_at"] = _iso(record.previous_secret_expires_at)
+    return view
+
+
+def issued_view(issued: IssuedSecret) -> dict[str, Any]:
+    """The add/rotate response: the record plus the secret, shown this once."""
+    return {**public_record(issued.record), "client_secret": issued.secret}
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -1,0 +1,51 @@
+"""What a client id, a scope and an audience may look like."""
+
+from __future__ import annotations
+
+import re
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+MAX_LIST_ITEMS = 100
+MAX_AUDIENCE_LENGTH = 512
+
+
+class InvalidClientData(ValueError):
+    """A client field is malformed; the message says which and why."""
+
+
+def validate_client_id(client_id: object) -> str:
+    """Return ``client_id`` if it is 1-128 characters of ``[A-Za-z0-9._-]``."""
+    if not isinstance(client_id, str):
+        raise InvalidClientData("client_id must be a string")
+    if not _CLIENT_ID.fullmatch(client_id):
+        raise InvalidClientData("client_id must be 1-128 characters of A-Z a-z 0-9 . _ -")
+    return client_id
+
+
+def is_scope_token(value: str) -> bool:
+    """Whether ``value`` is one RFC 6749 scope token."""
+    return _SCOPE_TOKEN.fullmatch(value) is not None
+
+
+def is_audience(value: str) -> bool:
+    """Whether ``value`` can be an audience: printable ASCII without spaces."""
+    return 0 < len(value) <= MAX_AUDIENCE_LENGTH and _SCOPE_TOKEN.fullmatch(value) is not None
+
+
+def validate_list(field: str, values: object) -> tuple[str, ...]:
+    """A list of unique valid scope tokens (``scopes``) or audiences (``audiences``)."""
+    if values is None:
+        return ()
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InvalidClientData(f"{field} must be a list of strings")
+    if len(values) > MAX_LIST_ITEMS:
+        raise InvalidClientData(f"{field} may hold at most {MAX_LIST_ITEMS} items")
+    valid = is_scope_token if field == "scopes" else is_audience
+    for value in values:
+        if not valid(value):
+            raise InvalidClientData(
+                f"{field} items must be printable ASCII without spaces, quotes or backslashes"
+            )
+    return tuple(dict.fromkeys(values))

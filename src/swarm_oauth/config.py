@@ -1,0 +1,62 @@
+"""Server settings: what ``swarm-oauth serve`` was told, from options, environment and files.
+
+The command line (``cli.py``) reads each option from its flag or its ``SWARM_OAUTH_*``
+variable; secrets are never flags, only ``SWARM_OAUTH_X`` or ``SWARM_OAUTH_X_FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["all", "tokens", "clients"]
+ROLES: tuple[Role, ...] = ("all", "tokens", "clients")
+SETTINGS_ENV = "SWARM_OAUTH_SETTINGS_JSON"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Everything a server process needs, secrets excluded (they are read from files)."""
+
+    role: Role = "all"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    issuer: str | None = None
+    signing_alg: str = "ES256"
+    token_lifetime: int = 900
+    workers: int = 1
+    log_level: str = "info"
+    # Where the secrets live; None means "the environment, else generated in data_dir".
+    master_key_file: Path | None = None
+    admin_token_file: Path | None = None
+    # May carry a password: kept out of repr, read from SWARM_OAUTH_DATABASE_URL(_FILE).
+    database_url: str | None = field(default=None, repr=False)
+
+    @property
+    def issuer_url(self) -> str:
+        """The ``iss`` of every token: the configured issuer, else ``http://HOST:PORT``."""
+        return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def serves_tokens(self) -> bool:
+        return self.role in ("all", "tokens")
+
+    @property
+    def serves_clients(self) -> bool:
+        return self.role in ("all", "clients")
+
+    def to_json(self) -> str:
+        """A form that worker processes read back with ``from_json``."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerSettings:
+        """Inverse of ``to_json``."""
+        raw = json.loads(text)
+        for name in ("data_dir", "master_key_file", "admin_token_file"):
+            if raw.get(name) is not None:
+                raw[name] = Path(raw[name])
+        return cls(**raw)

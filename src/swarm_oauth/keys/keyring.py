@@ -1,0 +1,157 @@
+"""The published signing keys, decrypted, and their lifecycle in the store.
+
+A key is created, published, signs, retires and is unpublished by timestamps alone, so
+every process sharing the store agrees on which key signs at any instant without talking
+to the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from swarm_oauth.keys.master import MasterKey
+from swarm_oauth.keys.signing import (
+    PrivateKey,
+    b64url,
+    load_private_key_der,
+    new_key,
+    private_key_der,
+    public_jwk,
+)
+from swarm_oauth.store import KeyRecord, Store
+
+# How long a retired key stays in the JWKS beyond the longest token it may have signed,
+# to cover clock skew and verifiers' leeway.
+UNPUBLISH_MARGIN_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    """A key ready to sign, with its public JWK (``kid``, ``alg``, ``use``, ``x5c``)."""
+
+    record: KeyRecord
+    private_key: PrivateKey
+    jwk: dict[str, Any]
+
+    @property
+    def kid(self) -> str:
+        return self.record.kid
+
+    @property
+    def alg(self) -> str:
+        return self.record.alg
+
+    def signs_at(self, now: float) -> bool:
+        """Whether this key may sign at ``now``."""
+        return self.record.activates_at <= now and (
+            self.record.retires_at is None or now < self.record.retires_at
+        )
+
+    def published_at(self, now: float) -> bool:
+        """Whether this key belongs in the JWKS at ``now``."""
+        return self.record.unpublish_at is None or now < self.record.unpublish_at
+
+
+def load_key(record: KeyRecord, master: MasterKey) -> LoadedKey:
+    """Decrypt a stored key and build its public JWK with the certificate chain."""
+    private_key = load_private_key_der(
+        master.decrypt(record.private_key_encrypted, record.kid.encode())
+    )
+    cert_der = x509.load_pem_x509_certificate(record.certificate_pem.encode()).public_bytes(
+        serialization.Encoding.DER
+    )
+    jwk = {
+        **public_jwk(private_key.public_key()),
+        "kid": record.kid,
+        "alg": record.alg,
+        "use": "sig",
+        "x5c": [base64.b64encode(cert_der).decode()],
+        "x5t#S256": b64url(hashlib.sha256(cert_der).digest()),
+    }
+    return LoadedKey(record, private_key, jwk)
+
+
+class KeyRing:
+    """An immutable snapshot of the keys in the store; replaced whole when they change."""
+
+    def __init__(self, keys: Sequence[LoadedKey]) -> None:
+        self.keys = tuple(sorted(keys, key=lambda k: k.record.activates_at))
+
+    @classmethod
+    def load(cls, store: Store, master: MasterKey) -> KeyRing:
+        """Read and decrypt every published key."""
+        return cls([load_key(record, master) for record in store.list_keys()])
+
+    def signing_key(self, now: float) -> LoadedKey | None:
+        """The newest key that may sign at ``now``."""
+        for key in reversed(self.keys):
+            if key.signs_at(now):
+                return key
+        return None
+
+    def jwks(self, now: float) -> dict[str, Any]:
+        """The JWK Set (RFC 7517) of the keys published at ``now``."""
+        return {"keys": [k.jwk for k in self.keys if k.published_at(now)]}
+
+    def certificates_pem(self, now: float) -> str:
+        """The PEM certificates of the published keys, the signing one first."""
+        signing = self.signing_key(now)
+        ordered = sorted(
+            (k for k in self.keys if k.published_at(now)), key=lambda k: k is not signing
+        )
+        return "".join(k.record.certificate_pem for k in ordered)
+
+
+def _record(master: MasterKey, alg: str, issuer: str, now: float, activates_at: float) -> KeyRecord:
+    material = new_key(alg, issuer)
+    return KeyRecord(
+        kid=material.kid,
+        alg=alg,
+        private_key_encrypted=master.encrypt(
+            private_key_der(material.private_key), material.kid.encode()
+        ),
+        certificate_pem=material.certificate_pem,
+        created_at=now,
+        activates_at=activates_at,
+    )
+
+
+def ensure_signing_key(store: Store, master: MasterKey, alg: str, issuer: str, now: float) -> bool:
+    """Create a key that signs from now on, unless one signs or is due to. True if created.
+
+    The store decides under a lock, so replicas starting together create exactly one.
+    """
+    return store.add_key(_record(master, alg, issuer, now, now), only_if_no_active=True)
+
+
+def rotate_keys(
+    store: Store,
+    master: MasterKey,
+    *,
+    alg: str,
+    issuer: str,
+    now: float,
+    publish_ahead: float,
+    token_lifetime: float,
+) -> KeyRecord:
+    """Add a key that signs after ``publish_ahead`` seconds and retire the current ones then.
+
+    Verifiers see the new key in the JWKS before any token carries its kid; the retired
+    keys stay published until every token they signed has expired.
+    """
+    activates_at = now + publish_ahead
+    current = [r for r in store.list_keys() if r.retires_at is None or r.retires_at > activates_at]
+    record = _record(master, alg, issuer, now, activates_at)
+    store.add_key(record)
+    for old in current:
+        store.schedule_key_retirement(
+            old.kid, activates_at, activates_at + token_lifetime + UNPUBLISH_MARGIN_SECONDS
+        )
+    return record

@@ -1,0 +1,105 @@
+"""What the registrar sees and wants: plain values, free of Docker and HTTP types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MANAGED_BY = "swarm-oauth-registrar"
+"""``metadata["managed_by"]`` of every client the registrar registered."""
+
+STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """One entry of a service's ``TaskTemplate.ContainerSpec.Secrets``."""
+
+    secret_id: str
+    secret_name: str
+    target: str
+    uid: str = "0"
+    gid: str = "0"
+    mode: int = 0o444
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedService:
+    """A swarm service as Docker reports it right now."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    version: int
+    secret_refs: tuple[SecretRef, ...] = ()
+    env: tuple[str, ...] = ()
+
+    @property
+    def stack_namespace(self) -> str | None:
+        """The stack this service was deployed with, if any."""
+        return self.labels.get(STACK_NAMESPACE_LABEL)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredIdentity:
+    """The OAuth identity a selected service should have, read from its labels."""
+
+    client_id: str
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class DockerSecret:
+    """A Docker secret's descriptor (Docker never gives its data back)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """A client record of the clients API (which never returns the secret)."""
+
+    client_id: str
+    secret_version: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    scopes: tuple[str, ...] = ()
+    audiences: tuple[str, ...] = ()
+
+    @property
+    def managed(self) -> bool:
+        """Whether the registrar registered this client (and may therefore change it)."""
+        return self.metadata.get("managed_by") == MANAGED_BY
+
+    @property
+    def service_id(self) -> str | None:
+        """The id of the service the registrar registered this client for."""
+        value = self.metadata.get("service_id")
+        return value if isinstance(value, str) else None
+
+    @property
+    def service_name(self) -> str | None:
+        """The service's name when the client was registered."""
+        value = self.metadata.get("service_name")
+        return value if isinstance(value, str) else None
+
+    @property
+    def incarnation(self) -> str:
+        """The nonce of this registration, carried by its Docker secrets (see ``naming``)."""
+        value = self.metadata.get("incarnation")
+        return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSecret:
+    """A client's clear secret, just returned by add or rotate; kept in memory only."""
+
+    client: ClientInfo
+    secret: str = field(repr=False)
+
+    def __repr__(self) -> str:  # a stray log or traceback must not print the secret
+        return f"IssuedSecret(client_id={self.client.client_id!r}, secret=<redacted>)"

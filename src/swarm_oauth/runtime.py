@@ -1,0 +1,124 @@
+"""A server process's long-lived objects, and the embedded default's files on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+
+from swarm_oauth.clients import ClientService
+from swarm_oauth.clients.cache import ClientCache
+from swarm_oauth.config import ServerSettings
+from swarm_oauth.keys import KeyRing, MasterKey, ensure_signing_key
+from swarm_oauth.secretfiles import create_once, read_secret_file, secret_from_env
+from swarm_oauth.store import ChangeBatch, Store, open_store
+from swarm_oauth.tokens import TokenIssuer
+from swarm_oauth.watcher import ChangeWatcher
+
+log = logging.getLogger("swarm_oauth.runtime")
+
+MASTER_KEY_FILENAME = "master.key"
+ADMIN_TOKEN_FILENAME = "admin-token"
+ENV_MASTER_KEY = "SWARM_OAUTH_MASTER_KEY"
+ENV_ADMIN_TOKEN = "SWARM_OAUTH_ADMIN_TOKEN"
+
+
+def load_master_key(settings: ServerSettings) -> MasterKey:
+    """The operator's master key, else ``DATA_DIR/master.key`` (created on first start)."""
+    if settings.master_key_file is not None:
+        return MasterKey.from_text(read_secret_file(settings.master_key_file))
+    configured = secret_from_env(ENV_MASTER_KEY)
+    if configured is not None:
+        return MasterKey.from_text(configured)
+    path = settings.data_dir / MASTER_KEY_FILENAME
+    if create_once(path, MasterKey.generate_text()):
+        log.warning(
+            "generated a master key in the data dir; in production pass "
+            "SWARM_OAUTH_MASTER_KEY_FILE (a Docker secret) so that the key that encrypts "
+            "the signing keys is not stored beside them",
+            extra={"path": str(path)},
+        )
+    return MasterKey.from_text(read_secret_file(path))
+
+
+def load_admin_token(settings: ServerSettings) -> str:
+    """The admin token from the operator, else ``DATA_DIR/admin-token`` (created once)."""
+    if settings.admin_token_file is not None:
+        return read_secret_file(settings.admin_token_file)
+    configured = secret_from_env(ENV_ADMIN_TOKEN)
+    if configured is not None:
+        return configured
+    path = settings.data_dir / ADMIN_TOKEN_FILENAME
+    if create_once(path, secrets.token_urlsafe(32)):
+        log.info("generated the admin token", extra={"path": str(path)})
+    return read_secret_file(path)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """Checks bearer tokens against the admin token without keeping it around in clear."""
+
+    digest: bytes
+
+    @classmethod
+    def of(cls, token: str) -> AdminToken:
+        return cls(hashlib.sha256(token.encode()).digest())
+
+    def matches(self, presented: str) -> bool:
+        """Constant-time comparison of digests (equal length whatever was presented)."""
+        return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self.digest)
+
+
+class Runtime:
+    """Store, keys, caches and services shared by the routes of one server process."""
+
+    def __init__(self, settings: ServerSettings, store: Store, master: MasterKey) -> None:
+        self.settings = settings
+        self.store = store
+        self.master = master
+        self.keyring = KeyRing.load(store, master)
+        self.clients = ClientService(store)
+        self.client_cache = ClientCache(store)
+        self.issuer = TokenIssuer(
+            settings.issuer_url, lambda: self.keyring, lifetime=settings.token_lifetime
+        )
+        self.default_audiences = (settings.issuer_url,)
+        self.admin_token = (
+            AdminToken.of(load_admin_token(settings)) if settings.serves_clients else None
+        )
+        self.watcher = ChangeWatcher(store, self._apply_changes)
+
+    @classmethod
+    def open(cls, settings: ServerSettings) -> Runtime:
+        """Prepare the data dir, store and keys (idempotent), and build the runtime."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        master = load_master_key(settings)
+        store = open_store(settings.database_url, settings.data_dir)
+        store.migrate()
+        if ensure_signing_key(
+            store, master, settings.signing_alg, settings.issuer_url, time.time()
+        ):
+            log.info("created a signing key", extra={"alg": settings.signing_alg})
+        return cls(settings, store, master)
+
+    def _apply_changes(self, batch: ChangeBatch) -> None:
+        self.client_cache.apply(batch)
+        if not batch.complete or any(change.kind == "key" for change in batch.changes):
+            self.keyring = KeyRing.load(self.store, self.master)
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether this process can serve: store reachable, a signing key loaded."""
+        try:
+            self.store.ping()
+        except Exception as exc:  # any failure means not ready; the reason is shown
+            return False, f"store unreachable: {type(exc).__name__}"
+        if self.settings.serves_tokens and self.keyring.signing_key(time.time()) is None:
+            return False, "no signing key loaded"
+        return True, "ready"
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()

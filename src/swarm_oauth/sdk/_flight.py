@@ -1,0 +1,106 @@
+"""One call in flight at a time, shared by threads and asyncio tasks alike.
+
+A token refresh or a JWKS fetch is wanted by everything that finds the cache stale at
+once: fifty threads, fifty tasks, or both, possibly in several event loops. The first
+caller becomes the owner and does the work; every other caller waits for the owner's
+result instead of starting its own request. The rendezvous is a
+``concurrent.futures.Future`` because both worlds can wait on one: threads with
+``result()``, tasks with ``asyncio.wrap_future`` (which wakes them on their own loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from threading import Lock
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class _Abandoned(Exception):
+    """The owner was cancelled before finishing; a waiter should try again itself."""
+
+
+class SingleFlight(Generic[T]):
+    """Runs at most one ``fn`` at a time; concurrent callers share its outcome."""
+
+    def __init__(self) -> None:
+        self._lock = Lock()
+        self._future: Future[T] | None = None
+        self._owner_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a call is in flight right now."""
+        return self._future is not None
+
+    def _join(self, loop: asyncio.AbstractEventLoop | None) -> tuple[Future[T], bool]:
+        with self._lock:
+            if self._future is not None:
+                if loop is None:
+                    _refuse_blocking(self._owner_loop)
+                return self._future, False
+            future: Future[T] = Future()
+            # RUNNING, so a cancelled waiter's wrap_future cannot cancel the shared future.
+            future.set_running_or_notify_cancel()
+            self._future, self._owner_loop = future, loop
+            return future, True
+
+    def _settle(self, future: Future[T], result: T | None, error: BaseException | None) -> None:
+        with self._lock:
+            self._future, self._owner_loop = None, None
+        if error is None:
+            future.set_result(result)  # type: ignore[arg-type]
+        else:
+            future.set_exception(error)
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call ``fn``, or wait for the call already in flight and return its result."""
+        while True:
+            future, owner = self._join(None)
+            if owner:
+                try:
+                    result = fn()
+                except BaseException as error:
+                    self._settle(future, None, error)
+                    raise
+                self._settle(future, result, None)
+                return result
+            try:
+                return future.result()
+            except _Abandoned:
+                continue
+
+    async def arun(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Await ``fn()``, or wait for the call already in flight and return its result."""
+        while True:
+            future, owner = self._join(asyncio.get_running_loop())
+            if owner:
+                try:
+                    result = await fn()
+                except asyncio.CancelledError:
+                    self._settle(future, None, _Abandoned())
+                    raise
+                except BaseException as error:
+                    self._settle(future, None, error)
+                    raise
+                self._settle(future, result, None)
+                return result
+            try:
+                return await asyncio.wrap_future(future)
+            except _Abandoned:
+                continue
+
+
+def _refuse_blocking(owner_loop: asyncio.AbstractEventLoop | None) -> None:
+    """Raise if this thread runs ``owner_loop``: a blocking wait would stall the owner forever."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if running is owner_loop:
+        raise RuntimeError(
+            "a blocking call would wait for a task on this event loop; use the async variant"
+        )

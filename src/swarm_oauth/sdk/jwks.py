@@ -1,0 +1,194 @@
+"""The issuer's public signing keys, cached so that verifying a token costs no request.
+
+Why not PyJWT's ``PyJWKClient``: it fetches with blocking urllib (no async), and on an
+unknown ``kid`` it refetches the JWKS every time, so anyone sending tokens with made-up
+``kid`` values makes the verifier hit the issuer once per request. ``KeySet`` keeps
+PyJWT for what it does well (``PyJWK`` parses and binds each key to its algorithm) and
+adds the policy a service needs:
+
+- one fetch in flight however many threads and tasks ask (``SingleFlight``);
+- at most one fetch attempt per ``refetch_interval`` seconds, whatever triggers it: an
+  unknown ``kid`` (a key published since the last fetch), the cache's ``max_age``, or a
+  retry after a failure;
+- when a refresh fails, the keys already cached stay in use; only a verifier that never
+  got any keys reports ``KeySetUnavailable``.
+
+The JWKS URL is discovered once from the issuer's RFC 8414 metadata unless given.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack, ExitStack
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import jwt
+
+from swarm_oauth.sdk._flight import SingleFlight
+from swarm_oauth.sdk.errors import KeySetUnavailable, UnknownKey
+
+log = logging.getLogger("swarm_oauth.sdk")
+
+WELL_KNOWN_METADATA = "/.well-known/oauth-authorization-server"
+
+
+def metadata_url(issuer: str) -> str:
+    """Where RFC 8414 §3.1 puts the issuer's metadata: well-known suffix before the path."""
+    parts = urlsplit(issuer)
+    return urlunsplit(
+        (parts.scheme, parts.netloc, WELL_KNOWN_METADATA + parts.path.rstrip("/"), "", "")
+    )
+
+
+def jwks_uri_from_metadata(metadata: Any, issuer: str) -> str:
+    """The ``jwks_uri`` of metadata that really is ``issuer``'s (RFC 8414 §3.3)."""
+    if not isinstance(metadata, dict):
+        raise KeySetUnavailable("authorization server metadata is not a JSON object")
+    if metadata.get("issuer") != issuer:
+        raise KeySetUnavailable(f"metadata names issuer {metadata.get('issuer')!r}, not {issuer!r}")
+    uri = metadata.get("jwks_uri")
+    if not isinstance(uri, str) or not uri:
+        raise KeySetUnavailable("authorization server metadata has no jwks_uri")
+    return uri
+
+
+def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+    """The usable signing keys of a JWKS document by ``kid``; others are skipped."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise KeySetUnavailable("JWKS document has no 'keys' list")
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in document["keys"]:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid:
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry)
+        except jwt.PyJWTError as error:
+            log.warning("skipping unusable JWKS key %r: %s", kid, error)
+    if not keys:
+        raise KeySetUnavailable("JWKS has no usable signing keys")
+    return keys
+
+
+def _json(response: httpx.Response) -> Any:
+    if response.status_code != 200:
+        raise KeySetUnavailable(f"GET {response.request.url} answered HTTP {response.status_code}")
+    try:
+        return response.json()
+    except ValueError:
+        raise KeySetUnavailable(f"GET {response.request.url} did not return JSON") from None
+
+
+class KeySet:
+    """An issuer's signing keys by ``kid``, fetched lazily and refreshed with throttling."""
+
+    def __init__(
+        self,
+        issuer: str,
+        jwks_url: str | None = None,
+        *,
+        refetch_interval: float = 5.0,
+        max_age: float = 300.0,
+        timeout: float = 5.0,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Configure; nothing is fetched until a key is first asked for."""
+        self.issuer = issuer
+        self.jwks_url = jwks_url
+        self.refetch_interval = refetch_interval
+        self.max_age = max_age
+        self.timeout = timeout
+        self._http_client = http_client
+        self._async_http_client = async_http_client
+        self._clock = clock
+        self._flight: SingleFlight[None] = SingleFlight()
+        self._keys: dict[str, jwt.PyJWK] | None = None
+        self._fetched_at = float("-inf")
+        self._attempted_at = float("-inf")
+        self._last_error = "no fetch attempted yet"
+
+    def get(self, kid: str) -> jwt.PyJWK:
+        """The key ``kid``, fetching the JWKS first if it is due (blocking)."""
+        if self._wants_fetch(kid):
+            self._flight.run(self._fetch)
+        return self._find(kid)
+
+    async def aget(self, kid: str) -> jwt.PyJWK:
+        """The key ``kid``, fetching the JWKS first if it is due (async)."""
+        if self._wants_fetch(kid):
+            await self._flight.arun(self._afetch)
+        return self._find(kid)
+
+    def _wants_fetch(self, kid: str) -> bool:
+        if not self._attempt_allowed():
+            return False
+        keys = self._keys
+        return keys is None or kid not in keys or self._clock() - self._fetched_at >= self.max_age
+
+    def _attempt_allowed(self) -> bool:
+        return self._clock() - self._attempted_at >= self.refetch_interval
+
+    def _find(self, kid: str) -> jwt.PyJWK:
+        keys = self._keys
+        if keys is None:
+            raise KeySetUnavailable(f"no signing keys for {self.issuer}: {self._last_error}")
+        key = keys.get(kid)
+        if key is None:
+            raise UnknownKey(f"no key with kid {kid[:64]!r} is published by the issuer")
+        return key
+
+    def _fetch(self) -> None:
+        # Re-checked inside the flight: a caller may arrive just after a fetch completed.
+        if not self._attempt_allowed():
+            return
+        self._attempted_at = self._clock()
+        try:
+            with ExitStack() as stack:
+                client = self._http_client or stack.enter_context(
+                    httpx.Client(timeout=self.timeout)
+                )
+                if self.jwks_url is None:
+                    metadata = _json(client.get(metadata_url(self.issuer)))
+                    self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
+                keys = parse_jwks(_json(client.get(self.jwks_url)))
+        except (KeySetUnavailable, httpx.HTTPError) as error:
+            self._failed(error)
+            return
+        self._loaded(keys)
+
+    async def _afetch(self) -> None:
+        if not self._attempt_allowed():
+            return
+        self._attempted_at = self._clock()
+        try:
+            async with AsyncExitStack() as stack:
+                client = self._async_http_client or await stack.enter_async_context(
+                    httpx.AsyncClient(timeout=self.timeout)
+                )
+                if self.jwks_url is None:
+                    metadata = _json(await client.get(metadata_url(self.issuer)))
+                    self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
+                keys = parse_jwks(_json(await client.get(self.jwks_url)))
+        except (KeySetUnavailable, httpx.HTTPError) as error:
+            self._failed(error)
+            return
+        self._loaded(keys)
+
+    def _loaded(self, keys: dict[str, jwt.PyJWK]) -> None:
+        self._keys, self._fetched_at = keys, self._attempted_at
+        log.info("loaded %d signing key(s) for %s", len(keys), self.issuer)
+
+    def _failed(self, error: Exception) -> None:
+        self._last_error = f"{type(error).__name__}: {error}"
+        if self._keys is not None:
+            log.warning("JWKS refresh for %s failed; keeping cached keys: %s", self.issuer, error)
+        else:
+            log.warning("JWKS fetch for %s failed: %s", self.issuer, error)

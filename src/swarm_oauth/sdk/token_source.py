@@ -1,0 +1,296 @@
+"""``TokenSource``: this service's own access token, fetched, cached and refreshed.
+
+A token is reused until about 80% of its lifetime has passed, then refreshed by one
+caller while everyone else keeps using the still-valid current token. Only when there is
+no usable token do callers wait, and then all of them wait for the same single request
+(``SingleFlight``), whether they are threads, asyncio tasks, or both. A refresh that
+fails while the current token is still valid is logged and retried a little later,
+so a short outage of the token server does not reach the service's own callers.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import quote
+
+import httpx
+
+from swarm_oauth.sdk._flight import SingleFlight
+from swarm_oauth.sdk.errors import ConfigurationError, TokenRequestError, TokenSourceError
+from swarm_oauth.sdk.secret_file import SecretFile
+
+log = logging.getLogger("swarm_oauth.sdk")
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+# RFC 6749 §5.1 only recommends expires_in; without it assume a short life and refresh soon.
+DEFAULT_LIFETIME_SECONDS = 60.0
+# What the registrar sets for a managed service, plus two optional request settings.
+_ENVIRONMENT = {
+    "client_id": "OAUTH_CLIENT_ID",
+    "token_url": "OAUTH_TOKEN_URL",
+    "client_secret_file": "OAUTH_CLIENT_SECRET_FILE",
+    "scope": "OAUTH_SCOPE",
+    "audience": "OAUTH_AUDIENCE",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CachedToken:
+    """An access token and, on the source's clock, when to refresh it and when it dies."""
+
+    access_token: str
+    refresh_at: float
+    expires_at: float
+
+    @classmethod
+    def received(cls, access_token: str, lifetime: float, sent_at: float, ratio: float) -> Self:
+        """A token whose lifetime is counted from when its request was sent (the safe side)."""
+        return cls(access_token, sent_at + lifetime * ratio, sent_at + lifetime)
+
+    def __repr__(self) -> str:  # never print a bearer token by accident
+        return f"CachedToken(refresh_at={self.refresh_at}, expires_at={self.expires_at})"
+
+
+def parse_token_response(response: httpx.Response) -> tuple[str, float]:
+    """The access token and its lifetime in seconds from a token endpoint's response."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200:
+        error = body.get("error") if isinstance(body, dict) else None
+        description = body.get("error_description") if isinstance(body, dict) else None
+        detail = ": ".join(str(part) for part in (error, description) if part)
+        raise TokenRequestError(
+            f"token endpoint refused the request with HTTP {response.status_code}"
+            + (f" ({detail})" if detail else ""),
+            status_code=response.status_code,
+            error=error if isinstance(error, str) else None,
+        )
+    if not isinstance(body, dict):
+        raise TokenRequestError("token endpoint answered 200 without a JSON object")
+    token, token_type = body.get("access_token"), body.get("token_type")
+    if not isinstance(token, str) or not token:
+        raise TokenRequestError("token response has no access_token")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise TokenRequestError(f"token response has token_type {token_type!r}, not Bearer")
+    expires_in = body.get("expires_in", DEFAULT_LIFETIME_SECONDS)
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+        raise TokenRequestError(f"token response has an invalid expires_in: {expires_in!r}")
+    return token, float(expires_in)
+
+
+def basic_credentials(client_id: str, client_secret: str) -> str:
+    """The ``Authorization`` value for client_secret_basic (RFC 6749 §2.3.1 encodes first)."""
+    pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+class TokenSource:
+    """Gets, caches and refreshes this service's access token (client credentials grant)."""
+
+    def __init__(
+        self,
+        client_id: str,
+        token_url: str,
+        *,
+        client_secret_file: str | Path | None = None,
+        client_secret: str | None = None,
+        scope: str | Iterable[str] | None = None,
+        audience: str | None = None,
+        auth_method: AuthMethod = "client_secret_basic",
+        secret_wait: float = 30.0,
+        refresh_ratio: float = 0.8,
+        retry_interval: float = 5.0,
+        timeout: float = 10.0,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Configure a source; nothing is read or fetched until the first ``token()``.
+
+        Give exactly one of ``client_secret_file`` (re-read on every request, waited for
+        up to ``secret_wait`` seconds) and ``client_secret``. ``http_client`` and
+        ``async_http_client`` are used as given (TLS settings, proxies, event hooks);
+        without them a short-lived client is made per request, which is cheap at one
+        request per token lifetime.
+        """
+        if (client_secret_file is None) == (client_secret is None):
+            raise ConfigurationError("give exactly one of client_secret_file and client_secret")
+        if not client_id or not token_url:
+            raise ConfigurationError("client_id and token_url are required")
+        if not 0 < refresh_ratio <= 1:
+            raise ConfigurationError(f"refresh_ratio must be in (0, 1], not {refresh_ratio}")
+        if auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ConfigurationError(f"unsupported auth_method {auth_method!r}")
+        self.client_id = client_id
+        self.token_url = token_url
+        self.scope = scope if scope is None or isinstance(scope, str) else " ".join(scope)
+        self.audience = audience
+        self.auth_method = auth_method
+        self.refresh_ratio = refresh_ratio
+        self.retry_interval = retry_interval
+        self.timeout = timeout
+        self._secret_file = (
+            SecretFile(client_secret_file, secret_wait) if client_secret_file is not None else None
+        )
+        self._static_secret = client_secret
+        self._http_client = http_client
+        self._async_http_client = async_http_client
+        self._clock = clock
+        self._flight: SingleFlight[CachedToken] = SingleFlight()
+        self._lock = threading.Lock()
+        self._cached: CachedToken | None = None
+        self._retry_at = float("-inf")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> TokenSource:
+        """A source configured the way the registrar configures a managed service.
+
+        Reads ``OAUTH_CLIENT_ID``, ``OAUTH_TOKEN_URL`` and ``OAUTH_CLIENT_SECRET_FILE``
+        (required) and ``OAUTH_SCOPE``, ``OAUTH_AUDIENCE`` (optional). Keyword
+        ``options`` are passed to the constructor and win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        settings: dict[str, Any] = {
+            key: env[name] for key, name in _ENVIRONMENT.items() if env.get(name)
+        }
+        settings.update(options)
+        if settings.get("client_secret") is not None:
+            settings.pop("client_secret_file", None)
+        missing = [
+            _ENVIRONMENT[key]
+            for key in ("client_id", "token_url", "client_secret_file")
+            if not settings.get(key)
+            and not (key == "client_secret_file" and "client_secret" in settings)
+        ]
+        if missing:
+            raise ConfigurationError(f"environment variable(s) not set: {', '.join(missing)}")
+        return cls(**settings)
+
+    def token(self) -> str:
+        """A current access token, fetching one first if none is usable."""
+        if (token := self._usable()) is not None:
+            return token
+        try:
+            return self._flight.run(self._refresh).access_token
+        except TokenSourceError as error:
+            if (token := self._fall_back(error)) is None:
+                raise
+            return token
+
+    async def atoken(self) -> str:
+        """Like ``token`` for async code: waits without blocking the event loop."""
+        if (token := self._usable()) is not None:
+            return token
+        try:
+            return (await self._flight.arun(self._arefresh)).access_token
+        except TokenSourceError as error:
+            if (token := self._fall_back(error)) is None:
+                raise
+            return token
+
+    def invalidate(self, token: str | None = None) -> None:
+        """Forget the cached token (only if it is ``token``, when given): a 401 said it is bad.
+
+        Passing the rejected token makes concurrent 401s for one token cost one refresh.
+        """
+        with self._lock:
+            if self._cached is not None and token in (None, self._cached.access_token):
+                self._cached = None
+                self._retry_at = float("-inf")
+
+    def _usable(self) -> str | None:
+        """The cached token if a caller may take it now without waiting for a request."""
+        cached, now = self._cached, self._clock()
+        if cached is None or now >= cached.expires_at:
+            return None
+        if now < cached.refresh_at or self._flight.busy or now < self._retry_at:
+            return cached.access_token
+        return None
+
+    def _fresh(self) -> CachedToken | None:
+        """The cached token if it needs no refresh (another flight may just have ended)."""
+        cached = self._cached
+        return cached if cached is not None and self._clock() < cached.refresh_at else None
+
+    def _fall_back(self, error: TokenSourceError) -> str | None:
+        """After a failed refresh, the current token if it is still valid."""
+        cached, now = self._cached, self._clock()
+        if cached is None or now >= cached.expires_at:
+            return None
+        self._retry_at = now + self.retry_interval
+        log.warning(
+            "token refresh for %s failed (%s); using the current token until it expires",
+            self.client_id,
+            error,
+        )
+        return cached.access_token
+
+    def _refresh(self) -> CachedToken:
+        if (fresh := self._fresh()) is not None:
+            return fresh
+        sent_at = self._clock()
+        secret = self._secret_file.read() if self._secret_file else self._static_secret
+        headers, data = self._request(secret or "")
+        try:
+            with ExitStack() as stack:
+                client = self._http_client or stack.enter_context(
+                    httpx.Client(timeout=self.timeout)
+                )
+                response = client.post(self.token_url, headers=headers, data=data)
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from None
+        return self._store(response, sent_at)
+
+    async def _arefresh(self) -> CachedToken:
+        if (fresh := self._fresh()) is not None:
+            return fresh
+        sent_at = self._clock()
+        secret = await self._secret_file.aread() if self._secret_file else self._static_secret
+        headers, data = self._request(secret or "")
+        try:
+            async with AsyncExitStack() as stack:
+                client = self._async_http_client or await stack.enter_async_context(
+                    httpx.AsyncClient(timeout=self.timeout)
+                )
+                response = await client.post(self.token_url, headers=headers, data=data)
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from None
+        return self._store(response, sent_at)
+
+    def _request(self, secret: str) -> tuple[dict[str, str], dict[str, str]]:
+        """Headers and form of a client-credentials request (the secret goes in one of them)."""
+        headers = {"Accept": "application/json"}
+        data = {"grant_type": "client_credentials"}
+        if self.scope:
+            data["scope"] = self.scope
+        if self.audience:
+            data["audience"] = self.audience
+        if self.auth_method == "client_secret_basic":
+            headers["Authorization"] = basic_credentials(self.client_id, secret)
+        else:
+            data.update(client_id=self.client_id, client_secret=secret)
+        return headers, data
+
+    def _store(self, response: httpx.Response, sent_at: float) -> CachedToken:
+        token, lifetime = parse_token_response(response)
+        cached = CachedToken.received(token, lifetime, sent_at, self.refresh_ratio)
+        with self._lock:
+            self._cached = cached
+            self._retry_at = float("-inf")
+        return cached
+
+    def _unreachable(self, error: httpx.HTTPError) -> TokenRequestError:
+        return TokenRequestError(
+            f"token endpoint {self.token_url} unreachable: {type(error).__name__}: {error}"
+        )

@@ -1,0 +1,191 @@
+"""``Verifier``: is this bearer token an access token that our issuer made for us?
+
+Checks, in order, each failure with its own ``TokenError`` subclass: the token is a
+JWT of sane size; its ``alg`` is on the allow-list (so ``none`` and HMAC never reach a
+key); ``typ`` is ``at+jwt`` (RFC 9068 §4, so an ID token or another JWT cannot pass as
+an access token); ``kid`` names a published key; the signature verifies with that key
+(bound to its own algorithm); the RFC 9068 §2.2 claims are present; ``iss`` is the
+issuer; ``aud`` names this service; ``exp``/``nbf``/``iat`` hold within ``leeway``; and,
+when asked, the ``scope`` claim grants every required scope. Keys come from a cached
+``KeySet``, so the steady state makes no request per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+import jwt
+
+from swarm_oauth.sdk.errors import (
+    ExpiredToken,
+    InsufficientScope,
+    InvalidAlgorithm,
+    InvalidAudience,
+    InvalidIssuer,
+    InvalidSignature,
+    InvalidTokenType,
+    MalformedToken,
+    NotYetValid,
+    TokenError,
+    UnknownKey,
+)
+from swarm_oauth.sdk.jwks import KeySet
+
+# What the token server can sign with; never "none" nor an HMAC algorithm.
+DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
+MAX_TOKEN_LENGTH = 16 * 1024
+
+Claims = dict[str, Any]
+
+
+def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """The scopes a token grants: its space-separated ``scope`` claim (RFC 9068 §2.2.3)."""
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        return frozenset(scope.split())
+    if isinstance(scope, list):
+        return frozenset(item for item in scope if isinstance(item, str))
+    return frozenset()
+
+
+def require_scopes(claims: Mapping[str, Any], scopes: Iterable[str]) -> None:
+    """Raise ``InsufficientScope`` unless the claims grant every one of ``scopes``."""
+    required = frozenset(scopes)
+    missing = required - scopes_of(claims)
+    if missing:
+        raise InsufficientScope(
+            f"token lacks scope(s): {' '.join(sorted(missing))}", required=required
+        )
+
+
+def _shown(value: Any) -> str:
+    """A claim value fit for an error message: repr, cut short (it may be anything)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _claim(token: str, name: str) -> str:
+    """A claim of a token whose payload PyJWT already decoded, for an error message.
+
+    PyJWT checks claims only after the signature verified, so the value is authentic.
+    """
+    return _shown(jwt.decode(token, options={"verify_signature": False}).get(name))
+
+
+class Verifier:
+    """Verifies access tokens of one issuer for one service (audience)."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str | Sequence[str],
+        jwks_url: str | None = None,
+        *,
+        algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        leeway: float = 30.0,
+        refetch_interval: float = 5.0,
+        max_age: float = 300.0,
+        timeout: float = 5.0,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """Configure; the keys are fetched on first use, not here.
+
+        ``audience`` may be several names, any one of which the token's ``aud`` must
+        contain. ``jwks_url`` skips metadata discovery. ``refetch_interval`` bounds how
+        often an unknown ``kid`` can make the verifier refetch the JWKS; ``max_age``
+        is how long fetched keys are trusted before a background-style refresh.
+        """
+        self.issuer = issuer
+        self.audience = audience if isinstance(audience, str) else list(audience)
+        if not self.audience:
+            raise ValueError("audience is required")
+        self.algorithms = tuple(algorithms)
+        unsafe = [alg for alg in self.algorithms if alg == "none" or alg.startswith("HS")]
+        if unsafe:
+            raise ValueError(f"algorithms {unsafe} cannot verify third-party tokens")
+        self.leeway = leeway
+        self.keys = KeySet(
+            issuer,
+            jwks_url,
+            refetch_interval=refetch_interval,
+            max_age=max_age,
+            timeout=timeout,
+            http_client=http_client,
+            async_http_client=async_http_client,
+        )
+
+    def verify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
+        """The token's claims if it is valid (and grants ``scopes``); else a ``TokenError``."""
+        alg, kid = self._header(token)
+        return self._claims(token, self.keys.get(kid), alg, scopes)
+
+    async def averify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
+        """Like ``verify``; a JWKS fetch, when one is due, does not block the event loop."""
+        alg, kid = self._header(token)
+        return self._claims(token, await self.keys.aget(kid), alg, scopes)
+
+    def _header(self, token: str) -> tuple[str, str]:
+        """The ``alg`` and ``kid`` of a token whose header passes the checks before keys."""
+        if not isinstance(token, str) or not token:
+            raise MalformedToken("token is empty")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise MalformedToken(f"token is longer than {MAX_TOKEN_LENGTH} characters")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise MalformedToken(f"not a JWT: {error}") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise InvalidAlgorithm(
+                f"alg {_shown(alg)} is not allowed (allowed: {', '.join(self.algorithms)})"
+            )
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidTokenType(f"typ {_shown(typ)} is not at+jwt: not an access token")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise UnknownKey("token header has no kid")
+        return alg, kid
+
+    def _claims(self, token: str, key: jwt.PyJWK, alg: str, scopes: Iterable[str]) -> Claims:
+        try:
+            claims: Claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as error:
+            raise self._explain(error, token) from None
+        require_scopes(claims, scopes)
+        return claims
+
+    def _explain(self, error: jwt.PyJWTError, token: str) -> TokenError:
+        """The SDK's error for PyJWT's, naming the offending value where that helps."""
+        if isinstance(error, jwt.InvalidSignatureError):
+            return InvalidSignature("signature verification failed")
+        if isinstance(error, jwt.InvalidAlgorithmError):
+            return InvalidAlgorithm(str(error))
+        if isinstance(error, jwt.MissingRequiredClaimError):
+            if error.claim == "aud":
+                return InvalidAudience("token has no aud claim")
+            return MalformedToken(f"required claim {error.claim!r} is missing")
+        if isinstance(error, jwt.ExpiredSignatureError):
+            return ExpiredToken(f"token expired (exp {_claim(token, 'exp')})")
+        if isinstance(error, jwt.ImmatureSignatureError):
+            return NotYetValid(f"token is not valid yet: {error}")
+        if isinstance(error, jwt.InvalidAudienceError):
+            return InvalidAudience(
+                f"aud {_claim(token, 'aud')} does not include {_shown(self.audience)}"
+            )
+        if isinstance(error, jwt.InvalidIssuerError):
+            return InvalidIssuer(f"iss {_claim(token, 'iss')} is not {self.issuer!r}")
+        return MalformedToken(str(error))

@@ -1,0 +1,25 @@
+"""Stores for clients and keys: SQLite (embedded default) and PostgreSQL."""
+
+from swarm_oauth.store.base import (
+    Change,
+    ChangeBatch,
+    ClientExists,
+    ClientRecord,
+    KeyRecord,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+from swarm_oauth.store.factory import open_store
+
+__all__ = [
+    "Change",
+    "ChangeBatch",
+    "ClientExists",
+    "ClientRecord",
+    "KeyRecord",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "open_store",
+]

@@ -1,0 +1,150 @@
+"""The store contract: records and the operations every backend provides.
+
+Backends are synchronous; the web layer calls them from a worker thread. Every mutation
+also appends to a change log in the same transaction, which is how other processes that
+share the store learn to drop what they cached (see ``swarm_oauth.cache``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+class StoreError(Exception):
+    """Base class of store errors; messages never contain secrets."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now; the operation may succeed later."""
+
+
+class ClientExists(StoreError):
+    """A client with this id is already registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A registered OAuth client as the store keeps it (hashes only, never a secret)."""
+
+    client_id: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    metadata: Mapping[str, Any]
+    created_at: float
+    updated_at: float
+    # Incremented by every rotation, so that a holder of a secret (the registrar's Docker
+    # secret) can tell whether it still holds the current one without seeing it.
+    secret_version: int = 1
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """A signing key: its private half encrypted with the master key.
+
+    A key is published (in the JWKS) from creation until ``unpublish_at``, signs from
+    ``activates_at`` until ``retires_at``; publishing before signing lets verifiers learn
+    it first, unpublishing after every token it signed has expired keeps them valid.
+    """
+
+    kid: str
+    alg: str
+    private_key_encrypted: bytes
+    certificate_pem: str
+    created_at: float
+    activates_at: float
+    retires_at: float | None = None
+    unpublish_at: float | None = None
+
+
+ChangeKind = Literal["client", "key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change log: which record changed, not how."""
+
+    seq: int
+    kind: ChangeKind
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBatch:
+    """What happened since a cursor.
+
+    ``complete`` is false when the log no longer reaches back to the cursor (it was
+    pruned), in which case a consumer must drop everything it cached.
+    """
+
+    cursor: int
+    changes: Sequence[Change] = field(default_factory=tuple)
+    complete: bool = True
+
+
+class Store(Protocol):
+    """Persistence for clients and signing keys, shared by every server process."""
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe when several processes start at once."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers a trivial query."""
+
+    def add_client(self, record: ClientRecord) -> None:
+        """Insert a new client; raise ``ClientExists`` if its id is taken."""
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        """The client with this id, or None."""
+
+    def list_clients(self) -> list[ClientRecord]:
+        """Every client, ordered by id."""
+
+    def remove_client(self, client_id: str) -> bool:
+        """Delete a client; False when there was none."""
+
+    def rotate_client_secret(
+        self, client_id: str, secret_hash: str, previous_expires_at: float | None, now: float
+    ) -> ClientRecord | None:
+        """Atomically make ``secret_hash`` current and keep the old hash until
+        ``previous_expires_at`` (None: drop it now). None when the client is unknown."""
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Every signing key that is still published or will be, oldest first."""
+
+    def add_key(self, record: KeyRecord, *, only_if_no_active: bool = False) -> bool:
+        """Insert a key. With ``only_if_no_active``, insert only when no key is signing
+        or scheduled to sign, deciding under a lock so that concurrent first starts
+        create exactly one. True when the key was inserted."""
+
+    def schedule_key_retirement(self, kid: str, retires_at: float, unpublish_at: float) -> None:
+        """Set when a key stops signing and when it leaves the JWKS."""
+
+    def last_change(self) -> int:
+        """The newest change sequence number (0 when none)."""
+
+    def changes_since(self, cursor: int) -> ChangeBatch:
+        """Changes after ``cursor``, oldest first.
+
+        A consumer that moves its cursor to each batch's ``cursor`` never misses a
+        committed change, even when writers in several processes commit at once: every
+        backend hands out sequence numbers in commit order (see ``store.sql``).
+        """
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a hint that the change log grew.
+
+        True when woken early by such a hint, False when the time ran out. It is only a
+        hint that lets a poller react at once instead of at its next tick: the change log
+        stays the truth, so a poller calls ``changes_since`` after every return either
+        way. Never raises; with the store unreachable it simply waits out ``timeout``.
+        PostgreSQL wakes on LISTEN/NOTIFY; SQLite has no such signal and just sleeps.
+        Call it from one thread at a time.
+        """

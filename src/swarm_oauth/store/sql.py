@@ -1,0 +1,257 @@
+"""What the SQL backends share: the statements and the operations built on them.
+
+SQLite and PostgreSQL run the same DML on the same tables; a backend supplies only what
+truly differs: the placeholder style, how a connection is obtained, how a write
+transaction is serialized, the DDL and its migrations, and how other processes are told
+that the change log grew.
+
+The change log must never let a consumer miss a change. A consumer reads the entries
+after its cursor and moves the cursor to the newest one it saw, so sequence numbers must
+become visible in increasing order: were transaction A to take seq 10, B seq 11, and B
+commit first, a reader would move past 11 and never see 10. Both backends therefore run
+every mutation in a transaction serialized against all other mutations before the
+sequence number is taken (SQLite: its single writer lock; PostgreSQL: a transaction-level
+advisory lock), so seq order is commit order. Gaps (a seq taken by a transaction that
+rolled back) are harmless: nothing ever fills them later.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from swarm_oauth.store.base import (
+    Change,
+    ChangeBatch,
+    ChangeKind,
+    ClientExists,
+    ClientRecord,
+    KeyRecord,
+)
+from swarm_oauth.store.records import (
+    CHANGE_LOG_KEEP,
+    CLIENT_COLUMNS,
+    KEY_COLUMNS,
+    client_from_row,
+    client_params,
+    key_from_row,
+    key_params,
+)
+
+T = TypeVar("T")
+
+
+class Executor(Protocol):
+    """The one method both ``sqlite3.Connection`` and ``psycopg.Connection`` offer."""
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any:
+        """Run one statement; the result has ``fetchall()`` and ``rowcount``."""
+
+
+class Statements:
+    """The DML of both backends, written once, in a given placeholder style."""
+
+    def __init__(self, mark: str) -> None:
+        def marks(columns: str) -> str:
+            return ", ".join([mark] * len(columns.split(",")))
+
+        self.ping = "SELECT 1"
+        self.insert_client = (
+            f"INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ({marks(CLIENT_COLUMNS)})"
+        )
+        self.get_client = f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = {mark}"
+        self.list_clients = f"SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id"
+        self.remove_client = f"DELETE FROM clients WHERE client_id = {mark}"
+        # One statement, so no reader ever sees the new hash without the old one kept.
+        self.rotate_client = (
+            "UPDATE clients SET"
+            f" previous_secret_hash = CASE WHEN {mark} THEN secret_hash ELSE NULL END,"
+            f" previous_secret_expires_at = {mark},"
+            f" secret_hash = {mark}, secret_version = secret_version + 1, updated_at = {mark}"
+            f" WHERE client_id = {mark} RETURNING {CLIENT_COLUMNS}"
+        )
+        self.list_keys = (
+            f"SELECT {KEY_COLUMNS} FROM signing_keys"
+            f" WHERE unpublish_at IS NULL OR unpublish_at > {mark}"
+            " ORDER BY activates_at, created_at"
+        )
+        self.any_signing_key = (
+            f"SELECT 1 FROM signing_keys WHERE retires_at IS NULL OR retires_at > {mark}"
+        )
+        self.insert_key = f"INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ({marks(KEY_COLUMNS)})"
+        self.retire_key = (
+            f"UPDATE signing_keys SET retires_at = {mark}, unpublish_at = {mark} WHERE kid = {mark}"
+        )
+        self.log_change = f"INSERT INTO changes (kind, key) VALUES ({mark}, {mark}) RETURNING seq"
+        self.prune_changes = f"DELETE FROM changes WHERE seq <= {mark}"
+        self.raise_horizon = (
+            f"UPDATE changes_pruned SET through_seq = {mark} WHERE through_seq < {mark}"
+        )
+        self.horizon = "SELECT through_seq FROM changes_pruned"
+        self.last_change = "SELECT max(seq) FROM changes"
+        self.changes_after = f"SELECT seq, kind, key FROM changes WHERE seq > {mark} ORDER BY seq"
+
+
+class SQLStore(ABC):
+    """The ``Store`` operations on top of a backend's connections and transactions."""
+
+    #: The DB-API parameter marker of the backend's driver.
+    placeholder: ClassVar[str]
+    #: What the driver raises when an insert hits the client id's primary key.
+    duplicate_key_error: ClassVar[type[Exception]]
+
+    def __init__(self, *, change_log_keep: int = CHANGE_LOG_KEEP) -> None:
+        self._sql = Statements(self.placeholder)
+        self._keep = change_log_keep
+        # Prune in steps rather than on every write; the log holds keep..keep+step entries.
+        self._prune_every = max(1, change_log_keep // 10)
+
+    # -- what a backend provides -----------------------------------------------------------
+
+    @abstractmethod
+    def _read(self, fn: Callable[[Executor], T]) -> T:
+        """Run ``fn`` with a connection, outside any write transaction."""
+
+    @abstractmethod
+    def _write(self, fn: Callable[[Executor], T]) -> T:
+        """Run ``fn`` in a transaction serialized against every other write, then commit.
+
+        If ``fn`` raises, roll back and let the exception through.
+        """
+
+    def _announce(self, conn: Executor, seq: int) -> None:
+        """Tell other processes, at commit, that change ``seq`` exists (if the backend can)."""
+
+    # -- the change log --------------------------------------------------------------------
+
+    def _log(self, conn: Executor, kind: ChangeKind, key: str) -> None:
+        seq = int(conn.execute(self._sql.log_change, (kind, key)).fetchall()[0][0])
+        # With gaps (PostgreSQL) a multiple may be skipped; pruning then waits for the next.
+        if seq % self._prune_every == 0:
+            horizon = seq - self._keep
+            conn.execute(self._sql.prune_changes, (horizon,))
+            conn.execute(self._sql.raise_horizon, (horizon, horizon))
+        self._announce(conn, seq)
+
+    def last_change(self) -> int:
+        """The newest change sequence number (0 when none)."""
+        rows = self._read(lambda conn: conn.execute(self._sql.last_change).fetchall())
+        return int(rows[0][0] or 0)
+
+    def changes_since(self, cursor: int) -> ChangeBatch:
+        """Changes after ``cursor``; incomplete when the log was pruned past it."""
+
+        def go(conn: Executor) -> ChangeBatch:
+            rows: Sequence[Sequence[Any]] = conn.execute(
+                self._sql.changes_after, (cursor,)
+            ).fetchall()
+            if not rows:
+                # Pruning always keeps the newest entries, so an empty answer means the
+                # cursor is at the head and nothing was lost.
+                return ChangeBatch(cursor=cursor)
+            # Read after the rows: a prune in between errs towards "incomplete" (a
+            # needless reload), never towards a silent gap.
+            horizon = int(conn.execute(self._sql.horizon).fetchall()[0][0])
+            changes = [Change(seq=int(r[0]), kind=r[1], key=r[2]) for r in rows]
+            return ChangeBatch(cursor=changes[-1].seq, changes=changes, complete=cursor >= horizon)
+
+        return self._read(go)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers a trivial query."""
+        self._read(lambda conn: conn.execute(self._sql.ping).fetchall())
+
+    def add_client(self, record: ClientRecord) -> None:
+        """Insert a client; ``ClientExists`` when the id is taken."""
+
+        def go(conn: Executor) -> None:
+            try:
+                conn.execute(self._sql.insert_client, client_params(record))
+            except self.duplicate_key_error:
+                raise ClientExists(record.client_id) from None
+            self._log(conn, "client", record.client_id)
+
+        self._write(go)
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        """The client with this id, or None."""
+        rows = self._read(lambda conn: conn.execute(self._sql.get_client, (client_id,)).fetchall())
+        return client_from_row(rows[0]) if rows else None
+
+    def list_clients(self) -> list[ClientRecord]:
+        """Every client, ordered by id."""
+        rows = self._read(lambda conn: conn.execute(self._sql.list_clients).fetchall())
+        return [client_from_row(row) for row in rows]
+
+    def remove_client(self, client_id: str) -> bool:
+        """Delete a client; False when there was none."""
+
+        def go(conn: Executor) -> bool:
+            removed = conn.execute(self._sql.remove_client, (client_id,)).rowcount > 0
+            if removed:
+                self._log(conn, "client", client_id)
+            return removed
+
+        return self._write(go)
+
+    def rotate_client_secret(
+        self, client_id: str, secret_hash: str, previous_expires_at: float | None, now: float
+    ) -> ClientRecord | None:
+        """Make ``secret_hash`` current, keeping the old one until ``previous_expires_at``
+        (None: drop it now). None when the client is unknown."""
+        params = (
+            previous_expires_at is not None,
+            previous_expires_at,
+            secret_hash,
+            now,
+            client_id,
+        )
+
+        def go(conn: Executor) -> ClientRecord | None:
+            rows = conn.execute(self._sql.rotate_client, params).fetchall()
+            if not rows:
+                return None
+            self._log(conn, "client", client_id)
+            return client_from_row(rows[0])
+
+        return self._write(go)
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Every key not yet unpublished, oldest first."""
+        now = time.time()
+        rows = self._read(lambda conn: conn.execute(self._sql.list_keys, (now,)).fetchall())
+        return [key_from_row(row) for row in rows]
+
+    def add_key(self, record: KeyRecord, *, only_if_no_active: bool = False) -> bool:
+        """Insert a key, optionally only when none is signing or due to sign.
+
+        The check and the insert share one serialized write transaction, so concurrent
+        first starts create exactly one key.
+        """
+
+        def go(conn: Executor) -> bool:
+            if (
+                only_if_no_active
+                and conn.execute(self._sql.any_signing_key, (record.created_at,)).fetchall()
+            ):
+                return False
+            conn.execute(self._sql.insert_key, key_params(record))
+            self._log(conn, "key", record.kid)
+            return True
+
+        return self._write(go)
+
+    def schedule_key_retirement(self, kid: str, retires_at: float, unpublish_at: float) -> None:
+        """Set when a key stops signing and when it leaves the JWKS."""
+
+        def go(conn: Executor) -> None:
+            if conn.execute(self._sql.retire_key, (retires_at, unpublish_at, kid)).rowcount:
+                self._log(conn, "key", kid)
+
+        self._write(go)

@@ -1,0 +1,149 @@
+"""SQLite store: the embedded default, one file in the data dir.
+
+WAL mode lets a ``clients`` process and a ``tokens`` process share the file: readers
+never wait for the writer, and writers wait (``busy_timeout``) rather than fail.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+from swarm_oauth.store.base import StoreUnavailable
+from swarm_oauth.store.records import CHANGE_LOG_KEEP
+from swarm_oauth.store.sql import Executor, SQLStore, T
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE clients (
+            client_id TEXT PRIMARY KEY,
+            secret_hash TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            audiences TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            secret_version INTEGER NOT NULL,
+            previous_secret_hash TEXT,
+            previous_secret_expires_at REAL
+        )""",
+        """CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            alg TEXT NOT NULL,
+            private_key_encrypted BLOB NOT NULL,
+            certificate_pem TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            activates_at REAL NOT NULL,
+            retires_at REAL,
+            unpublish_at REAL
+        )""",
+        """CREATE TABLE changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL
+        )""",
+    ),
+    (
+        # Up to which seq the change log was pruned: tells "cursor is behind the log"
+        # exactly, where the oldest remaining seq cannot (seqs may have gaps).
+        "CREATE TABLE changes_pruned (through_seq INTEGER NOT NULL)",
+        "INSERT INTO changes_pruned (through_seq) SELECT coalesce(min(seq) - 1, 0) FROM changes",
+    ),
+)
+
+
+class SQLiteStore(SQLStore):
+    """A ``Store`` on one SQLite file, safe to share between processes.
+
+    Change-log order: every write runs under ``BEGIN IMMEDIATE``, SQLite's single
+    database-wide write lock, so no two writers ever hold a sequence number at once and
+    seq order is commit order; AUTOINCREMENT never reuses a number.
+    """
+
+    placeholder: ClassVar[str] = "?"
+    duplicate_key_error: ClassVar[type[Exception]] = sqlite3.IntegrityError
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 10_000,
+        change_log_keep: int = CHANGE_LOG_KEEP,
+    ) -> None:
+        super().__init__(change_log_keep=change_log_keep)
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=busy_timeout_ms / 1000,
+            )
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"sqlite: {exc}") from None
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                return fn(self._conn)
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"sqlite: {exc}") from None
+
+    @contextmanager
+    def _immediate(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so a check-then-insert inside cannot
+        # interleave with another process doing the same.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _read(self, fn: Callable[[Executor], T]) -> T:
+        return self._run(fn)
+
+    def _write(self, fn: Callable[[Executor], T]) -> T:
+        def go(conn: sqlite3.Connection) -> T:
+            with self._immediate(conn):
+                return fn(conn)
+
+        return self._run(go)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply pending schema migrations under the write lock."""
+
+        def go(conn: Executor) -> None:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, statements in enumerate(MIGRATIONS, start=1):
+                if number > version:
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {number}")
+
+        self._write(go)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """SQLite offers no cross-process signal: wait out ``timeout``; always False."""
+        time.sleep(max(0.0, timeout))
+        return False
