@@ -25,8 +25,18 @@ apt_install() {
   fi
   [ "$(id -u)" -eq 0 ] || die "installing ${missing[*]} needs root (apt-get)"
   command -v apt-get >/dev/null || die "no apt-get to install ${missing[*]}; install them by hand"
+  # Packages must not start their services: dockerd needs flags of its own (docker-up.sh)
+  # and the tests run a private PostgreSQL. Debian asks policy-rc.d; 101 means "do not".
+  local policy=/usr/sbin/policy-rc.d own_policy='' rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1
+  fi
   log "apt-get install ${missing[*]}"
-  apt-get update -qq || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    </dev/null || die "apt-get install ${missing[*]} failed"
+  {
+    apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+  } || rc=$?
+  if [ -n "$own_policy" ]; then rm -f "$policy"; fi
+  [ "$rc" -eq 0 ] || die "apt-get install ${missing[*]} failed (exit $rc)"
 }

@@ -82,17 +82,17 @@ def create_service(
     ``kwargs`` go to ``client.services.create`` (``env``, ``secrets``, ``networks``,
     ``endpoint_spec``, ...). ``init`` defaults to True, so removal does not wait 10 s for
     PID 1. The SDK never asks a registry to resolve the image (that is the CLI's
-    ``--no-resolve-image``), so the locally built base image works as it is. On an overlay
-    network, pass ``endpoint_spec=EndpointSpec(mode="dnsrr")``: this kernel lacks IPVS.
+    ``--no-resolve-image``), so the locally built base image works as it is; ask for the
+    ``base_image`` fixture so that it exists. On an overlay network, pass
+    ``endpoint_spec=EndpointSpec(mode="dnsrr")``: this kernel lacks IPVS.
     """
     kwargs.setdefault("init", True)
-    container_labels = with_test_label(kwargs.pop("container_labels", None))
     return client.services.create(
         image,
         command=list(command),
         name=name,
         labels=with_test_label(labels),
-        container_labels=container_labels,
+        container_labels=with_test_label(kwargs.pop("container_labels", None)),
         **kwargs,
     )
 
@@ -194,6 +194,10 @@ def _remove_all(objects: Iterable[Any], kind: str, timeout: float, **kwargs: Any
 
 
 def _tasks_gone(client: docker.DockerClient, service_ids: Collection[str]) -> bool:
+    # A removed service's task can still be preparing and create its container later, so
+    # the tasks themselves are awaited, not only the containers seen so far.
+    if any(task["ServiceID"] in service_ids for task in client.api.tasks()):
+        return False
     return not any(
         client.containers.list(all=True, filters={"label": f"{SERVICE_ID_LABEL}={service_id}"})
         for service_id in service_ids

@@ -75,6 +75,8 @@ class Policy:
             validate_client_id(client_id)
         except InvalidClientData as exc:
             raise InvalidLabels(f"{CLIENT_ID_LABEL}: {exc}") from None
+        if not client_id.strip("."):  # "." and ".." would be path segments in the API's URLs
+            raise InvalidLabels(f"{CLIENT_ID_LABEL}: must not consist of dots only")
         scopes = _words(labels.get(SCOPES_LABEL, ""))
         if not all(is_scope_token(scope) for scope in scopes):
             raise InvalidLabels(f"{SCOPES_LABEL}: scopes must be RFC 6749 scope tokens")

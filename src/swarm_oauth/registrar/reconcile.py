@@ -355,8 +355,14 @@ class Reconciler:
         return worst(self._retire(sid, clients) for sid in sorted(service_ids))
 
     def _retire(self, service_id: str, clients: Sequence[ClientInfo]) -> Outcome:
-        """Remove the clients and Docker secrets recorded for a service that should no
-        longer have them; re-checks Docker first, so a live selected service keeps its own."""
+        """Take away what a service should no longer have: its Docker secrets once it is
+        gone or unselected, then the clients recorded for it that it no longer wants.
+
+        Docker is re-read first, so a live selected service keeps its own. The client goes
+        last because it is the record that the service was this registrar's: a live
+        service without one (another registrar's, with another selector) is not touched,
+        and a run that dies midway is finished by the next.
+        """
         with self._locks.hold(f"service:{service_id}"):
             service = self._swarm.get_service(service_id)
             try:
@@ -364,20 +370,29 @@ class Reconciler:
             except InvalidLabels:
                 return Outcome.INVALID
             name = service.name if service else service_id
+            stale = [
+                c
+                for c in clients
+                if c.managed and c.service_id == service_id and c.client_id != wanted
+            ]
             removed = False
-            for client in clients:
-                if not client.managed or client.service_id != service_id:
-                    continue
-                if client.client_id == wanted:
-                    continue
-                with self._locks.hold(f"client:{client.client_id}"):
-                    fresh = self._registry.get(client.client_id)
-                    if fresh and fresh.managed and fresh.service_id == service_id:
-                        removed |= self._remove_client(name, fresh, "its service is gone")
             if wanted is None:
+                if service is not None and not stale:
+                    return Outcome.IGNORED
                 managed = self._swarm.list_secrets(service_secrets_filter(service_id))
                 removed |= self._detach(service, managed)
                 removed |= self._delete_secrets(name, managed)
+            if service is None:
+                why = "its service is gone"
+            elif wanted is None:
+                why = "its service is no longer selected"
+            else:
+                why = f"its service now uses client {wanted}"
+            for client in stale:
+                with self._locks.hold(f"client:{client.client_id}"):
+                    fresh = self._registry.get(client.client_id)
+                    if fresh and fresh.managed and fresh.service_id == service_id:
+                        removed |= self._remove_client(name, fresh, why)
             return Outcome.REMOVED if removed else Outcome.UNCHANGED
 
     def _detach(self, service: ObservedService | None, managed: Sequence[DockerSecret]) -> bool:

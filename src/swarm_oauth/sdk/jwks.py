@@ -128,10 +128,13 @@ class KeySet:
         return self._find(kid)
 
     def _wants_fetch(self, kid: str) -> bool:
+        keys = self._keys
+        known = keys is not None and kid in keys
+        if not known and self._flight.busy:
+            return True  # wait for the fetch under way: it may bring this key
         if not self._attempt_allowed():
             return False
-        keys = self._keys
-        return keys is None or kid not in keys or self._clock() - self._fetched_at >= self.max_age
+        return not known or self._clock() - self._fetched_at >= self.max_age
 
     def _attempt_allowed(self) -> bool:
         return self._clock() - self._attempted_at >= self.refetch_interval

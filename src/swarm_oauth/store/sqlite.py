@@ -123,6 +123,10 @@ class SQLiteStore(SQLStore):
 
         return self._run(go)
 
+    def _announce(self, conn: Executor, seq: int) -> None:
+        # Nothing to signal across processes with; pollers find the change by reading.
+        pass
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def migrate(self) -> None:

@@ -1,0 +1,1 @@
+"""Issue 7's benchmarks: ``python -m bench`` (see ``bench/README.md``)."""

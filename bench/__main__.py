@@ -1,0 +1,97 @@
+"""``python -m bench``: issue 7's benchmarks, printed as one Markdown report.
+
+    python -m bench                 # every part, about three minutes per round
+    python -m bench --quick         # shorter runs, for a smoke check
+    python -m bench --repeat 3      # three rounds: medians and the noise between them
+    python -m bench profile         # py-spy profile of the token path under load
+
+The report is printed and, unless ``--no-write``, saved to ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import machine, report, tokens
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+Part = Callable[[argparse.Namespace, Path], list[str]]
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def token_part(args: argparse.Namespace, workdir: Path) -> list[str]:
+    """Parts 1-3: token throughput, the floor, raw signing and the reference."""
+    plan = tokens.Plan.quick(args.repeat) if args.quick else tokens.Plan.full(args.repeat)
+    results = tokens.measure(plan, workdir, _progress, workers=args.workers)
+    return report.render(plan, results)
+
+
+# Part 4 (registration: service create to secret attached, and a converged full pass)
+# plugs in here as "registration" once the registrar lands.
+PARTS: dict[str, Part] = {"tokens": token_part}
+
+
+def run_benchmarks(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="swarm-oauth-bench-"))
+    started = datetime.datetime.now(datetime.UTC)
+    try:
+        body: list[str] = []
+        for name in args.parts or list(PARTS):
+            body += ["", *PARTS[name](args, workdir)]
+    finally:
+        if args.keep:
+            _progress(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    mode = "--quick" if args.quick else "full"
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`python -m bench` ({mode}, {args.repeat} round(s)), "
+        f"{started:%Y-%m-%d %H:%M} UTC, on:",
+        *machine.describe(),
+        *body,
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        RESULTS.write_text(text)
+        _progress(f"written to {RESULTS}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke check)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds (default 1)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="the many-worker case")
+    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir and logs")
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["profile"]:
+        from bench import profile
+
+        return profile.main(argv[1:])
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.parts if name not in PARTS]
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    return run_benchmarks(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

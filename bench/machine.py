@@ -1,0 +1,62 @@
+"""What the benchmark ran on, for the report: absolute figures mean nothing without it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = (
+    "swarm-oauth",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "starlette",
+    "cryptography",
+    "PyJWT",
+    "Authlib",
+    "joserfc",
+    "Flask",
+    "Flask-SQLAlchemy",
+    "SQLAlchemy",
+    "gunicorn",
+)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (``unknown`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def wrk_version() -> str:
+    """wrk's first line of ``-v`` output."""
+    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    return (done.stdout or done.stderr).splitlines()[0].split(" [")[0].strip()
+
+
+def versions() -> str:
+    """``name version`` of the packages that shape the figures."""
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (absent)")
+    return ", ".join(found)
+
+
+def describe() -> list[str]:
+    """Markdown lines describing this machine and software."""
+    return [
+        f"- CPU: {cpu_model()}, nproc {os.cpu_count()}",
+        f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
+        f"- {wrk_version()}; {versions()}",
+    ]

@@ -1,0 +1,86 @@
+"""Server processes for the benchmark: started on a core, waited for, stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cmd: Sequence[str], cores: str | None) -> list[str]:
+    """``cmd`` run by ``taskset`` on ``cores`` (e.g. ``"0"``), or as is for None."""
+    return ["taskset", "-c", cores, *cmd] if cores is not None else list(cmd)
+
+
+class Server:
+    """A server subprocess in its own process group, its output in ``log_path``."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        port: int,
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cores: str | None = None,
+    ) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                pinned(cmd, cores),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                # Its own group, so stopping it also stops the workers it forked.
+                start_new_session=True,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Return once the port accepts connections; fail with the log's tail otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        tail = self.log_path.read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start listening on {self.port}:\n{tail}")
+
+    def stop(self) -> None:
+        """Stop the process group this server leads (and only it)."""
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

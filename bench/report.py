@@ -1,0 +1,138 @@
+"""The token benchmark's results as Markdown: a table, the ratios and the targets."""
+
+from __future__ import annotations
+
+import statistics
+
+from bench.targets import Target
+from bench.tokens import (
+    FLOOR_STRETCH,
+    FLOOR_TARGET,
+    HEADLINE,
+    P99_TARGET_MS,
+    REFERENCE_TARGET,
+    Plan,
+    Results,
+    spread,
+)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _times(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}×"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def token_table(results: Results) -> list[str]:
+    """One row per target and connection count; ratios against the same connections."""
+    floor, reference = Target("floor", "-", 1), Target("reference", "ES256", 1)
+    signing = {alg: statistics.median(rates) for alg, rates in results.signing.items()}
+    lines = [
+        "| server | workers | conns | tokens/s | ± | p50 ms | p99 ms | of floor | of raw sign "
+        "| × reference | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (target, conns), loads in results.loads.items():
+        rate = statistics.median(load.rate for load in loads)
+        one_core = target.workers == 1
+        of_floor = _ratio(rate, results.rate(floor, conns)) if one_core else None
+        of_sign = _ratio(rate, signing.get(target.alg)) if one_core else None
+        vs_ref = (
+            _ratio(rate, results.rate(reference, conns))
+            if one_core and target.kind == "ours"
+            else None
+        )
+        lines.append(
+            f"| {target.label} | {target.workers} | {conns} | {rate:,.0f} "
+            f"| {spread(load.rate for load in loads):.0%} "
+            f"| {statistics.median(load.p50_ms for load in loads):.1f} "
+            f"| {statistics.median(load.p99_ms for load in loads):.1f} "
+            f"| {_pct(of_floor)} | {_pct(of_sign)} | {_times(vs_ref)} "
+            f"| {sum(load.non2xx for load in loads)} |"
+        )
+    return lines
+
+
+def signing_lines(results: Results) -> list[str]:
+    """Raw signing rates on one core."""
+    parts = [
+        f"{alg} {statistics.median(rates):,.0f}/s (±{spread(rates):.0%})"
+        for alg, rates in results.signing.items()
+    ]
+    return ["Raw `cryptography` signatures on one core: " + ", ".join(parts) + "."]
+
+
+def query_lines(results: Results) -> list[str]:
+    """What a token costs the store."""
+    q = results.queries
+    if q is None:
+        return []
+    return [
+        f"Store queries per token, counted with a SQLite trace on a real in-process server: "
+        f"**{q.per_token:g}** over {q.tokens} tokens for a cached client "
+        f"({q.client_queries} client lookups, {q.other_queries} other statements); "
+        f"{q.cold_client_queries} for a client's first token (cache empty). The change "
+        f"watcher polls the store independently of load: {q.poll_queries_per_second:.1f} "
+        "statements/s.",
+    ]
+
+
+def target_lines(results: Results) -> list[str]:
+    """Issue 7's targets for the defaults, each with its verdict."""
+    alg, workers, conns = HEADLINE
+    ours = Target("ours", alg, workers)
+    loads = results.loads.get((ours, conns))
+    if not loads:
+        return []
+    rate = statistics.median(load.rate for load in loads)
+    p99 = statistics.median(load.p99_ms for load in loads)
+    of_floor = _ratio(rate, results.rate(Target("floor", "-", 1), conns)) or 0.0
+    vs_ref = _ratio(rate, results.rate(Target("reference", "ES256", 1), conns)) or 0.0
+    of_sign = _ratio(rate, statistics.median(results.signing.get(alg, [0.0]))) or 0.0
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    floor_verdict = verdict(of_floor >= FLOOR_TARGET)
+    if of_floor >= FLOOR_TARGET:
+        floor_verdict += f", stretch {FLOOR_STRETCH:.0%} " + verdict(of_floor >= FLOOR_STRETCH)
+    return [
+        f"Targets (defaults: {alg}, {workers} worker, SQLite, {conns} connections, "
+        "wrk on the other core):",
+        f"- {of_floor:.0%} of the floor (target {FLOOR_TARGET:.0%}): {floor_verdict}",
+        f"- p99 {p99:.1f} ms (target < {P99_TARGET_MS:.0f} ms): "
+        + verdict(p99 < P99_TARGET_MS),
+        f"- {vs_ref:.1f}× the reference (target {REFERENCE_TARGET:.0f}×): "
+        + verdict(vs_ref >= REFERENCE_TARGET),
+        f"- {of_sign:.0%} of the raw {alg} signing rate on one core (no target; context)",
+    ]
+
+
+def render(plan: Plan, results: Results) -> list[str]:
+    """The token benchmark's section of the report."""
+    loads = ", ".join(f"{a:.2f}" for a, _, _ in results.load_average)
+    return [
+        "## Token endpoint",
+        "",
+        f"{plan.seconds:g} s per run after a {plan.warmup:g} s warm-up, {plan.repeat} "
+        f"round(s); figures are medians over rounds, ± is half the min-max range. "
+        f"1-minute load average at each round's start and end: {loads}.",
+        "One worker: server pinned to core 0, wrk (one thread) to core 1. More workers: "
+        "nothing pinned, wrk shares the cores with them. Ratios compare runs at the same "
+        "connection count; the reference signs ES256, so its ratio is like-for-like only "
+        "for ES256.",
+        "",
+        *token_table(results),
+        "",
+        *signing_lines(results),
+        "",
+        *query_lines(results),
+        "",
+        *target_lines(results),
+    ]

@@ -1,0 +1,81 @@
+"""The registrar assembled: adapters, reconciler, triggers and the ASGI app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+
+from swarm_oauth.registrar.app import create_app
+from swarm_oauth.registrar.clients_api import ClientsAPI
+from swarm_oauth.registrar.docker_swarm import DockerSwarm
+from swarm_oauth.registrar.metrics import RegistrarMetrics
+from swarm_oauth.registrar.policy import Policy, Selector
+from swarm_oauth.registrar.reconcile import Reconciler, StepHook
+from swarm_oauth.registrar.triggers import EventWatcher, HintQueue, Resync
+
+
+@dataclass(frozen=True)
+class RegistrarSettings:
+    """What ``swarm-oauth registrar`` is configured with."""
+
+    clients_url: str
+    token_url: str
+    admin_token: str
+    docker_host: str | None = None
+    selector: str = "swarm-oauth.client=true"
+    resync_seconds: float = 60.0
+    events: bool = True
+
+
+class Registrar:
+    """Owns every part; ``app`` starts the triggers with the server and stops them after."""
+
+    def __init__(
+        self,
+        settings: RegistrarSettings,
+        *,
+        swarm: DockerSwarm | None = None,
+        after_step: StepHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.swarm = swarm or DockerSwarm.from_url(settings.docker_host)
+        self.registry = ClientsAPI(settings.clients_url, settings.admin_token)
+        self.metrics = RegistrarMetrics()
+        self.reconciler = Reconciler(
+            self.swarm,
+            self.registry,
+            Policy(Selector.parse(settings.selector), settings.token_url),
+            after_step=after_step,
+            observer=self.metrics,
+        )
+        self.hints = HintQueue(self.reconciler)
+        self.resync = Resync(self.reconciler, settings.resync_seconds)
+        self.watcher = (
+            EventWatcher(self.swarm.service_events, self.hints, self.resync.request)
+            if settings.events
+            else None
+        )
+        self.app: Starlette = create_app(
+            self.reconciler,
+            self.swarm,
+            self.registry,
+            self.metrics,
+            on_start=self.start,
+            on_stop=self.stop,
+        )
+
+    def start(self) -> None:
+        """Start the event watcher and the periodic full pass (the first one runs now)."""
+        if self.watcher is not None:
+            self.watcher.start()
+        self.resync.start()
+
+    def stop(self) -> None:
+        """Stop the triggers, wait for work in progress, close connections."""
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.resync.stop()
+        self.hints.close()
+        self.reconciler.close()
+        self.registry.close()

@@ -1,0 +1,272 @@
+"""PostgreSQL store: one database shared by any number of server replicas.
+
+Connections come from a small pool (psycopg_pool) in autocommit mode, so a read is a
+single round trip with no BEGIN/COMMIT around it. Every write runs in a transaction that
+first takes one transaction-level advisory lock; that serializes writers, which
+- makes change-log sequence numbers visible in commit order (see ``store.sql``),
+- makes ``add_key(only_if_no_active=True)`` a check-then-insert no other replica can
+  interleave with.
+Writes are administrative and rare, so serializing them costs nothing that matters; token
+requests only read.
+
+Faults: an unreachable server raises ``StoreUnavailable`` within ``acquire_timeout``
+seconds, never a bare psycopg error; the pool reconnects on the next use once the server
+is back, without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+import psycopg
+import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from swarm_oauth.store.base import StoreError, StoreUnavailable
+from swarm_oauth.store.records import CHANGE_LOG_KEEP
+from swarm_oauth.store.sql import Executor, SQLStore, T
+
+
+def _lock_id(name: str) -> int:
+    # Advisory locks share one 64-bit key space with every other application on the
+    # server; a hash of a namespaced name keeps ours apart.
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+MIGRATION_LOCK = _lock_id("swarm-oauth:migrate")
+WRITE_LOCK = _lock_id("swarm-oauth:write")
+# NOTIFY channel that tells pollers the change log grew; the payload is the new seq.
+CHANNEL = "swarm_oauth_changes"
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE clients (
+            client_id TEXT PRIMARY KEY,
+            secret_hash TEXT NOT NULL,
+            scopes JSONB NOT NULL,
+            audiences JSONB NOT NULL,
+            metadata JSONB NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            secret_version INTEGER NOT NULL,
+            previous_secret_hash TEXT,
+            previous_secret_expires_at DOUBLE PRECISION
+        )""",
+        """CREATE TABLE signing_keys (
+            kid TEXT PRIMARY KEY,
+            alg TEXT NOT NULL,
+            private_key_encrypted BYTEA NOT NULL,
+            certificate_pem TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            activates_at DOUBLE PRECISION NOT NULL,
+            retires_at DOUBLE PRECISION,
+            unpublish_at DOUBLE PRECISION
+        )""",
+        """CREATE TABLE changes (
+            seq BIGSERIAL PRIMARY KEY,
+            kind TEXT NOT NULL,
+            key TEXT NOT NULL
+        )""",
+        "CREATE TABLE changes_pruned (through_seq BIGINT NOT NULL)",
+        "INSERT INTO changes_pruned (through_seq) VALUES (0)",
+    ),
+)
+
+
+class _StaleConnection(Exception):
+    """A pooled connection turned out dead before anything was committed on it."""
+
+
+def _describe(exc: psycopg.Error) -> str:
+    # The first line of libpq's message names host and port, never the password; the
+    # statement's parameters are not part of it.
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"postgresql: {first_line}"
+
+
+class PostgresStore(SQLStore):
+    """A ``Store`` on a PostgreSQL database, safe for many processes at once."""
+
+    placeholder: ClassVar[str] = "%s"
+    duplicate_key_error: ClassVar[type[Exception]] = psycopg.errors.UniqueViolation
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_connections: int = 4,
+        connect_timeout: int = 2,
+        acquire_timeout: float = 2.0,
+        change_log_keep: int = CHANGE_LOG_KEEP,
+    ) -> None:
+        """Open a pool on ``url`` (``postgresql://user:password@host:port/dbname?...``).
+
+        ``connect_timeout`` (seconds, libpq's minimum is 2) bounds one connection
+        attempt; ``acquire_timeout`` bounds how long an operation waits for a
+        connection before ``StoreUnavailable``. Parameters in the URL take precedence.
+        """
+        super().__init__(change_log_keep=change_log_keep)
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error:
+            # The message would quote the URL, password included.
+            raise StoreError("invalid PostgreSQL URL") from None
+        params.setdefault("connect_timeout", connect_timeout)
+        params.setdefault("application_name", "swarm-oauth")
+        self._conninfo = make_conninfo(**params)
+        self._acquire_timeout = acquire_timeout
+        # reconnect_timeout=0: no background retries with growing back-off (which could
+        # leave the pool empty for minutes after the server is back); each operation
+        # that finds no connection triggers a fresh attempt instead.
+        self._pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
+            self._conninfo,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=max_connections,
+            timeout=acquire_timeout,
+            reconnect_timeout=0,
+            name="swarm-oauth",
+            open=True,
+        )
+        self._listener: psycopg.Connection | None = None
+        self._listener_lock = threading.Lock()
+        self._closed = False
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[Executor], T]) -> T:
+        return self._run(fn, lock=None)
+
+    def _write(self, fn: Callable[[Executor], T]) -> T:
+        return self._run(fn, lock=WRITE_LOCK)
+
+    def _announce(self, conn: Executor, seq: int) -> None:
+        # Delivered at commit, and only if the transaction commits.
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(seq)))
+
+    def _run(self, fn: Callable[[Executor], T], *, lock: int | None) -> T:
+        """Run ``fn`` (in a transaction holding advisory ``lock``, unless None)."""
+        try:
+            return self._attempt(fn, lock)
+        except _StaleConnection:
+            # A server restart kills every pooled connection, and only using one tells.
+            # Nothing was committed: sweep the dead ones out and try once more.
+            self._pool.check()
+        try:
+            return self._attempt(fn, lock)
+        except _StaleConnection as exc:
+            raise StoreUnavailable(str(exc)) from None
+
+    def _attempt(self, fn: Callable[[Executor], T], lock: int | None) -> T:
+        committing = False
+        try:
+            with self._pool.connection() as conn:
+                try:
+                    if lock is None:
+                        return fn(conn)
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+                        result = fn(conn)
+                        committing = True
+                    return result
+                except psycopg.OperationalError as exc:
+                    # Lost before COMMIT was sent: the server rolled back, a retry is
+                    # safe. Lost during COMMIT: the outcome is unknown, so no retry.
+                    if conn.broken and not committing:
+                        raise _StaleConnection(_describe(exc)) from None
+                    raise
+        except PoolTimeout:
+            raise StoreUnavailable(
+                f"postgresql: no connection within {self._acquire_timeout:g} s"
+            ) from None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(_describe(exc)) from None
+        except psycopg.Error as exc:
+            raise StoreError(_describe(exc)) from None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Apply pending migrations, one replica at a time (advisory lock), each with its
+        row in ``schema_version``, all in one transaction."""
+
+        def go(conn: Executor) -> None:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version")
+            version = int(current.fetchall()[0][0])
+            # A newer schema than this program knows is left alone: migrations only add,
+            # so older replicas keep working during a rolling upgrade.
+            for number, statements in enumerate(MIGRATIONS, start=1):
+                if number > version:
+                    for statement in statements:
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
+                        (number, time.time()),
+                    )
+
+        self._run(go, lock=MIGRATION_LOCK)
+
+    def close(self) -> None:
+        """Close the pool and the LISTEN connection."""
+        self._closed = True
+        self._pool.close()
+        with self._listener_lock:
+            self._drop_listener()
+
+    # -- change notifications ------------------------------------------------------------
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a NOTIFY from a committed change.
+
+        Uses a dedicated connection outside the pool (LISTEN needs one that stays
+        idle). When it cannot be opened, waits out ``timeout`` and returns False.
+        """
+        deadline = time.monotonic() + timeout
+        with self._listener_lock:
+            conn = self._listener or self._listen()
+            if conn is None:
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return False
+            try:
+                remaining = max(0.0, deadline - time.monotonic())
+                woke = False
+                for _ in conn.notifies(timeout=remaining, stop_after=1):
+                    woke = True
+                if woke:
+                    # Changes come in bursts; one wake-up covers the whole burst.
+                    for _ in conn.notifies(timeout=0):
+                        pass
+                return woke
+            except psycopg.Error:
+                self._drop_listener()
+                # Changes may have been made while the connection was dying.
+                return True
+
+    def _listen(self) -> psycopg.Connection | None:
+        if self._closed:
+            return None
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True)
+        except psycopg.Error:
+            return None
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            conn.close()
+            return None
+        self._listener = conn
+        return conn
+
+    def _drop_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None

@@ -1,0 +1,190 @@
+"""The clients API: add, show, list, rotate, remove, and everything it must refuse."""
+
+import time
+
+import httpx
+import pytest
+
+
+def clients_of(server):
+    with server.admin() as admin:
+        return admin.get("/api/clients").json()["clients"]
+
+
+def test_add_returns_the_secret_once_and_never_again(token_server):
+    body = token_server.add_client(
+        "orders", scopes=["read"], audiences=["inventory"], metadata={"service_id": "abc"}
+    )
+    secret = body["client_secret"]
+    assert len(secret) >= 43
+    assert body["scopes"] == ["read"] and body["audiences"] == ["inventory"]
+    assert body["secret_version"] == 1 and body["created_at"].endswith("Z")
+    with token_server.admin() as admin:
+        shown = admin.get("/api/clients/orders")
+        listed = admin.get("/api/clients")
+    assert shown.status_code == 200
+    assert shown.json()["metadata"] == {"service_id": "abc"}
+    for text in (shown.text, listed.text):
+        assert secret not in text
+        assert "client_secret" not in text and "hash" not in text
+    assert secret not in (token_server.data_dir / "swarm-oauth.db").read_bytes().decode("latin-1")
+
+
+def test_rotate_with_grace(token_server):
+    old = token_server.add_client("orders")["client_secret"]
+    with token_server.admin() as admin:
+        rotated = admin.post(
+            "/api/clients/rotate", json={"client_id": "orders", "grace_seconds": 2}
+        )
+    assert rotated.status_code == 200
+    new = rotated.json()
+    assert new["secret_version"] == 2 and new["client_secret"] != old
+    assert token_server.token("orders", new["client_secret"]).status_code == 200
+    assert token_server.token("orders", old).status_code == 200  # still within grace
+    time.sleep(2.1)
+    assert token_server.token("orders", old).status_code == 401
+    assert token_server.token("orders", new["client_secret"]).status_code == 200
+
+
+def test_rotate_without_grace_stops_the_old_secret_at_once(token_server):
+    old = token_server.add_client("orders")["client_secret"]
+    with token_server.admin() as admin:
+        new = admin.post("/api/clients/rotate", json={"client_id": "orders"}).json()
+    assert token_server.token("orders", old).status_code == 401
+    assert token_server.token("orders", new["client_secret"]).status_code == 200
+
+
+def test_duplicate_add_is_409_and_keeps_the_first(token_server):
+    first = token_server.add_client("orders", scopes=["a"])["client_secret"]
+    with token_server.admin() as admin:
+        again = admin.post("/api/clients/add", json={"client_id": "orders", "scopes": ["b"]})
+    assert again.status_code == 409
+    assert again.json()["error"] == "conflict"
+    assert token_server.token("orders", first).json()["scope"] == "a"
+
+
+def test_remove_unknown_is_404(token_server):
+    with token_server.admin() as admin:
+        response = admin.post("/api/clients/remove", json={"client_id": "ghost"})
+        shown = admin.get("/api/clients/ghost")
+    assert response.status_code == 404 and response.json()["error"] == "not_found"
+    assert shown.status_code == 404
+
+
+BAD_ADMIN_REQUESTS = [
+    # (headers, path, content, expected status, words in the reason)
+    ({"Content-Type": "application/json"}, "/api/clients/add", b"{not json", 400, "JSON"),
+    ({"Content-Type": "application/json"}, "/api/clients/add", b"[1]", 400, "object"),
+    ({"Content-Type": "application/json"}, "/api/clients/add", b"{}", 400, "client_id"),
+    ({"Content-Type": "text/plain"}, "/api/clients/add", b'{"client_id":"x"}', 415, "Content-Type"),
+    ({}, "/api/clients/add", b'{"client_id":"x"}', 415, "Content-Type"),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        '{"client_id":"é"}'.encode(),
+        400,
+        "client_id",
+    ),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        b'{"client_id":"a b"}',
+        400,
+        "client_id",
+    ),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        b'{"client_id":"' + b"x" * 129 + b'"}',
+        400,
+        "client_id",
+    ),
+    ({"Content-Type": "application/json"}, "/api/clients/add", b'{"client_id":7}', 400, "string"),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        b'{"client_id":"x","scopes":"read"}',
+        400,
+        "scopes",
+    ),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        b'{"client_id":"x","scopes":["has space"]}',
+        400,
+        "scopes",
+    ),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        b'{"client_id":"x","metadata":[]}',
+        400,
+        "metadata",
+    ),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        b'{"client_id":"x","scope":["a"]}',
+        400,
+        "unknown",
+    ),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        b'{"client_id":"' + b"x" * 70000 + b'"}',
+        413,
+        "exceeds",
+    ),
+    ({"Content-Type": "application/json"}, "/api/clients/add", b"\xff\xfe", 400, "JSON"),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/rotate",
+        b'{"client_id":"x","grace_seconds":-1}',
+        400,
+        "grace_seconds",
+    ),
+    (
+        {"Content-Type": "application/json"},
+        "/api/clients/rotate",
+        b'{"client_id":"x","grace_seconds":"10"}',
+        400,
+        "grace_seconds",
+    ),
+]
+
+
+@pytest.mark.parametrize(("headers", "path", "content", "status", "reason"), BAD_ADMIN_REQUESTS)
+def test_bad_admin_requests_get_a_reason_and_change_nothing(
+    token_server, headers, path, content, status, reason
+):
+    token_server.add_client("x")
+    before = clients_of(token_server)
+    with token_server.admin() as admin:
+        response = admin.post(path, content=content, headers=headers)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "error_description"}
+    assert reason.lower() in body["error_description"].lower()
+    assert clients_of(token_server) == before
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer wrong", "Basic abc", "bearer x"]
+)
+def test_admin_token_is_required(token_server, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for method, path in [("GET", "/api/clients"), ("POST", "/api/clients/add")]:
+        response = httpx.request(
+            method, token_server.url + path, headers=headers, json={"client_id": "sneaky"}
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.json()["error"] == "unauthorized"
+    assert clients_of(token_server) == []
+
+
+def test_unknown_paths_and_methods_are_json_errors(token_server):
+    missing = httpx.get(token_server.url + "/nope")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    wrong = httpx.delete(token_server.url + "/api/clients")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"

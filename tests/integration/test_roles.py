@@ -1,0 +1,89 @@
+"""A clients process and a tokens process sharing one data dir, as in the stack."""
+
+import time
+
+import httpx
+import pytest
+
+
+@pytest.fixture
+def pair(server_factory, tmp_path):
+    data = tmp_path / "shared"
+    clients = server_factory(data_dir=data, role="clients")
+    tokens = server_factory(data_dir=data, role="tokens")
+    return clients, tokens
+
+
+def test_added_in_one_served_by_the_other_and_removal_within_a_second(pair):
+    clients, tokens = pair
+    secret = clients.add_client("orders")["client_secret"]
+    assert tokens.token("orders", secret).status_code == 200
+    with clients.admin() as admin:
+        assert admin.post("/api/clients/remove", json={"client_id": "orders"}).status_code == 200
+    removed_at = time.monotonic()
+    while tokens.token("orders", secret).status_code == 200:
+        assert time.monotonic() - removed_at < 1.0, "tokens still issued a second after removal"
+        time.sleep(0.02)
+    refused = tokens.token("orders", secret)
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "invalid_client"
+
+
+def test_rotation_in_clients_reaches_tokens_within_a_second(pair):
+    clients, tokens = pair
+    old = clients.add_client("orders")["client_secret"]
+    assert tokens.token("orders", old).status_code == 200
+    with clients.admin() as admin:
+        new = admin.post("/api/clients/rotate", json={"client_id": "orders"}).json()
+    rotated_at = time.monotonic()
+    while tokens.token("orders", old).status_code == 200:
+        assert time.monotonic() - rotated_at < 1.0
+        time.sleep(0.02)
+    assert tokens.token("orders", new["client_secret"]).status_code == 200
+
+
+def test_tokens_role_does_not_route_admin_paths(pair):
+    clients, tokens = pair
+    headers = {"Authorization": f"Bearer {clients.admin_token}"}
+    for method, path in [
+        ("GET", "/api/clients"),
+        ("POST", "/api/clients/add"),
+        ("POST", "/api/clients/remove"),
+        ("POST", "/api/clients/rotate"),
+        ("GET", "/api/clients/orders"),
+    ]:
+        response = httpx.request(
+            method, tokens.url + path, headers=headers, json={"client_id": "x"}
+        )
+        assert response.status_code == 404, (method, path)
+        assert response.json()["error"] == "not_found"
+    paths = httpx.get(tokens.url + "/openapi.json").json()["paths"]
+    assert "/api/token" in paths
+    assert not any(p.startswith("/api/clients") for p in paths)
+
+
+def test_clients_role_does_not_issue_tokens(pair):
+    clients, _ = pair
+    secret = clients.add_client("orders")["client_secret"]
+    assert clients.token("orders", secret).status_code == 404
+    paths = httpx.get(clients.url + "/openapi.json").json()["paths"]
+    assert "/api/clients/add" in paths and "/api/token" not in paths
+
+
+def test_restart_keeps_clients_keys_and_admin_token(token_server):
+    secret = token_server.add_client("orders")["client_secret"]
+    admin_token = token_server.admin_token
+    issued = token_server.token("orders", secret).json()["access_token"]
+    jwks_before = httpx.get(token_server.url + "/.well-known/jwks.json").json()
+    token_server.restart()
+    assert token_server.admin_token == admin_token
+    assert httpx.get(token_server.url + "/.well-known/jwks.json").json() == jwks_before
+    assert token_server.token("orders", secret).status_code == 200
+    import jwt
+
+    key = jwt.PyJWKClient(f"{token_server.url}/.well-known/jwks.json").get_signing_key_from_jwt(
+        issued
+    )
+    assert jwt.decode(issued, key.key, algorithms=["ES256"], audience=token_server.url)["sub"] == (
+        "orders"
+    )

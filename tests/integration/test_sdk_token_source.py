@@ -1,0 +1,254 @@
+"""TokenSource against a real token server: reuse, refresh, single flight, rotation.
+
+Requests are counted with httpx event hooks on clients that use the real transport.
+The source's clock is a variable here, so "80% of the lifetime later" needs no sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from swarm_oauth.sdk import TokenRequestError, TokenSource, Verifier
+from tests.support.server import ServerProcess
+
+LIFETIME = 900  # the server's default token lifetime
+CALLERS = 50
+
+
+class Counter:
+    """Counts token requests made through the clients it hands out."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def _count(self, request: httpx.Request) -> None:
+        with self._lock:
+            self.requests += 1
+
+    async def _acount(self, request: httpx.Request) -> None:
+        self._count(request)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(timeout=10, event_hooks={"request": [self._count]})
+
+    def async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=10, event_hooks={"request": [self._acount]})
+
+
+@dataclass
+class Identity:
+    server: ServerProcess
+    client_id: str
+    secret_file: Path
+    counter: Counter
+    clock: list[float]
+
+    def source(self, **options: Any) -> TokenSource:
+        settings: dict[str, Any] = {
+            "client_secret_file": self.secret_file,
+            "audience": "inventory",
+            "http_client": self.counter.client(),
+            "clock": lambda: self.clock[0],
+            **options,
+        }
+        return TokenSource(self.client_id, f"{self.server.url}/api/token", **settings)
+
+    def verifier(self, audience: str = "inventory") -> Verifier:
+        return Verifier(issuer=self.server.url, audience=audience)
+
+
+@pytest.fixture
+def identity(token_server: ServerProcess, tmp_path: Path) -> Identity:
+    body = token_server.add_client(
+        "orders", scopes=["read", "write"], audiences=["inventory", "billing"]
+    )
+    secret_file = tmp_path / "oauth_client_secret"
+    secret_file.write_text(body["client_secret"] + "\n")
+    return Identity(token_server, "orders", secret_file, Counter(), [1000.0])
+
+
+def test_token_is_reused_until_80_percent_of_its_lifetime(identity: Identity) -> None:
+    source = identity.source()
+    first = source.token()
+    assert identity.counter.requests == 1
+    identity.clock[0] += 0.79 * LIFETIME
+    assert source.token() == first
+    assert identity.counter.requests == 1
+    identity.clock[0] += 0.02 * LIFETIME
+    second = source.token()
+    assert second != first
+    assert identity.counter.requests == 2
+    assert source.token() == second
+    assert identity.verifier().verify(second)["client_id"] == "orders"
+
+
+def test_from_env_with_the_registrars_variables(identity: Identity) -> None:
+    env = {
+        "OAUTH_CLIENT_ID": identity.client_id,
+        "OAUTH_TOKEN_URL": f"{identity.server.url}/api/token",
+        "OAUTH_CLIENT_SECRET_FILE": str(identity.secret_file),
+        "OAUTH_AUDIENCE": "billing",
+    }
+    token = TokenSource.from_env(env).token()
+    assert identity.verifier("billing").verify(token)["sub"] == "orders"
+
+
+def run_threads(count: int, target: Callable[[], str]) -> list[str]:
+    barrier = threading.Barrier(count)
+    results: list[str] = []
+
+    def call() -> None:
+        barrier.wait()
+        results.append(target())
+
+    threads = [threading.Thread(target=call) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_fifty_threads_without_a_token_make_one_request(identity: Identity) -> None:
+    source = identity.source()
+    tokens = run_threads(CALLERS, source.token)
+    assert len(tokens) == CALLERS
+    assert len(set(tokens)) == 1
+    assert identity.counter.requests == 1
+
+
+def test_fifty_tasks_without_a_token_make_one_request(identity: Identity) -> None:
+    async def main() -> list[str]:
+        async with identity.counter.async_client() as client:
+            source = identity.source(async_http_client=client)
+            return await asyncio.gather(*(source.atoken() for _ in range(CALLERS)))
+
+    tokens = asyncio.run(main())
+    assert len(set(tokens)) == 1
+    assert identity.counter.requests == 1
+
+
+def test_threads_and_tasks_together_make_one_request(identity: Identity) -> None:
+    results: list[str] = []
+
+    async def main() -> None:
+        async with identity.counter.async_client() as client:
+            source = identity.source(async_http_client=client)
+            threads = [
+                threading.Thread(target=lambda: results.append(source.token()))
+                for _ in range(CALLERS // 2)
+            ]
+            for thread in threads:
+                thread.start()
+            results.extend(await asyncio.gather(*(source.atoken() for _ in range(CALLERS // 2))))
+            await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+
+    asyncio.run(main())
+    assert len(results) == CALLERS
+    assert len(set(results)) == 1
+    assert identity.counter.requests == 1
+
+
+def test_refresh_due_under_fifty_callers_makes_one_request(identity: Identity) -> None:
+    source = identity.source()
+    first = source.token()
+    identity.clock[0] += 0.85 * LIFETIME
+    tokens = run_threads(CALLERS, source.token)
+    assert identity.counter.requests == 2
+    # Callers that came while the refresh was in flight kept the still-valid token.
+    assert set(tokens) <= {first, source.token()}
+    assert source.token() != first
+
+
+def rotate(server: ServerProcess, client_id: str) -> str:
+    with server.admin() as admin:
+        response = admin.post(
+            "/api/clients/rotate", json={"client_id": client_id, "grace_seconds": 0}
+        )
+    assert response.status_code == 200, response.text
+    return str(response.json()["client_secret"])
+
+
+def test_rotated_secret_written_to_the_file_is_picked_up(
+    identity: Identity, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = identity.source(retry_interval=30)
+    old_secret = identity.secret_file.read_text().strip()
+    first = source.token()
+    new_secret = rotate(identity.server, identity.client_id)
+    assert identity.server.token(identity.client_id, old_secret).status_code == 401
+
+    # Refresh due while the file still holds the revoked secret: the refusal is logged
+    # and the current, still valid token keeps being used.
+    identity.clock[0] += 0.9 * LIFETIME
+    with caplog.at_level(logging.WARNING, logger="swarm_oauth.sdk"):
+        assert source.token() == first
+    assert identity.counter.requests == 2
+    assert "invalid_client" in caplog.text
+    assert old_secret not in caplog.text
+    assert source.token() == first  # no new attempt within retry_interval
+    assert identity.counter.requests == 2
+
+    identity.secret_file.write_text(new_secret)  # what a rotated Docker secret looks like
+    identity.clock[0] += 30
+    rotated = source.token()
+    assert rotated != first
+    assert identity.counter.requests == 3
+    assert identity.verifier().verify(rotated)["sub"] == "orders"
+
+
+def test_refused_secret_without_a_usable_token_raises(identity: Identity) -> None:
+    identity.secret_file.write_text("not-the-secret")
+    with pytest.raises(TokenRequestError) as caught:
+        identity.source().token()
+    assert caught.value.status_code == 401
+    assert caught.value.error == "invalid_client"
+    assert "not-the-secret" not in str(caught.value)
+
+
+def test_forced_refresh_after_invalidate(identity: Identity) -> None:
+    source = identity.source()
+    first = source.token()
+    source.invalidate("some other token")
+    assert source.token() == first
+    source.invalidate(first)
+    assert source.token() != first
+    assert identity.counter.requests == 2
+
+
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
+def test_scope_and_audience_with_either_client_authentication(
+    identity: Identity, auth_method: str
+) -> None:
+    source = identity.source(auth_method=auth_method, scope=["read"], audience="billing")
+    claims = identity.verifier("billing").verify(source.token(), scopes=["read"])
+    assert claims["scope"] == "read"
+    assert claims["aud"] == "billing"
+
+
+def test_unreachable_token_endpoint(identity: Identity) -> None:
+    url = identity.server.url
+    identity.server.stop()
+    source = TokenSource("orders", f"{url}/api/token", client_secret="x", timeout=2)
+    with pytest.raises(TokenRequestError, match="unreachable") as caught:
+        source.token()
+    assert caught.value.status_code is None
+
+
+def test_secret_file_that_never_appears(identity: Identity, tmp_path: Path) -> None:
+    from swarm_oauth.sdk import SecretFileError
+
+    source = identity.source(client_secret_file=tmp_path / "absent", secret_wait=0.3)
+    with pytest.raises(SecretFileError, match="absent"):
+        source.token()
+    assert identity.counter.requests == 0

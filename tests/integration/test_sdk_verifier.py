@@ -1,0 +1,273 @@
+"""Verifier against a real token server: good, expired, wrong-audience, wrong-issuer,
+tampered and unknown-kid tokens, and key rotation picked up by a running verifier.
+
+Requests to the server are counted with httpx event hooks on the real transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from swarm_oauth.sdk import (
+    ExpiredToken,
+    InsufficientScope,
+    InvalidAudience,
+    InvalidIssuer,
+    InvalidSignature,
+    KeySetUnavailable,
+    UnknownKey,
+    Verifier,
+)
+from tests.support.server import ServerProcess
+
+METADATA = "/.well-known/oauth-authorization-server"
+JWKS = "/.well-known/jwks.json"
+
+
+class Recorder:
+    """Records the paths requested through the clients it hands out."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+
+    def _record(self, request: httpx.Request) -> None:
+        with self._lock:
+            self.paths.append(request.url.path)
+
+    async def _arecord(self, request: httpx.Request) -> None:
+        self._record(request)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(timeout=10, event_hooks={"request": [self._record]})
+
+    def async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=10, event_hooks={"request": [self._arecord]})
+
+
+def issue(server: ServerProcess, audience: str = "inventory", **form: str) -> str:
+    """A token for client "orders" (registered on first use) from ``server``."""
+    with server.admin() as admin:
+        found = admin.get("/api/clients/orders").status_code == 200
+    secret_path = server.data_dir / "orders.secret"
+    if not found:
+        body = server.add_client(
+            "orders", scopes=["read", "write"], audiences=["inventory", "billing"]
+        )
+        secret_path.write_text(body["client_secret"])
+    response = server.token("orders", secret_path.read_text(), audience=audience, **form)
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def verifier_for(server: ServerProcess, recorder: Recorder, **options: Any) -> Verifier:
+    return Verifier(
+        issuer=server.url, audience="inventory", http_client=recorder.client(), **options
+    )
+
+
+def test_good_tokens_verify_without_a_request_each(token_server: ServerProcess) -> None:
+    recorder = Recorder()
+    verifier = verifier_for(token_server, recorder)
+    tokens = [issue(token_server, scope="read") for _ in range(3)]
+    for token in tokens * 5:
+        claims = verifier.verify(token, scopes=["read"])
+        assert claims["iss"] == token_server.url
+        assert claims["sub"] == claims["client_id"] == "orders"
+        assert claims["aud"] == "inventory"
+    assert recorder.paths == [METADATA, JWKS]
+
+
+def test_async_verification_fetches_once_for_fifty_concurrent_tasks(
+    token_server: ServerProcess,
+) -> None:
+    token = issue(token_server)
+    recorder = Recorder()
+
+    async def main() -> list[dict[str, Any]]:
+        async with recorder.async_client() as client:
+            verifier = Verifier(
+                issuer=token_server.url, audience="inventory", async_http_client=client
+            )
+            return await asyncio.gather(*(verifier.averify(token) for _ in range(50)))
+
+    assert all(claims["sub"] == "orders" for claims in asyncio.run(main()))
+    assert recorder.paths == [METADATA, JWKS]
+
+
+def test_expired_token(server_factory: Any) -> None:
+    server = server_factory(args=["--token-lifetime", "1"])
+    token = issue(server)
+    strict = Verifier(issuer=server.url, audience="inventory", leeway=0)
+    assert strict.verify(token)["sub"] == "orders"
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    while time.time() < expires:
+        time.sleep(0.1)
+    with pytest.raises(ExpiredToken, match="expired"):
+        strict.verify(token)
+    lenient = Verifier(issuer=server.url, audience="inventory", leeway=60)
+    assert lenient.verify(token)["sub"] == "orders"
+
+
+def test_token_for_another_audience(token_server: ServerProcess) -> None:
+    token = issue(token_server, audience="billing")
+    with pytest.raises(InvalidAudience, match=r"'billing' does not include 'inventory'"):
+        Verifier(issuer=token_server.url, audience="inventory").verify(token)
+    both = Verifier(issuer=token_server.url, audience=["inventory", "billing"])
+    assert both.verify(token)["aud"] == "billing"
+
+
+def test_token_from_another_issuer_with_the_same_keys(server_factory: Any) -> None:
+    # A second tokens process on the same store signs with the same keys but another iss.
+    main = server_factory()
+    other = server_factory(
+        data_dir=main.data_dir, role="tokens", args=["--issuer", "http://other.example"]
+    )
+    issue(main)  # registers the client
+    token = issue(other)
+    with pytest.raises(InvalidIssuer, match=r"'http://other\.example' is not"):
+        Verifier(issuer=main.url, audience="inventory").verify(token)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_tampered_tokens(token_server: ServerProcess) -> None:
+    header, payload, signature = issue(token_server, scope="read").split(".")
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    claims = json.loads(unb64(payload))
+    claims["scope"] = "read write"
+    escalated = f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
+    with pytest.raises(InvalidSignature):
+        verifier.verify(escalated)
+    raw = bytearray(unb64(signature))
+    raw[5] ^= 0x01
+    with pytest.raises(InvalidSignature):
+        verifier.verify(f"{header}.{payload}.{b64(bytes(raw))}")
+
+
+def forged(server: ServerProcess, kid: str) -> str:
+    """A well-formed access token for our audience, signed by a key the issuer never had."""
+    now = int(time.time())
+    claims = {
+        "iss": server.url, "sub": "orders", "client_id": "orders", "aud": "inventory",
+        "iat": now, "exp": now + 600, "jti": kid, "scope": "read write",
+    }  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, "typ": "at+jwt"})
+
+
+def test_unknown_kid_refetches_at_most_once_per_interval(token_server: ServerProcess) -> None:
+    recorder = Recorder()
+    verifier = verifier_for(token_server, recorder, refetch_interval=3600)
+    for attempt in range(10):
+        with pytest.raises(UnknownKey):
+            verifier.verify(forged(token_server, f"made-up-{attempt}"))
+    assert recorder.paths == [METADATA, JWKS]
+    assert verifier.verify(issue(token_server))["sub"] == "orders"
+    assert recorder.paths == [METADATA, JWKS]
+
+    eager = Recorder()
+    unthrottled = verifier_for(token_server, eager, refetch_interval=0)
+    for attempt in range(3):
+        with pytest.raises(UnknownKey):
+            unthrottled.verify(forged(token_server, f"made-up-{attempt}"))
+    assert eager.paths == [METADATA, JWKS, JWKS, JWKS]
+
+
+def rotate_keys(server: ServerProcess, publish_ahead: float) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "swarm_oauth", "keys", "rotate",
+         "--data-dir", str(server.data_dir), "--publish-ahead", str(publish_ahead)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def kid_of(token: str) -> str:
+    return str(jwt.get_unverified_header(token)["kid"])
+
+
+def token_with_new_key(server: ServerProcess, old_kid: str, timeout: float = 30) -> str:
+    """Poll the token endpoint until the server signs with a key other than ``old_kid``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        token = issue(server)
+        if kid_of(token) != old_kid:
+            return token
+        time.sleep(0.2)
+    raise AssertionError(f"server still signs with {old_kid} after {timeout}s")
+
+
+def test_key_rotation_is_picked_up_by_a_running_verifier(token_server: ServerProcess) -> None:
+    recorder = Recorder()
+    verifier = verifier_for(token_server, recorder, refetch_interval=0.5)
+    before = issue(token_server)
+    assert verifier.verify(before)["sub"] == "orders"
+    fetched_at = time.monotonic()
+
+    rotate_keys(token_server, publish_ahead=0)
+    after = token_with_new_key(token_server, kid_of(before))
+    time.sleep(max(0.0, fetched_at + 0.5 - time.monotonic()))  # past the refetch interval
+
+    assert verifier.verify(after)["sub"] == "orders"
+    assert verifier.verify(before)["sub"] == "orders"  # the old key is still published
+    assert recorder.paths == [METADATA, JWKS, JWKS]
+
+
+def test_key_published_ahead_is_known_before_it_signs(token_server: ServerProcess) -> None:
+    recorder = Recorder()
+    # Keys are re-read after max_age; an unknown kid could never trigger a refetch here.
+    verifier = verifier_for(token_server, recorder, refetch_interval=0.5, max_age=0.5)
+    before = issue(token_server)
+    verifier.verify(before)
+    rotate_keys(token_server, publish_ahead=3)
+    published = False
+    while not published:  # the server reloads keys from the store within a second or so
+        time.sleep(0.6)
+        verifier.verify(before)  # keys older than max_age: refreshed on this call
+        with httpx.Client() as client:
+            published = len(client.get(f"{token_server.url}{JWKS}").json()["keys"]) == 2
+        time.sleep(0.6)
+        verifier.verify(before)
+    verifier.max_age = verifier.keys.max_age = 3600
+    verifier.keys.refetch_interval = 3600
+    fetches = len(recorder.paths)
+    after = token_with_new_key(token_server, kid_of(before))
+    assert verifier.verify(after)["sub"] == "orders"
+    assert len(recorder.paths) == fetches
+
+
+def test_metadata_of_another_issuer_is_refused(token_server: ServerProcess) -> None:
+    verifier = Verifier(issuer=f"{token_server.url}/", audience="inventory")
+    with pytest.raises(KeySetUnavailable, match="names issuer"):
+        verifier.verify(issue(token_server))
+
+
+def test_explicit_jwks_url_skips_discovery(token_server: ServerProcess) -> None:
+    recorder = Recorder()
+    verifier = verifier_for(token_server, recorder, jwks_url=f"{token_server.url}{JWKS}")
+    assert verifier.verify(issue(token_server))["sub"] == "orders"
+    assert recorder.paths == [JWKS]
+
+
+def test_missing_scope(token_server: ServerProcess) -> None:
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    with pytest.raises(InsufficientScope, match="write"):
+        verifier.verify(issue(token_server, scope="read"), scopes=["read", "write"])

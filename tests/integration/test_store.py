@@ -1,0 +1,288 @@
+"""One store suite, run against a real SQLite file and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swarm_oauth.store import ClientExists, ClientRecord, KeyRecord, Store, open_store
+from swarm_oauth.store.postgres import PostgresStore
+from swarm_oauth.store.sqlite import SQLiteStore
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+StoreFactory = Callable[..., Store]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store (no schema yet) of the backend under test."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def make_store(backend: str, store_url: str, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Open (and migrate) more stores on the same database, with backend options."""
+    opened: list[Store] = []
+
+    def make(**options: Any) -> Store:
+        if backend == "sqlite":
+            store: Store = SQLiteStore(store_url.removeprefix("sqlite:///"), **options)
+        else:
+            store = PostgresStore(store_url, **options)
+        opened.append(store)
+        store.migrate()
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A migrated store opened the way the server opens it: by URL."""
+    opened = open_store(store_url, tmp_path)
+    opened.migrate()
+    yield opened
+    opened.close()
+
+
+def client(client_id: str = "svc-a", **fields: Any) -> ClientRecord:
+    values: dict[str, Any] = {
+        "client_id": client_id,
+        "secret_hash": f"hash-of-{client_id}",
+        "scopes": ("read", "write"),
+        "audiences": ("api",),
+        "metadata": {"service": client_id, "nested": {"n": 1}},
+        "created_at": 1_700_000_000.25,
+        "updated_at": 1_700_000_000.25,
+        **fields,
+    }
+    return ClientRecord(**values)
+
+
+def key(kid: str, *, created_at: float, activates_at: float | None = None) -> KeyRecord:
+    return KeyRecord(
+        kid=kid,
+        alg="ES256",
+        private_key_encrypted=b"\x00encrypted\xff" + kid.encode(),
+        certificate_pem=f"-----BEGIN CERTIFICATE-----\n{kid}\n-----END CERTIFICATE-----\n",
+        created_at=created_at,
+        activates_at=created_at if activates_at is None else activates_at,
+    )
+
+
+# -- clients ------------------------------------------------------------------------------
+
+
+def test_add_get_list_remove(store: Store) -> None:
+    b, a = client("svc-b"), client("svc-a", scopes=(), audiences=(), metadata={})
+    store.add_client(b)
+    store.add_client(a)
+
+    assert store.get_client("svc-b") == b
+    assert store.get_client("svc-a") == a
+    assert store.get_client("svc-c") is None
+    assert store.list_clients() == [a, b]
+
+    assert store.remove_client("svc-a") is True
+    assert store.get_client("svc-a") is None
+    assert store.remove_client("svc-a") is False
+    assert store.list_clients() == [b]
+
+
+def test_duplicate_add_raises_client_exists_and_keeps_the_first(store: Store) -> None:
+    first = client("svc-a")
+    store.add_client(first)
+    with pytest.raises(ClientExists):
+        store.add_client(client("svc-a", secret_hash="another-hash"))
+    assert store.get_client("svc-a") == first
+
+
+def test_rotate_with_grace_keeps_the_previous_hash(store: Store) -> None:
+    store.add_client(client("svc-a", secret_hash="old"))
+
+    rotated = store.rotate_client_secret("svc-a", "new", 1_800_000_060.0, 1_800_000_000.0)
+    assert rotated is not None
+    assert (rotated.secret_hash, rotated.previous_secret_hash) == ("new", "old")
+    assert rotated.previous_secret_expires_at == 1_800_000_060.0
+    assert rotated.secret_version == 2
+    assert rotated.updated_at == 1_800_000_000.0
+    assert rotated.created_at == client().created_at
+    assert store.get_client("svc-a") == rotated
+
+    again = store.rotate_client_secret("svc-a", "newer", None, 1_800_000_100.0)
+    assert again is not None
+    assert (again.secret_hash, again.previous_secret_hash) == ("newer", None)
+    assert again.previous_secret_expires_at is None
+    assert again.secret_version == 3
+    assert store.get_client("svc-a") == again
+
+
+def test_rotate_unknown_client_is_none_and_logs_nothing(store: Store) -> None:
+    before = store.last_change()
+    assert store.rotate_client_secret("nobody", "h", None, 1.0) is None
+    assert store.get_client("nobody") is None
+    assert store.last_change() == before
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def test_keys_add_only_if_no_active_and_retire(store: Store) -> None:
+    now = time.time()
+    first = key("k1", created_at=now - 100)
+    assert store.add_key(first, only_if_no_active=True) is True
+    assert store.add_key(key("k2", created_at=now), only_if_no_active=True) is False
+    assert store.list_keys() == [first]
+
+    # k1 stops signing in the past: no key signs now, so a first-start key may be created.
+    store.schedule_key_retirement("k1", now - 10, now + 3600)
+    replacement = key("k3", created_at=now)
+    assert store.add_key(replacement, only_if_no_active=True) is True
+    retired = store.list_keys()[0]
+    assert (retired.kid, retired.retires_at, retired.unpublish_at) == ("k1", now - 10, now + 3600)
+    assert [k.kid for k in store.list_keys()] == ["k1", "k3"]
+    assert store.list_keys()[1] == replacement
+
+
+def test_a_key_due_to_sign_later_counts_as_active(store: Store) -> None:
+    now = time.time()
+    assert store.add_key(key("future", created_at=now, activates_at=now + 600)) is True
+    assert store.add_key(key("k2", created_at=now), only_if_no_active=True) is False
+
+
+def test_list_keys_hides_unpublished_keys(store: Store) -> None:
+    now = time.time()
+    store.add_key(key("gone", created_at=now - 1000))
+    store.add_key(key("kept", created_at=now - 500))
+    store.schedule_key_retirement("gone", now - 900, now - 1)
+    store.schedule_key_retirement("kept", now - 400, now + 1000)
+    assert [k.kid for k in store.list_keys()] == ["kept"]
+
+
+# -- change log ---------------------------------------------------------------------------
+
+
+def test_change_log_names_every_mutation_in_order(store: Store) -> None:
+    cursor = store.last_change()
+    store.add_client(client("svc-a"))
+    with pytest.raises(ClientExists):
+        store.add_client(client("svc-a"))
+    store.rotate_client_secret("svc-a", "h2", None, 2.0)
+    assert store.remove_client("svc-a") is True
+    assert store.remove_client("svc-a") is False
+    store.add_key(key("k1", created_at=1.0))
+    store.schedule_key_retirement("k1", 2.0, 3.0)
+
+    batch = store.changes_since(cursor)
+    assert batch.complete
+    assert [(c.kind, c.key) for c in batch.changes] == [
+        ("client", "svc-a"),
+        ("client", "svc-a"),
+        ("client", "svc-a"),
+        ("key", "k1"),
+        ("key", "k1"),
+    ]
+    seqs = [c.seq for c in batch.changes]
+    assert seqs == sorted(set(seqs))
+    assert batch.cursor == seqs[-1] == store.last_change()
+
+    empty = store.changes_since(batch.cursor)
+    assert (empty.cursor, list(empty.changes), empty.complete) == (batch.cursor, [], True)
+
+
+def test_change_log_seen_by_another_connection(make_store: StoreFactory) -> None:
+    writer, reader = make_store(), make_store()
+    cursor = reader.last_change()
+    writer.add_client(client("svc-a"))
+    batch = reader.changes_since(cursor)
+    assert [(c.kind, c.key) for c in batch.changes] == [("client", "svc-a")]
+
+
+def test_change_log_reports_a_gap_after_pruning(make_store: StoreFactory) -> None:
+    store = make_store(change_log_keep=10)
+    start = store.last_change()
+    for n in range(40):
+        store.add_client(client(f"svc-{n}"))
+
+    behind = store.changes_since(start)
+    assert not behind.complete
+    assert behind.cursor == store.last_change()
+
+    recent_cursor = store.last_change() - 5
+    recent = store.changes_since(recent_cursor)
+    assert recent.complete
+    assert [c.key for c in recent.changes] == [f"svc-{n}" for n in range(35, 40)]
+
+
+def test_wait_for_change(backend: str, make_store: StoreFactory) -> None:
+    waiter, writer = make_store(), make_store()
+    # Nothing happened: both backends wait the time out.
+    assert waiter.wait_for_change(0.2) is False
+    writer.add_client(client("svc-a"))
+    # PostgreSQL wakes on NOTIFY; SQLite has no signal and only sleeps.
+    postgres = backend == "postgresql"
+    assert waiter.wait_for_change(30 if postgres else 0.2) is postgres
+    assert [c.key for c in waiter.changes_since(0).changes] == ["svc-a"]
+
+
+# -- migrations ---------------------------------------------------------------------------
+
+
+def test_migrate_twice_is_a_no_op(store: Store) -> None:
+    store.add_client(client("svc-a"))
+    head = store.last_change()
+    store.migrate()
+    assert store.get_client("svc-a") == client("svc-a")
+    assert store.last_change() == head
+    store.add_client(client("svc-b"))
+    assert [c.client_id for c in store.list_clients()] == ["svc-a", "svc-b"]
+
+
+def _migrate_in_process(url: str, data_dir: str, barrier: Any, results: Any) -> None:
+    try:
+        store = open_store(url, Path(data_dir))
+        barrier.wait(30)
+        store.migrate()
+        store.close()
+        results.put("ok")
+    except BaseException as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_concurrent_migrate_from_several_processes(store_url: str, tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    count = 5
+    barrier, results = ctx.Barrier(count), ctx.Queue()
+    procs = [
+        ctx.Process(target=_migrate_in_process, args=(store_url, str(tmp_path), barrier, results))
+        for _ in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    assert outcomes == ["ok"] * count
+
+    store = open_store(store_url, tmp_path)
+    try:
+        store.add_client(client("svc-a"))
+        assert store.list_clients() == [client("svc-a")]
+        assert [c.key for c in store.changes_since(0).changes] == ["svc-a"]
+    finally:
+        store.close()

@@ -1,0 +1,225 @@
+import base64
+from urllib.parse import quote_plus
+
+import jwt
+import pytest
+
+from swarm_oauth.clients import hash_secret
+from swarm_oauth.keys import MasterKey
+from swarm_oauth.keys.keyring import KeyRing, load_key
+from swarm_oauth.keys.signing import new_key, private_key_der
+from swarm_oauth.store import ClientRecord, KeyRecord
+from swarm_oauth.tokens import OAuthError, TokenIssuer, grant, parse_form, parse_token_request
+
+NOW = 1_800_000_000.0
+SECRET = "s3cret-value"
+
+
+@pytest.fixture(scope="module")
+def keyring():
+    master = MasterKey.from_text(MasterKey.generate_text())
+    material = new_key("ES256", "http://issuer")
+    rec = KeyRecord(
+        kid=material.kid,
+        alg="ES256",
+        private_key_encrypted=master.encrypt(
+            private_key_der(material.private_key), material.kid.encode()
+        ),
+        certificate_pem=material.certificate_pem,
+        created_at=0,
+        activates_at=0,
+    )
+    return KeyRing([load_key(rec, master)])
+
+
+@pytest.fixture
+def issuer(keyring):
+    return TokenIssuer("http://issuer", lambda: keyring, lifetime=900)
+
+
+def client(**changes):
+    fields = dict(
+        client_id="orders",
+        secret_hash=hash_secret(SECRET),
+        scopes=("read", "write"),
+        audiences=("inventory", "billing"),
+        metadata={},
+        created_at=0,
+        updated_at=0,
+    )
+    fields.update(changes)
+    return ClientRecord(**fields)
+
+
+def basic(user, password):
+    raw = f"{quote_plus(user)}:{quote_plus(password)}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+def form(**values):
+    return {k: v if isinstance(v, list) else [v] for k, v in values.items()}
+
+
+def error_of(fn):
+    with pytest.raises(OAuthError) as info:
+        fn()
+    return info.value
+
+
+def test_post_credentials_issue_a_rfc9068_token(keyring, issuer):
+    req = parse_token_request(
+        form(grant_type="client_credentials", client_id="orders", client_secret=SECRET), None
+    )
+    issued = grant(req, client(), issuer, NOW, ("http://issuer",))
+    header = jwt.get_unverified_header(issued.access_token)
+    assert header["typ"] == "at+jwt"
+    assert header["kid"] == keyring.keys[0].kid
+    claims = jwt.decode(
+        issued.access_token,
+        keyring.keys[0].private_key.public_key(),
+        algorithms=["ES256"],
+        audience="inventory",
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert claims["iss"] == "http://issuer"
+    assert claims["sub"] == claims["client_id"] == "orders"
+    assert claims["aud"] == ["inventory", "billing"]
+    assert claims["exp"] - claims["iat"] == 900
+    assert claims["scope"] == "read write"
+    assert len(claims["jti"]) >= 16
+    assert issued.scope == "read write"
+    assert SECRET not in repr(req) and issued.access_token not in repr(issued)
+
+
+def test_basic_credentials_are_form_decoded():
+    secret = "a:b+c/d%"
+    req = parse_token_request(form(grant_type="client_credentials"), basic("svc.one", secret))
+    assert (req.client_id, req.client_secret) == ("svc.one", secret)
+
+
+def test_scope_subset_and_single_audience(issuer):
+    req = parse_token_request(
+        form(grant_type="client_credentials", scope="read", audience="billing"),
+        basic("orders", SECRET),
+    )
+    issued = grant(req, client(), issuer, NOW, ())
+    claims = jwt.decode(issued.access_token, options={"verify_signature": False})
+    assert claims["scope"] == "read"
+    assert claims["aud"] == "billing"
+
+
+def test_repeated_resource_indicators_are_allowed(issuer):
+    req = parse_token_request(
+        form(grant_type="client_credentials", resource=["inventory", "billing"]),
+        basic("orders", SECRET),
+    )
+    claims = jwt.decode(
+        grant(req, client(), issuer, NOW, ()).access_token, options={"verify_signature": False}
+    )
+    assert claims["aud"] == ["inventory", "billing"]
+
+
+def test_default_audience_when_the_client_has_none(issuer):
+    req = parse_token_request(form(grant_type="client_credentials"), basic("orders", SECRET))
+    issued = grant(req, client(audiences=(), scopes=()), issuer, NOW, ("http://issuer",))
+    claims = jwt.decode(issued.access_token, options={"verify_signature": False})
+    assert claims["aud"] == "http://issuer"
+    assert "scope" not in claims and issued.scope == ""
+
+
+@pytest.mark.parametrize(
+    ("values", "auth", "error", "status"),
+    [
+        ({}, None, "invalid_request", 400),
+        ({"grant_type": "password"}, None, "unsupported_grant_type", 400),
+        (
+            {"grant_type": ["client_credentials", "client_credentials"]},
+            None,
+            "invalid_request",
+            400,
+        ),
+        ({"grant_type": "client_credentials"}, None, "invalid_client", 401),
+        ({"grant_type": "client_credentials", "client_id": "orders"}, None, "invalid_client", 401),
+        (
+            {"grant_type": "client_credentials", "client_secret": SECRET},
+            basic("orders", SECRET),
+            "invalid_request",
+            400,
+        ),
+        (
+            {"grant_type": "client_credentials", "client_id": "other"},
+            basic("orders", SECRET),
+            "invalid_request",
+            400,
+        ),
+        ({"grant_type": "client_credentials"}, "Bearer abc", "invalid_client", 401),
+        ({"grant_type": "client_credentials"}, "Basic !!!", "invalid_client", 401),
+        (
+            {"grant_type": "client_credentials"},
+            "Basic " + base64.b64encode(b"nocolon").decode(),
+            "invalid_client",
+            401,
+        ),
+        (
+            {"grant_type": "client_credentials", "scope": 'bad"scope'},
+            basic("o", "s"),
+            "invalid_scope",
+            400,
+        ),
+        (
+            {"grant_type": "client_credentials", "audience": "a", "resource": "b"},
+            basic("o", "s"),
+            "invalid_request",
+            400,
+        ),
+    ],
+)
+def test_malformed_requests(values, auth, error, status):
+    exc = error_of(lambda: parse_token_request(form(**values), auth))
+    assert (exc.error, exc.status) == (error, status)
+    assert exc.body() == {"error": error, "error_description": exc.description}
+
+
+@pytest.mark.parametrize(
+    ("extra", "record", "error"),
+    [
+        ({}, None, "invalid_client"),
+        ({"scope": "read admin"}, client(), "invalid_scope"),
+        ({"audience": "payroll"}, client(), "invalid_target"),
+        ({"resource": ["inventory", "payroll"]}, client(), "invalid_target"),
+    ],
+)
+def test_refused_grants(issuer, extra, record, error):
+    req = parse_token_request(
+        form(grant_type="client_credentials", **extra), basic("orders", SECRET)
+    )
+    assert error_of(lambda: grant(req, record, issuer, NOW, ())).error == error
+
+
+def test_wrong_secret_and_unknown_client_look_the_same(issuer):
+    wrong = parse_token_request(form(grant_type="client_credentials"), basic("orders", "nope"))
+    a = error_of(lambda: grant(wrong, client(), issuer, NOW, ()))
+    b = error_of(lambda: grant(wrong, None, issuer, NOW, ()))
+    assert (a.error, a.status, a.description) == (b.error, b.status, b.description)
+
+
+def test_previous_secret_works_only_during_grace(issuer):
+    record = client(
+        secret_hash=hash_secret("new"),
+        previous_secret_hash=hash_secret(SECRET),
+        previous_secret_expires_at=NOW + 10,
+    )
+    req = parse_token_request(form(grant_type="client_credentials"), basic("orders", SECRET))
+    assert grant(req, record, issuer, NOW + 9, ()).access_token
+    assert error_of(lambda: grant(req, record, issuer, NOW + 10, ())).error == "invalid_client"
+
+
+@pytest.mark.parametrize(
+    "body", [b"\xff\xfe", b"a=1&&b", b"&".join([b"p%d=1" % i for i in range(40)])]
+)
+def test_unparseable_forms(body):
+    assert error_of(lambda: parse_form(body)).error == "invalid_request"
+
+
+def test_parse_form_keeps_repeats():
+    assert parse_form(b"a=1&a=2&b=") == {"a": ["1", "2"], "b": [""]}

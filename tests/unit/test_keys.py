@@ -1,0 +1,111 @@
+import base64
+import json
+
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from swarm_oauth.keys import ALGORITHMS, MasterKey, MasterKeyError
+from swarm_oauth.keys.keyring import KeyRing, load_key
+from swarm_oauth.keys.signing import new_key, private_key_der, public_jwk, thumbprint
+from swarm_oauth.store import KeyRecord
+
+
+def record(master, alg="ES256", activates_at=100.0, retires_at=None, unpublish_at=None):
+    material = new_key(alg, "http://issuer")
+    return KeyRecord(
+        kid=material.kid,
+        alg=alg,
+        private_key_encrypted=master.encrypt(
+            private_key_der(material.private_key), material.kid.encode()
+        ),
+        certificate_pem=material.certificate_pem,
+        created_at=activates_at,
+        activates_at=activates_at,
+        retires_at=retires_at,
+        unpublish_at=unpublish_at,
+    )
+
+
+@pytest.fixture
+def master():
+    return MasterKey.from_text(MasterKey.generate_text())
+
+
+def test_master_key_round_trip_and_binding(master):
+    blob = master.encrypt(b"private", b"kid-1")
+    assert b"private" not in blob
+    assert master.decrypt(blob, b"kid-1") == b"private"
+    with pytest.raises(MasterKeyError):
+        master.decrypt(blob, b"kid-2")  # moved onto another record
+    other = MasterKey.from_text(MasterKey.generate_text())
+    with pytest.raises(MasterKeyError, match="master key"):
+        other.decrypt(blob, b"kid-1")
+
+
+@pytest.mark.parametrize("text", ["", "not base64!", base64.b64encode(b"short").decode()])
+def test_malformed_master_key_is_refused(text):
+    with pytest.raises(MasterKeyError):
+        MasterKey.from_text(text)
+
+
+def test_master_key_repr_hides_it(master):
+    assert "redacted" in repr(master)
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_loaded_key_signs_what_its_jwk_and_certificate_verify(master, alg):
+    loaded = load_key(record(master, alg), master)
+    token = jwt.encode({"a": 1}, loaded.private_key, algorithm=alg)
+    from_jwk = jwt.PyJWK(loaded.jwk).key
+    assert jwt.decode(token, from_jwk, algorithms=[alg]) == {"a": 1}
+    cert = x509.load_der_x509_certificate(base64.b64decode(loaded.jwk["x5c"][0]))
+    assert jwt.decode(token, cert.public_key(), algorithms=[alg]) == {"a": 1}
+    assert loaded.jwk["kid"] == thumbprint(public_jwk(loaded.private_key.public_key()))
+    assert "d" not in loaded.jwk and "p" not in loaded.jwk  # public members only
+
+
+def test_thumbprint_matches_rfc7638_example():
+    # RFC 7638 §3.1
+    jwk = {
+        "kty": "RSA",
+        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6"
+        "tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YG"
+        "jQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-b"
+        "FTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        "e": "AQAB",
+        "alg": "RS256",
+        "kid": "2011-04-29",
+    }
+    assert thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_keyring_follows_the_timeline(master):
+    old = record(master, activates_at=100, retires_at=200, unpublish_at=300)
+    new = record(master, activates_at=200)
+    ring = KeyRing([load_key(new, master), load_key(old, master)])
+    assert ring.signing_key(150).kid == old.kid
+    assert ring.signing_key(200).kid == new.kid
+    assert ring.signing_key(50) is None
+    kids = lambda t: [k["kid"] for k in ring.jwks(t)["keys"]]  # noqa: E731
+    assert kids(150) == [old.kid, new.kid]  # the new key is published before it signs
+    assert kids(250) == [old.kid, new.kid]  # the old one stays while its tokens live
+    assert kids(300) == [new.kid]
+    pem = ring.certificates_pem(250)
+    assert pem.index(new.certificate_pem) == 0  # the signing key's certificate first
+    assert old.certificate_pem in pem
+
+
+def test_certificate_is_a_valid_self_signed_leaf(master):
+    loaded = load_key(record(master), master)
+    cert = x509.load_pem_x509_certificate(loaded.record.certificate_pem.encode())
+    assert cert.issuer == cert.subject
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert spki == loaded.private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    json.dumps(loaded.jwk)  # serialisable as is
