@@ -57,19 +57,22 @@ class Recorder:
         return httpx.AsyncClient(timeout=10, event_hooks={"request": [self._arecord]})
 
 
-def issue(server: ServerProcess, audience: str = "inventory", **form: str) -> str:
-    """A token for client "orders" (registered on first use) from ``server``."""
-    with server.admin() as admin:
-        found = admin.get("/api/clients/orders").status_code == 200
-    secret_path = server.data_dir / "orders.secret"
-    if not found:
-        body = server.add_client(
-            "orders", scopes=["read", "write"], audiences=["inventory", "billing"]
-        )
-        secret_path.write_text(body["client_secret"])
-    response = server.token("orders", secret_path.read_text(), audience=audience, **form)
+def register(server: ServerProcess) -> str:
+    """Register client "orders" and return its secret."""
+    body = server.add_client("orders", scopes=["read", "write"], audiences=["inventory", "billing"])
+    return str(body["client_secret"])
+
+
+def issue(server: ServerProcess, secret: str, audience: str = "inventory", **form: str) -> str:
+    """A token for client "orders" from ``server``."""
+    response = server.token("orders", secret, audience=audience, **form)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
+
+
+@pytest.fixture
+def secret(token_server: ServerProcess) -> str:
+    return register(token_server)
 
 
 def verifier_for(server: ServerProcess, recorder: Recorder, **options: Any) -> Verifier:
@@ -78,10 +81,12 @@ def verifier_for(server: ServerProcess, recorder: Recorder, **options: Any) -> V
     )
 
 
-def test_good_tokens_verify_without_a_request_each(token_server: ServerProcess) -> None:
+def test_good_tokens_verify_without_a_request_each(
+    token_server: ServerProcess, secret: str
+) -> None:
     recorder = Recorder()
     verifier = verifier_for(token_server, recorder)
-    tokens = [issue(token_server, scope="read") for _ in range(3)]
+    tokens = [issue(token_server, secret, scope="read") for _ in range(3)]
     for token in tokens * 5:
         claims = verifier.verify(token, scopes=["read"])
         assert claims["iss"] == token_server.url
@@ -91,9 +96,9 @@ def test_good_tokens_verify_without_a_request_each(token_server: ServerProcess) 
 
 
 def test_async_verification_fetches_once_for_fifty_concurrent_tasks(
-    token_server: ServerProcess,
+    token_server: ServerProcess, secret: str
 ) -> None:
-    token = issue(token_server)
+    token = issue(token_server, secret)
     recorder = Recorder()
 
     async def main() -> list[dict[str, Any]]:
@@ -109,7 +114,7 @@ def test_async_verification_fetches_once_for_fifty_concurrent_tasks(
 
 def test_expired_token(server_factory: Any) -> None:
     server = server_factory(args=["--token-lifetime", "1"])
-    token = issue(server)
+    token = issue(server, register(server))
     strict = Verifier(issuer=server.url, audience="inventory", leeway=0)
     assert strict.verify(token)["sub"] == "orders"
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
@@ -121,8 +126,8 @@ def test_expired_token(server_factory: Any) -> None:
     assert lenient.verify(token)["sub"] == "orders"
 
 
-def test_token_for_another_audience(token_server: ServerProcess) -> None:
-    token = issue(token_server, audience="billing")
+def test_token_for_another_audience(token_server: ServerProcess, secret: str) -> None:
+    token = issue(token_server, secret, audience="billing")
     with pytest.raises(InvalidAudience, match=r"'billing' does not include 'inventory'"):
         Verifier(issuer=token_server.url, audience="inventory").verify(token)
     both = Verifier(issuer=token_server.url, audience=["inventory", "billing"])
@@ -135,8 +140,7 @@ def test_token_from_another_issuer_with_the_same_keys(server_factory: Any) -> No
     other = server_factory(
         data_dir=main.data_dir, role="tokens", args=["--issuer", "http://other.example"]
     )
-    issue(main)  # registers the client
-    token = issue(other)
+    token = issue(other, register(main))
     with pytest.raises(InvalidIssuer, match=r"'http://other\.example' is not"):
         Verifier(issuer=main.url, audience="inventory").verify(token)
 
@@ -149,8 +153,8 @@ def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def test_tampered_tokens(token_server: ServerProcess) -> None:
-    header, payload, signature = issue(token_server, scope="read").split(".")
+def test_tampered_tokens(token_server: ServerProcess, secret: str) -> None:
+    header, payload, signature = issue(token_server, secret, scope="read").split(".")
     verifier = Verifier(issuer=token_server.url, audience="inventory")
     claims = json.loads(unb64(payload))
     claims["scope"] = "read write"
@@ -174,14 +178,16 @@ def forged(server: ServerProcess, kid: str) -> str:
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid, "typ": "at+jwt"})
 
 
-def test_unknown_kid_refetches_at_most_once_per_interval(token_server: ServerProcess) -> None:
+def test_unknown_kid_refetches_at_most_once_per_interval(
+    token_server: ServerProcess, secret: str
+) -> None:
     recorder = Recorder()
     verifier = verifier_for(token_server, recorder, refetch_interval=3600)
     for attempt in range(10):
         with pytest.raises(UnknownKey):
             verifier.verify(forged(token_server, f"made-up-{attempt}"))
     assert recorder.paths == [METADATA, JWKS]
-    assert verifier.verify(issue(token_server))["sub"] == "orders"
+    assert verifier.verify(issue(token_server, secret))["sub"] == "orders"
     assert recorder.paths == [METADATA, JWKS]
 
     eager = Recorder()
@@ -204,26 +210,30 @@ def kid_of(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
 
-def token_with_new_key(server: ServerProcess, old_kid: str, timeout: float = 30) -> str:
+def token_with_new_key(
+    server: ServerProcess, secret: str, old_kid: str, timeout: float = 30
+) -> str:
     """Poll the token endpoint until the server signs with a key other than ``old_kid``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        token = issue(server)
+        token = issue(server, secret)
         if kid_of(token) != old_kid:
             return token
         time.sleep(0.2)
     raise AssertionError(f"server still signs with {old_kid} after {timeout}s")
 
 
-def test_key_rotation_is_picked_up_by_a_running_verifier(token_server: ServerProcess) -> None:
+def test_key_rotation_is_picked_up_by_a_running_verifier(
+    token_server: ServerProcess, secret: str
+) -> None:
     recorder = Recorder()
     verifier = verifier_for(token_server, recorder, refetch_interval=0.5)
-    before = issue(token_server)
+    before = issue(token_server, secret)
     assert verifier.verify(before)["sub"] == "orders"
     fetched_at = time.monotonic()
 
     rotate_keys(token_server, publish_ahead=0)
-    after = token_with_new_key(token_server, kid_of(before))
+    after = token_with_new_key(token_server, secret, kid_of(before))
     time.sleep(max(0.0, fetched_at + 0.5 - time.monotonic()))  # past the refetch interval
 
     assert verifier.verify(after)["sub"] == "orders"
@@ -231,11 +241,13 @@ def test_key_rotation_is_picked_up_by_a_running_verifier(token_server: ServerPro
     assert recorder.paths == [METADATA, JWKS, JWKS]
 
 
-def test_key_published_ahead_is_known_before_it_signs(token_server: ServerProcess) -> None:
+def test_key_published_ahead_is_known_before_it_signs(
+    token_server: ServerProcess, secret: str
+) -> None:
     recorder = Recorder()
     # Keys are re-read after max_age; an unknown kid could never trigger a refetch here.
     verifier = verifier_for(token_server, recorder, refetch_interval=0.5, max_age=0.5)
-    before = issue(token_server)
+    before = issue(token_server, secret)
     verifier.verify(before)
     rotate_keys(token_server, publish_ahead=3)
     published = False
@@ -246,28 +258,28 @@ def test_key_published_ahead_is_known_before_it_signs(token_server: ServerProces
             published = len(client.get(f"{token_server.url}{JWKS}").json()["keys"]) == 2
         time.sleep(0.6)
         verifier.verify(before)
-    verifier.max_age = verifier.keys.max_age = 3600
+    verifier.keys.max_age = 3600
     verifier.keys.refetch_interval = 3600
     fetches = len(recorder.paths)
-    after = token_with_new_key(token_server, kid_of(before))
+    after = token_with_new_key(token_server, secret, kid_of(before))
     assert verifier.verify(after)["sub"] == "orders"
     assert len(recorder.paths) == fetches
 
 
-def test_metadata_of_another_issuer_is_refused(token_server: ServerProcess) -> None:
+def test_metadata_of_another_issuer_is_refused(token_server: ServerProcess, secret: str) -> None:
     verifier = Verifier(issuer=f"{token_server.url}/", audience="inventory")
     with pytest.raises(KeySetUnavailable, match="names issuer"):
-        verifier.verify(issue(token_server))
+        verifier.verify(issue(token_server, secret))
 
 
-def test_explicit_jwks_url_skips_discovery(token_server: ServerProcess) -> None:
+def test_explicit_jwks_url_skips_discovery(token_server: ServerProcess, secret: str) -> None:
     recorder = Recorder()
     verifier = verifier_for(token_server, recorder, jwks_url=f"{token_server.url}{JWKS}")
-    assert verifier.verify(issue(token_server))["sub"] == "orders"
+    assert verifier.verify(issue(token_server, secret))["sub"] == "orders"
     assert recorder.paths == [JWKS]
 
 
-def test_missing_scope(token_server: ServerProcess) -> None:
+def test_missing_scope(token_server: ServerProcess, secret: str) -> None:
     verifier = Verifier(issuer=token_server.url, audience="inventory")
     with pytest.raises(InsufficientScope, match="write"):
-        verifier.verify(issue(token_server, scope="read"), scopes=["read", "write"])
+        verifier.verify(issue(token_server, secret, scope="read"), scopes=["read", "write"])

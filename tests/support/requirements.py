@@ -8,13 +8,14 @@ missing engine can never pass for a green run.
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
 STRICT = os.environ.get("SWARM_OAUTH_TEST_STRICT", "") not in ("", "0", "false", "no")
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip (or, in strict mode, fail) the current test because ``reason``."""
     if STRICT:
         pytest.fail(f"required infrastructure missing (SWARM_OAUTH_TEST_STRICT): {reason}")

@@ -1,0 +1,50 @@
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from swarm_oauth.secretfiles import (
+    SecretConfigError,
+    create_once,
+    read_secret_file,
+    secret_from_env,
+)
+
+
+def _race(path, content, results):
+    results.put((content, create_once(path, content)))
+
+
+def test_create_once_from_many_processes_writes_exactly_one(tmp_path):
+    path = tmp_path / "admin-token"
+    results = multiprocessing.Queue()
+    procs = [
+        multiprocessing.Process(target=_race, args=(path, f"value-{i}", results)) for i in range(8)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    outcomes = [results.get() for _ in procs]
+    winners = [content for content, won in outcomes if won]
+    assert len(winners) == 1
+    assert read_secret_file(path) == winners[0]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["admin-token"]  # no temporary left
+
+
+def test_secret_from_env_prefers_the_value_then_the_file(tmp_path):
+    file = tmp_path / "secret"
+    file.write_text("from-file\n")
+    assert secret_from_env("X", {"X_FILE": str(file)}) == "from-file"
+    assert secret_from_env("X", {"X": "direct", "X_FILE": str(file)}) == "direct"
+    assert secret_from_env("X", {}) is None
+
+
+def test_missing_or_empty_file_names_the_file_not_a_value(tmp_path):
+    with pytest.raises(SecretConfigError, match="cannot read"):
+        read_secret_file(tmp_path / "nope")
+    (tmp_path / "empty").write_text("  \n")
+    with pytest.raises(SecretConfigError, match="empty"):
+        read_secret_file(tmp_path / "empty")
