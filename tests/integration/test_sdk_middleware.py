@@ -1,0 +1,380 @@
+"""The framework glue on real apps: BearerTokenMiddleware on Starlette served by uvicorn,
+the FastAPI dependency, and the httpx/requests auth classes that call such services.
+Tokens come from a real token server; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import jwt
+import pytest
+import requests
+import uvicorn
+import websockets.sync.client
+from fastapi import Depends, FastAPI, Request
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.exceptions import InvalidStatus
+
+from swarm_oauth.sdk import BearerAuth, BearerTokenMiddleware, TokenSource, Verifier
+from swarm_oauth.sdk.fastapi import require_token
+from swarm_oauth.sdk.requests_auth import RequestsBearerAuth
+from tests.support.server import ServerProcess, free_port
+
+
+async def whoami(request: StarletteRequest) -> JSONResponse:
+    claims = request.state.token_claims
+    return JSONResponse({"sub": claims["sub"], "scope": claims.get("scope", "")})
+
+
+async def healthz(request: StarletteRequest) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+async def hello(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(f"hello {websocket.state.token_claims['sub']}")
+    await websocket.close()
+
+
+class Served:
+    """A Starlette app behind BearerTokenMiddleware, on uvicorn in a thread."""
+
+    def __init__(self, verifier: Verifier, scopes: tuple[str, ...] = ()) -> None:
+        app = Starlette(
+            routes=[
+                Route("/whoami", whoami),
+                Route("/healthz", healthz),
+                WebSocketRoute("/ws", hello),
+            ],
+            middleware=[
+                Middleware(
+                    BearerTokenMiddleware,
+                    verifier=verifier,
+                    scopes=scopes,
+                    exempt_paths=["/healthz"],
+                )
+            ],
+        )
+        self.requests = 0
+        self._app = app
+        config = uvicorn.Config(
+            self._count,
+            host="127.0.0.1",
+            port=free_port(),
+            log_level="warning",
+            lifespan="off",
+            interface="asgi3",
+        )
+        self.server = uvicorn.Server(config)
+        self.url = f"http://127.0.0.1:{config.port}"
+
+    async def _count(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.requests += 1
+        await self._app(scope, receive, send)
+
+    def __enter__(self) -> Served:
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def secret_file(token_server: ServerProcess, tmp_path: Path) -> Path:
+    body = token_server.add_client(
+        "orders", scopes=["read", "write"], audiences=["inventory", "billing"]
+    )
+    path = tmp_path / "oauth_client_secret"
+    path.write_text(body["client_secret"])
+    return path
+
+
+def source_for(server: ServerProcess, secret_file: Path, **options: Any) -> TokenSource:
+    settings = {"client_secret_file": secret_file, "audience": "inventory", **options}
+    return TokenSource("orders", f"{server.url}/api/token", **settings)
+
+
+@pytest.fixture
+def app(token_server: ServerProcess) -> Iterator[Served]:
+    with Served(Verifier(issuer=token_server.url, audience="inventory")) as served:
+        yield served
+
+
+def test_request_without_a_token_gets_a_bare_challenge(app: Served) -> None:
+    response = httpx.get(f"{app.url}/whoami")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {
+        "error": "invalid_token",
+        "error_description": "a Bearer token is required",
+    }
+    basic = httpx.get(f"{app.url}/whoami", auth=("user", "pass"))
+    assert (basic.status_code, basic.headers["www-authenticate"]) == (401, "Bearer")
+
+
+def test_valid_token_reaches_the_app_with_its_claims(
+    app: Served, token_server: ServerProcess, secret_file: Path
+) -> None:
+    auth = BearerAuth(source_for(token_server, secret_file, scope="read"))
+    response = httpx.get(f"{app.url}/whoami", auth=auth)
+    assert response.status_code == 200
+    assert response.json() == {"sub": "orders", "scope": "read"}
+
+
+def test_invalid_tokens_get_an_invalid_token_challenge(
+    app: Served, token_server: ServerProcess, secret_file: Path
+) -> None:
+    other_audience = source_for(token_server, secret_file, audience="billing").token()
+    response = httpx.get(f"{app.url}/whoami", headers={"Authorization": f"Bearer {other_audience}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="aud \'billing\' does not include '
+        "'inventory'\""
+    )
+    assert response.json()["error"] == "invalid_token"
+    garbage = httpx.get(f"{app.url}/whoami", headers={"Authorization": "Bearer abc"})
+    assert garbage.status_code == 401
+    assert 'error_description="not a JWT' in garbage.headers["www-authenticate"]
+
+
+def test_two_authorization_headers_are_a_bad_request(app: Served) -> None:
+    headers = [("Authorization", "Bearer a"), ("Authorization", "Bearer b")]
+    response = httpx.get(f"{app.url}/whoami", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_exempt_path_needs_no_token(app: Served) -> None:
+    response = httpx.get(f"{app.url}/healthz")
+    assert (response.status_code, response.text) == (200, "ok")
+
+
+def test_missing_scope_is_403_insufficient_scope(
+    token_server: ServerProcess, secret_file: Path
+) -> None:
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    with Served(verifier, scopes=("write",)) as served:
+        reader = BearerAuth(source_for(token_server, secret_file, scope="read"))
+        response = httpx.get(f"{served.url}/whoami", auth=reader)
+        assert response.status_code == 403
+        assert response.headers["www-authenticate"] == (
+            'Bearer error="insufficient_scope", '
+            'error_description="token lacks scope(s): write", scope="write"'
+        )
+        writer = BearerAuth(source_for(token_server, secret_file, scope="read write"))
+        assert httpx.get(f"{served.url}/whoami", auth=writer).status_code == 200
+
+
+def test_websocket_handshake_needs_a_token(
+    app: Served, token_server: ServerProcess, secret_file: Path
+) -> None:
+    ws_url = app.url.replace("http://", "ws://") + "/ws"
+    with pytest.raises(InvalidStatus) as refused:
+        websockets.sync.client.connect(ws_url, open_timeout=10)
+    assert refused.value.response.status_code == 403
+    token = source_for(token_server, secret_file).token()
+    headers = {"Authorization": f"Bearer {token}"}
+    with websockets.sync.client.connect(ws_url, additional_headers=headers) as connection:
+        assert connection.recv(timeout=10) == "hello orders"
+
+
+def test_requests_auth_attaches_the_token(
+    app: Served, token_server: ServerProcess, secret_file: Path
+) -> None:
+    with requests.Session() as session:
+        session.auth = RequestsBearerAuth(source_for(token_server, secret_file))
+        response = session.get(f"{app.url}/whoami", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["sub"] == "orders"
+
+
+class TokenCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def hook(self, request: httpx.Request) -> None:
+        self.count += 1
+
+    async def ahook(self, request: httpx.Request) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def short_lived(server_factory: Any, tmp_path: Path) -> tuple[ServerProcess, Path]:
+    """A token server issuing 2-second tokens, and the secret file of client "orders"."""
+    server = server_factory(data_dir=tmp_path / "short", args=["--token-lifetime", "2"])
+    body = server.add_client("orders", audiences=["inventory", "billing"])
+    path = tmp_path / "short-secret"
+    path.write_text(body["client_secret"])
+    return server, path
+
+
+def wait_until_expired(token: str) -> None:
+    expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+    while time.time() < expires:
+        time.sleep(0.1)
+
+
+def stale_source(server: ServerProcess, secret_file: Path, counter: TokenCounter) -> TokenSource:
+    """A source whose clock stands still: it believes its cached token never ages,
+    like a service whose token expired in flight or whose clock is behind."""
+    return source_for(
+        server,
+        secret_file,
+        clock=lambda: 0.0,
+        http_client=httpx.Client(event_hooks={"request": [counter.hook]}),
+        async_http_client=httpx.AsyncClient(event_hooks={"request": [counter.ahook]}),
+    )
+
+
+def test_httpx_auth_retries_once_with_a_fresh_token_after_401(
+    short_lived: tuple[ServerProcess, Path],
+) -> None:
+    server, secret_file = short_lived
+    counter = TokenCounter()
+    source = stale_source(server, secret_file, counter)
+    with Served(Verifier(issuer=server.url, audience="inventory", leeway=0)) as served:
+        auth = BearerAuth(source)
+        assert httpx.get(f"{served.url}/whoami", auth=auth).status_code == 200
+        wait_until_expired(source.token())
+        response = httpx.get(f"{served.url}/whoami", auth=auth)
+        assert response.status_code == 200
+        assert [r.status_code for r in response.history] == [401]
+        assert counter.count == 2
+        assert served.requests == 3
+
+        wait_until_expired(source.token())
+
+        async def call() -> httpx.Response:
+            async with httpx.AsyncClient(auth=auth) as client:
+                return await client.get(f"{served.url}/whoami")
+
+        assert asyncio.run(call()).status_code == 200
+        assert counter.count == 3
+        assert served.requests == 5
+
+
+def test_requests_auth_retries_once_with_a_fresh_token_after_401(
+    short_lived: tuple[ServerProcess, Path],
+) -> None:
+    server, secret_file = short_lived
+    counter = TokenCounter()
+    source = stale_source(server, secret_file, counter)
+    with Served(Verifier(issuer=server.url, audience="inventory", leeway=0)) as served:
+        with requests.Session() as session:
+            session.auth = RequestsBearerAuth(source)
+            assert session.get(f"{served.url}/whoami", timeout=10).status_code == 200
+            wait_until_expired(source.token())
+            response = session.post(f"{served.url}/whoami", data=b"body", timeout=10)
+        assert response.status_code == 405  # authenticated, then refused by the route
+        assert [r.status_code for r in response.history] == [401]
+        assert counter.count == 2
+        assert served.requests == 3
+
+
+def test_a_token_the_service_keeps_refusing_is_retried_only_once(
+    app: Served, token_server: ServerProcess, secret_file: Path
+) -> None:
+    counter = TokenCounter()
+    wrong_audience = source_for(
+        token_server,
+        secret_file,
+        audience="billing",
+        http_client=httpx.Client(event_hooks={"request": [counter.hook]}),
+    )
+    response = httpx.get(f"{app.url}/whoami", auth=BearerAuth(wrong_audience))
+    assert response.status_code == 401
+    assert counter.count == 2
+    assert app.requests == 2
+    with requests.Session() as session:
+        session.auth = RequestsBearerAuth(wrong_audience)
+        assert session.get(f"{app.url}/whoami", timeout=10).status_code == 401
+    assert counter.count == 4
+    assert app.requests == 4
+
+
+def fastapi_app(verifier: Verifier) -> FastAPI:
+    api = FastAPI()
+    reader = require_token(verifier, ["read"])
+
+    @api.get("/orders")
+    async def orders(
+        request: Request, claims: Annotated[dict[str, Any], Depends(reader)]
+    ) -> dict[str, Any]:
+        return {"sub": claims["sub"], "same": request.state.token_claims is claims}
+
+    @api.get("/public")
+    async def public() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    return api
+
+
+def test_fastapi_dependency(token_server: ServerProcess, secret_file: Path) -> None:
+    api = fastapi_app(Verifier(issuer=token_server.url, audience="inventory"))
+    reader = source_for(token_server, secret_file, scope="read").token()
+    writer = source_for(token_server, secret_file, scope="write").token()
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            return [
+                await client.get("/orders"),
+                await client.get("/orders", headers={"Authorization": "Bearer x.y.z"}),
+                await client.get("/orders", headers={"Authorization": f"Bearer {writer}"}),
+                await client.get("/orders", headers={"Authorization": f"Bearer {reader}"}),
+                await client.get("/public"),
+            ]
+
+    missing, garbage, unscoped, good, public = asyncio.run(calls())
+    assert (missing.status_code, missing.headers["www-authenticate"]) == (401, "Bearer")
+    assert garbage.status_code == 401
+    assert garbage.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    assert unscoped.status_code == 403
+    assert 'error="insufficient_scope"' in unscoped.headers["www-authenticate"]
+    assert unscoped.json() == {"detail": "token lacks scope(s): read"}
+    assert (good.status_code, good.json()) == (200, {"sub": "orders", "same": True})
+    assert public.status_code == 200
+    schemes = api.openapi()["components"]["securitySchemes"]
+    assert schemes == {"TokenRequired": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+
+
+def test_middleware_on_a_fastapi_app(token_server: ServerProcess, secret_file: Path) -> None:
+    api = FastAPI()
+
+    @api.get("/me")
+    async def me(request: Request) -> dict[str, Any]:
+        return {"sub": request.state.token_claims["sub"]}
+
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    api.add_middleware(BearerTokenMiddleware, verifier=verifier)
+    auth = BearerAuth(source_for(token_server, secret_file))
+
+    async def calls() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            return await client.get("/me"), await client.get("/me", auth=auth)
+
+    refused, allowed = asyncio.run(calls())
+    assert refused.status_code == 401
+    assert (allowed.status_code, allowed.json()) == (200, {"sub": "orders"})

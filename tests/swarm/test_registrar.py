@@ -1,0 +1,324 @@
+"""The registrar's reconcile on the real swarm, run in-process so a test can stop it
+between two steps (the crash cases) and count its Docker writes.
+
+The end-to-end path through ``swarm-oauth registrar`` is in test_registrar_e2e.py.
+Services are selected by ``swarm-oauth.client=<run id>``, so registrars of other test
+sessions on the same engine never manage them (and this one never manages theirs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import jwt
+import pytest
+
+from swarm_oauth.registrar.clients_api import ClientsAPI
+from swarm_oauth.registrar.docker_swarm import DockerSwarm
+from swarm_oauth.registrar.policy import Policy, Selector
+from swarm_oauth.registrar.reconcile import Outcome, Reconciler
+from tests.support.server import ServerProcess, free_port
+from tests.support.swarm import create_service, exec_in, running_container, unique_name, wait_for
+
+pytestmark = pytest.mark.docker
+
+SELECTOR_KEY = "swarm-oauth.client"
+TARGET = "oauth_client_secret"
+
+# Run inside a service's container: read the mounted secret, ask the token endpoint the
+# environment names, print the access token. Only the standard library is needed.
+TOKEN_SCRIPT = """
+import json, os, urllib.parse, urllib.request
+secret = open(os.environ["OAUTH_CLIENT_SECRET_FILE"]).read()
+form = urllib.parse.urlencode({"grant_type": "client_credentials",
+    "client_id": os.environ["OAUTH_CLIENT_ID"], "client_secret": secret}).encode()
+with urllib.request.urlopen(os.environ["OAUTH_TOKEN_URL"], form, timeout=10) as response:
+    print(json.load(response)["access_token"])
+"""
+
+
+def gateway(client: docker.DockerClient) -> str:
+    """The host's address as service containers see it (docker_gwbridge's gateway)."""
+    try:
+        config = client.networks.get("docker_gwbridge").attrs["IPAM"]["Config"]
+        return str(config[0]["Gateway"])
+    except (docker.errors.NotFound, KeyError, IndexError):
+        return "172.18.0.1"
+
+
+@dataclass
+class Identity:
+    """What a service ended up with: its client record and its Docker secret."""
+
+    client: dict[str, Any]
+    secret: dict[str, Any]
+
+
+@dataclass
+class Setup:
+    """One token server (reachable from containers) and this session's selector."""
+
+    docker: docker.DockerClient
+    server: ServerProcess
+    selector_value: str
+    token_url: str
+
+    @property
+    def clients_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def selector(self) -> str:
+        return f"{SELECTOR_KEY}={self.selector_value}"
+
+    def labels(self, **extra: str) -> dict[str, str]:
+        """Labels that select a service for this session's registrar."""
+        return {SELECTOR_KEY: self.selector_value, **extra}
+
+    def service(self, prefix: str, labels: dict[str, str] | None = None, **kwargs: Any) -> str:
+        """Create a service; its name."""
+        name = unique_name(prefix)
+        create_service(self.docker, name, self.labels() if labels is None else labels, **kwargs)
+        return name
+
+    def client(self, client_id: str) -> dict[str, Any] | None:
+        with self.server.admin() as admin:
+            response = admin.get(f"/api/clients/{client_id}")
+        return response.json() if response.status_code == 200 else None
+
+    def secrets_of(self, service_id: str) -> list[dict[str, Any]]:
+        """Docker secrets the registrar made for a service id."""
+        return self.docker.api.secrets(filters={"label": [f"swarm-oauth.service-id={service_id}"]})
+
+    def secrets_of_client(self, client_id: str) -> list[dict[str, Any]]:
+        return self.docker.api.secrets(filters={"label": [f"swarm-oauth.client-id={client_id}"]})
+
+    def identity(self, name: str, client_id: str | None = None, timeout: float = 30) -> Identity:
+        """Wait until ``name`` is converged as DESIGN.md describes; what it has then."""
+        client_id = client_id or name
+        state: dict[str, Any] = {}
+
+        def converged() -> Identity | None:
+            spec = self.docker.api.inspect_service(name)
+            service_id = spec["ID"]
+            container = spec["Spec"]["TaskTemplate"]["ContainerSpec"]
+            client = self.client(client_id)
+            secrets = self.secrets_of(service_id)
+            state.update(client=client, secrets=secrets, container=container)
+            if client is None or len(secrets) != 1:
+                return None
+            secret = secrets[0]
+            labels = secret["Spec"]["Labels"]
+            refs = [r for r in container.get("Secrets") or [] if r["SecretID"] == secret["ID"]]
+            env = container.get("Env") or []
+            ok = (
+                client["metadata"].get("service_id") == service_id
+                and labels["swarm-oauth.client-id"] == client_id
+                and labels["swarm-oauth.secret-version"] == str(client["secret_version"])
+                and [r["File"] for r in refs]
+                == [{"Name": TARGET, "UID": "0", "GID": "0", "Mode": 0o444}]
+                and f"OAUTH_CLIENT_ID={client_id}" in env
+                and f"OAUTH_TOKEN_URL={self.token_url}" in env
+                and f"OAUTH_CLIENT_SECRET_FILE=/run/secrets/{TARGET}" in env
+            )
+            return Identity(client, secret) if ok else None
+
+        return wait_for(converged, timeout, 0.3, lambda: f"{name} not converged: {state}")
+
+    def secret_in_container(self, name: str) -> str:
+        """The secret file's content, from a running container that has it."""
+
+        def read() -> str | None:
+            container = running_container(self.docker, name)
+            code, output = exec_in(container, ["cat", f"/run/secrets/{TARGET}"])
+            return output if code == 0 and output else None
+
+        return wait_for(read, 60, 0.5, f"no container of {name} has the secret")
+
+    def token_from_container(self, name: str) -> dict[str, Any]:
+        """Claims of a token the service's container obtained with its mounted secret,
+        verified with the server's JWKS."""
+
+        def fetch() -> str | None:
+            self.secret_in_container(name)
+            container = running_container(self.docker, name)
+            code, output = exec_in(container, ["python3", "-c", TOKEN_SCRIPT])
+            return output.strip() if code == 0 else None
+
+        token = wait_for(fetch, 60, 0.5, f"{name} could not obtain a token")
+        jwks = jwt.PyJWKClient(f"{self.clients_url}/.well-known/jwks.json")
+        key = jwks.get_signing_key_from_jwt(token).key
+        return dict(jwt.decode(token, key, algorithms=["ES256"], options={"verify_aud": False}))
+
+
+@pytest.fixture(scope="module")
+def setup(
+    docker_client: docker.DockerClient, base_image: str, run_id: str, tmp_path_factory: Any
+) -> Iterator[Setup]:
+    """A token server on all interfaces (so containers reach it), for the whole module."""
+    port = free_port()
+    host = gateway(docker_client)
+    server = ServerProcess(
+        data_dir=Path(tmp_path_factory.mktemp("registrar-server")),
+        host="0.0.0.0",
+        port=port,
+        args=("--issuer", f"http://{host}:{port}"),
+    )
+    server.start()
+    try:
+        yield Setup(docker_client, server, run_id, f"http://{host}:{port}/api/token")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def reconcilers(setup: Setup) -> Iterator[Callable[..., Reconciler]]:
+    """Make in-process reconcilers on the real engine and server; closed after the test."""
+    made: list[tuple[Reconciler, ClientsAPI]] = []
+
+    def make(after_step: Callable[[str], None] | None = None) -> Reconciler:
+        swarm = DockerSwarm(setup.docker.api)
+        registry = ClientsAPI(setup.clients_url, setup.server.admin_token)
+        policy = Policy(Selector.parse(setup.selector), setup.token_url)
+        reconciler = Reconciler(swarm, registry, policy, after_step=after_step)
+        reconciler.swarm = swarm  # type: ignore[attr-defined]  # for counting writes
+        made.append((reconciler, registry))
+        return reconciler
+
+    yield make
+    for reconciler, registry in made:
+        reconciler.close()
+        registry.close()
+
+
+class Crash(Exception):
+    """Stands for the registrar dying right after a step."""
+
+
+def crash_after(step: str) -> Callable[[str], None]:
+    def hook(name: str) -> None:
+        if name == step:
+            raise Crash(step)
+
+    return hook
+
+
+def writes(reconciler: Reconciler) -> dict[str, int]:
+    return dict(reconciler.swarm.writes)  # type: ignore[attr-defined]
+
+
+def test_a_selected_service_gets_a_working_identity(setup, reconcilers, swarm_cleanup):
+    name = setup.service("reg-basic", setup.labels(**{"swarm-oauth.scopes": "read write"}))
+    reconciler = reconcilers()
+    assert reconciler.reconcile_service(name) is Outcome.CHANGED
+    identity = setup.identity(name)
+    assert identity.client["scopes"] == ["read", "write"]
+    claims = setup.token_from_container(name)
+    assert (claims["sub"], claims["client_id"], claims["scope"]) == (name, name, "read write")
+    before = writes(reconciler)
+    assert reconciler.reconcile_service(name) is Outcome.UNCHANGED
+    assert writes(reconciler) == before
+
+
+def test_an_unselected_service_is_left_exactly_as_it_was(setup, reconcilers, swarm_cleanup):
+    other = setup.labels()
+    other[SELECTOR_KEY] = "someone-else"
+    name = setup.service("reg-plain", other, env=["A=1"])
+    before = setup.docker.api.inspect_service(name)
+    reconciler = reconcilers()
+    assert reconciler.reconcile_service(name) is Outcome.IGNORED
+    reconciler.full_pass()
+    after = setup.docker.api.inspect_service(name)
+    assert (after["Version"], after["Spec"]) == (before["Version"], before["Spec"])
+    assert setup.secrets_of(before["ID"]) == [] and setup.client(name) is None
+
+
+@pytest.mark.parametrize("step", ["add_client", "create_secret", "update_service"])
+def test_a_crash_between_steps_is_repaired_by_the_next_pass(
+    setup, reconcilers, swarm_cleanup, step
+):
+    name = setup.service(f"reg-crash-{step.split('_')[0]}")
+    if step == "update_service":
+        # "attached but old generation still present": start from a converged service
+        # whose client secret was rotated, so the next run makes a new generation.
+        reconcilers().reconcile_service(name)
+        with setup.server.admin() as admin:
+            admin.post("/api/clients/rotate", json={"client_id": name}).raise_for_status()
+    crashing = reconcilers(after_step=crash_after(step))
+    assert crashing.reconcile_service(name) is Outcome.FAILED
+    service_id = setup.docker.api.inspect_service(name)["ID"]
+    left = {
+        "add_client": lambda: setup.client(name) and not setup.secrets_of(service_id),
+        "create_secret": lambda: len(setup.secrets_of(service_id)) == 1,
+        "update_service": lambda: len(setup.secrets_of(service_id)) == 2,
+    }
+    assert left[step](), f"the crash after {step} did not leave the expected state"
+    version_before = setup.client(name)["secret_version"]
+
+    reconcilers().full_pass()
+
+    identity = setup.identity(name)
+    # Only a lost clear secret costs a rotation; a created Docker secret is reused.
+    expected = version_before + 1 if step == "add_client" else version_before
+    assert identity.client["secret_version"] == expected
+    assert [s["ID"] for s in setup.secrets_of_client(name)] == [identity.secret["ID"]]
+    assert setup.token_from_container(name)["sub"] == name
+
+
+def test_a_dropped_secret_reference_is_reattached_without_rotation(
+    setup, reconcilers, swarm_cleanup
+):
+    name = setup.service("reg-respec")
+    reconciler = reconcilers()
+    reconciler.reconcile_service(name)
+    identity = setup.identity(name)
+    secret_name = identity.secret["Spec"]["Name"]
+    subprocess.run(
+        ["docker", "service", "update", "--detach", "--secret-rm", secret_name, name],
+        check=True,
+        capture_output=True,
+    )
+    spec = setup.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert not spec.get("Secrets")
+    before = writes(reconciler)
+    assert reconciler.reconcile_service(name) is Outcome.CHANGED
+    again = setup.identity(name)
+    assert again.secret["ID"] == identity.secret["ID"]
+    assert again.client["secret_version"] == identity.client["secret_version"]
+    after = writes(reconciler)
+    assert after.get("create_secret", 0) == before.get("create_secret", 0)
+    assert after["update_service"] == before["update_service"] + 1
+    assert setup.secret_in_container(name) and setup.token_from_container(name)["sub"] == name
+
+
+def test_a_service_removed_while_the_registrar_was_down(setup, reconcilers, swarm_cleanup):
+    name = setup.service("reg-gone")
+    reconcilers().reconcile_service(name)
+    service_id = setup.identity(name).client["metadata"]["service_id"]
+    setup.docker.api.remove_service(name)  # no registrar runs now
+    reconcilers().full_pass()
+    assert setup.client(name) is None
+    assert setup.secrets_of(service_id) == []
+
+
+def test_a_removed_label_takes_the_identity_away(setup, reconcilers, swarm_cleanup):
+    name = setup.service("reg-unlabel", env=["KEEP=me"])
+    reconciler = reconcilers()
+    reconciler.reconcile_service(name)
+    identity = setup.identity(name)
+    subprocess.run(
+        ["docker", "service", "update", "--detach", "--label-rm", SELECTOR_KEY, name],
+        check=True,
+        capture_output=True,
+    )
+    assert reconciler.reconcile_service(name) is Outcome.REMOVED
+    container = setup.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert not container.get("Secrets")
+    assert container["Env"] == ["KEEP=me"]
+    assert setup.client(name) is None
+    assert setup.secrets_of(identity.client["metadata"]["service_id"]) == []
