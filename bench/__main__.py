@@ -4,6 +4,7 @@
     python -m bench --quick         # shorter runs, for a smoke check
     python -m bench --repeat 3      # three rounds: medians and the noise between them
     python -m bench profile         # py-spy profile of the token path under load
+    python -m bench compare fast=/tmp/copy/src   # A/B a change to the token path
 
 The report is printed and, unless ``--no-write``, saved to ``bench/RESULTS.md``.
 """
@@ -58,8 +59,7 @@ def run_benchmarks(args: argparse.Namespace) -> int:
     lines = [
         "# Benchmark results",
         "",
-        f"`python -m bench` ({mode}, {args.repeat} round(s)), "
-        f"{started:%Y-%m-%d %H:%M} UTC, on:",
+        f"`python -m bench` ({mode}, {args.repeat} round(s)), {started:%Y-%m-%d %H:%M} UTC, on:",
         *machine.describe(),
         *body,
         "",
@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import profile
 
         return profile.main(argv[1:])
+    if argv[:1] == ["compare"]:
+        from bench import compare
+
+        return compare.main(argv[1:])
     args = parser.parse_args(argv)
     unknown = [name for name in args.parts if name not in PARTS]
     if unknown:

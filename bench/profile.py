@@ -94,8 +94,22 @@ def record(pid: int, seconds: float, rate: int, out: Path) -> None:
     """Sample ``pid`` with py-spy into ``out`` (collapsed stacks)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     subprocess.run(
-        [spy, "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate",
-         str(rate), "--format", "raw", "--function", "--nonblocking", "--output", str(out)],
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(round(seconds)),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--function",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )

@@ -8,6 +8,7 @@ clock whatever the load, so they are counted apart.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -25,6 +26,7 @@ from bench.procs import free_port
 from swarm_oauth.api import create_app
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.runtime import Runtime
+from swarm_oauth.watcher import POLL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ def count_queries(data_dir: Path, tokens: int = 1000) -> QueryCount:
     """Serve ``tokens`` tokens in process and count the store's statements."""
     port = free_port()
     settings = ServerSettings(port=port, data_dir=data_dir, log_level="warning")
+    # The embedded default's first-start warnings are for operators, not this report.
+    logging.getLogger("swarm_oauth").setLevel(logging.ERROR)
     with traced_sqlite() as counts:
         runtime = Runtime.open(settings)
         config = uvicorn.Config(
@@ -110,6 +114,10 @@ def count_queries(data_dir: Path, tokens: int = 1000) -> QueryCount:
                 before = counts.copy()
                 http.post("/api/token", data=form, auth=auth).raise_for_status()
                 cold = counts["client"] - before["client"]
+                # The change log still names the client just added: once the watcher has
+                # applied that (dropping the entry, so one more load), the cache is steady.
+                time.sleep(3 * POLL_SECONDS)
+                http.post("/api/token", data=form, auth=auth).raise_for_status()
 
                 before = counts.copy()
                 started = time.monotonic()

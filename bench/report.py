@@ -22,7 +22,7 @@ def _pct(value: float | None) -> str:
 
 
 def _times(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}×"
+    return "" if value is None else f"{value:.1f}x"
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -35,7 +35,7 @@ def token_table(results: Results) -> list[str]:
     signing = {alg: statistics.median(rates) for alg, rates in results.signing.items()}
     lines = [
         "| server | workers | conns | tokens/s | ± | p50 ms | p99 ms | of floor | of raw sign "
-        "| × reference | non-2xx |",
+        "| x reference | non-2xx |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (target, conns), loads in results.loads.items():
@@ -106,9 +106,8 @@ def target_lines(results: Results) -> list[str]:
         f"Targets (defaults: {alg}, {workers} worker, SQLite, {conns} connections, "
         "wrk on the other core):",
         f"- {of_floor:.0%} of the floor (target {FLOOR_TARGET:.0%}): {floor_verdict}",
-        f"- p99 {p99:.1f} ms (target < {P99_TARGET_MS:.0f} ms): "
-        + verdict(p99 < P99_TARGET_MS),
-        f"- {vs_ref:.1f}× the reference (target {REFERENCE_TARGET:.0f}×): "
+        f"- p99 {p99:.1f} ms (target < {P99_TARGET_MS:.0f} ms): " + verdict(p99 < P99_TARGET_MS),
+        f"- {vs_ref:.1f}x the reference (target {REFERENCE_TARGET:.0f}x): "
         + verdict(vs_ref >= REFERENCE_TARGET),
         f"- {of_sign:.0%} of the raw {alg} signing rate on one core (no target; context)",
     ]

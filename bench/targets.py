@@ -41,11 +41,15 @@ class Target:
     kind: str  # ours | floor | reference | reference-stored
     alg: str
     workers: int
+    # For ``ours`` only: a source tree to run instead of the installed package (its
+    # ``src`` directory, put first on PYTHONPATH) and a name for it in reports.
+    src: str | None = None
+    variant: str = ""
 
     @property
     def label(self) -> str:
         return {
-            "ours": f"swarm-oauth {self.alg}",
+            "ours": f"swarm-oauth {self.alg}" + (f" [{self.variant}]" if self.variant else ""),
             "floor": "floor: Starlette form + constant",
             "reference": "reference: Authlib/Flask ES256",
             "reference-stored": "reference, tokens stored",
@@ -111,8 +115,9 @@ def _start_ours(target: Target, workdir: Path) -> Running:
         "--workers",
         str(target.workers),
     ]
-    log = workdir / f"ours-{target.alg}-w{target.workers}.log"
-    server = Server("swarm-oauth", cmd, port, log, cores=target.server_cores)
+    log = workdir / f"ours-{target.alg}-w{target.workers}{target.variant}.log"
+    env = {"PYTHONPATH": target.src} if target.src else None
+    server = Server("swarm-oauth", cmd, port, log, env=env, cores=target.server_cores)
     server.wait_listening()
     return Running(server, basic(CLIENT_ID, _our_client(server, data_dir)))
 

@@ -47,7 +47,9 @@ class Plan:
 class Results:
     """Every measurement of one benchmark run, repeats kept apart."""
 
-    loads: dict[tuple[Target, int], list[wrk.Load]] = field(default_factory=lambda: defaultdict(list))
+    loads: dict[tuple[Target, int], list[wrk.Load]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     signing: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     queries: QueryCount | None = None
     load_average: list[tuple[float, float, float]] = field(default_factory=list)
@@ -84,6 +86,31 @@ def signing_rates(seconds: float) -> dict[str, float]:
     return {alg: float(rate) for alg, rate in json.loads(done.stdout).items()}
 
 
+def load_target(
+    target: Target, plan: Plan, workdir: Path, results: Results, progress: Callable[[str], None]
+) -> None:
+    """Start ``target``, warm it up, measure it at each connection count, stop it."""
+    running = start(target, workdir)
+    try:
+
+        def hit(conns: int, seconds: float) -> wrk.Load:
+            return wrk.run(
+                running.token_url,
+                connections=conns,
+                seconds=seconds,
+                body=FORM,
+                authorization=running.authorization,
+                cores=target.load_cores,
+            )
+
+        hit(CONNECTIONS[0], plan.warmup)
+        for conns in connections_for(target):
+            progress(f"  {target.label}, {target.workers} worker(s), {conns} conns")
+            results.loads[(target, conns)].append(hit(conns, plan.seconds))
+    finally:
+        running.server.stop()
+
+
 def measure(
     plan: Plan, workdir: Path, progress: Callable[[str], None], workers: int | None = None
 ) -> Results:
@@ -96,25 +123,7 @@ def measure(
         for alg, rate in signing_rates(2 if plan.seconds > 2 else 1).items():
             results.signing[alg].append(rate)
         for target in targets(plan, workers):
-            running = start(target, workdir)
-            try:
-
-                def hit(conns: int, seconds: float) -> wrk.Load:
-                    return wrk.run(
-                        running.token_url,
-                        connections=conns,
-                        seconds=seconds,
-                        body=FORM,
-                        authorization=running.authorization,
-                        cores=target.load_cores,
-                    )
-
-                hit(CONNECTIONS[0], plan.warmup)
-                for conns in connections_for(target):
-                    progress(f"  {target.label}, {target.workers} worker(s), {conns} conns")
-                    results.loads[(target, conns)].append(hit(conns, plan.seconds))
-            finally:
-                running.server.stop()
+            load_target(target, plan, workdir, results, progress)
             time.sleep(0.5)
         results.load_average.append(os.getloadavg())
     progress("store queries per token (in process)")

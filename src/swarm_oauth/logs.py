@@ -50,3 +50,5 @@ def configure_logging(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # The pool logs every failed connect; the watcher already logs an outage once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -63,4 +63,5 @@ class ChangeWatcher:
                 if not self._failing:
                     log.warning("store unreachable", extra={"error": str(exc)})
                     self._failing = True
-            await asyncio.sleep(self._interval)
+            # PostgreSQL wakes this at once on NOTIFY; SQLite just sleeps the interval.
+            await asyncio.to_thread(self._store.wait_for_change, self._interval)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from swarm_oauth.sdk import TokenRequestError, TokenSource, Verifier
+from swarm_oauth.sdk import SecretFileError, TokenRequestError, TokenSource, Verifier
 from tests.support.server import ServerProcess
 
 LIFETIME = 900  # the server's default token lifetime
@@ -179,6 +180,14 @@ def rotate(server: ServerProcess, client_id: str) -> str:
     return str(response.json()["client_secret"])
 
 
+def wait_until_refused(server: ServerProcess, client_id: str, secret: str) -> None:
+    """The server stops taking a rotated-out secret within a second (its contract)."""
+    deadline = time.monotonic() + 5
+    while server.token(client_id, secret).status_code != 401:
+        assert time.monotonic() < deadline, "the old secret is still accepted"
+        time.sleep(0.1)
+
+
 def test_rotated_secret_written_to_the_file_is_picked_up(
     identity: Identity, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -186,7 +195,7 @@ def test_rotated_secret_written_to_the_file_is_picked_up(
     old_secret = identity.secret_file.read_text().strip()
     first = source.token()
     new_secret = rotate(identity.server, identity.client_id)
-    assert identity.server.token(identity.client_id, old_secret).status_code == 401
+    wait_until_refused(identity.server, identity.client_id, old_secret)
 
     # Refresh due while the file still holds the revoked secret: the refusal is logged
     # and the current, still valid token keeps being used.
@@ -246,8 +255,6 @@ def test_unreachable_token_endpoint(identity: Identity) -> None:
 
 
 def test_secret_file_that_never_appears(identity: Identity, tmp_path: Path) -> None:
-    from swarm_oauth.sdk import SecretFileError
-
     source = identity.source(client_secret_file=tmp_path / "absent", secret_wait=0.3)
     with pytest.raises(SecretFileError, match="absent"):
         source.token()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -113,7 +114,7 @@ def test_async_verification_fetches_once_for_fifty_concurrent_tasks(
 
 
 def test_expired_token(server_factory: Any) -> None:
-    server = server_factory(args=["--token-lifetime", "1"])
+    server = server_factory(args=["--token-lifetime", "2"])  # valid >= 1 s after issue
     token = issue(server, register(server))
     strict = Verifier(issuer=server.url, audience="inventory", leeway=0)
     assert strict.verify(token)["sub"] == "orders"
@@ -264,6 +265,21 @@ def test_key_published_ahead_is_known_before_it_signs(
     after = token_with_new_key(token_server, secret, kid_of(before))
     assert verifier.verify(after)["sub"] == "orders"
     assert len(recorder.paths) == fetches
+
+
+def test_cached_keys_stay_in_use_when_the_issuer_is_down(
+    token_server: ServerProcess, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    # Keys are due for refresh on every call, so each verify below tries the network.
+    verifier = verifier_for(token_server, recorder, refetch_interval=0, max_age=0)
+    token = issue(token_server, secret)
+    assert verifier.verify(token)["sub"] == "orders"
+    token_server.stop()
+    with caplog.at_level(logging.WARNING, logger="swarm_oauth.sdk"):
+        assert verifier.verify(token)["sub"] == "orders"
+    assert recorder.paths == [METADATA, JWKS, JWKS]
+    assert "keeping cached keys" in caplog.text
 
 
 def test_metadata_of_another_issuer_is_refused(token_server: ServerProcess, secret: str) -> None:

@@ -8,6 +8,7 @@ sessions on the same engine never manage them (and this one never manages theirs
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,10 +21,18 @@ import pytest
 
 from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
+from swarm_oauth.registrar.model import ObservedService, SecretRef
 from swarm_oauth.registrar.policy import Policy, Selector
 from swarm_oauth.registrar.reconcile import Outcome, Reconciler
 from tests.support.server import ServerProcess, free_port
-from tests.support.swarm import create_service, exec_in, running_container, unique_name, wait_for
+from tests.support.swarm import (
+    create_service,
+    exec_in,
+    running_container,
+    unique_name,
+    wait_for,
+    with_test_label,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -60,7 +69,7 @@ class Identity:
 
 
 @dataclass
-class Setup:
+class Rig:
     """One token server (reachable from containers) and this session's selector."""
 
     docker: docker.DockerClient
@@ -156,37 +165,48 @@ class Setup:
         return dict(jwt.decode(token, key, algorithms=["ES256"], options={"verify_aud": False}))
 
 
-@pytest.fixture(scope="module")
-def setup(
-    docker_client: docker.DockerClient, base_image: str, run_id: str, tmp_path_factory: Any
-) -> Iterator[Setup]:
-    """A token server on all interfaces (so containers reach it), for the whole module."""
+@contextlib.contextmanager
+def open_rig(docker_client: docker.DockerClient, run_id: str, data_dir: Path) -> Iterator[Rig]:
+    """A token server on all interfaces (so containers reach it) and this run's selector."""
     port = free_port()
     host = gateway(docker_client)
     server = ServerProcess(
-        data_dir=Path(tmp_path_factory.mktemp("registrar-server")),
-        host="0.0.0.0",
-        port=port,
-        args=("--issuer", f"http://{host}:{port}"),
+        data_dir=data_dir, host="0.0.0.0", port=port, args=("--issuer", f"http://{host}:{port}")
     )
     server.start()
     try:
-        yield Setup(docker_client, server, run_id, f"http://{host}:{port}/api/token")
+        yield Rig(docker_client, server, run_id, f"http://{host}:{port}/api/token")
     finally:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def rig(
+    docker_client: docker.DockerClient, base_image: str, run_id: str, tmp_path_factory: Any
+) -> Iterator[Rig]:
+    """One token server for the whole module."""
+    with open_rig(docker_client, run_id, tmp_path_factory.mktemp("registrar")) as opened:
+        yield opened
+
+
 @pytest.fixture
-def reconcilers(setup: Setup) -> Iterator[Callable[..., Reconciler]]:
-    """Make in-process reconcilers on the real engine and server; closed after the test."""
+def swarm_port(rig: Rig) -> DockerSwarm:
+    """The Docker adapter every reconciler of a test shares; it counts their writes."""
+    return DockerSwarm(rig.docker.api)
+
+
+@pytest.fixture
+def reconcilers(rig: Rig, swarm_port: DockerSwarm) -> Iterator[Callable[..., Reconciler]]:
+    """Make in-process reconcilers on the real engine and server; closed after the test.
+
+    Each stands for one registrar process: a crashed one is simply not used again.
+    """
     made: list[tuple[Reconciler, ClientsAPI]] = []
 
     def make(after_step: Callable[[str], None] | None = None) -> Reconciler:
-        swarm = DockerSwarm(setup.docker.api)
-        registry = ClientsAPI(setup.clients_url, setup.server.admin_token)
-        policy = Policy(Selector.parse(setup.selector), setup.token_url)
-        reconciler = Reconciler(swarm, registry, policy, after_step=after_step)
-        reconciler.swarm = swarm  # type: ignore[attr-defined]  # for counting writes
+        registry = ClientsAPI(rig.clients_url, rig.server.admin_token)
+        policy = Policy(Selector.parse(rig.selector), rig.token_url)
+        reconciler = Reconciler(swarm_port, registry, policy, after_step=after_step)
         made.append((reconciler, registry))
         return reconciler
 
@@ -208,117 +228,166 @@ def crash_after(step: str) -> Callable[[str], None]:
     return hook
 
 
-def writes(reconciler: Reconciler) -> dict[str, int]:
-    return dict(reconciler.swarm.writes)  # type: ignore[attr-defined]
-
-
-def test_a_selected_service_gets_a_working_identity(setup, reconcilers, swarm_cleanup):
-    name = setup.service("reg-basic", setup.labels(**{"swarm-oauth.scopes": "read write"}))
+def test_a_selected_service_gets_a_working_identity(rig, reconcilers, swarm_port, swarm_cleanup):
+    name = rig.service("reg-basic", rig.labels(**{"swarm-oauth.scopes": "read write"}))
     reconciler = reconcilers()
     assert reconciler.reconcile_service(name) is Outcome.CHANGED
-    identity = setup.identity(name)
+    identity = rig.identity(name)
     assert identity.client["scopes"] == ["read", "write"]
-    claims = setup.token_from_container(name)
+    claims = rig.token_from_container(name)
     assert (claims["sub"], claims["client_id"], claims["scope"]) == (name, name, "read write")
-    before = writes(reconciler)
+    before = dict(swarm_port.writes)
     assert reconciler.reconcile_service(name) is Outcome.UNCHANGED
-    assert writes(reconciler) == before
+    assert swarm_port.writes == before
 
 
-def test_an_unselected_service_is_left_exactly_as_it_was(setup, reconcilers, swarm_cleanup):
-    other = setup.labels()
+def test_an_unselected_service_is_left_exactly_as_it_was(rig, reconcilers, swarm_cleanup):
+    other = rig.labels()
     other[SELECTOR_KEY] = "someone-else"
-    name = setup.service("reg-plain", other, env=["A=1"])
-    before = setup.docker.api.inspect_service(name)
+    name = rig.service("reg-plain", other, env=["A=1"])
+    before = rig.docker.api.inspect_service(name)
     reconciler = reconcilers()
     assert reconciler.reconcile_service(name) is Outcome.IGNORED
     reconciler.full_pass()
-    after = setup.docker.api.inspect_service(name)
+    after = rig.docker.api.inspect_service(name)
     assert (after["Version"], after["Spec"]) == (before["Version"], before["Spec"])
-    assert setup.secrets_of(before["ID"]) == [] and setup.client(name) is None
+    assert rig.secrets_of(before["ID"]) == [] and rig.client(name) is None
 
 
 @pytest.mark.parametrize("step", ["add_client", "create_secret", "update_service"])
-def test_a_crash_between_steps_is_repaired_by_the_next_pass(
-    setup, reconcilers, swarm_cleanup, step
-):
-    name = setup.service(f"reg-crash-{step.split('_')[0]}")
+def test_a_crash_between_steps_is_repaired_by_the_next_pass(rig, reconcilers, swarm_cleanup, step):
+    name = rig.service(f"reg-crash-{step.split('_')[0]}")
     if step == "update_service":
         # "attached but old generation still present": start from a converged service
         # whose client secret was rotated, so the next run makes a new generation.
         reconcilers().reconcile_service(name)
-        with setup.server.admin() as admin:
+        with rig.server.admin() as admin:
             admin.post("/api/clients/rotate", json={"client_id": name}).raise_for_status()
     crashing = reconcilers(after_step=crash_after(step))
     assert crashing.reconcile_service(name) is Outcome.FAILED
-    service_id = setup.docker.api.inspect_service(name)["ID"]
+    service_id = rig.docker.api.inspect_service(name)["ID"]
     left = {
-        "add_client": lambda: setup.client(name) and not setup.secrets_of(service_id),
-        "create_secret": lambda: len(setup.secrets_of(service_id)) == 1,
-        "update_service": lambda: len(setup.secrets_of(service_id)) == 2,
+        "add_client": lambda: rig.client(name) and not rig.secrets_of(service_id),
+        "create_secret": lambda: len(rig.secrets_of(service_id)) == 1,
+        "update_service": lambda: len(rig.secrets_of(service_id)) == 2,
     }
     assert left[step](), f"the crash after {step} did not leave the expected state"
-    version_before = setup.client(name)["secret_version"]
+    version_before = rig.client(name)["secret_version"]
 
     reconcilers().full_pass()
 
-    identity = setup.identity(name)
+    identity = rig.identity(name)
     # Only a lost clear secret costs a rotation; a created Docker secret is reused.
     expected = version_before + 1 if step == "add_client" else version_before
     assert identity.client["secret_version"] == expected
-    assert [s["ID"] for s in setup.secrets_of_client(name)] == [identity.secret["ID"]]
-    assert setup.token_from_container(name)["sub"] == name
+    assert [s["ID"] for s in rig.secrets_of_client(name)] == [identity.secret["ID"]]
+    assert rig.token_from_container(name)["sub"] == name
 
 
 def test_a_dropped_secret_reference_is_reattached_without_rotation(
-    setup, reconcilers, swarm_cleanup
+    rig, reconcilers, swarm_port, swarm_cleanup
 ):
-    name = setup.service("reg-respec")
+    name = rig.service("reg-respec")
     reconciler = reconcilers()
     reconciler.reconcile_service(name)
-    identity = setup.identity(name)
+    identity = rig.identity(name)
     secret_name = identity.secret["Spec"]["Name"]
     subprocess.run(
         ["docker", "service", "update", "--detach", "--secret-rm", secret_name, name],
         check=True,
         capture_output=True,
     )
-    spec = setup.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    spec = rig.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert not spec.get("Secrets")
-    before = writes(reconciler)
+    before = dict(swarm_port.writes)
     assert reconciler.reconcile_service(name) is Outcome.CHANGED
-    again = setup.identity(name)
+    again = rig.identity(name)
     assert again.secret["ID"] == identity.secret["ID"]
     assert again.client["secret_version"] == identity.client["secret_version"]
-    after = writes(reconciler)
-    assert after.get("create_secret", 0) == before.get("create_secret", 0)
-    assert after["update_service"] == before["update_service"] + 1
-    assert setup.secret_in_container(name) and setup.token_from_container(name)["sub"] == name
+    assert swarm_port.writes == {**before, "update_service": before["update_service"] + 1}
+    assert rig.secret_in_container(name) and rig.token_from_container(name)["sub"] == name
 
 
-def test_a_service_removed_while_the_registrar_was_down(setup, reconcilers, swarm_cleanup):
-    name = setup.service("reg-gone")
+def test_a_service_removed_while_the_registrar_was_down(rig, reconcilers, swarm_cleanup):
+    name = rig.service("reg-gone")
     reconcilers().reconcile_service(name)
-    service_id = setup.identity(name).client["metadata"]["service_id"]
-    setup.docker.api.remove_service(name)  # no registrar runs now
+    service_id = rig.identity(name).client["metadata"]["service_id"]
+    rig.docker.api.remove_service(name)  # no registrar runs now
     reconcilers().full_pass()
-    assert setup.client(name) is None
-    assert setup.secrets_of(service_id) == []
+    assert rig.client(name) is None
+    assert rig.secrets_of(service_id) == []
 
 
-def test_a_removed_label_takes_the_identity_away(setup, reconcilers, swarm_cleanup):
-    name = setup.service("reg-unlabel", env=["KEEP=me"])
+def test_a_removed_label_takes_the_identity_away(rig, reconcilers, swarm_cleanup):
+    name = rig.service("reg-unlabel", env=["KEEP=me"])
     reconciler = reconcilers()
     reconciler.reconcile_service(name)
-    identity = setup.identity(name)
+    identity = rig.identity(name)
     subprocess.run(
         ["docker", "service", "update", "--detach", "--label-rm", SELECTOR_KEY, name],
         check=True,
         capture_output=True,
     )
     assert reconciler.reconcile_service(name) is Outcome.REMOVED
-    container = setup.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    container = rig.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert not container.get("Secrets")
     assert container["Env"] == ["KEEP=me"]
-    assert setup.client(name) is None
-    assert setup.secrets_of(identity.client["metadata"]["service_id"]) == []
+    assert rig.client(name) is None
+    assert rig.secrets_of(identity.client["metadata"]["service_id"]) == []
+
+
+def test_an_update_keeps_everything_else_in_the_spec(rig, reconcilers, swarm_cleanup):
+    theirs = rig.docker.secrets.create(
+        name=unique_name("user-secret"), data=b"x", labels=with_test_label()
+    )
+    user_ref = docker.types.SecretReference(
+        theirs.id, theirs.name, filename="db", uid="1000", mode=0o400
+    )
+    name = rig.service(
+        "reg-spec",
+        rig.labels(extra="kept"),
+        env=["A=1", "B=two words"],
+        secrets=[user_ref],
+        mounts=[docker.types.Mount("/scratch", None, type="tmpfs")],
+        resources=docker.types.Resources(mem_limit=64 * 1024 * 1024),
+        restart_policy=docker.types.RestartPolicy(condition="on-failure", max_attempts=3),
+        update_config=docker.types.UpdateConfig(parallelism=2, order="start-first"),
+        constraints=["node.role==manager"],
+        hostname="spec-test",
+        workdir="/tmp",
+        healthcheck=docker.types.Healthcheck(test=["CMD", "true"], interval=5_000_000_000),
+        container_labels={"c": "d"},
+    )
+    before = rig.docker.api.inspect_service(name)["Spec"]
+    reconcilers().reconcile_service(name)
+    identity = rig.identity(name)
+    after = rig.docker.api.inspect_service(name)["Spec"]
+    old, new = before["TaskTemplate"]["ContainerSpec"], after["TaskTemplate"]["ContainerSpec"]
+    assert new["Secrets"][0] == old["Secrets"][0]  # the user's ref, field for field
+    assert [r["SecretID"] for r in new["Secrets"]] == [theirs.id, identity.secret["ID"]]
+    assert new["Env"][:2] == ["A=1", "B=two words"]
+    for spec in (before, after):
+        del spec["TaskTemplate"]["ContainerSpec"]["Secrets"]
+        del spec["TaskTemplate"]["ContainerSpec"]["Env"]
+    assert after == before
+
+
+def test_an_update_after_another_writer_is_retried_on_the_new_spec(rig, swarm_port, swarm_cleanup):
+    name = rig.service("reg-race", env=["A=1"])
+    calls: list[int] = []
+
+    def edit(service: ObservedService) -> tuple[list[SecretRef], list[str]]:
+        calls.append(service.version)
+        if len(calls) == 1:  # someone else writes the spec between our read and our write
+            subprocess.run(
+                ["docker", "service", "update", "--detach", "--label-add", "other=writer", name],
+                check=True,
+                capture_output=True,
+            )
+        return list(service.secret_refs), [*service.env, "OURS=1"]
+
+    assert swarm_port.update_service(name, edit) is True
+    assert len(calls) == 2 and calls[1] > calls[0]
+    spec = rig.docker.api.inspect_service(name)["Spec"]
+    assert spec["Labels"]["other"] == "writer"
+    assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["A=1", "OURS=1"]

@@ -21,6 +21,7 @@ from swarm_oauth.registrar.model import (
     ClientInfo,
     DesiredIdentity,
     DockerSecret,
+    IssuedSecret,
     ObservedService,
     SecretRef,
 )
@@ -100,6 +101,10 @@ StepHook = Callable[[str], None]
 _KEEP = "\x00keep"  # a service whose labels are invalid keeps whatever it has
 
 
+class _Conflict(Exception):
+    """Someone else owns what the service would need; the message says what."""
+
+
 class Reconciler:
     """Reconciles services one by one (serialized per service and per client) or all."""
 
@@ -169,9 +174,13 @@ class Reconciler:
                 and c.service_id
                 and wanted.get(c.service_id) not in (c.client_id, _KEEP)
             }
+            # Secrets whose client is gone too (a run that died after removing it, or a
+            # client removed through the API). Those of live services are left to their
+            # client: without one, they may be another registrar's.
+            live = {s.id for s in services}
             for secret in self._swarm.list_secrets(MANAGED):
                 service_id = secret.labels.get(SERVICE_ID_LABEL)
-                if service_id and service_id not in wanted:
+                if service_id and service_id not in live:
                     orphans.add(service_id)
             outcomes.update(
                 self._pool.map(
@@ -231,63 +240,21 @@ class Reconciler:
                 return self._converge(service, desired)
 
     def _converge(self, service: ObservedService, desired: DesiredIdentity) -> Outcome:
-        name = service.name
+        """DESIGN.md's steps for a selected service, each checking before it acts."""
         managed = sorted(
             self._swarm.list_secrets(service_secrets_filter(service.id)), key=lambda s: s.id
         )
         managed_ids = {s.id for s in managed}
-        if target_taken(service, desired, managed_ids):
-            logger.warning(
-                "service %s: conflict, a secret it does not own is mounted at %s",
-                name,
-                desired.target,
-            )
+        try:
+            if target_taken(service, desired, managed_ids):
+                raise _Conflict(f"a secret it does not own is mounted at {desired.target}")
+            client, changed = self._usable_client(service, desired)
+        except _Conflict as exc:
+            logger.warning("service %s: conflict, %s; leaving it alone", service.name, exc)
             return Outcome.CONFLICT
-        changed = False
         issued = None
-        client = self._registry.get(desired.client_id)
-        if client is not None:
-            if not client.managed:
-                logger.warning(
-                    "service %s: conflict, client %s exists and was not registered by the "
-                    "registrar; leaving both alone",
-                    name,
-                    client.client_id,
-                )
-                return Outcome.CONFLICT
-            if client.service_id != service.id:
-                if self._owned_elsewhere(client):
-                    logger.warning(
-                        "service %s: conflict, client %s belongs to live service %s",
-                        name,
-                        client.client_id,
-                        client.service_id,
-                    )
-                    return Outcome.CONFLICT
-                self._remove_client(name, client, "its service was re-created")
-                if client.service_id:
-                    self._delete_secrets(
-                        name, self._swarm.list_secrets(service_secrets_filter(client.service_id))
-                    )
-                client, changed = None, True
-            elif set(client.scopes) != set(desired.scopes) or set(client.audiences) != set(
-                desired.audiences
-            ):
-                # The clients API cannot change a client, so a new grant means a new client.
-                self._remove_client(name, client, "its scopes or audiences changed")
-                client, changed = None, True
         if client is None:
-            issued = self._act(
-                "add_client",
-                name,
-                lambda: self._registry.add(
-                    desired.client_id,
-                    desired.scopes,
-                    desired.audiences,
-                    client_metadata(service, secrets.token_hex(8)),
-                ),
-                f"added client {desired.client_id}",
-            )
+            issued = self._add_client(service, desired)
             client, changed = issued.client, True
         current = next((s for s in managed if is_current(s, client, service.id)), None)
         if current is None:
@@ -295,31 +262,76 @@ class Reconciler:
                 # The clear secret of the current generation is gone for good: replace it.
                 issued = self._act(
                     "rotate_client",
-                    name,
+                    service.name,
                     lambda: self._registry.rotate(desired.client_id),
                     f"rotated client {desired.client_id}, no Docker secret held its secret",
                 )
-                client = issued.client
-            current = self._create_secret(name, client, service.id, issued.secret)
+            current = self._create_secret(service.name, issued.client, service.id, issued.secret)
             managed_ids.add(current.id)
             changed = True
-        created = current
-
-        def edit(observed: ObservedService) -> tuple[Sequence[SecretRef], Sequence[str]] | None:
-            return attach(observed, desired, created, managed_ids, self._policy.token_url)
-
-        if edit(service) is not None:
-            updated = self._act(
-                "update_service",
-                name,
-                lambda: self._swarm.update_service(service.id, edit),
-                f"updated service to mount {current.name} at {desired.target}",
-            )
-            changed = changed or updated
-        stale = [s for s in managed if s.id != current.id]
-        if self._delete_secrets(name, stale):
-            changed = True
+        changed |= self._mount(service, desired, current, managed_ids)
+        changed |= self._delete_secrets(service.name, [s for s in managed if s.id != current.id])
         return Outcome.CHANGED if changed else Outcome.UNCHANGED
+
+    def _usable_client(
+        self, service: ObservedService, desired: DesiredIdentity
+    ) -> tuple[ClientInfo | None, bool]:
+        """The service's existing client, or None once a stale one is removed; and whether
+        anything was removed. ``_Conflict`` if the client id is someone else's."""
+        client = self._registry.get(desired.client_id)
+        if client is None:
+            return None, False
+        if not client.managed:
+            raise _Conflict(f"client {client.client_id} was not registered by the registrar")
+        if client.service_id != service.id:
+            if self._owned_elsewhere(client):
+                raise _Conflict(
+                    f"client {client.client_id} belongs to live service {client.service_id}"
+                )
+            self._remove_client(service.name, client, "its service was re-created")
+            if client.service_id:
+                old = self._swarm.list_secrets(service_secrets_filter(client.service_id))
+                self._delete_secrets(service.name, old)
+            return None, True
+        if set(client.scopes) != set(desired.scopes) or set(client.audiences) != set(
+            desired.audiences
+        ):
+            # The clients API cannot change a client, so a new grant means a new client.
+            self._remove_client(service.name, client, "its scopes or audiences changed")
+            return None, True
+        return client, False
+
+    def _add_client(self, service: ObservedService, desired: DesiredIdentity) -> IssuedSecret:
+        return self._act(
+            "add_client",
+            service.name,
+            lambda: self._registry.add(
+                desired.client_id,
+                desired.scopes,
+                desired.audiences,
+                client_metadata(service, secrets.token_hex(8)),
+            ),
+            f"added client {desired.client_id}",
+        )
+
+    def _mount(
+        self,
+        service: ObservedService,
+        desired: DesiredIdentity,
+        current: DockerSecret,
+        managed_ids: Collection[str],
+    ) -> bool:
+        def edit(observed: ObservedService) -> tuple[Sequence[SecretRef], Sequence[str]] | None:
+            return attach(observed, desired, current, managed_ids, self._policy.token_url)
+
+        if edit(service) is None:
+            return False
+        return self._act(
+            "update_service",
+            service.name,
+            lambda: self._swarm.update_service(service.id, edit),
+            f"updated service to mount {current.name} at {desired.target}",
+        )
 
     def _owned_elsewhere(self, client: ClientInfo) -> bool:
         if not client.service_id:

@@ -140,15 +140,16 @@ class EventWatcher:
                     logger.info("docker event stream reconnected; running a full pass")
                     self._on_gap()
                 connected_before = True
-                backoff = 0.5
                 for _action, service_id, _name in stream:
+                    backoff = 0.5
                     self._hints.submit(service_id)
-                if not self._stop.is_set():
-                    logger.warning("docker event stream ended; reconnecting")
+                if self._stop.is_set():
+                    return
+                logger.warning("docker event stream ended; reconnecting in %.1fs", backoff)
             except RegistrarError as exc:
                 logger.warning("docker event stream failed, retrying in %.1fs: %s", backoff, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
 
 
 class Resync:

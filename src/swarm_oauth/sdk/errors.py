@@ -5,8 +5,8 @@ answers them with 401 (or 403 for ``InsufficientScope``) per RFC 6750 §3.1, and
 ``error``/``description`` are what goes into the ``WWW-Authenticate`` challenge.
 ``KeySetUnavailable`` means the verifier could not get the issuer's keys: not the
 caller's fault, so glue answers 503. ``TokenSourceError`` and its subclasses are what a
-service sees when it cannot obtain its own token. No message ever contains a secret or a
-token.
+service sees when it cannot obtain its own token; ``ConfigurationError`` is a setting
+that cannot work. No message ever contains a secret or a token.
 """
 
 from __future__ import annotations
@@ -78,12 +78,12 @@ class KeySetUnavailable(SwarmOAuthError):
     """The issuer's metadata or JWKS could not be fetched or used, and no keys are cached."""
 
 
+class ConfigurationError(SwarmOAuthError, ValueError):
+    """A setting (argument or environment variable) is missing or invalid."""
+
+
 class TokenSourceError(SwarmOAuthError):
     """This service could not obtain its own access token."""
-
-
-class ConfigurationError(TokenSourceError):
-    """A required setting (argument or environment variable) is missing or invalid."""
 
 
 class SecretFileError(TokenSourceError):

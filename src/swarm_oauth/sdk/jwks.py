@@ -162,7 +162,7 @@ class KeySet:
                     metadata = _json(client.get(metadata_url(self.issuer)))
                     self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
                 keys = parse_jwks(_json(client.get(self.jwks_url)))
-        except (KeySetUnavailable, httpx.HTTPError) as error:
+        except (KeySetUnavailable, httpx.HTTPError, httpx.InvalidURL) as error:
             self._failed(error)
             return
         self._loaded(keys)
@@ -180,7 +180,7 @@ class KeySet:
                     metadata = _json(await client.get(metadata_url(self.issuer)))
                     self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
                 keys = parse_jwks(_json(await client.get(self.jwks_url)))
-        except (KeySetUnavailable, httpx.HTTPError) as error:
+        except (KeySetUnavailable, httpx.HTTPError, httpx.InvalidURL) as error:
             self._failed(error)
             return
         self._loaded(keys)

@@ -122,7 +122,8 @@ class TokenSource:
         up to ``secret_wait`` seconds) and ``client_secret``. ``http_client`` and
         ``async_http_client`` are used as given (TLS settings, proxies, event hooks);
         without them a short-lived client is made per request, which is cheap at one
-        request per token lifetime.
+        request per token lifetime. ``clock`` (monotonic seconds) decides when a token
+        is due for refresh; tests move it instead of sleeping.
         """
         if (client_secret_file is None) == (client_secret is None):
             raise ConfigurationError("give exactly one of client_secret_file and client_secret")
@@ -143,7 +144,7 @@ class TokenSource:
         self._secret_file = (
             SecretFile(client_secret_file, secret_wait) if client_secret_file is not None else None
         )
-        self._static_secret = client_secret
+        self._static_secret = client_secret or ""  # used only when there is no file
         self._http_client = http_client
         self._async_http_client = async_http_client
         self._clock = clock
@@ -165,14 +166,11 @@ class TokenSource:
             key: env[name] for key, name in _ENVIRONMENT.items() if env.get(name)
         }
         settings.update(options)
-        if settings.get("client_secret") is not None:
+        required = ["client_id", "token_url", "client_secret_file"]
+        if settings.get("client_secret") is not None:  # an explicit secret replaces the file
             settings.pop("client_secret_file", None)
-        missing = [
-            _ENVIRONMENT[key]
-            for key in ("client_id", "token_url", "client_secret_file")
-            if not settings.get(key)
-            and not (key == "client_secret_file" and "client_secret" in settings)
-        ]
+            required.remove("client_secret_file")
+        missing = [_ENVIRONMENT[key] for key in required if not settings.get(key)]
         if missing:
             raise ConfigurationError(f"environment variable(s) not set: {', '.join(missing)}")
         return cls(**settings)
@@ -241,14 +239,14 @@ class TokenSource:
             return fresh
         sent_at = self._clock()
         secret = self._secret_file.read() if self._secret_file else self._static_secret
-        headers, data = self._request(secret or "")
+        headers, data = self._request(secret)
         try:
             with ExitStack() as stack:
                 client = self._http_client or stack.enter_context(
                     httpx.Client(timeout=self.timeout)
                 )
                 response = client.post(self.token_url, headers=headers, data=data)
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise self._unreachable(error) from None
         return self._store(response, sent_at)
 
@@ -257,14 +255,14 @@ class TokenSource:
             return fresh
         sent_at = self._clock()
         secret = await self._secret_file.aread() if self._secret_file else self._static_secret
-        headers, data = self._request(secret or "")
+        headers, data = self._request(secret)
         try:
             async with AsyncExitStack() as stack:
                 client = self._async_http_client or await stack.enter_async_context(
                     httpx.AsyncClient(timeout=self.timeout)
                 )
                 response = await client.post(self.token_url, headers=headers, data=data)
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise self._unreachable(error) from None
         return self._store(response, sent_at)
 
@@ -290,7 +288,7 @@ class TokenSource:
             self._retry_at = float("-inf")
         return cached
 
-    def _unreachable(self, error: httpx.HTTPError) -> TokenRequestError:
+    def _unreachable(self, error: Exception) -> TokenRequestError:
         return TokenRequestError(
             f"token endpoint {self.token_url} unreachable: {type(error).__name__}: {error}"
         )

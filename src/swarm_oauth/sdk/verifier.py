@@ -19,6 +19,7 @@ import httpx
 import jwt
 
 from swarm_oauth.sdk.errors import (
+    ConfigurationError,
     ExpiredToken,
     InsufficientScope,
     InvalidAlgorithm,
@@ -103,11 +104,11 @@ class Verifier:
         self.issuer = issuer
         self.audience = audience if isinstance(audience, str) else list(audience)
         if not self.audience:
-            raise ValueError("audience is required")
+            raise ConfigurationError("audience is required")
         self.algorithms = tuple(algorithms)
         unsafe = [alg for alg in self.algorithms if alg == "none" or alg.startswith("HS")]
         if unsafe:
-            raise ValueError(f"algorithms {unsafe} cannot verify third-party tokens")
+            raise ConfigurationError(f"algorithms {unsafe} cannot verify third-party tokens")
         self.leeway = leeway
         self.keys = KeySet(
             issuer,

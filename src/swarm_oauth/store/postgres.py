@@ -9,9 +9,10 @@ first takes one transaction-level advisory lock; that serializes writers, which
 Writes are administrative and rare, so serializing them costs nothing that matters; token
 requests only read.
 
-Faults: an unreachable server raises ``StoreUnavailable`` within ``acquire_timeout``
-seconds, never a bare psycopg error; the pool reconnects on the next use once the server
-is back, without a restart.
+Faults: an unreachable server raises ``StoreUnavailable`` (never a bare psycopg error)
+within ``acquire_timeout`` seconds, and within a fraction of a second once the pool has
+failed to connect; the pool reconnects on the next use once the server is back, without
+a restart.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ MIGRATION_LOCK = _lock_id("swarm-oauth:migrate")
 WRITE_LOCK = _lock_id("swarm-oauth:write")
 # NOTIFY channel that tells pollers the change log grew; the payload is the new seq.
 CHANNEL = "swarm_oauth_changes"
+# How long an operation waits for a connection once the server has been found
+# unreachable: long enough for a fresh connection to a server that is back, short enough
+# that /readyz and the admin API answer 503 at once during an outage.
+UNREACHABLE_ACQUIRE_TIMEOUT = 0.25
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -102,13 +107,15 @@ class PostgresStore(SQLStore):
         max_connections: int = 4,
         connect_timeout: int = 2,
         acquire_timeout: float = 2.0,
+        statement_timeout: float = 10.0,
         change_log_keep: int = CHANGE_LOG_KEEP,
     ) -> None:
         """Open a pool on ``url`` (``postgresql://user:password@host:port/dbname?...``).
 
         ``connect_timeout`` (seconds, libpq's minimum is 2) bounds one connection
         attempt; ``acquire_timeout`` bounds how long an operation waits for a
-        connection before ``StoreUnavailable``. Parameters in the URL take precedence.
+        connection, ``statement_timeout`` how long one statement may run or wait for a
+        lock, before ``StoreUnavailable``. Parameters in the URL take precedence.
         """
         super().__init__(change_log_keep=change_log_keep)
         try:
@@ -118,6 +125,16 @@ class PostgresStore(SQLStore):
             raise StoreError("invalid PostgreSQL URL") from None
         params.setdefault("connect_timeout", connect_timeout)
         params.setdefault("application_name", "swarm-oauth")
+        # A server that vanishes without closing the socket (a partition) is noticed in
+        # about 20 s instead of the kernel's hours, so no operation hangs on it.
+        for name, value in (
+            ("keepalives_idle", 10),
+            ("keepalives_interval", 5),
+            ("keepalives_count", 2),
+            ("tcp_user_timeout", 20_000),
+        ):
+            params.setdefault(name, value)
+        self._statement_timeout_ms = int(statement_timeout * 1000)
         self._conninfo = make_conninfo(**params)
         self._acquire_timeout = acquire_timeout
         # reconnect_timeout=0: no background retries with growing back-off (which could
@@ -131,13 +148,32 @@ class PostgresStore(SQLStore):
             timeout=acquire_timeout,
             reconnect_timeout=0,
             name="swarm-oauth",
+            reconnect_failed=self._connect_failed,
+            configure=self._configure_session,
             open=True,
         )
+        self._unreachable = False
         self._listener: psycopg.Connection | None = None
         self._listener_lock = threading.Lock()
         self._closed = False
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _connect_failed(self, pool: ConnectionPool[psycopg.Connection]) -> None:
+        # Called from a pool worker when it gave up opening a connection; cleared by the
+        # next operation that gets one.
+        self._unreachable = True
+
+    def _configure_session(self, conn: psycopg.Connection) -> None:
+        # Bounds on the server side: no statement or lock wait (the write lock behind a
+        # stuck writer) runs forever, and a session that died mid-transaction releases
+        # the write lock instead of holding it until TCP gives up.
+        timeout = str(self._statement_timeout_ms)
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            (timeout, timeout),
+        )
 
     def _read(self, fn: Callable[[Executor], T]) -> T:
         return self._run(fn, lock=None)
@@ -149,27 +185,32 @@ class PostgresStore(SQLStore):
         # Delivered at commit, and only if the transaction commits.
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(seq)))
 
-    def _run(self, fn: Callable[[Executor], T], *, lock: int | None) -> T:
-        """Run ``fn`` (in a transaction holding advisory ``lock``, unless None)."""
+    def _run(self, fn: Callable[[Executor], T], *, lock: int | None, unbounded: bool = False) -> T:
+        """Run ``fn`` (in a transaction holding advisory ``lock``, unless None); with
+        ``unbounded``, without the statement timeout."""
         try:
-            return self._attempt(fn, lock)
+            return self._attempt(fn, lock, unbounded)
         except _StaleConnection:
             # A server restart kills every pooled connection, and only using one tells.
             # Nothing was committed: sweep the dead ones out and try once more.
             self._pool.check()
         try:
-            return self._attempt(fn, lock)
+            return self._attempt(fn, lock, unbounded)
         except _StaleConnection as exc:
             raise StoreUnavailable(str(exc)) from None
 
-    def _attempt(self, fn: Callable[[Executor], T], lock: int | None) -> T:
+    def _attempt(self, fn: Callable[[Executor], T], lock: int | None, unbounded: bool) -> T:
         committing = False
+        timeout = UNREACHABLE_ACQUIRE_TIMEOUT if self._unreachable else self._acquire_timeout
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=timeout) as conn:
+                self._unreachable = False
                 try:
                     if lock is None:
                         return fn(conn)
                     with conn.transaction():
+                        if unbounded:
+                            conn.execute("SET LOCAL statement_timeout = 0")
                         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
                         result = fn(conn)
                         committing = True
@@ -181,9 +222,7 @@ class PostgresStore(SQLStore):
                         raise _StaleConnection(_describe(exc)) from None
                     raise
         except PoolTimeout:
-            raise StoreUnavailable(
-                f"postgresql: no connection within {self._acquire_timeout:g} s"
-            ) from None
+            raise StoreUnavailable(f"postgresql: no connection within {timeout:g} s") from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(_describe(exc)) from None
         except psycopg.Error as exc:
@@ -213,7 +252,8 @@ class PostgresStore(SQLStore):
                         (number, time.time()),
                     )
 
-        self._run(go, lock=MIGRATION_LOCK)
+        # Unbounded: a replica waits for another's migration rather than fail its start.
+        self._run(go, lock=MIGRATION_LOCK, unbounded=True)
 
     def close(self) -> None:
         """Close the pool and the LISTEN connection."""
