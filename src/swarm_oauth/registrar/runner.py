@@ -11,7 +11,7 @@ from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.policy import Policy, Selector
-from swarm_oauth.registrar.reconcile import Reconciler, StepHook
+from swarm_oauth.registrar.reconcile import Reconciler
 from swarm_oauth.registrar.triggers import EventWatcher, HintQueue, Resync
 
 
@@ -31,22 +31,15 @@ class RegistrarSettings:
 class Registrar:
     """Owns every part; ``app`` starts the triggers with the server and stops them after."""
 
-    def __init__(
-        self,
-        settings: RegistrarSettings,
-        *,
-        swarm: DockerSwarm | None = None,
-        after_step: StepHook | None = None,
-    ) -> None:
+    def __init__(self, settings: RegistrarSettings) -> None:
         self.settings = settings
-        self.swarm = swarm or DockerSwarm.from_url(settings.docker_host)
+        self.swarm = DockerSwarm.from_url(settings.docker_host)
         self.registry = ClientsAPI(settings.clients_url, settings.admin_token)
         self.metrics = RegistrarMetrics()
         self.reconciler = Reconciler(
             self.swarm,
             self.registry,
             Policy(Selector.parse(settings.selector), settings.token_url),
-            after_step=after_step,
             observer=self.metrics,
         )
         self.hints = HintQueue(self.reconciler)
