@@ -80,8 +80,8 @@ class Runtime:
         self.store = store
         self.master = master
         self.keyring = KeyRing.load(store, master)
-        self.clients = ClientService(store)
         self.client_cache = ClientCache(store)
+        self.clients = ClientService(store, on_change=self.client_cache.forget)
         self.issuer = TokenIssuer(
             settings.issuer_url, lambda: self.keyring, lifetime=settings.token_lifetime
         )

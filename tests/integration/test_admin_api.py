@@ -188,3 +188,39 @@ def test_unknown_paths_and_methods_are_json_errors(token_server):
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     wrong = httpx.delete(token_server.url + "/api/clients")
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+
+
+def test_update_changes_grants_but_not_the_secret(token_server):
+    secret = token_server.add_client("orders", scopes=["read"])["client_secret"]
+    assert token_server.token("orders", secret, scope="write").status_code == 400
+    with token_server.admin() as admin:
+        updated = admin.post(
+            "/api/clients/update",
+            json={"client_id": "orders", "scopes": ["read", "write"], "audiences": ["inv"]},
+        )
+        missing = admin.post("/api/clients/update", json={"client_id": "ghost", "scopes": []})
+        bad = admin.post("/api/clients/update", json={"client_id": "orders", "scopes": "x"})
+    assert updated.status_code == 200
+    body = updated.json()
+    assert (body["scopes"], body["audiences"], body["secret_version"]) == (
+        ["read", "write"],
+        ["inv"],
+        1,
+    )
+    assert "client_secret" not in body
+    # The same process sees the change on the very next request, not a poll later.
+    granted = token_server.token("orders", secret, scope="write", audience="inv")
+    assert granted.status_code == 200 and granted.json()["scope"] == "write"
+    assert missing.status_code == 404
+    assert bad.status_code == 400
+
+
+def test_changes_made_here_apply_to_the_next_request_of_this_process(token_server):
+    old = token_server.add_client("orders")["client_secret"]
+    assert token_server.token("orders", old).status_code == 200  # now cached
+    with token_server.admin() as admin:
+        admin.post("/api/clients/rotate", json={"client_id": "orders"})
+    assert token_server.token("orders", old).status_code == 401
+    with token_server.admin() as admin:
+        admin.post("/api/clients/remove", json={"client_id": "orders"})
+    assert token_server.token("orders", old).status_code == 401

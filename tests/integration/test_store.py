@@ -132,6 +132,20 @@ def test_rotate_with_grace_keeps_the_previous_hash(store: Store) -> None:
     assert store.get_client("svc-a") == again
 
 
+def test_update_replaces_given_fields_and_keeps_the_secret(store: Store) -> None:
+    store.add_client(client("svc-a", secret_hash="h"))
+    cursor = store.last_change()
+    updated = store.update_client("svc-a", scopes=("admin",), audiences=(), now=1_800_000_000.0)
+    assert updated is not None
+    assert (updated.scopes, updated.audiences) == (("admin",), ())
+    assert updated.metadata == client().metadata  # not given: kept
+    assert (updated.secret_hash, updated.secret_version) == ("h", 1)
+    assert updated.updated_at == 1_800_000_000.0
+    assert store.get_client("svc-a") == updated
+    assert [c.key for c in store.changes_since(cursor).changes] == ["svc-a"]
+    assert store.update_client("ghost", scopes=(), now=1.0) is None
+
+
 def test_rotate_unknown_client_is_none_and_logs_nothing(store: Store) -> None:
     before = store.last_change()
     assert store.rotate_client_secret("nobody", "h", None, 1.0) is None

@@ -199,6 +199,17 @@ class FakeRegistry:
             client = self.clients[client_id]
             return self._issue(replace(client, secret_version=client.secret_version + 1), "rotate")
 
+    def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
+        self._check()
+        with self.lock:
+            if client_id not in self.clients:
+                raise TransientError("404")
+            client = replace(self.clients[client_id], scopes=tuple(scopes),
+                             audiences=tuple(audiences))  # fmt: skip
+            self.clients[client_id] = client
+            self.writes["update"] += 1
+            return client
+
     def _issue(self, client: ClientInfo, kind: str) -> IssuedSecret:
         secret = secrets.token_urlsafe(32)
         self.clients[client.client_id] = client
@@ -480,15 +491,21 @@ def test_a_foreign_secret_at_the_target_is_a_conflict(swarm, registry, reconcile
     assert swarm.named("orders") == service and not registry.clients
 
 
-def test_changed_scopes_re_register_the_client(swarm, registry, reconciler):
+def test_changed_scopes_update_the_client_in_place(swarm, registry, reconciler):
     swarm.add_service("orders", {**SELECTED, "swarm-oauth.scopes": "read"})
     reconciler.reconcile_service("orders")
+    secret_before = registry.secret_of["orders"]
     service = swarm.named("orders")
     labels = {**service.labels, "swarm-oauth.scopes": "read write", "swarm-oauth.audience": "api"}
     swarm.set_service(replace(service, labels=labels))
     assert reconciler.reconcile_service("orders") is Outcome.CHANGED
     client, _ = assert_converged(swarm, registry, "orders")
     assert (client.scopes, client.audiences) == (("read", "write"), ("api",))
+    # Same secret, no new Docker secret, no restart of the service's tasks.
+    assert registry.secret_of["orders"] == secret_before
+    assert registry.writes["update"] == 1
+    assert registry.writes["rotate"] == 0 and registry.writes["remove"] == 0
+    assert reconciler.reconcile_service("orders") is Outcome.UNCHANGED
 
 
 def test_a_changed_client_id_label_moves_the_service_to_a_new_client(swarm, registry, reconciler):

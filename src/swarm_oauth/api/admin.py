@@ -99,6 +99,20 @@ def admin_routes(runtime: Runtime) -> list[Route]:
         )
         return JSONResponse(issued_view(issued), headers={"Cache-Control": "no-store"})
 
+    async def update(request: Request) -> Response:
+        """Change a client's scopes, audiences or metadata; its secret stays."""
+        data = await _json_object(
+            request, {"client_id", "scopes", "audiences", "metadata"}, {"client_id"}
+        )
+        record = await run_in_threadpool(
+            service.update,
+            data["client_id"],
+            data.get("scopes"),
+            data.get("audiences"),
+            data.get("metadata"),
+        )
+        return JSONResponse(public_record(record))
+
     async def list_clients(request: Request) -> Response:
         """Every client, without secrets or hashes."""
         records = await run_in_threadpool(service.list)
@@ -114,5 +128,6 @@ def admin_routes(runtime: Runtime) -> list[Route]:
         Route("/api/clients/add", guarded(add), methods=["POST"]),
         Route("/api/clients/remove", guarded(remove), methods=["POST"]),
         Route("/api/clients/rotate", guarded(rotate), methods=["POST"]),
+        Route("/api/clients/update", guarded(update), methods=["POST"]),
         Route("/api/clients/{client_id}", guarded(show), methods=["GET"]),
     ]

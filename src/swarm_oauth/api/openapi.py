@@ -148,6 +148,25 @@ CLIENT_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/clients/update": {
+        "post": {
+            **_ADMIN,
+            "summary": "Change a client's scopes, audiences or metadata",
+            "requestBody": _body(
+                {
+                    "client_id": _CLIENT_ID,
+                    "scopes": _STRINGS,
+                    "audiences": _STRINGS,
+                    "metadata": {"type": "object"},
+                },
+                ["client_id"],
+            ),
+            "responses": {
+                "200": _json({"$ref": "#/components/schemas/Client"}, "the updated client"),
+                **_errors(400, 401, 404, 413, 415),
+            },
+        },
+    },
     "/api/clients/{client_id}": {
         "get": {
             **_ADMIN,

@@ -57,6 +57,12 @@ class ClientCache:
                 if change.kind == "client":
                     self._entries.pop(change.key, None)
 
+    def forget(self, client_id: str) -> None:
+        """Drop one client (this process just changed it)."""
+        with self._lock:
+            self._epoch += 1
+            self._entries.pop(client_id, None)
+
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:

@@ -54,9 +54,17 @@ def validate_grace(grace_seconds: object) -> int:
 class ClientService:
     """Client lifecycle on a store; secrets leave only inside ``IssuedSecret``."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        on_change: Callable[[str], None] = lambda client_id: None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        # Lets this process's own caches drop a client at once rather than at the
+        # watcher's next poll.
+        self._on_change = on_change
 
     def add(
         self,
@@ -78,12 +86,15 @@ class ClientService:
             updated_at=now,
         )
         self._store.add_client(record)
+        self._on_change(record.client_id)
         return IssuedSecret(record, secret)
 
     def remove(self, client_id: object) -> None:
         """Delete a client; ``ClientNotFound`` when unknown."""
-        if not self._store.remove_client(validate_client_id(client_id)):
+        client_id = validate_client_id(client_id)
+        if not self._store.remove_client(client_id):
             raise ClientNotFound(client_id)
+        self._on_change(client_id)
 
     def rotate(self, client_id: object, grace_seconds: object = 0) -> IssuedSecret:
         """Give a client a new secret; the old one keeps working for ``grace_seconds``."""
@@ -96,7 +107,32 @@ class ClientService:
         )
         if record is None:
             raise ClientNotFound(client_id)
+        self._on_change(client_id)
         return IssuedSecret(record, secret)
+
+    def update(
+        self,
+        client_id: object,
+        scopes: object = None,
+        audiences: object = None,
+        metadata: object = None,
+    ) -> ClientRecord:
+        """Change what a client may ask for (and its metadata) without a new secret.
+
+        A field left None is kept; an empty list clears it.
+        """
+        client_id = validate_client_id(client_id)
+        record = self._store.update_client(
+            client_id,
+            scopes=None if scopes is None else validate_list("scopes", scopes),
+            audiences=None if audiences is None else validate_list("audiences", audiences),
+            metadata=None if metadata is None else validate_metadata(metadata),
+            now=self._clock(),
+        )
+        if record is None:
+            raise ClientNotFound(client_id)
+        self._on_change(client_id)
+        return record
 
     def get(self, client_id: object) -> ClientRecord:
         """The client's record; ``ClientNotFound`` when unknown."""

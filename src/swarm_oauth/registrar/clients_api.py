@@ -77,6 +77,14 @@ class ClientsAPI:
             raise TransientError(f"client {client_id} was removed by someone else meanwhile")
         return _issued(response.json())
 
+    def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
+        """Replace the client's scopes and audiences; its secret stays."""
+        body = {"client_id": client_id, "scopes": list(scopes), "audiences": list(audiences)}
+        response = self._call("POST", "/api/clients/update", json=body, ok=(200, 404))
+        if response.status_code == 404:
+            raise TransientError(f"client {client_id} was removed by someone else meanwhile")
+        return _client(response.json())
+
     def ping(self) -> None:
         """Raise unless the API answers and accepts the admin token."""
         self._call("GET", f"/api/clients/{_PROBE_CLIENT}", ok=(200, 404))

@@ -99,6 +99,11 @@ class ClientRegistry(Protocol):
         """Give the client a new secret; the previous one stops working at once."""
         ...
 
+    def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
+        """Replace what the client may ask for, keeping its secret; ``TransientError`` if
+        it was removed meanwhile."""
+        ...
+
     def ping(self) -> None:
         """Raise ``TransientError`` unless the clients API answers and accepts the token."""
         ...

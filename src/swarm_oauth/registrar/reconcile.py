@@ -296,9 +296,14 @@ class Reconciler:
         if set(client.scopes) != set(desired.scopes) or set(client.audiences) != set(
             desired.audiences
         ):
-            # The clients API cannot change a client, so a new grant means a new client.
-            self._remove_client(service.name, client, "its scopes or audiences changed")
-            return None, True
+            # Changed in place: the secret, and so the running tasks, stay as they are.
+            updated = self._act(
+                "update_client",
+                service.name,
+                lambda: self._registry.update(desired.client_id, desired.scopes, desired.audiences),
+                f"updated the scopes and audiences of client {desired.client_id}",
+            )
+            return updated, True
         return client, False
 
     def _add_client(self, service: ObservedService, desired: DesiredIdentity) -> IssuedSecret:

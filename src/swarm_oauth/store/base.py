@@ -116,6 +116,18 @@ class Store(Protocol):
         """Atomically make ``secret_hash`` current and keep the old hash until
         ``previous_expires_at`` (None: drop it now). None when the client is unknown."""
 
+    def update_client(
+        self,
+        client_id: str,
+        *,
+        scopes: tuple[str, ...] | None = None,
+        audiences: tuple[str, ...] | None = None,
+        metadata: dict[str, Any] | None = None,
+        now: float,
+    ) -> ClientRecord | None:
+        """Replace the given fields of a client, leaving its secret alone. None when the
+        client is unknown."""
+
     def list_keys(self) -> list[KeyRecord]:
         """Every signing key that is still published or will be, oldest first."""
 

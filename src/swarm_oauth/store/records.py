@@ -26,14 +26,21 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def client_grants(record: ClientRecord) -> tuple[str, str, str]:
+    """The encoded scopes, audiences and metadata: the fields an update may change."""
+    return (
+        json.dumps(list(record.scopes)),
+        json.dumps(list(record.audiences)),
+        json.dumps(dict(record.metadata), sort_keys=True),
+    )
+
+
 def client_params(record: ClientRecord) -> tuple[Any, ...]:
     """The values of ``CLIENT_COLUMNS`` for an insert, in order."""
     return (
         record.client_id,
         record.secret_hash,
-        json.dumps(list(record.scopes)),
-        json.dumps(list(record.audiences)),
-        json.dumps(dict(record.metadata), sort_keys=True),
+        *client_grants(record),
         record.created_at,
         record.updated_at,
         record.secret_version,

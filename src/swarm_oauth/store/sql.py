@@ -21,6 +21,7 @@ rolled back) are harmless: nothing ever fills them later.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from swarm_oauth.store.records import (
     CLIENT_COLUMNS,
     KEY_COLUMNS,
     client_from_row,
+    client_grants,
     client_params,
     key_from_row,
     key_params,
@@ -75,6 +77,10 @@ class Statements:
             f" previous_secret_expires_at = {mark},"
             f" secret_hash = {mark}, secret_version = secret_version + 1, updated_at = {mark}"
             f" WHERE client_id = {mark} RETURNING {CLIENT_COLUMNS}"
+        )
+        self.update_client = (
+            f"UPDATE clients SET scopes = {mark}, audiences = {mark}, metadata = {mark},"
+            f" updated_at = {mark} WHERE client_id = {mark}"
         )
         self.list_keys = (
             f"SELECT {KEY_COLUMNS} FROM signing_keys"
@@ -222,6 +228,35 @@ class SQLStore(ABC):
                 return None
             self._log(conn, "client", client_id)
             return client_from_row(rows[0])
+
+        return self._write(go)
+
+    def update_client(
+        self,
+        client_id: str,
+        *,
+        scopes: tuple[str, ...] | None = None,
+        audiences: tuple[str, ...] | None = None,
+        metadata: dict[str, Any] | None = None,
+        now: float,
+    ) -> ClientRecord | None:
+        """Replace the fields given (None keeps one); the secret is untouched."""
+
+        def go(conn: Executor) -> ClientRecord | None:
+            rows = conn.execute(self._sql.get_client, (client_id,)).fetchall()
+            if not rows:
+                return None
+            current = client_from_row(rows[0])
+            updated = dataclasses.replace(
+                current,
+                scopes=current.scopes if scopes is None else scopes,
+                audiences=current.audiences if audiences is None else audiences,
+                metadata=current.metadata if metadata is None else metadata,
+                updated_at=now,
+            )
+            conn.execute(self._sql.update_client, (*client_grants(updated), now, client_id))
+            self._log(conn, "client", client_id)
+            return updated
 
         return self._write(go)
 

@@ -1,0 +1,443 @@
+"""The user's path, whole: build the image, `docker stack deploy`, run two services on it.
+
+The image is built once per session from the local base image (deploy/build-image.sh).
+One deployment of deploy/stack.yml and one of deploy/demo/stack.yml serve the module; the
+tests run in file order and the last one removes both stacks, as a user would. Every
+object carries this session's test label (an override file adds it), and the fixtures
+remove both stacks and everything labelled even when a test fails.
+
+The registrar deployed here selects only this deployment's demo caller (its selector
+value is the stack's unique name), so it never touches other sessions' services, and
+no other registrar on the engine selects the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from docker.errors import DockerException, ImageNotFound
+from docker.models.containers import Container
+
+from tests.support.deploy import (
+    DEMO_STACK_FILE,
+    STACK_FILE,
+    STORE_NODE_LABEL,
+    addresses_of,
+    build_image,
+    deploy_stack,
+    docker_cli,
+    ensure_node_label,
+    exec_json,
+    label_override,
+    networks_of,
+    registrar_secrets,
+    remove_node_label,
+    remove_stack,
+    stack_objects,
+)
+from tests.support.swarm import (
+    labelled_ids,
+    remove_test_objects,
+    running_container,
+    unique_name,
+    wait_for,
+    with_test_label,
+)
+
+pytestmark = pytest.mark.docker
+
+ISSUER = "http://oauth-tokens:8080"
+ADMIN_TOKEN_PATH = "/run/secrets/swarm-oauth-admin-token"
+
+# Run inside the registrar's container, the one place besides oauth-clients that is on
+# the management network and holds the admin token.
+LIST_CLIENTS = f"""
+import json, pathlib, httpx
+token = pathlib.Path({ADMIN_TOKEN_PATH!r}).read_text().strip()
+r = httpx.get("http://oauth-clients:8080/api/clients",
+              headers={{"Authorization": "Bearer " + token}}, timeout=5)
+r.raise_for_status()
+print(json.dumps(r.json()["clients"]))
+"""
+
+REGISTRAR_READY = """
+import json, httpx
+try:
+    status = httpx.get("http://127.0.0.1:8081/readyz", timeout=5).status_code
+except httpx.HTTPError as exc:
+    status = type(exc).__name__
+print(json.dumps(status))
+"""
+
+CALLER_LAST_OUTCOME = """
+import json, urllib.request
+with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=5) as r:
+    print(json.dumps(json.load(r)))
+"""
+
+CALL_CALLEE_WITHOUT_TOKEN = """
+import json, urllib.request, urllib.error
+try:
+    urllib.request.urlopen("http://callee:8080/", timeout=5)
+    print(json.dumps({"status": 200}))
+except urllib.error.HTTPError as exc:
+    print(json.dumps({"status": exc.code, "www_authenticate": exc.headers["WWW-Authenticate"],
+                      "body": json.loads(exc.read() or b"null")}))
+"""
+
+# Names, then a direct connection to an address, then the token side. Timeouts are how a
+# dropped connection shows; the outcome, not the time, is asserted.
+PROBE_NETWORKS = """
+import json, socket, sys, urllib.request, urllib.error
+out = {"resolve": {}, "connect": {}}
+for name in ("oauth-clients", "registrar", "oauth-tokens"):
+    try:
+        out["resolve"][name] = sorted({a[4][0] for a in socket.getaddrinfo(name, 8080)})
+    except socket.gaierror as exc:
+        out["resolve"][name] = "unresolved"
+for address in sys.argv[1:]:
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((address, 8080))
+        out["connect"][address] = "connected"
+    except OSError as exc:
+        out["connect"][address] = type(exc).__name__
+    finally:
+        s.close()
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return [r.status, json.load(r)]
+    except urllib.error.HTTPError as exc:
+        return [exc.code, None]
+    except OSError as exc:
+        return [type(exc).__name__, None]
+out["jwks"] = get("http://oauth-tokens:8080/.well-known/jwks.json")
+out["admin_on_tokens"] = get("http://oauth-tokens:8080/api/clients")
+out["clients_health"] = get("http://oauth-clients:8080/healthz")
+print(json.dumps(out))
+"""
+
+
+@dataclass
+class Deployment:
+    """A deployed deploy/stack.yml and what the tests need to know about it."""
+
+    client: docker.DockerClient
+    stack: str
+    env: dict[str, str]
+    files: list[Path]
+    secret_ids: list[str] = field(default_factory=list)
+
+    @property
+    def selector_value(self) -> str:
+        """The value of swarm-oauth.client that this deployment's registrar selects."""
+        return self.stack
+
+    def container(self, service: str) -> Container:
+        """The running container of one of the stack's services."""
+        return running_container(self.client, f"{self.stack}_{service}")
+
+    def clients(self) -> list[dict[str, Any]]:
+        """The client records of the clients API (read from inside the registrar)."""
+        records = exec_json(self.container("registrar"), LIST_CLIENTS)
+        assert isinstance(records, list)
+        return records
+
+    def client_ids(self) -> set[str]:
+        """The ids of the registered clients."""
+        return {record["client_id"] for record in self.clients()}
+
+
+@dataclass
+class Demo:
+    """A deployed deploy/demo/stack.yml."""
+
+    deployment: Deployment
+    stack: str
+    env: dict[str, str]
+    files: list[Path]
+
+    @property
+    def caller(self) -> str:
+        """The caller's service name, which is also its client id."""
+        return f"{self.stack}_caller"
+
+    def deploy(self) -> None:
+        """(Re-)deploy the demo stack, as `docker stack deploy` does on every run."""
+        deploy_stack(self.stack, self.files, self.env)
+
+
+def _outcome(client: docker.DockerClient, service: str) -> dict[str, Any] | None:
+    """The caller's last outcome, or None while no task of it answers."""
+    try:
+        outcome = exec_json(running_container(client, service, timeout=5), CALLER_LAST_OUTCOME)
+    except (AssertionError, DockerException):
+        return None
+    assert isinstance(outcome, dict)
+    return outcome
+
+
+def wait_for_call(demo: Demo) -> dict[str, Any]:
+    """The caller's first successful call to the callee, waiting for it."""
+    client = demo.deployment.client
+    last: list[dict[str, Any] | None] = [None]
+
+    def called() -> dict[str, Any] | None:
+        last[0] = _outcome(client, demo.caller)
+        return last[0] if last[0] and last[0].get("outcome") == "called" else None
+
+    return wait_for(called, 120, 1.0, lambda: f"the caller never called: last {last[0]}")
+
+
+def wait_for_identity(demo: Demo) -> str:
+    """The caller's service id, once its client exists and its secret is attached."""
+    client = demo.deployment.client
+
+    def attached() -> str | None:
+        service = client.services.get(demo.caller)
+        refs = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []
+        made = {s.id for s in registrar_secrets(client, [service.id])}
+        mounted = made and {ref["SecretID"] for ref in refs} & made
+        if mounted and demo.caller in demo.deployment.client_ids():
+            return str(service.id)
+        return None
+
+    return wait_for(attached, 90, 1.0, f"{demo.caller} never got its identity")
+
+
+@pytest.fixture(scope="session")
+def oauth_image(docker_client: docker.DockerClient, base_image: str, run_id: str) -> Iterator[str]:
+    """The deployment image, built with deploy/build-image.sh for this session."""
+    tag = f"swarm-oauth:test-{run_id}"
+    build_image(base_image, tag)
+    yield tag
+    with contextlib.suppress(ImageNotFound):
+        docker_client.images.remove(tag)
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    docker_client: docker.DockerClient,
+    oauth_image: str,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    """deploy/stack.yml deployed under a unique name, its registrar ready."""
+    before = labelled_ids(docker_client)
+    stack = unique_name("oauth")
+    labelled_node = ensure_node_label(docker_client, STORE_NODE_LABEL, "true")
+    master_key = base64.urlsafe_b64encode(secrets.token_bytes(32))
+    admin_token = secrets.token_urlsafe(32).encode()
+    made = [
+        docker_client.secrets.create(name=f"{stack}-{kind}", data=data, labels=with_test_label())
+        for kind, data in (("master-key", master_key), ("admin-token", admin_token))
+    ]
+    env = {
+        "SWARM_OAUTH_IMAGE": oauth_image,
+        "SWARM_OAUTH_MASTER_KEY_SECRET": made[0].name,
+        "SWARM_OAUTH_ADMIN_TOKEN_SECRET": made[1].name,
+        "SWARM_OAUTH_PUBLIC_NETWORK": f"{stack}-public",
+        "SWARM_OAUTH_SELECTOR": f"swarm-oauth.client={stack}",
+        # A missed event is caught up by the next pass; keep that wait short here.
+        "SWARM_OAUTH_RESYNC_SECONDS": "10",
+    }
+    override = label_override(
+        tmp_path_factory.mktemp("stack") / "labels.yml", STACK_FILE, run_id, env
+    )
+    deployed = Deployment(docker_client, stack, env, [STACK_FILE, override], [s.id for s in made])
+    try:
+        deploy_stack(stack, deployed.files, env)
+        wait_for(
+            lambda: exec_json(deployed.container("registrar"), REGISTRAR_READY) == 200,
+            120,
+            1.0,
+            f"the registrar of {stack} never became ready",
+        )
+        yield deployed
+    finally:
+        problems = remove_stack(docker_client, stack)
+        try:
+            remove_test_objects(docker_client, keep=before)
+        except AssertionError as exc:
+            problems.append(str(exc))
+        if labelled_node:
+            remove_node_label(docker_client, STORE_NODE_LABEL)
+        if problems:
+            raise AssertionError("deployment cleanup left objects behind:\n" + "\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def demo(
+    deployment: Deployment, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Demo]:
+    """deploy/demo/stack.yml beside the deployment, the caller selected by its registrar."""
+    stack = unique_name("demo")
+    env = {
+        "SWARM_OAUTH_IMAGE": deployment.env["SWARM_OAUTH_IMAGE"],
+        "SWARM_OAUTH_PUBLIC_NETWORK": deployment.env["SWARM_OAUTH_PUBLIC_NETWORK"],
+        "SWARM_OAUTH_DEMO_CLIENT": deployment.selector_value,
+    }
+    override = label_override(
+        tmp_path_factory.mktemp("demo") / "labels.yml", DEMO_STACK_FILE, run_id, env
+    )
+    deployed = Demo(deployment, stack, env, [DEMO_STACK_FILE, override])
+    try:
+        deployed.deploy()
+        yield deployed
+    finally:
+        problems = remove_stack(deployment.client, stack)
+        if problems:
+            raise AssertionError("demo cleanup left objects behind:\n" + "\n".join(problems))
+
+
+def test_image_runs_unprivileged_with_a_health_check_and_no_secret(
+    docker_client: docker.DockerClient, oauth_image: str
+) -> None:
+    config = docker_client.images.get(oauth_image).attrs["Config"]
+
+    assert config["User"] == "swarm-oauth"
+    assert config["Entrypoint"] == ["swarm-oauth"]
+    assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
+    names = {item.partition("=")[0] for item in config["Env"]}
+    assert not {n for n in names if any(w in n for w in ("TOKEN", "KEY", "SECRET", "PASSWORD"))}
+    probe = docker_cli(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        oauth_image,
+        "-c",
+        "id -u; command -v gcc cc make || echo no-build-tools",
+    ).stdout.split()
+    assert probe[0] != "0"
+    assert probe[1:] == ["no-build-tools"]
+
+
+def test_caller_calls_callee_with_its_own_identity(demo: Demo) -> None:
+    outcome = wait_for_call(demo)
+
+    assert outcome["status"] == 200
+    assert outcome["callee"]["caller"] == demo.caller
+    assert outcome["callee"]["audience"] == "callee"
+    caller = running_container(demo.deployment.client, demo.caller)
+    env = dict(item.partition("=")[::2] for item in caller.attrs["Config"]["Env"])
+    assert env["OAUTH_CLIENT_ID"] == demo.caller
+    assert env["OAUTH_TOKEN_URL"] == f"{ISSUER}/api/token"
+    assert env["OAUTH_CLIENT_SECRET_FILE"] == "/run/secrets/oauth_client_secret"
+    # The callee lets nothing through without a token: the success above is the token's.
+    refused = exec_json(caller, CALL_CALLEE_WITHOUT_TOKEN)
+    assert refused["status"] == 401
+    assert refused["www_authenticate"].startswith("Bearer")
+
+
+def test_only_the_management_network_reaches_the_clients_api(
+    deployment: Deployment, demo: Demo
+) -> None:
+    clients = deployment.container("oauth-clients")
+    tokens = deployment.container("oauth-tokens")
+    registrar = deployment.container("registrar")
+    management = f"{deployment.stack}_service-management"
+    public = deployment.env["SWARM_OAUTH_PUBLIC_NETWORK"]
+    assert networks_of(clients) == {management}
+    assert networks_of(registrar) == {management}
+    assert networks_of(tokens) == {public}
+    clients_addresses = addresses_of(clients)
+    callee = running_container(deployment.client, f"{demo.stack}_callee")
+
+    inside = exec_json(
+        registrar, f"import sys; sys.argv[1:] = {clients_addresses!r}\n" + PROBE_NETWORKS
+    )
+    outside = exec_json(
+        callee, f"import sys; sys.argv[1:] = {clients_addresses!r}\n" + PROBE_NETWORKS
+    )
+
+    # From the management network the clients API answers at that very address ...
+    assert inside["resolve"]["oauth-clients"] == sorted(clients_addresses)
+    assert inside["connect"] == {address: "connected" for address in clients_addresses}
+    assert inside["clients_health"][0] == 200
+    # ... and from a service outside it there is nothing: no name, no route.
+    assert outside["resolve"]["oauth-clients"] == "unresolved"
+    assert outside["resolve"]["registrar"] == "unresolved"
+    assert all(result != "connected" for result in outside["connect"].values())
+    assert outside["clients_health"][0] != 200
+    # The token side is what every service reaches, and it serves no admin routes.
+    assert outside["resolve"]["oauth-tokens"] == sorted(addresses_of(tokens))
+    assert outside["jwks"][0] == 200
+    assert outside["jwks"][1]["keys"]
+    assert outside["admin_on_tokens"][0] == 404
+
+
+def test_removing_the_caller_removes_its_client_and_its_secret(demo: Demo) -> None:
+    client = demo.deployment.client
+    service_id = wait_for_identity(demo)
+    made = registrar_secrets(client, [service_id])
+    assert made
+
+    client.services.get(service_id).remove()
+
+    wait_for(
+        lambda: demo.caller not in demo.deployment.client_ids(),
+        60,
+        1.0,
+        f"client {demo.caller} outlived its service",
+    )
+    wait_for(
+        lambda: not registrar_secrets(client, [service_id]),
+        60,
+        0.5,
+        f"the Docker secrets of {demo.caller} outlived it",
+    )
+    assert client.services.get(f"{demo.stack}_callee")  # the unselected callee stays
+
+    # Deployed again, the caller is a new service and gets a new client and secret.
+    demo.deploy()
+    new_id = wait_for_identity(demo)
+    assert new_id != service_id
+    record = next(r for r in demo.deployment.clients() if r["client_id"] == demo.caller)
+    assert record["metadata"]["service_id"] == new_id
+    assert {s.id for s in registrar_secrets(client, [new_id])}.isdisjoint({s.id for s in made})
+
+
+def test_stack_rm_leaves_no_secret_and_no_client_behind(deployment: Deployment, demo: Demo) -> None:
+    client = deployment.client
+    wait_for_identity(demo)
+    demo_ids = [s.id for s in stack_objects(client, demo.stack)["service"]]
+    oauth_ids = [s.id for s in stack_objects(client, deployment.stack)["service"]]
+    assert registrar_secrets(client, demo_ids)
+
+    docker_cli("stack", "rm", demo.stack)
+
+    wait_for(lambda: not deployment.clients(), 60, 1.0, "clients outlived the demo stack")
+    wait_for(
+        lambda: (
+            not registrar_secrets(client, demo_ids)
+            and not any(stack_objects(client, demo.stack).values())
+        ),
+        60,
+        0.5,
+        "Docker secrets or objects outlived the demo stack",
+    )
+
+    docker_cli("stack", "rm", deployment.stack)
+
+    wait_for(
+        lambda: not any(stack_objects(client, deployment.stack).values()),
+        60,
+        0.5,
+        f"objects of {deployment.stack} outlived docker stack rm",
+    )
+    assert not registrar_secrets(client, demo_ids + oauth_ids)
+    # The operator's own secrets are external to the stack: they stay for the next deploy.
+    assert {s.id for s in client.secrets.list()} >= set(deployment.secret_ids)
