@@ -52,3 +52,6 @@ def configure_logging(level: str = "info") -> None:
         logger.propagate = True
     # The pool logs every failed connect; the watcher already logs an outage once.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    if level.lower() != "debug":
+        # httpx logs each request at INFO; the registrar logs its own actions instead.
+        logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -229,9 +229,10 @@ def remove_node_label(client: docker.DockerClient, key: str) -> None:
     raise AssertionError(f"could not remove label {key} from node {node_id}")
 
 
-def exec_json(container: Container, script: str) -> Any:
-    """Run a Python ``script`` in ``container`` and return the JSON of its last line."""
-    code, output = exec_in(container, ["python", "-c", script])
+def exec_json(container: Container, script: str, *args: str) -> Any:
+    """Run a Python ``script`` (with ``args``) in ``container``; return the JSON of the
+    last line it printed."""
+    code, output = exec_in(container, ["python", "-c", script, *args])
     assert code == 0, f"script failed in {container.name} (exit {code}):\n{output}"
     return json.loads(output.strip().splitlines()[-1])
 

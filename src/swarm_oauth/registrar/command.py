@@ -120,9 +120,6 @@ def registrar(
     from swarm_oauth.registrar.runner import Registrar, RegistrarSettings
 
     configure_logging(log_level)
-    if log_level != "debug":
-        # httpx logs every request at info; the registrar logs the actions they made.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         Selector.parse(selector)
         settings = RegistrarSettings(
