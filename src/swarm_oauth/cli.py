@@ -11,15 +11,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import quote
 
 import click
 
 from swarm_oauth import __version__
 from swarm_oauth.config import ROLES, SETTINGS_ENV, ServerSettings
-from swarm_oauth.keys import ALGORITHMS, MasterKeyError, rotate_keys
+from swarm_oauth.keys import (
+    ALGORITHMS,
+    MasterKey,
+    MasterKeyError,
+    check_master_key,
+    retire_key,
+    rotate_keys,
+)
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, secret_from_env
-from swarm_oauth.store import StoreError
+from swarm_oauth.store import KeyRecord, Store, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("swarm_oauth.cli")
@@ -50,37 +58,33 @@ def main() -> None:
 
 
 def store_options(fn: F) -> F:
-    """Options that locate the store and the master key, shared by several commands."""
-    for option in reversed(
-        [
-            click.option(
-                "--data-dir",
-                type=click.Path(path_type=Path),
-                default=Path("data"),
-                envvar="SWARM_OAUTH_DATA_DIR",
-                show_default=True,
-                show_envvar=True,
-                help="Where the embedded SQLite store and generated secrets live.",
-            ),
-            click.option(
-                "--database-url",
-                envvar="SWARM_OAUTH_DATABASE_URL",
-                show_envvar=True,
-                help="sqlite:///path or postgresql://...; also SWARM_OAUTH_DATABASE_URL_FILE."
-                " Default: SQLite in the data dir.",
-            ),
-            click.option(
-                "--master-key-file",
-                type=click.Path(path_type=Path, dir_okay=False),
-                envvar="SWARM_OAUTH_MASTER_KEY_FILE",
-                show_envvar=True,
-                help="File holding the master key (base64 of 32 bytes). Default: "
-                "SWARM_OAUTH_MASTER_KEY, else DATA_DIR/master.key, generated.",
-            ),
-        ]
-    ):
-        fn = option(fn)
-    return fn
+    """Options that locate the store, shared by several commands."""
+    fn = click.option(
+        "--database-url",
+        envvar="SWARM_OAUTH_DATABASE_URL",
+        show_envvar=True,
+        help="sqlite:///path or postgresql://...; also SWARM_OAUTH_DATABASE_URL_FILE."
+        " Default: SQLite in the data dir.",
+    )(fn)
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        default=Path("data"),
+        envvar="SWARM_OAUTH_DATA_DIR",
+        show_default=True,
+        show_envvar=True,
+        help="Where the embedded SQLite store and generated secrets live.",
+    )(fn)
+
+
+master_key_option = click.option(
+    "--master-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="SWARM_OAUTH_MASTER_KEY_FILE",
+    show_envvar=True,
+    help="File holding the master key (base64 of 32 bytes). Default: "
+    "SWARM_OAUTH_MASTER_KEY, else DATA_DIR/master.key.",
+)
 
 
 def _database_url(flag: str | None) -> str | None:
@@ -114,6 +118,7 @@ def _fail(message: str) -> None:
     show_envvar=True,
 )
 @store_options
+@master_key_option
 @click.option(
     "--issuer",
     envvar="SWARM_OAUTH_ISSUER",
@@ -229,22 +234,45 @@ def serve(
 
 @main.group()
 def keys() -> None:
-    """Inspect and rotate signing keys (works on the store directly)."""
+    """Inspect, rotate and retire signing keys (works on the store directly)."""
 
 
-def _open_keys(data_dir: Path, database_url: str | None, master_key_file: Path | None) -> Any:
-    from swarm_oauth.runtime import load_master_key
+def _open_store(data_dir: Path, database_url: str | None) -> Store:
     from swarm_oauth.store import open_store
 
-    settings = ServerSettings(data_dir=data_dir, master_key_file=master_key_file)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(_database_url(database_url), data_dir)
     store.migrate()
-    return store, load_master_key(settings)
+    return store
+
+
+def _existing_master_key(store: Store, data_dir: Path, master_key_file: Path | None) -> MasterKey:
+    """The servers' master key, proven to open the published keys; never a new one."""
+    from swarm_oauth.runtime import load_master_key
+
+    settings = ServerSettings(data_dir=data_dir, master_key_file=master_key_file)
+    master = load_master_key(settings, create=False)
+    check_master_key(store, master)
+    return master
+
+
+def _echo_key(record: KeyRecord) -> None:
+    click.echo(
+        json.dumps(
+            {
+                "kid": record.kid,
+                "alg": record.alg,
+                "activates_at": record.activates_at,
+                "retires_at": record.retires_at,
+                "unpublish_at": record.unpublish_at,
+            }
+        )
+    )
 
 
 @keys.command("rotate")
 @store_options
+@master_key_option
 @click.option("--alg", type=click.Choice(ALGORITHMS), default="ES256", show_default=True)
 @click.option("--issuer", default="swarm-oauth", help="Organisation name in the certificate.")
 @click.option(
@@ -259,8 +287,11 @@ def _open_keys(data_dir: Path, database_url: str | None, master_key_file: Path |
     "--token-lifetime",
     type=click.IntRange(1, 86400),
     default=900,
+    envvar="SWARM_OAUTH_TOKEN_LIFETIME",
     show_default=True,
-    help="The servers' token lifetime: old keys stay published this long after they stop signing.",
+    show_envvar=True,
+    help="The servers' token lifetime: old keys stay published this long after they stop "
+    "signing (the servers also never issue a token that outlives its key's publication).",
 )
 def keys_rotate(
     data_dir: Path,
@@ -273,7 +304,8 @@ def keys_rotate(
 ) -> None:
     """Add a signing key and retire the current ones when it activates."""
     try:
-        store, master = _open_keys(data_dir, database_url, master_key_file)
+        store = _open_store(data_dir, database_url)
+        master = _existing_master_key(store, data_dir, master_key_file)
         record = rotate_keys(
             store,
             master,
@@ -285,32 +317,42 @@ def keys_rotate(
         )
     except (SecretConfigError, MasterKeyError, StoreError) as exc:
         _fail(str(exc))
-    click.echo(
-        json.dumps({"kid": record.kid, "alg": record.alg, "activates_at": record.activates_at})
-    )
+    _echo_key(record)
+
+
+@keys.command("retire")
+@store_options
+@click.argument("kid")
+def keys_retire(data_dir: Path, database_url: str | None, kid: str) -> None:
+    """Withdraw a key at once (e.g. compromised): it stops signing and leaves the JWKS,
+    so the tokens it signed no longer validate. Rotate first so another key signs."""
+    try:
+        store = _open_store(data_dir, database_url)
+        now = time.time()
+        published = {r.kid: r for r in store.list_keys()}
+        if kid not in published:
+            _fail(f"no published key {kid!r} (see `keys list`)")
+        others = [r for r in published.values() if r.kid != kid and (r.retires_at or now + 1) > now]
+        if not others:
+            _fail(
+                "that is the only key that signs or will: run `keys rotate --publish-ahead 0` first"
+            )
+        retire_key(store, kid, now)
+    except StoreError as exc:
+        _fail(str(exc))
+    click.echo(json.dumps({"kid": kid, "retired": True}))
 
 
 @keys.command("list")
 @store_options
-def keys_list(data_dir: Path, database_url: str | None, master_key_file: Path | None) -> None:
+def keys_list(data_dir: Path, database_url: str | None) -> None:
     """The published keys and when each signs, retires and leaves the JWKS."""
     try:
-        store, _ = _open_keys(data_dir, database_url, master_key_file)
-        records = store.list_keys()
-    except (SecretConfigError, MasterKeyError, StoreError) as exc:
+        records = _open_store(data_dir, database_url).list_keys()
+    except StoreError as exc:
         _fail(str(exc))
-    for r in records:
-        click.echo(
-            json.dumps(
-                {
-                    "kid": r.kid,
-                    "alg": r.alg,
-                    "activates_at": r.activates_at,
-                    "retires_at": r.retires_at,
-                    "unpublish_at": r.unpublish_at,
-                }
-            )
-        )
+    for record in records:
+        _echo_key(record)
 
 
 @main.group()
@@ -320,13 +362,10 @@ def db() -> None:
 
 @db.command("upgrade")
 @store_options
-def db_upgrade(data_dir: Path, database_url: str | None, master_key_file: Path | None) -> None:
+def db_upgrade(data_dir: Path, database_url: str | None) -> None:
     """Apply schema migrations (servers also do this when they start)."""
-    from swarm_oauth.store import open_store
-
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        open_store(_database_url(database_url), data_dir).migrate()
+        _open_store(data_dir, database_url)
     except StoreError as exc:
         _fail(str(exc))
     click.echo("schema up to date")
@@ -373,7 +412,10 @@ def _call(ctx: click.Context, method: str, path: str, body: dict[str, Any] | Non
         )
     except httpx.HTTPError as exc:
         _fail(f"cannot reach {url}: {type(exc).__name__}")
-    click.echo(json.dumps(response.json(), indent=2))
+    try:
+        click.echo(json.dumps(response.json(), indent=2))
+    except ValueError:  # not the clients API (a proxy's page, a wrong URL)
+        _fail(f"{url}{path} answered {response.status_code} without JSON: is --url right?")
     if response.status_code >= 400:
         sys.exit(1)
 
@@ -412,6 +454,31 @@ def clients_rotate(ctx: click.Context, client_id: str, grace_seconds: int) -> No
     _call(
         ctx, "POST", "/api/clients/rotate", {"client_id": client_id, "grace_seconds": grace_seconds}
     )
+
+
+@clients.command("show")
+@click.argument("client_id")
+@click.pass_context
+def clients_show(ctx: click.Context, client_id: str) -> None:
+    """Show one client (never its secret)."""
+    _call(ctx, "GET", f"/api/clients/{quote(client_id, safe='')}")
+
+
+@clients.command("update")
+@click.argument("client_id")
+@click.option("--scope", "scopes", multiple=True, help="The new scopes; repeat for each.")
+@click.option("--audience", "audiences", multiple=True, help="The new audiences; repeat.")
+@click.pass_context
+def clients_update(
+    ctx: click.Context, client_id: str, scopes: tuple[str, ...], audiences: tuple[str, ...]
+) -> None:
+    """Replace a client's scopes and audiences (those given); its secret stays."""
+    body: dict[str, Any] = {"client_id": client_id}
+    if scopes:
+        body["scopes"] = list(scopes)
+    if audiences:
+        body["audiences"] = list(audiences)
+    _call(ctx, "POST", "/api/clients/update", body)
 
 
 @clients.command("list")

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from swarm_oauth.clients import ClientService
 from swarm_oauth.clients.cache import ClientCache
 from swarm_oauth.config import ServerSettings
-from swarm_oauth.keys import KeyRing, MasterKey, ensure_signing_key
+from swarm_oauth.keys import (
+    KeyRing,
+    MasterKey,
+    MasterKeyError,
+    check_master_key,
+    ensure_signing_key,
+)
 from swarm_oauth.secretfiles import create_once, read_secret_file, secret_from_env
 from swarm_oauth.store import ChangeBatch, Store, open_store
 from swarm_oauth.tokens import TokenIssuer
@@ -26,15 +32,21 @@ ENV_MASTER_KEY = "SWARM_OAUTH_MASTER_KEY"
 ENV_ADMIN_TOKEN = "SWARM_OAUTH_ADMIN_TOKEN"
 
 
-def load_master_key(settings: ServerSettings) -> MasterKey:
-    """The operator's master key, else ``DATA_DIR/master.key`` (created on first start)."""
+def load_master_key(settings: ServerSettings, *, create: bool = True) -> MasterKey:
+    """The operator's master key, else ``DATA_DIR/master.key`` (created on first start
+    when ``create``; commands that only add keys must never invent a master key)."""
     if settings.master_key_file is not None:
         return MasterKey.from_text(read_secret_file(settings.master_key_file))
     configured = secret_from_env(ENV_MASTER_KEY)
     if configured is not None:
         return MasterKey.from_text(configured)
     path = settings.data_dir / MASTER_KEY_FILENAME
-    if create_once(path, MasterKey.generate_text()):
+    if not create and not path.exists():
+        raise MasterKeyError(
+            f"no master key: pass --master-key-file (or SWARM_OAUTH_MASTER_KEY_FILE); "
+            f"{path} does not exist"
+        )
+    if create and create_once(path, MasterKey.generate_text()):
         log.warning(
             "generated a master key in the data dir; in production pass "
             "SWARM_OAUTH_MASTER_KEY_FILE (a Docker secret) so that the key that encrypts "
@@ -75,11 +87,15 @@ class AdminToken:
 class Runtime:
     """Store, keys, caches and services shared by the routes of one server process."""
 
-    def __init__(self, settings: ServerSettings, store: Store, master: MasterKey) -> None:
+    def __init__(self, settings: ServerSettings, store: Store, master: MasterKey | None) -> None:
         self.settings = settings
         self.store = store
+        # None in the clients role: it never signs, so it never decrypts a signing key.
         self.master = master
-        self.keyring = KeyRing.load(store, master)
+        # The watcher reads its cursor before the keys are loaded, so a key change that
+        # commits in between is applied at its first poll instead of being lost.
+        self.watcher = ChangeWatcher(store, self._apply_changes)
+        self.keyring = self._load_keyring()
         self.client_cache = ClientCache(store)
         self.clients = ClientService(store, on_change=self.client_cache.forget)
         self.issuer = TokenIssuer(
@@ -89,36 +105,49 @@ class Runtime:
         self.admin_token = (
             AdminToken.of(load_admin_token(settings)) if settings.serves_clients else None
         )
-        self.watcher = ChangeWatcher(store, self._apply_changes)
 
     @classmethod
     def open(cls, settings: ServerSettings) -> Runtime:
         """Prepare the data dir, store and keys (idempotent), and build the runtime."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        master = load_master_key(settings)
         store = open_store(settings.database_url, settings.data_dir)
         store.migrate()
-        if ensure_signing_key(
-            store, master, settings.signing_alg, settings.issuer_url, time.time()
-        ):
-            log.info("created a signing key", extra={"alg": settings.signing_alg})
+        master = None
+        if settings.serves_tokens:
+            master = load_master_key(settings)
+            # At start a key that does not open is the operator's mistake: refuse to run.
+            # Later (a key added under another master key) it is left out and logged.
+            check_master_key(store, master)
+            if ensure_signing_key(
+                store, master, settings.signing_alg, settings.issuer_url, time.time()
+            ):
+                log.info("created a signing key", extra={"alg": settings.signing_alg})
         return cls(settings, store, master)
+
+    def _load_keyring(self) -> KeyRing:
+        return KeyRing() if self.master is None else KeyRing.load(self.store, self.master)
 
     def _apply_changes(self, batch: ChangeBatch) -> None:
         self.client_cache.apply(batch)
         if not batch.complete or any(change.kind == "key" for change in batch.changes):
-            self.keyring = KeyRing.load(self.store, self.master)
+            self.keyring = self._load_keyring()
 
     def ready(self) -> tuple[bool, str]:
-        """Whether this process can serve: store reachable, a signing key loaded."""
+        """Whether this process can serve: store reachable, its changes followed, and
+        (for roles that sign) a signing key loaded."""
         try:
             self.store.ping()
         except Exception as exc:  # any failure means not ready; the reason is shown
             return False, f"store unreachable: {type(exc).__name__}"
-        if self.settings.serves_tokens and self.keyring.signing_key(time.time()) is None:
-            return False, "no signing key loaded"
+        if not self.settings.serves_tokens:
+            return True, "ready"
+        if not self.watcher.fresh():
+            return False, "the store's change log is not being followed"
+        if self.keyring.signing_key(time.time()) is None:
+            return False, "no usable signing key (see the log)"
         return True, "ready"
 
     def close(self) -> None:
-        """Release the store."""
+        """Stop following changes and release the store."""
+        self.watcher.close()
         self.store.close()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from swarm_oauth.store import ChangeBatch, Store, StoreError
 
@@ -21,7 +22,11 @@ STALE_AFTER_SECONDS = 1.0
 
 
 class ChangeWatcher:
-    """Polls ``store.changes_since`` and hands each batch to ``apply`` (in a thread)."""
+    """Polls ``store.changes_since`` and hands each batch to ``apply``.
+
+    It runs on a thread of its own, so a burst of cache misses on the shared executor
+    cannot delay it past ``stale_after`` and turn every token request into a 503.
+    """
 
     def __init__(
         self,
@@ -38,6 +43,7 @@ class ChangeWatcher:
         self._cursor = store.last_change()
         self._last_success = time.monotonic()
         self._failing = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="change-watcher")
 
     def fresh(self) -> bool:
         """Whether the last successful poll is recent enough to trust the caches."""
@@ -52,16 +58,27 @@ class ChangeWatcher:
         self._last_success = started
 
     async def run(self) -> None:
-        """Poll forever; store errors are logged once per outage and retried."""
+        """Poll forever. Failures are logged once per streak and retried; meanwhile
+        ``fresh`` turns false, so nothing is served from a view that may be stale."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                await asyncio.to_thread(self.poll)
+                await loop.run_in_executor(self._thread, self.poll)
                 if self._failing:
-                    log.info("store reachable again")
+                    log.info("following the store's changes again")
                     self._failing = False
             except StoreError as exc:
-                if not self._failing:
-                    log.warning("store unreachable", extra={"error": str(exc)})
-                    self._failing = True
+                self._failed("store unreachable", exc)
+            except Exception as exc:  # a bug must not silently end the watcher
+                self._failed("applying store changes failed", exc, exc_info=True)
             # PostgreSQL wakes this at once on NOTIFY; SQLite just sleeps the interval.
-            await asyncio.to_thread(self._store.wait_for_change, self._interval)
+            await loop.run_in_executor(self._thread, self._store.wait_for_change, self._interval)
+
+    def _failed(self, message: str, exc: Exception, *, exc_info: bool = False) -> None:
+        if not self._failing:
+            log.error(message, extra={"error": f"{type(exc).__name__}: {exc}"}, exc_info=exc_info)
+            self._failing = True
+
+    def close(self) -> None:
+        """Release the thread (after the current wait, without blocking the caller)."""
+        self._thread.shutdown(wait=False, cancel_futures=True)

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from swarm_oauth.keys import MasterKey
+
 
 def run(*args, env=None, timeout=30):
     import os
@@ -67,10 +69,59 @@ def test_clients_commands_talk_to_the_api(token_server):
 
 def test_db_upgrade_and_keys_list(tmp_path):
     assert run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
+    assert run("keys", "list", "--data-dir", str(tmp_path)).stdout == ""
+    assert not (tmp_path / "master.key").exists()  # listing never needs nor makes one
+
+
+def test_keys_rotate_never_invents_a_master_key(tmp_path):
+    refused = run("keys", "rotate", "--data-dir", str(tmp_path))
+    assert refused.returncode == 2 and "no master key" in refused.stderr
+    assert not (tmp_path / "master.key").exists()
+    (tmp_path / "master.key").write_text(MasterKey.generate_text())
     rotated = run("keys", "rotate", "--data-dir", str(tmp_path), "--alg", "EdDSA")
     assert rotated.returncode == 0, rotated.stderr
-    listed = [
-        json.loads(line)
-        for line in run("keys", "list", "--data-dir", str(tmp_path)).stdout.splitlines()
+    listed = run("keys", "list", "--data-dir", str(tmp_path)).stdout.splitlines()
+    assert [json.loads(line)["alg"] for line in listed] == ["EdDSA"]
+    other = tmp_path / "other.key"
+    other.write_text(MasterKey.generate_text())
+    wrong = run("keys", "rotate", "--data-dir", str(tmp_path), "--master-key-file", str(other))
+    assert wrong.returncode == 2 and "does not open with this master key" in wrong.stderr
+    assert len(run("keys", "list", "--data-dir", str(tmp_path)).stdout.splitlines()) == 1
+
+
+def test_keys_retire_withdraws_a_key_but_never_the_last(token_server):
+    data = str(token_server.data_dir)
+    (only,) = [
+        json.loads(line) for line in run("keys", "list", "--data-dir", data).stdout.splitlines()
     ]
-    assert [k["alg"] for k in listed] == ["EdDSA"]
+    refused = run("keys", "retire", "--data-dir", data, only["kid"])
+    assert refused.returncode == 2 and "rotate" in refused.stderr
+    secret = token_server.add_client("orders")["client_secret"]
+    old_token = token_server.token("orders", secret).json()["access_token"]
+    assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "0").returncode == 0
+    assert run("keys", "retire", "--data-dir", data, only["kid"]).returncode == 0
+    import time
+
+    import httpx
+    import jwt
+
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        kids = [
+            k["kid"] for k in httpx.get(token_server.url + "/.well-known/jwks.json").json()["keys"]
+        ]
+        if only["kid"] not in kids:
+            break
+        time.sleep(0.05)
+    assert only["kid"] not in kids and len(kids) == 1
+    new_token = token_server.token("orders", secret).json()["access_token"]
+    assert jwt.get_unverified_header(new_token)["kid"] == kids[0]
+    assert jwt.get_unverified_header(old_token)["kid"] not in kids
+
+
+def test_without_the_server_extra_the_command_says_what_to_install():
+    blocked = "import sys; sys.modules['click'] = None; from swarm_oauth.entry import main; main()"
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "pip install 'swarm-oauth[server]'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -87,3 +87,29 @@ def test_restart_keeps_clients_keys_and_admin_token(token_server):
     assert jwt.decode(issued, key.key, algorithms=["ES256"], audience=token_server.url)["sub"] == (
         "orders"
     )
+
+
+def test_the_clients_role_never_holds_signing_keys(server_factory, tmp_path):
+    data = tmp_path / "admin-only"
+    server_factory(data_dir=data, role="clients")
+    assert not (data / "master.key").exists()
+    assert (data / "admin-token").exists()
+
+
+def test_metadata_lists_the_algorithms_of_the_published_keys(token_server):
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "swarm_oauth", "keys", "rotate", "--data-dir",
+         str(token_server.data_dir), "--alg", "EdDSA"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    url = token_server.url + "/.well-known/oauth-authorization-server"
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        algs = httpx.get(url).json()["id_token_signing_alg_values_supported"]
+        if "EdDSA" in algs:
+            break
+        time.sleep(0.05)
+    assert algs == ["ES256", "EdDSA"]

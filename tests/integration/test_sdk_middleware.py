@@ -242,6 +242,7 @@ def stale_source(server: ServerProcess, secret_file: Path, counter: TokenCounter
         server,
         secret_file,
         clock=lambda: 0.0,
+        min_token_age=0,  # on this clock every token is brand new
         http_client=httpx.Client(event_hooks={"request": [counter.hook]}),
         async_http_client=httpx.AsyncClient(event_hooks={"request": [counter.ahook]}),
     )
@@ -292,25 +293,41 @@ def test_requests_auth_retries_once_with_a_fresh_token_after_401(
         assert served.requests == 3
 
 
-def test_a_token_the_service_keeps_refusing_is_retried_only_once(
+def test_a_service_that_keeps_refusing_a_new_token_costs_no_token_requests(
     app: Served, token_server: ServerProcess, secret_file: Path
 ) -> None:
     counter = TokenCounter()
+    now = [1000.0]
     wrong_audience = source_for(
         token_server,
         secret_file,
-        audience="billing",
+        audience="billing",  # the app wants "inventory": every request is a 401
+        clock=lambda: now[0],
         http_client=httpx.Client(event_hooks={"request": [counter.hook]}),
+        async_http_client=httpx.AsyncClient(event_hooks={"request": [counter.ahook]}),
     )
-    response = httpx.get(f"{app.url}/whoami", auth=BearerAuth(wrong_audience))
-    assert response.status_code == 401
-    assert counter.count == 2
-    assert app.requests == 2
+    auth = BearerAuth(wrong_audience)
+
+    async def acall() -> httpx.Response:
+        async with httpx.AsyncClient(auth=auth) as client:
+            return await client.get(f"{app.url}/whoami")
+
     with requests.Session() as session:
         session.auth = RequestsBearerAuth(wrong_audience)
-        assert session.get(f"{app.url}/whoami", timeout=10).status_code == 401
-    assert counter.count == 3  # the cached token, then one forced refresh
-    assert app.requests == 4
+        responses = [httpx.get(f"{app.url}/whoami", auth=auth) for _ in range(3)]
+        responses += [asyncio.run(acall()) for _ in range(3)]
+        responses += [session.get(f"{app.url}/whoami", timeout=10) for _ in range(3)]
+        assert [(r.status_code, len(r.history)) for r in responses] == [(401, 0)] * 9
+        assert counter.count == 1  # the token is younger than min_token_age: kept, no retry
+        assert app.requests == 9
+
+        # Older than that, a 401 replaces it once; the replacement is young again.
+        now[0] += wrong_audience.min_token_age
+        response = httpx.get(f"{app.url}/whoami", auth=auth)
+        assert (response.status_code, [r.status_code for r in response.history]) == (401, [401])
+        assert session.get(f"{app.url}/whoami", timeout=10).history == []
+        assert counter.count == 2
+        assert app.requests == 12
 
 
 def fastapi_app(verifier: Verifier) -> FastAPI:

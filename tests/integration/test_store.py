@@ -173,6 +173,21 @@ def test_keys_add_only_if_no_active_and_retire(store: Store) -> None:
     assert store.list_keys()[1] == replacement
 
 
+def test_rotate_keys_adds_and_retires_in_one_step(store: Store) -> None:
+    now = time.time()
+    store.add_key(key("k1", created_at=now - 100))
+    store.add_key(key("gone", created_at=now - 200))
+    store.schedule_key_retirement("gone", now - 50, now + 10)
+    cursor = store.last_change()
+    new = key("k2", created_at=now, activates_at=now + 60)
+    assert store.rotate_keys(new, now + 1000) == ["k1"]
+    by_kid = {k.kid: k for k in store.list_keys()}
+    assert (by_kid["k1"].retires_at, by_kid["k1"].unpublish_at) == (now + 60, now + 1000)
+    assert (by_kid["gone"].retires_at, by_kid["gone"].unpublish_at) == (now - 50, now + 10)
+    assert by_kid["k2"] == new
+    assert [c.key for c in store.changes_since(cursor).changes] == ["k2", "k1"]
+
+
 def test_a_key_due_to_sign_later_counts_as_active(store: Store) -> None:
     now = time.time()
     assert store.add_key(key("future", created_at=now, activates_at=now + 600)) is True

@@ -104,3 +104,20 @@ def test_chunked_oversized_body_is_refused(token_server, client_secret):
     )
     assert response.status_code == 413
     assert response.json()["error"] == "invalid_request"
+
+
+def test_non_ascii_basic_credentials_are_401_not_500(token_server, client_secret):
+    response = httpx.post(
+        token_server.url + "/api/token",
+        content=b"grant_type=client_credentials",
+        headers={"Content-Type": FORM, "Authorization": b"Basic \xe9\xe9\xe9\xe9"},
+    )
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_no_scope_member_when_nothing_is_granted(token_server):
+    secret = token_server.add_client("plain")["client_secret"]
+    body = token_server.token("plain", secret).json()
+    assert "scope" not in body
+    assert body["token_type"] == "Bearer"

@@ -374,10 +374,10 @@ def test_an_update_keeps_everything_else_in_the_spec(rig, reconcilers, swarm_cle
 
 def test_an_update_after_another_writer_is_retried_on_the_new_spec(rig, swarm_port, swarm_cleanup):
     name = rig.service("reg-race", env=["A=1"])
-    calls: list[int] = []
+    calls: list[str | None] = []
 
     def edit(service: ObservedService) -> tuple[list[SecretRef], list[str]]:
-        calls.append(service.version)
+        calls.append(service.labels.get("other"))
         if len(calls) == 1:  # someone else writes the spec between our read and our write
             subprocess.run(
                 ["docker", "service", "update", "--detach", "--label-add", "other=writer", name],
@@ -387,7 +387,15 @@ def test_an_update_after_another_writer_is_retried_on_the_new_spec(rig, swarm_po
         return list(service.secret_refs), [*service.env, "OURS=1"]
 
     assert swarm_port.update_service(name, edit) is True
-    assert len(calls) == 2 and calls[1] > calls[0]
+    assert calls == [None, "writer"]  # the second edit saw the other writer's spec
     spec = rig.docker.api.inspect_service(name)["Spec"]
     assert spec["Labels"]["other"] == "writer"
     assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["A=1", "OURS=1"]
+
+
+def test_a_reference_that_is_no_service_name_never_reaches_the_engine(rig, reconcilers, swarm_port):
+    # The Docker SDK puts it into the URL path unescaped: "../../info" would read /info.
+    for ref in ("../../info", "../../../../version", "x/../../info"):
+        assert swarm_port.get_service(ref) is None
+        assert reconcilers().reconcile_service(ref) is Outcome.IGNORED
+    assert not swarm_port.writes

@@ -234,6 +234,9 @@ def test_swarm_listener_notifications(rig, start_registrar, swarm_cleanup):
 
     response = registrar.notify("GET", "create", "distribute=true")
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    # Unauthenticated, so it must not steer the Docker SDK to another endpoint (/info).
+    response = registrar.notify("GET", "remove", "serviceName=..%2F..%2Finfo")
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
 def settled(rig: Rig, names: list[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from swarm_oauth.clients import ClientService
-from swarm_oauth.clients.cache import MISSING, ClientCache
+from swarm_oauth.clients.cache import ClientCache
 from swarm_oauth.store.sqlite import SQLiteStore
 
 
@@ -22,16 +22,16 @@ def test_cached_until_the_change_log_names_it(store):
     service = ClientService(store)
     cursor = store.last_change()
     service.add("a")
-    assert cache.cached("a") is MISSING
+    assert cache.peek("a") == (False, None)
     assert cache.load("a").client_id == "a"
-    assert cache.cached("a").client_id == "a"
+    assert cache.peek("a")[1].client_id == "a"
     service.remove("a")
-    assert cache.cached("a").client_id == "a"  # stale until the change is applied
+    assert cache.peek("a")[1].client_id == "a"  # stale until the change is applied
     batch = store.changes_since(cursor)
     cache.apply(batch)
-    assert cache.cached("a") is MISSING
+    assert cache.peek("a") == (False, None)
     assert cache.load("a") is None
-    assert cache.cached("a") is None  # unknown ids are remembered too
+    assert cache.peek("a") == (True, None)  # unknown ids are remembered too
 
 
 def test_a_load_that_races_an_invalidation_is_not_cached(store):
@@ -57,7 +57,7 @@ def test_a_load_that_races_an_invalidation_is_not_cached(store):
     cache.apply(store.changes_since(cursor))
     release.set()
     loader.join()
-    assert cache.cached("a") is MISSING
+    assert cache.peek("a") == (False, None)
 
 
 def test_incomplete_batch_clears_everything(store):
@@ -67,11 +67,31 @@ def test_incomplete_batch_clears_everything(store):
     cache = ClientCache(store)
     cache.load("a")
     cache.apply(ChangeBatch(cursor=0, changes=(), complete=False))
-    assert cache.cached("a") is MISSING
+    assert cache.peek("a") == (False, None)
 
 
 def test_bounded_size(store):
     cache = ClientCache(store, max_entries=3)
     for name in ("a", "b", "c", "d"):
         cache.load(name)
-    assert sum(cache.cached(n) is not MISSING for n in "abcd") <= 3
+    assert sum(cache.peek(n)[0] for n in "abcd") <= 3
+
+
+def test_reads_do_not_wait_for_a_blocked_writer(store, tmp_path):
+    """WAL readers never wait: a write stuck behind another process's lock must not hold
+    up the token path's reads or the change watcher."""
+    import sqlite3
+
+    ClientService(store).add("a")
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    writer = threading.Thread(target=lambda: ClientService(store).add("b"))
+    writer.start()
+    try:
+        assert store.get_client("a").client_id == "a"
+        assert store.changes_since(0).changes
+        assert writer.is_alive()  # still waiting for the lock while we read
+    finally:
+        other.execute("ROLLBACK")
+        writer.join(15)
+    assert store.get_client("b") is not None

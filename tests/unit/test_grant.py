@@ -222,4 +222,17 @@ def test_unparseable_forms(body):
 
 
 def test_parse_form_keeps_repeats():
-    assert parse_form(b"a=1&a=2&b=") == {"a": ["1", "2"], "b": [""]}
+    assert parse_form(b"a=1&a=2&b=") == {"a": ["1", "2"]}  # empty means omitted
+
+
+def test_empty_parameters_count_as_omitted():
+    req = parse_token_request(
+        parse_form(b"grant_type=client_credentials&client_id=&client_secret=&scope=&resource="),
+        basic("orders", SECRET),
+    )
+    assert (req.client_id, req.scopes, req.audiences) == ("orders", None, None)
+
+
+def test_non_ascii_basic_credentials_are_invalid_client():
+    exc = error_of(lambda: parse_token_request(form(grant_type="client_credentials"), "Basic éééé"))
+    assert (exc.error, exc.status) == ("invalid_client", 401)

@@ -109,3 +109,33 @@ def test_certificate_is_a_valid_self_signed_leaf(master):
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     json.dumps(loaded.jwk)  # serialisable as is
+
+
+def test_keyring_load_leaves_out_a_key_another_master_key_encrypted(master, tmp_path):
+    from swarm_oauth.keys import check_master_key
+    from swarm_oauth.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    store.migrate()
+    good = record(master, activates_at=100)
+    stranger = MasterKey.from_text(MasterKey.generate_text())
+    bad = record(stranger, activates_at=200)
+    store.add_key(good)
+    store.add_key(bad)
+    ring = KeyRing.load(store, master)
+    assert [k.kid for k in ring.keys] == [good.kid]
+    assert ring.signing_key(300).kid == good.kid  # the foreign key never signs
+    with pytest.raises(MasterKeyError):
+        check_master_key(store, master)
+    store.close()
+
+
+def test_tokens_never_outlive_their_keys_publication(master):
+    from swarm_oauth.tokens import TokenIssuer
+
+    retiring = record(master, activates_at=0, retires_at=2_000, unpublish_at=1_500)
+    ring = KeyRing([load_key(retiring, master)])
+    issued = TokenIssuer("http://i", lambda: ring, lifetime=900).issue("c", (), ("a",), 1_000)
+    claims = jwt.decode(issued.access_token, options={"verify_signature": False})
+    assert claims["exp"] == 1_500 - 60
+    assert issued.expires_in == claims["exp"] - claims["iat"]

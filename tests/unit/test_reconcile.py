@@ -25,6 +25,7 @@ from swarm_oauth.registrar.model import (
     IssuedSecret,
     ObservedService,
     SecretRef,
+    is_service_ref,
 )
 from swarm_oauth.registrar.policy import Policy, Selector
 from swarm_oauth.registrar.ports import Rejected, ServiceEdit, ServiceGone, TransientError
@@ -60,14 +61,13 @@ class FakeSwarm:
             id=f"svc{next(self._ids):04d}{secrets.token_hex(8)}",
             name=name,
             labels=dict(labels if labels is not None else SELECTED),
-            version=1,
             **fields,
         )
         self.services[service.id] = service
         return service
 
     def set_service(self, service: ObservedService) -> None:
-        self.services[service.id] = replace(service, version=service.version + 1)
+        self.services[service.id] = service
 
     def named(self, name: str) -> ObservedService:
         return next(s for s in self.services.values() if s.name == name)
@@ -304,11 +304,11 @@ def test_a_selected_service_gets_client_secret_and_env(swarm, registry, reconcil
 def test_a_second_pass_and_duplicate_hints_change_nothing(swarm, registry, reconciler):
     swarm.add_service("orders")
     reconciler.reconcile_service("orders")
-    before = (Counter(swarm.writes), Counter(registry.writes), swarm.named("orders").version)
+    before = (Counter(swarm.writes), Counter(registry.writes), swarm.named("orders"))
     assert reconciler.reconcile_service("orders") is Outcome.UNCHANGED
     assert reconciler.reconcile_service(swarm.named("orders").id) is Outcome.UNCHANGED
     assert reconciler.full_pass() == Counter({Outcome.UNCHANGED: 1})
-    assert (swarm.writes, registry.writes, swarm.named("orders").version) == before
+    assert (swarm.writes, registry.writes, swarm.named("orders")) == before
 
 
 def test_unselected_services_are_never_touched(swarm, registry, reconciler):
@@ -570,6 +570,23 @@ def test_transient_failures_ask_for_a_retry(swarm, registry, reconciler, part):
     assert reconciler.reconcile_service("orders") is Outcome.RETRY
     swarm.fail = registry.fail = None
     assert reconciler.reconcile_service("orders") is Outcome.CHANGED
+
+
+def test_an_unexpected_error_reading_the_service_is_a_failure_not_a_crash(swarm, reconciler):
+    swarm.add_service("orders")
+    swarm.fail = KeyError
+    assert reconciler.reconcile_service("orders") is Outcome.FAILED
+
+
+@pytest.mark.parametrize("ref", ["../../info", "a/b", ".x", "-x", "", "x" * 64, "a b", "a?b"])
+def test_a_reference_no_docker_service_can_have_is_ignored_unread(swarm, registry, reconciler, ref):
+    swarm.fail = registry.fail = AssertionError  # neither may even be read
+    assert reconciler.reconcile_service(ref) is Outcome.IGNORED
+
+
+@pytest.mark.parametrize("ref", ["orders", "shop_orders", "a.b-c", "x" * 63, "z" * 25])
+def test_docker_names_and_ids_are_service_references(ref):
+    assert is_service_ref(ref)
 
 
 def test_full_pass_raises_when_docker_cannot_be_listed(swarm, registry, reconciler):

@@ -40,7 +40,8 @@ class Client:
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Any:
         async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
+            # As a server would: the app's answer, not the exception, even for a 500.
+            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://rx") as client:
                 return await client.request(method, url, headers=headers)
 
@@ -144,6 +145,35 @@ def test_a_request_without_a_usable_service_name_is_400(parts, query):
     response = send(client, "GET", f"/v1/swarm-listener/notify-create{query}")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "name", ["..%2F..%2Finfo", "../../info", "a/b", "-x", ".hidden", "x" * 64, "a%3Fb", "a%00"]
+)
+@pytest.mark.parametrize("kind", ["create", "remove"])
+def test_a_name_docker_would_not_accept_is_400_and_reaches_nothing(parts, kind, name):
+    swarm, registry, _, client = parts
+    swarm.fail = registry.fail = AssertionError  # neither may even be read
+    response = send(client, "GET", f"/v1/swarm-listener/notify-{kind}?serviceName={name}")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert "Docker service name" in response.json()["error_description"]
+
+
+def test_an_unexpected_error_is_a_json_500(parts):
+    swarm, *_, client = parts
+    swarm.fail = RuntimeError  # the readiness check only expects the port's errors
+    response = client.get("/readyz")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": "server_error", "error_description": "internal error"}
+
+
+def test_an_unexpected_error_reading_the_service_is_a_failed_outcome(parts):
+    swarm, _, _, client = parts
+    swarm.fail = KeyError
+    response = send(client, "GET", "/v1/swarm-listener/notify-remove?serviceName=orders")
+    assert (response.status_code, response.json()["outcome"]) == (200, "failed")
 
 
 def test_a_transient_failure_is_503_so_swarm_listener_retries(parts):

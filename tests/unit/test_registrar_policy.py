@@ -18,9 +18,7 @@ POLICY = Policy(Selector.parse("swarm-oauth.client=true"), "http://t/api/token")
 
 
 def service(labels: dict[str, str], **fields: object) -> ObservedService:
-    return ObservedService(
-        id="abcdef0123456789", name="shop_orders", labels=labels, version=3, **fields
-    )  # type: ignore[arg-type]
+    return ObservedService(id="abcdef0123456789", name="shop_orders", labels=labels, **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,62 @@ def test_resync_runs_at_start_retries_a_failed_pass_and_runs_on_request():
     resync.request()
     eventually(lambda: recorder.passes == 3)
     resync.stop()
+
+
+def test_hints_submitted_while_the_queue_closes_are_dropped_without_an_error():
+    recorder = Recorder()
+    recorder.release.set()
+    for _ in range(20):  # the race is between a submit's check and its hand-over
+        queue = HintQueue(recorder, workers=2)  # type: ignore[arg-type]
+        errors: list[BaseException] = []
+
+        def flood(queue: HintQueue = queue, errors: list[BaseException] = errors) -> None:
+            try:
+                for i in range(500):
+                    queue.submit(f"service-{i}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=flood) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        queue.close()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        queue.submit("after-close")  # a no-op
+    assert recorder.calls["after-close"] == 0
+
+
+class GarbledStream(Stream):
+    """A stream whose next event cannot be decoded."""
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        yield from self.events
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")
+
+
+def test_the_event_watcher_survives_unexpected_errors(caplog):
+    recorder = Recorder()
+    recorder.release.set()
+    streams: list[Stream] = [
+        GarbledStream([("create", "id1", "a")]),
+        Stream([("create", "id2", "b")]),
+    ]
+    connects: list[int] = []
+
+    def connect() -> Stream:
+        connects.append(1)
+        if len(connects) == 2:
+            raise RuntimeError("a bug in the adapter")
+        return streams.pop(0)
+
+    queue = HintQueue(recorder)  # type: ignore[arg-type]
+    watcher = EventWatcher(connect, queue, lambda: None, max_backoff=0.05)
+    watcher.start()
+    eventually(lambda: recorder.calls["id2"] == 1)
+    assert recorder.calls["id1"] == 1 and len(connects) == 3
+    assert "ValueError: Expecting value" in caplog.text
+    assert "RuntimeError: a bug in the adapter" in caplog.text
+    watcher.stop()
+    queue.close()

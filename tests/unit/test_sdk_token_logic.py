@@ -28,12 +28,13 @@ def response(status: int, body: object = None, *, text: str | None = None) -> ht
 
 def test_refresh_at_80_percent_of_the_lifetime_counted_from_the_request() -> None:
     cached = CachedToken.received("tok", lifetime=900, sent_at=1000.0, ratio=0.8)
+    assert cached.requested_at == 1000.0
     assert cached.refresh_at == 1720.0
     assert cached.expires_at == 1900.0
 
 
 def test_cached_token_repr_hides_the_token() -> None:
-    assert "secret-token" not in repr(CachedToken("secret-token", 1.0, 2.0))
+    assert "secret-token" not in repr(CachedToken("secret-token", 0.0, 1.0, 2.0))
 
 
 def test_parse_success() -> None:

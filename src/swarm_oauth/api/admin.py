@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.api.errors import ApiError
 from swarm_oauth.clients import issued_view, public_record
 from swarm_oauth.runtime import Runtime
@@ -35,17 +36,20 @@ async def _json_object(request: Request, allowed: set[str], required: set[str]) 
     if media_type != "application/json":
         raise ApiError(415, "Content-Type must be application/json")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise ApiError(413, f"the body exceeds {MAX_JSON_BYTES} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON_BYTES:
-            raise ApiError(413, f"the body exceeds {MAX_JSON_BYTES} bytes")
+    try:
+        body = await read_body(
+            request.receive, MAX_JSON_BYTES, int(declared) if declared.isdigit() else None
+        )
+    except BodyTooLarge:
+        raise ApiError(413, f"the body exceeds {MAX_JSON_BYTES} bytes") from None
+    except ClientDisconnected:
+        raise ApiError(400, "the request body did not arrive") from None
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "the body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
     unknown = sorted(set(data) - allowed)

@@ -30,7 +30,7 @@ def metadata(runtime: Runtime) -> dict[str, Any]:
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [runtime.settings.signing_alg],
+        "id_token_signing_alg_values_supported": runtime.keyring.algorithms(time.time()),
     }
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from swarm_oauth.api.responses import error_body
 from swarm_oauth.clients import ClientNotFound, InvalidClientData
-from swarm_oauth.store import ClientExists, StoreUnavailable
+from swarm_oauth.store import ClientExists, StoreError, StoreUnavailable
+
+log = logging.getLogger("swarm_oauth.errors")
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -18,6 +23,7 @@ _HTTP_CODES = {
     409: "conflict",
     413: "request_too_large",
     415: "unsupported_media_type",
+    500: "server_error",
     503: "temporarily_unavailable",
 }
 
@@ -39,7 +45,7 @@ def error_response(
 ) -> Response:
     """``{"error", "error_description"}`` with the code derived from the status."""
     return JSONResponse(
-        {"error": _HTTP_CODES.get(status, "error"), "error_description": description},
+        error_body(_HTTP_CODES.get(status, "error"), description),
         status_code=status,
         headers=headers,
     )
@@ -71,6 +77,17 @@ async def _unavailable(_: Request, exc: Exception) -> Response:
     return error_response(503, "the store cannot be reached; retry later")
 
 
+async def _store_error(_: Request, exc: Exception) -> Response:
+    log.error("the store refused an operation", extra={"error": str(exc)})
+    return error_response(500, "the store refused the operation")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette would answer text/plain; the caller gets the JSON shape, the log the rest.
+    log.error("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+    return error_response(500, "internal error")
+
+
 EXCEPTION_HANDLERS = {
     ApiError: _api_error,
     HTTPException: _http_exception,
@@ -78,4 +95,6 @@ EXCEPTION_HANDLERS = {
     ClientNotFound: _not_found,
     ClientExists: _exists,
     StoreUnavailable: _unavailable,
+    StoreError: _store_error,
+    Exception: _unexpected,
 }

@@ -47,8 +47,8 @@ class Observed:
         try:
             await self.app(scope, receive, observing_send)
         except Exception:
-            error_log.exception("unhandled error", extra={"path": scope["path"]})
-            if not status:
+            if not status:  # otherwise the router's own handler answered and logged it
+                error_log.exception("unhandled error", extra={"path": scope["path"]})
                 status = 500
                 await send_json(send, 500, error_body("server_error", "internal error"))
         finally:

@@ -12,11 +12,11 @@ import time
 
 from starlette.types import Receive, Scope, Send
 
+from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
 from swarm_oauth.api.responses import NO_STORE, error_body, send_json
-from swarm_oauth.clients.cache import MISSING
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.store import ClientRecord, StoreError
+from swarm_oauth.store import StoreError
 from swarm_oauth.tokens import NoSigningKey, OAuthError, grant, parse_form, parse_token_request
 
 log = logging.getLogger("swarm_oauth.tokens")
@@ -24,31 +24,6 @@ log = logging.getLogger("swarm_oauth.tokens")
 MAX_BODY_BYTES = 8192
 FORM_TYPE = "application/x-www-form-urlencoded"
 CHALLENGE = (b"www-authenticate", b'Basic realm="swarm-oauth", charset="UTF-8"')
-
-
-class BodyTooLarge(Exception):
-    """The request body exceeds ``MAX_BODY_BYTES``."""
-
-
-class ClientDisconnected(Exception):
-    """The client went away before its body arrived; there is no one to answer."""
-
-
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing to buffer more than ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class TokenEndpoint:
@@ -67,7 +42,7 @@ class TokenEndpoint:
             )
             return
         content_type = authorization = None
-        declared_length = 0
+        declared_length = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
@@ -76,9 +51,7 @@ class TokenEndpoint:
             elif name == b"content-length" and value.isdigit():
                 declared_length = int(value)
         try:
-            if declared_length > MAX_BODY_BYTES:
-                raise BodyTooLarge
-            body = await read_body(receive, MAX_BODY_BYTES)
+            body = await read_body(receive, MAX_BODY_BYTES, declared_length)
             response = await self._respond(content_type, authorization, body)
         except ClientDisconnected:
             return
@@ -109,8 +82,8 @@ class TokenEndpoint:
         runtime = self.runtime
         if not runtime.watcher.fresh():
             raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)
-        client = runtime.client_cache.cached(request.client_id)
-        if client is MISSING:
+        cached, client = runtime.client_cache.peek(request.client_id)
+        if not cached:
             try:
                 client = await asyncio.to_thread(runtime.client_cache.load, request.client_id)
             except StoreError:
@@ -121,7 +94,7 @@ class TokenEndpoint:
         try:
             issued = grant(
                 request,
-                client if isinstance(client, ClientRecord) else None,
+                client,
                 runtime.issuer,
                 time.time(),
                 runtime.default_audiences,
@@ -130,9 +103,11 @@ class TokenEndpoint:
             log.error("no active signing key; run `swarm-oauth keys rotate`")
             raise OAuthError("temporarily_unavailable", "no signing key is active", 503) from None
         TOKEN_ISSUE_SECONDS.observe(time.perf_counter() - started)
-        return {
+        response: dict[str, object] = {
             "access_token": issued.access_token,
             "token_type": "Bearer",
             "expires_in": issued.expires_in,
-            "scope": issued.scope,
         }
+        if issued.scope:  # RFC 6749 §3.3: a scope value is one or more scope tokens
+            response["scope"] = issued.scope
+        return response

@@ -12,8 +12,7 @@ import threading
 from swarm_oauth.store import ChangeBatch, ClientRecord, Store
 
 MAX_ENTRIES = 100_000
-# Returned by ``cached`` when the store must be asked; distinct from a cached None.
-MISSING = object()
+_MISSING = object()
 
 
 class ClientCache:
@@ -28,9 +27,13 @@ class ClientCache:
         self._epoch = 0
         self._lock = threading.Lock()
 
-    def cached(self, client_id: str) -> ClientRecord | object | None:
-        """The cached answer, or ``MISSING`` when the store must be asked."""
-        return self._entries.get(client_id, MISSING)
+    def peek(self, client_id: str) -> tuple[bool, ClientRecord | None]:
+        """``(True, answer)`` when cached (the answer may be None: no such client),
+        ``(False, None)`` when the store must be asked with ``load``."""
+        answer = self._entries.get(client_id, _MISSING)
+        if answer is _MISSING:
+            return False, None
+        return True, answer  # type: ignore[return-value]
 
     def load(self, client_id: str) -> ClientRecord | None:
         """Ask the store (blocking) and remember the answer."""
@@ -62,9 +65,3 @@ class ClientCache:
         with self._lock:
             self._epoch += 1
             self._entries.pop(client_id, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        with self._lock:
-            self._epoch += 1
-            self._entries.clear()

@@ -37,8 +37,18 @@ def validate_metadata(metadata: object) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise InvalidClientData("metadata must be a JSON object")
-    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+    try:
+        # What the stores and every later response will have to encode: strict JSON
+        # (no NaN or Infinity) in UTF-8 (no lone surrogates).
+        encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False).encode()
+    except (ValueError, UnicodeEncodeError, RecursionError):
+        raise InvalidClientData(
+            "metadata must be plain JSON: no NaN, Infinity or lone surrogates"
+        ) from None
+    if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidClientData(f"metadata must encode to at most {MAX_METADATA_BYTES} bytes")
+    if b"\\u0000" in encoded:  # json escapes NUL so; PostgreSQL's jsonb refuses it
+        raise InvalidClientData("metadata must not contain NUL characters")
     return metadata
 
 

@@ -1,6 +1,13 @@
 """Signing keys: generation, encryption at rest, rotation, JWKS and certificates."""
 
-from swarm_oauth.keys.keyring import KeyRing, LoadedKey, ensure_signing_key, rotate_keys
+from swarm_oauth.keys.keyring import (
+    KeyRing,
+    LoadedKey,
+    check_master_key,
+    ensure_signing_key,
+    retire_key,
+    rotate_keys,
+)
 from swarm_oauth.keys.master import MasterKey, MasterKeyError
 from swarm_oauth.keys.signing import ALGORITHMS
 
@@ -10,6 +17,8 @@ __all__ = [
     "LoadedKey",
     "MasterKey",
     "MasterKeyError",
+    "check_master_key",
     "ensure_signing_key",
+    "retire_key",
     "rotate_keys",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from swarm_oauth.keys.master import MasterKey
+from swarm_oauth.keys.master import MasterKey, MasterKeyError
 from swarm_oauth.keys.signing import (
     PrivateKey,
     b64url,
@@ -26,6 +27,8 @@ from swarm_oauth.keys.signing import (
     public_jwk,
 )
 from swarm_oauth.store import KeyRecord, Store
+
+log = logging.getLogger("swarm_oauth.keys")
 
 # How long a retired key stays in the JWKS beyond the longest token it may have signed,
 # to cover clock skew and verifiers' leeway.
@@ -78,16 +81,35 @@ def load_key(record: KeyRecord, master: MasterKey) -> LoadedKey:
     return LoadedKey(record, private_key, jwk)
 
 
+def check_master_key(store: Store, master: MasterKey) -> None:
+    """Raise ``MasterKeyError`` unless ``master`` opens every published key: a command
+    that adds a key must not encrypt it under a key the servers do not have."""
+    for record in store.list_keys():
+        load_key(record, master)
+
+
 class KeyRing:
     """An immutable snapshot of the keys in the store; replaced whole when they change."""
 
-    def __init__(self, keys: Sequence[LoadedKey]) -> None:
+    def __init__(self, keys: Sequence[LoadedKey] = ()) -> None:
         self.keys = tuple(sorted(keys, key=lambda k: k.record.activates_at))
 
     @classmethod
     def load(cls, store: Store, master: MasterKey) -> KeyRing:
-        """Read and decrypt every published key."""
-        return cls([load_key(record, master) for record in store.list_keys()])
+        """Read and decrypt every published key; one that does not open is left out
+        (and logged), so the others keep working."""
+        loaded = []
+        for record in store.list_keys():
+            try:
+                loaded.append(load_key(record, master))
+            except (MasterKeyError, ValueError) as exc:
+                log.error("leaving out a signing key that cannot be loaded",
+                          extra={"kid": record.kid, "error": str(exc)})  # fmt: skip
+        return cls(loaded)
+
+    def algorithms(self, now: float) -> list[str]:
+        """The algorithms of the published keys, without repeats."""
+        return list(dict.fromkeys(k.alg for k in self.keys if k.published_at(now)))
 
     def signing_key(self, now: float) -> LoadedKey | None:
         """The newest key that may sign at ``now``."""
@@ -147,11 +169,12 @@ def rotate_keys(
     keys stay published until every token they signed has expired.
     """
     activates_at = now + publish_ahead
-    current = [r for r in store.list_keys() if r.retires_at is None or r.retires_at > activates_at]
     record = _record(master, alg, issuer, now, activates_at)
-    store.add_key(record)
-    for old in current:
-        store.schedule_key_retirement(
-            old.kid, activates_at, activates_at + token_lifetime + UNPUBLISH_MARGIN_SECONDS
-        )
+    store.rotate_keys(record, activates_at + token_lifetime + UNPUBLISH_MARGIN_SECONDS)
     return record
+
+
+def retire_key(store: Store, kid: str, now: float) -> None:
+    """Stop a key signing and withdraw it from the JWKS at once (a compromised key): the
+    tokens it signed stop validating. Without another key, the next start creates one."""
+    store.schedule_key_retirement(kid, now, now)

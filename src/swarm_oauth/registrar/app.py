@@ -11,7 +11,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -19,19 +18,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from swarm_oauth.api.errors import error_response
+from swarm_oauth.api.prometheus import metrics_route
 from swarm_oauth.registrar.metrics import RegistrarMetrics
+from swarm_oauth.registrar.model import is_service_ref
 from swarm_oauth.registrar.ports import ClientRegistry, RegistrarError, Swarm
 from swarm_oauth.registrar.reconcile import Outcome, Reconciler
 
 logger = logging.getLogger(__name__)
 
 LISTENER_PREFIX = "/v1/swarm-listener"
-MAX_SERVICE_NAME = 255
-
-
-def error(status: int, code: str, description: str) -> JSONResponse:
-    """The project's error shape."""
-    return JSONResponse({"error": code, "error_description": description}, status_code=status)
 
 
 def create_app(
@@ -55,9 +51,13 @@ def create_app(
         # With a configured URL carrying its own serviceName, swarm-listener's comes last.
         name = names[-1].strip() if names else ""
         if not name:
-            return error(400, "invalid_request", "the serviceName query parameter is required")
-        if len(name) > MAX_SERVICE_NAME:
-            return error(400, "invalid_request", "serviceName is too long")
+            return error_response(400, "the serviceName query parameter is required")
+        if not is_service_ref(name):
+            return error_response(
+                400,
+                "serviceName must be a Docker service name or id: up to 63 letters, "
+                "digits, '_', '.' and '-', starting with a letter or digit",
+            )
         kind = request.url.path.rsplit("-", 1)[-1]
         outcome = await run_in_threadpool(reconciler.reconcile_service, name)
         logger.info(
@@ -68,7 +68,7 @@ def create_app(
             extra={"service": name, "hint": kind, "outcome": outcome.value},
         )
         if outcome is Outcome.RETRY:
-            return error(503, "temporarily_unavailable", "transient failure; retry later")
+            return error_response(503, "transient failure; retry later")
         return JSONResponse({"serviceName": name, "outcome": outcome.value})
 
     async def reconcile_all(_: Request) -> Response:
@@ -76,7 +76,7 @@ def create_app(
         try:
             outcomes = await run_in_threadpool(reconciler.full_pass)
         except RegistrarError as exc:
-            return error(503, "temporarily_unavailable", str(exc))
+            return error_response(503, str(exc))
         return JSONResponse({"outcomes": {o.value: n for o, n in outcomes.items()}})
 
     async def healthz(_: Request) -> Response:
@@ -95,14 +95,14 @@ def create_app(
                 )
         return JSONResponse({"status": "ready"})
 
-    async def prometheus(_: Request) -> Response:
-        """Prometheus text format."""
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
     async def http_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return error(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}) or None)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette would answer text/plain; the caller gets the JSON shape, the log the rest.
+        logger.error("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+        return error_response(500, "internal error")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -120,8 +120,8 @@ def create_app(
             Route("/v1/reconcile", reconcile_all, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", prometheus, methods=["GET"]),
+            metrics_route(metrics.registry),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: unexpected},
         lifespan=lifespan,
     )

@@ -12,7 +12,7 @@ import docker
 import docker.errors
 import requests
 
-from swarm_oauth.registrar.model import DockerSecret, ObservedService, SecretRef
+from swarm_oauth.registrar.model import DockerSecret, ObservedService, SecretRef, is_service_ref
 from swarm_oauth.registrar.ports import Rejected, ServiceEdit, ServiceGone, TransientError
 
 _UPDATE_ATTEMPTS = 8
@@ -135,13 +135,15 @@ class DockerSwarm:
     # -- helpers -----------------------------------------------------------------------
 
     def _inspect(self, ref: str) -> dict[str, Any] | None:
+        if not is_service_ref(ref):
+            return None  # no service has it, and it must not reach a URL
         try:
             with _translated(f"inspect service {ref}"):
                 raw: dict[str, Any] = self._api.inspect_service(ref)
         except _Missing:
             return None
         # The engine also resolves unique id prefixes; a hint must name a service exactly.
-        if ref not in (raw["ID"], raw["Spec"]["Name"]):
+        if ref not in (raw.get("ID"), raw.get("Spec", {}).get("Name")):
             return None
         return raw
 
@@ -210,7 +212,6 @@ def _observed(raw: Mapping[str, Any]) -> ObservedService:
         id=raw["ID"],
         name=spec["Name"],
         labels=dict(spec.get("Labels") or {}),
-        version=int(raw["Version"]["Index"]),
         secret_refs=tuple(_ref(item) for item in container.get("Secrets") or ()),
         env=tuple(container.get("Env") or ()),
     )

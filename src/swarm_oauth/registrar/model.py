@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,16 @@ MANAGED_BY = "swarm-oauth-registrar"
 """``metadata["managed_by"]`` of every client the registrar registered."""
 
 STACK_NAMESPACE_LABEL = "com.docker.stack.namespace"
+
+# Docker's service names and swarm's service ids (25 base-36 characters) all fit this. The
+# Docker SDK puts a reference into the URL path unescaped, so "../../info" would read
+# another endpoint: nothing else may reach it.
+_SERVICE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def is_service_ref(ref: str) -> bool:
+    """Whether ``ref`` can be a Docker service id or name."""
+    return _SERVICE_REF.fullmatch(ref) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +42,6 @@ class ObservedService:
     id: str
     name: str
     labels: Mapping[str, str]
-    version: int
     secret_refs: tuple[SecretRef, ...] = ()
     env: tuple[str, ...] = ()
 

@@ -24,6 +24,7 @@ from swarm_oauth.registrar.model import (
     IssuedSecret,
     ObservedService,
     SecretRef,
+    is_service_ref,
 )
 from swarm_oauth.registrar.policy import InvalidLabels, Policy, client_metadata
 from swarm_oauth.registrar.ports import (
@@ -139,14 +140,20 @@ class Reconciler:
         The reference may be a service id, a service name, or a stack service's name
         without its ``<stack>_`` prefix (swarm-listener's ``shortName``). When no live
         service has exactly that id or name, clients and Docker secrets recorded for
-        such a service are retired (the service is gone).
+        such a service are retired (the service is gone). A reference that cannot be a
+        Docker service id or name is ``IGNORED``.
         """
         ref = service_id_or_name
+        if not is_service_ref(ref):
+            return Outcome.IGNORED  # no service can have it, so nothing can be its
         try:
             matches = self._resolve(ref)
         except TransientError as exc:
             logger.warning("cannot read service %s, will retry: %s", ref, exc)
             return Outcome.RETRY
+        except Exception:
+            logger.exception("cannot read service %s", ref)
+            return Outcome.FAILED
         outcomes = [self._guarded(s.name, self._reconcile_one, s.id) for s in matches]
         if not any(ref in (s.id, s.name) for s in matches):
             live = {s.id for s in matches}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 
@@ -21,7 +21,7 @@ class RegistrarSettings:
 
     clients_url: str
     token_url: str
-    admin_token: str
+    admin_token: str = field(repr=False)
     docker_host: str | None = None
     selector: str = "swarm-oauth.client=true"
     resync_seconds: float = 60.0

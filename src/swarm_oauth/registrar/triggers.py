@@ -54,12 +54,13 @@ class HintQueue:
         self._closed = False
 
     def submit(self, ref: str, attempt: int = 0) -> None:
-        """Reconcile ``ref`` (a service id or name) soon."""
+        """Reconcile ``ref`` (a service id or name) soon; nothing once closed."""
         with self._lock:
             if self._closed or ref in self._pending:
                 return
             self._pending.add(ref)
-        self._pool.submit(self._run, ref, attempt)
+            # Under the lock, so close() cannot shut the pool down between check and submit.
+            self._pool.submit(self._run, ref, attempt)
 
     def close(self) -> None:
         """Drop queued retries and wait for running hints."""
@@ -146,8 +147,13 @@ class EventWatcher:
                 if self._stop.is_set():
                     return
                 logger.warning("docker event stream ended; reconnecting in %.1fs", backoff)
-            except RegistrarError as exc:
-                logger.warning("docker event stream failed, retrying in %.1fs: %s", backoff, exc)
+            except Exception as exc:  # a bug or a garbled event must not end the watching
+                logger.warning(
+                    "docker event stream failed, retrying in %.1fs: %s: %s",
+                    backoff,
+                    type(exc).__name__,
+                    exc,
+                )
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 

@@ -3,7 +3,8 @@
 On a 401 the token is dropped from the cache (only if it is still the one sent, so a
 burst of 401s costs one refresh) and the request is sent once more with a fresh token:
 the usual cause is a token that expired in flight or a signing key the receiver has not
-seen yet.
+seen yet. A token younger than the source's ``min_token_age`` is not dropped and its
+401 is returned as is: a fresh token would be refused for the same reason.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ class BearerAuth(httpx.Auth):
         self.source = source
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
-        """Send with the current token; on 401 refresh it and send once more."""
+        """Send with the current token; on 401 refresh it (unless it is too young) and send
+        once more."""
         token = self.source.token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401:
-            self.source.invalidate(token)
+        if response.status_code == 401 and self.source.invalidate(token):
             request.headers["Authorization"] = f"Bearer {self.source.token()}"
             yield request
 
@@ -42,7 +43,6 @@ class BearerAuth(httpx.Auth):
         token = await self.source.atoken()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401:
-            self.source.invalidate(token)
+        if response.status_code == 401 and self.source.invalidate(token):
             request.headers["Authorization"] = f"Bearer {await self.source.atoken()}"
             yield request

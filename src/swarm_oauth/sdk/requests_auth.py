@@ -3,7 +3,8 @@
 ``session.auth = RequestsBearerAuth(TokenSource.from_env())``. A 401 is retried once
 with a fresh token, the way requests' own ``HTTPDigestAuth`` retries: from a response
 hook, on the same connection adapter. A streamed body (file, generator) cannot be sent
-twice, so such a request's 401 is returned as is. Importing this module needs requests.
+twice, and a token younger than the source's ``min_token_age`` is not replaced, so such
+a request's 401 is returned as is. Importing this module needs requests.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class RequestsBearerAuth(requests.auth.AuthBase):
         sent = response.request
         if response.status_code != 401 or not isinstance(sent.body, bytes | str | None):
             return response
-        self.source.invalidate(str(sent.headers["Authorization"]).removeprefix("Bearer "))
+        token = str(sent.headers["Authorization"]).removeprefix("Bearer ")
+        if not self.source.invalidate(token):
+            return response
         response.content  # noqa: B018 (read it all so the connection can be reused)
         response.close()
         retry = sent.copy()

@@ -45,16 +45,18 @@ _ENVIRONMENT = {
 
 @dataclass(frozen=True, slots=True)
 class CachedToken:
-    """An access token and, on the source's clock, when to refresh it and when it dies."""
+    """An access token and, on the source's clock, when it was asked for, when to refresh
+    it and when it dies."""
 
     access_token: str
+    requested_at: float
     refresh_at: float
     expires_at: float
 
     @classmethod
     def received(cls, access_token: str, lifetime: float, sent_at: float, ratio: float) -> Self:
         """A token whose lifetime is counted from when its request was sent (the safe side)."""
-        return cls(access_token, sent_at + lifetime * ratio, sent_at + lifetime)
+        return cls(access_token, sent_at, sent_at + lifetime * ratio, sent_at + lifetime)
 
     def __repr__(self) -> str:  # never print a bearer token by accident
         return f"CachedToken(refresh_at={self.refresh_at}, expires_at={self.expires_at})"
@@ -111,6 +113,7 @@ class TokenSource:
         secret_wait: float = 30.0,
         refresh_ratio: float = 0.8,
         retry_interval: float = 5.0,
+        min_token_age: float = 10.0,
         timeout: float = 10.0,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
@@ -122,8 +125,9 @@ class TokenSource:
         up to ``secret_wait`` seconds) and ``client_secret``. ``http_client`` and
         ``async_http_client`` are used as given (TLS settings, proxies, event hooks);
         without them a short-lived client is made per request, which is cheap at one
-        request per token lifetime. ``clock`` (monotonic seconds) decides when a token
-        is due for refresh; tests move it instead of sleeping.
+        request per token lifetime. ``invalidate`` keeps a token younger than
+        ``min_token_age`` seconds. ``clock`` (monotonic seconds) decides when a token is
+        due for refresh; tests move it instead of sleeping.
         """
         if (client_secret_file is None) == (client_secret is None):
             raise ConfigurationError("give exactly one of client_secret_file and client_secret")
@@ -140,6 +144,7 @@ class TokenSource:
         self.auth_method = auth_method
         self.refresh_ratio = refresh_ratio
         self.retry_interval = retry_interval
+        self.min_token_age = min_token_age
         self.timeout = timeout
         self._secret_file = (
             SecretFile(client_secret_file, secret_wait) if client_secret_file is not None else None
@@ -197,15 +202,24 @@ class TokenSource:
                 raise
             return token
 
-    def invalidate(self, token: str | None = None) -> None:
+    def invalidate(self, token: str | None = None) -> bool:
         """Forget the cached token (only if it is ``token``, when given): a 401 said it is bad.
 
         Passing the rejected token makes concurrent 401s for one token cost one refresh.
+        A token younger than ``min_token_age`` is kept: a fresh one would most likely be
+        refused as well (wrong audience, missing scope), so a service that keeps answering
+        401 would otherwise cost a token request per call. Returns whether the next
+        ``token()`` may differ from ``token``, i.e. whether a retry is worth it.
         """
         with self._lock:
-            if self._cached is not None and token in (None, self._cached.access_token):
-                self._cached = None
-                self._retry_at = float("-inf")
+            cached = self._cached
+            if cached is None or token not in (None, cached.access_token):
+                return True
+            if self._clock() - cached.requested_at < self.min_token_age:
+                return False
+            self._cached = None
+            self._retry_at = float("-inf")
+            return True
 
     def _usable(self) -> str | None:
         """The cached token if a caller may take it now without waiting for a request."""

@@ -2,7 +2,7 @@
 
 Backends are synchronous; the web layer calls them from a worker thread. Every mutation
 also appends to a change log in the same transaction, which is how other processes that
-share the store learn to drop what they cached (see ``swarm_oauth.cache``).
+share the store learn to drop what they cached (see ``swarm_oauth.watcher``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ClientRecord:
     """A registered OAuth client as the store keeps it (hashes only, never a secret)."""
 
     client_id: str
-    secret_hash: str
+    secret_hash: str = field(repr=False)
     scopes: tuple[str, ...]
     audiences: tuple[str, ...]
     metadata: Mapping[str, Any]
@@ -38,7 +38,7 @@ class ClientRecord:
     # Incremented by every rotation, so that a holder of a secret (the registrar's Docker
     # secret) can tell whether it still holds the current one without seeing it.
     secret_version: int = 1
-    previous_secret_hash: str | None = None
+    previous_secret_hash: str | None = field(default=None, repr=False)
     previous_secret_expires_at: float | None = None
 
 
@@ -53,7 +53,7 @@ class KeyRecord:
 
     kid: str
     alg: str
-    private_key_encrypted: bytes
+    private_key_encrypted: bytes = field(repr=False)
     certificate_pem: str
     created_at: float
     activates_at: float
@@ -135,6 +135,11 @@ class Store(Protocol):
         """Insert a key. With ``only_if_no_active``, insert only when no key is signing
         or scheduled to sign, deciding under a lock so that concurrent first starts
         create exactly one. True when the key was inserted."""
+
+    def rotate_keys(self, record: KeyRecord, unpublish_at: float) -> list[str]:
+        """Insert ``record`` and, in one transaction, retire every key that would still
+        sign at its ``activates_at``: they stop then and leave the JWKS at
+        ``unpublish_at``. Returns the retired kids."""
 
     def schedule_key_retirement(self, kid: str, retires_at: float, unpublish_at: float) -> None:
         """Set when a key stops signing and when it leaves the JWKS."""

@@ -87,8 +87,8 @@ class Statements:
             f" WHERE unpublish_at IS NULL OR unpublish_at > {mark}"
             " ORDER BY activates_at, created_at"
         )
-        self.any_signing_key = (
-            f"SELECT 1 FROM signing_keys WHERE retires_at IS NULL OR retires_at > {mark}"
+        self.signing_keys_at = (
+            f"SELECT kid FROM signing_keys WHERE retires_at IS NULL OR retires_at > {mark}"
         )
         self.insert_key = f"INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ({marks(KEY_COLUMNS)})"
         self.retire_key = (
@@ -278,12 +278,33 @@ class SQLStore(ABC):
         def go(conn: Executor) -> bool:
             if (
                 only_if_no_active
-                and conn.execute(self._sql.any_signing_key, (record.created_at,)).fetchall()
+                and conn.execute(self._sql.signing_keys_at, (record.created_at,)).fetchall()
             ):
                 return False
             conn.execute(self._sql.insert_key, key_params(record))
             self._log(conn, "key", record.kid)
             return True
+
+        return self._write(go)
+
+    def rotate_keys(self, record: KeyRecord, unpublish_at: float) -> list[str]:
+        """Insert ``record`` and retire, in the same transaction, every key that would
+        still sign when it activates: they stop signing then and leave the JWKS at
+        ``unpublish_at``. The kids retired."""
+
+        def go(conn: Executor) -> list[str]:
+            retiring = [
+                str(row[0])
+                for row in conn.execute(
+                    self._sql.signing_keys_at, (record.activates_at,)
+                ).fetchall()
+            ]
+            conn.execute(self._sql.insert_key, key_params(record))
+            self._log(conn, "key", record.kid)
+            for kid in retiring:
+                conn.execute(self._sql.retire_key, (record.activates_at, unpublish_at, kid))
+                self._log(conn, "key", kid)
+            return retiring
 
         return self._write(go)
 

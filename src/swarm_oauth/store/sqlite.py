@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
-from swarm_oauth.store.base import StoreUnavailable
+from swarm_oauth.store.base import StoreError, StoreUnavailable
 from swarm_oauth.store.records import CHANGE_LOG_KEEP
 from swarm_oauth.store.sql import Executor, SQLStore, T
 
@@ -77,29 +77,42 @@ class SQLiteStore(SQLStore):
     ) -> None:
         super().__init__(change_log_keep=change_log_keep)
         self.path = Path(path)
-        self._lock = threading.Lock()
+        # Two connections: in WAL mode readers never wait for a writer, so a write stuck
+        # behind another process's lock (up to busy_timeout) must not hold up the reads
+        # that the token path and the change watcher make.
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer, self._write_lock = self._connect(), threading.Lock()
+        self._reader, self._read_lock = self._connect(), threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
         try:
-            self._conn = sqlite3.connect(
+            conn = sqlite3.connect(
                 self.path,
                 check_same_thread=False,
                 isolation_level=None,
-                timeout=busy_timeout_ms / 1000,
+                timeout=self._busy_timeout_ms / 1000,
             )
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"sqlite: {exc}") from None
+        return conn
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
+    @staticmethod
+    def _run(
+        conn: sqlite3.Connection, lock: threading.Lock, fn: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        with lock:
             try:
-                return fn(self._conn)
-            except sqlite3.OperationalError as exc:
+                return fn(conn)
+            except sqlite3.OperationalError as exc:  # locked, disk I/O, read-only...
                 raise StoreUnavailable(f"sqlite: {exc}") from None
+            except sqlite3.DatabaseError as exc:  # corrupt file, constraint we did not expect
+                raise StoreError(f"sqlite: {type(exc).__name__}") from None
 
     @contextmanager
     def _immediate(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -108,20 +121,22 @@ class SQLiteStore(SQLStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Also when COMMIT itself failed: an open transaction would keep the lock.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def _read(self, fn: Callable[[Executor], T]) -> T:
-        return self._run(fn)
+        return self._run(self._reader, self._read_lock, fn)
 
     def _write(self, fn: Callable[[Executor], T]) -> T:
         def go(conn: sqlite3.Connection) -> T:
             with self._immediate(conn):
                 return fn(conn)
 
-        return self._run(go)
+        return self._run(self._writer, self._write_lock, go)
 
     def _announce(self, conn: Executor, seq: int) -> None:
         # Nothing to signal across processes with; pollers find the change by reading.
@@ -143,9 +158,11 @@ class SQLiteStore(SQLStore):
         self._write(go)
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        """Close both connections."""
+        with self._write_lock:
+            self._writer.close()
+        with self._read_lock:
+            self._reader.close()
 
     def wait_for_change(self, timeout: float) -> bool:
         """SQLite offers no cross-process signal: wait out ``timeout``; always False."""

@@ -74,7 +74,9 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
         raise OAuthError("invalid_request", "the request body is not a valid form") from None
     form: dict[str, list[str]] = {}
     for name, value in pairs:
-        form.setdefault(name, []).append(value)
+        # RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
+        if value:
+            form.setdefault(name, []).append(value)
     return form
 
 
@@ -93,7 +95,7 @@ def _basic_credentials(authorization: str) -> tuple[str, str]:
         raise invalid_client("unsupported authorization scheme")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII, UnicodeDecodeError
         raise invalid_client("malformed Basic credentials") from None
     user, sep, password = decoded.partition(":")
     if not sep:
@@ -105,7 +107,7 @@ def _basic_credentials(authorization: str) -> tuple[str, str]:
 def _space_list(
     value: str | None, name: str, error: str, valid: Callable[[str], bool]
 ) -> tuple[str, ...] | None:
-    if value is None or value == "":
+    if value is None:
         return None
     items = tuple(dict.fromkeys(value.split(" ")))
     if not all(item and valid(item) for item in items):

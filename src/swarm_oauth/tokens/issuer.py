@@ -11,6 +11,8 @@ import jwt
 from swarm_oauth.keys import KeyRing
 
 DEFAULT_LIFETIME_SECONDS = 900
+# Room left between a token's expiry and its key leaving the JWKS, for clock skew.
+UNPUBLISH_SLACK_SECONDS = 60
 
 
 class NoSigningKey(RuntimeError):
@@ -50,6 +52,11 @@ class TokenIssuer:
         if key is None:
             raise NoSigningKey("no signing key is active")
         issued_at = int(now)
+        expires_at = issued_at + self.lifetime
+        if key.record.unpublish_at is not None:
+            # Never outlive the key's place in the JWKS, whatever lifetime the operator
+            # told `keys rotate`: a token must stay verifiable until it expires.
+            expires_at = min(expires_at, int(key.record.unpublish_at) - UNPUBLISH_SLACK_SECONDS)
         scope = " ".join(scopes)
         claims: dict[str, object] = {
             "iss": self.issuer,
@@ -57,7 +64,7 @@ class TokenIssuer:
             "client_id": client_id,
             "aud": audiences[0] if len(audiences) == 1 else list(audiences),
             "iat": issued_at,
-            "exp": issued_at + self.lifetime,
+            "exp": expires_at,
             "jti": secrets.token_urlsafe(16),
         }
         if scope:
@@ -65,4 +72,4 @@ class TokenIssuer:
         token = jwt.encode(
             claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}
         )
-        return IssuedToken(token, self.lifetime, scope)
+        return IssuedToken(token, expires_at - issued_at, scope)
