@@ -16,6 +16,7 @@ from urllib.parse import quote
 import click
 
 from swarm_oauth import __version__
+from swarm_oauth.cli_options import host_option, log_level_option, port_option
 from swarm_oauth.config import ROLES, SETTINGS_ENV, ServerSettings
 from swarm_oauth.keys import (
     ALGORITHMS,
@@ -106,17 +107,8 @@ def _fail(message: str) -> None:
     show_envvar=True,
     help="clients: the admin API; tokens: the token endpoint and keys; all: both.",
 )
-@click.option(
-    "--host", default="127.0.0.1", envvar="SWARM_OAUTH_HOST", show_default=True, show_envvar=True
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    envvar="SWARM_OAUTH_PORT",
-    show_default=True,
-    show_envvar=True,
-)
+@host_option
+@port_option(8080)
 @store_options
 @master_key_option
 @click.option(
@@ -160,14 +152,7 @@ def _fail(message: str) -> None:
     show_envvar=True,
     help="Server processes on one port.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    envvar="SWARM_OAUTH_LOG_LEVEL",
-    show_default=True,
-    show_envvar=True,
-)
+@log_level_option
 def serve(
     role: str,
     host: str,
@@ -185,7 +170,7 @@ def serve(
     """Run the token server."""
     import uvicorn
 
-    from swarm_oauth.api import create_app
+    from swarm_oauth.api.app import create_app
     from swarm_oauth.runtime import Runtime
 
     configure_logging(log_level)

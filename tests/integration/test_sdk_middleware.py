@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket
 from websockets.exceptions import InvalidStatus
 
 from swarm_oauth.sdk import BearerAuth, BearerTokenMiddleware, TokenSource, Verifier
-from swarm_oauth.sdk.fastapi import require_token
+from swarm_oauth.sdk.fastapi import TokenRejected, require_token, token_rejected_handler
 from swarm_oauth.sdk.requests_auth import RequestsBearerAuth
 from tests.support.server import ServerProcess, free_port
 
@@ -308,14 +308,14 @@ def test_a_service_that_keeps_refusing_a_new_token_costs_no_token_requests(
     )
     auth = BearerAuth(wrong_audience)
 
-    async def acall() -> httpx.Response:
+    async def acalls() -> list[httpx.Response]:
         async with httpx.AsyncClient(auth=auth) as client:
-            return await client.get(f"{app.url}/whoami")
+            return [await client.get(f"{app.url}/whoami") for _ in range(3)]
 
     with requests.Session() as session:
         session.auth = RequestsBearerAuth(wrong_audience)
         responses = [httpx.get(f"{app.url}/whoami", auth=auth) for _ in range(3)]
-        responses += [asyncio.run(acall()) for _ in range(3)]
+        responses += asyncio.run(acalls())
         responses += [session.get(f"{app.url}/whoami", timeout=10) for _ in range(3)]
         assert [(r.status_code, len(r.history)) for r in responses] == [(401, 0)] * 9
         assert counter.count == 1  # the token is younger than min_token_age: kept, no retry
@@ -330,8 +330,9 @@ def test_a_service_that_keeps_refusing_a_new_token_costs_no_token_requests(
         assert app.requests == 12
 
 
-def fastapi_app(verifier: Verifier) -> FastAPI:
-    api = FastAPI()
+def fastapi_app(verifier: Verifier, *, handler: bool = True) -> FastAPI:
+    handlers = {TokenRejected: token_rejected_handler} if handler else {}
+    api = FastAPI(exception_handlers=handlers)
     reader = require_token(verifier, ["read"])
 
     @api.get("/orders")
@@ -347,33 +348,76 @@ def fastapi_app(verifier: Verifier) -> FastAPI:
     return api
 
 
+def middleware_app(verifier: Verifier) -> Starlette:
+    async def orders(request: StarletteRequest) -> JSONResponse:
+        return JSONResponse({"sub": request.state.token_claims["sub"]})
+
+    return Starlette(
+        routes=[Route("/orders", orders)],
+        middleware=[Middleware(BearerTokenMiddleware, verifier=verifier, scopes=["read"])],
+    )
+
+
+def answers(
+    app: Any, requests: list[dict[str, str]], path: str = "/orders"
+) -> list[httpx.Response]:
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            return [await client.get(path, headers=headers) for headers in requests]
+
+    return asyncio.run(calls())
+
+
+def refusal(response: httpx.Response) -> tuple[Any, ...]:
+    """Everything a caller can see of a refusal."""
+    headers = ("content-type", "cache-control", "www-authenticate", "retry-after")
+    return (response.status_code, response.json(), *(response.headers.get(h) for h in headers))
+
+
 def test_fastapi_dependency(token_server: ServerProcess, secret_file: Path) -> None:
-    api = fastapi_app(Verifier(issuer=token_server.url, audience="inventory"))
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    api = fastapi_app(verifier)
     reader = source_for(token_server, secret_file, scope="read").token()
     writer = source_for(token_server, secret_file, scope="write").token()
+    good = {"Authorization": f"Bearer {reader}"}
+    refused = [
+        {},
+        {"Authorization": "Basic b3JkZXJzOng="},
+        {"Authorization": "Bearer x.y.z"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer {writer}"},
+    ]
 
-    async def calls() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=api)
-        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
-            return [
-                await client.get("/orders"),
-                await client.get("/orders", headers={"Authorization": "Bearer x.y.z"}),
-                await client.get("/orders", headers={"Authorization": f"Bearer {writer}"}),
-                await client.get("/orders", headers={"Authorization": f"Bearer {reader}"}),
-                await client.get("/public"),
-            ]
-
-    missing, garbage, unscoped, good, public = asyncio.run(calls())
+    *refusals, allowed = answers(api, [*refused, good])
+    missing, basic, garbage, blank, unscoped = refusals
     assert (missing.status_code, missing.headers["www-authenticate"]) == (401, "Bearer")
+    assert basic.headers["www-authenticate"] == "Bearer"
     assert garbage.status_code == 401
     assert garbage.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    assert blank.status_code == 400
     assert unscoped.status_code == 403
     assert 'error="insufficient_scope"' in unscoped.headers["www-authenticate"]
-    assert unscoped.json() == {"detail": "token lacks scope(s): read"}
-    assert (good.status_code, good.json()) == (200, {"sub": "orders", "same": True})
+    assert unscoped.json() == {
+        "error": "insufficient_scope",
+        "error_description": "token lacks scope(s): read",
+    }
+    # Exactly what the middleware answers to the same requests.
+    expected = answers(middleware_app(verifier), refused)
+    assert [refusal(r) for r in refusals] == [refusal(r) for r in expected]
+    assert (allowed.status_code, allowed.json()) == (200, {"sub": "orders", "same": True})
+    (public,) = answers(api, [{}], "/public")
     assert public.status_code == 200
     schemes = api.openapi()["components"]["securitySchemes"]
     assert schemes == {"TokenRequired": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+
+    # Without the handler FastAPI writes its own body; status and headers stay the same.
+    (plain,) = answers(fastapi_app(verifier, handler=False), [refused[-1]])
+    assert plain.json() == {"detail": "token lacks scope(s): read"}
+    assert (plain.status_code, plain.headers["www-authenticate"]) == (
+        403,
+        unscoped.headers["www-authenticate"],
+    )
 
 
 def test_middleware_on_a_fastapi_app(token_server: ServerProcess, secret_file: Path) -> None:

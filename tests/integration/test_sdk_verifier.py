@@ -242,6 +242,14 @@ def test_key_rotation_is_picked_up_by_a_running_verifier(
     assert recorder.paths == [METADATA, JWKS, JWKS]
 
 
+def refreshed(verifier: Verifier) -> None:
+    """Wait for the end of a background key refresh that the last call started, if any."""
+    deadline = time.monotonic() + 30
+    while verifier.keys._refreshing:
+        assert time.monotonic() < deadline, "the key refresh did not end"
+        time.sleep(0.01)
+
+
 def test_key_published_ahead_is_known_before_it_signs(
     token_server: ServerProcess, secret: str
 ) -> None:
@@ -254,11 +262,13 @@ def test_key_published_ahead_is_known_before_it_signs(
     published = False
     while not published:  # the server reloads keys from the store within a second or so
         time.sleep(0.6)
-        verifier.verify(before)  # keys older than max_age: refreshed on this call
+        verifier.verify(before)  # keys older than max_age: refreshed in the background
+        refreshed(verifier)
         with httpx.Client() as client:
             published = len(client.get(f"{token_server.url}{JWKS}").json()["keys"]) == 2
         time.sleep(0.6)
         verifier.verify(before)
+        refreshed(verifier)
     verifier.keys.max_age = 3600
     verifier.keys.refetch_interval = 3600
     fetches = len(recorder.paths)
@@ -277,7 +287,8 @@ def test_cached_keys_stay_in_use_when_the_issuer_is_down(
     assert verifier.verify(token)["sub"] == "orders"
     token_server.stop()
     with caplog.at_level(logging.WARNING, logger="swarm_oauth.sdk"):
-        assert verifier.verify(token)["sub"] == "orders"
+        assert verifier.verify(token)["sub"] == "orders"  # the refresh runs meanwhile
+        refreshed(verifier)
     assert recorder.paths == [METADATA, JWKS, JWKS]
     assert "keeping cached keys" in caplog.text
 

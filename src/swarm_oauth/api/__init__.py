@@ -1,5 +1,5 @@
-"""The token server's HTTP layer: thin adapters over clients, keys and tokens."""
+"""The token server's HTTP layer: thin adapters over clients, keys and tokens.
 
-from swarm_oauth.api.app import create_app
-
-__all__ = ["create_app"]
+Import what you need from its modules (``swarm_oauth.api.app.create_app``); this package
+loads nothing itself, so a part that needs only ``api.errors`` stays light.
+"""

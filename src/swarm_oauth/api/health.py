@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from swarm_oauth.api.metrics import REGISTRY
+from swarm_oauth.api.prometheus import metrics_route
 from swarm_oauth.runtime import Runtime
 
 
@@ -27,12 +27,8 @@ def health_routes(runtime: Runtime) -> list[Route]:
             status_code=200 if ready else 503,
         )
 
-    async def metrics(_: Request) -> Response:
-        """Prometheus text format."""
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
     return [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        metrics_route(REGISTRY),
     ]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from swarm_oauth.cli_options import host_option, log_level_option, port_option
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, secret_from_env
 
@@ -28,17 +29,8 @@ def _admin_token(token_file: Path | None) -> str:
 
 
 @click.command()
-@click.option(
-    "--host", default="127.0.0.1", envvar="SWARM_OAUTH_HOST", show_default=True, show_envvar=True
-)
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8081,
-    envvar="SWARM_OAUTH_PORT",
-    show_default=True,
-    show_envvar=True,
-)
+@host_option
+@port_option(8081)
 @click.option(
     "--clients-url",
     required=True,
@@ -91,14 +83,7 @@ def _admin_token(token_file: Path | None) -> str:
     show_envvar=True,
     help="Follow the Docker service event stream.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    envvar="SWARM_OAUTH_LOG_LEVEL",
-    show_default=True,
-    show_envvar=True,
-)
+@log_level_option
 def registrar(
     host: str,
     port: int,

@@ -76,12 +76,10 @@ async def _refuse(scope: Scope, send: Send, rejection: Rejection) -> None:
         return
     body = rejection.body()
     headers = [
-        (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
         *(
             (name.lower().encode(), value.encode("latin-1"))
-            for name, value in rejection.headers.items()
+            for name, value in rejection.response_headers().items()
         ),
     ]
     await send({"type": "http.response.start", "status": rejection.status_code, "headers": headers})

@@ -84,6 +84,10 @@ class Rejection:
         """The JSON body, in the token server's error shape."""
         return json.dumps({"error": self.error, "error_description": self.description}).encode()
 
+    def response_headers(self) -> dict[str, str]:
+        """The refusal's headers: its own (challenge, ``Retry-After``) on a JSON no-store one."""
+        return {"Content-Type": "application/json", "Cache-Control": "no-store", **self.headers}
+
 
 async def authenticate(
     verifier: Verifier,

@@ -1,19 +1,41 @@
 """FastAPI glue: ``Depends(require_token(verifier, scopes=[...]))`` on a route or router.
 
 The dependency is an ``HTTPBearer`` subclass, so the OpenAPI document shows the route as
-bearer-protected; it answers exactly like ``BearerTokenMiddleware`` (shared
-``authenticate``) and returns the verified claims, also putting them on
-``request.state``. Importing this module needs FastAPI installed.
+bearer-protected; it returns the verified claims, also putting them on ``request.state``.
+A refused request raises ``TokenRejected``. A FastAPI dependency cannot choose its error
+body, so register the handler once and refusals answer exactly like
+``BearerTokenMiddleware`` (shared ``authenticate``: same status, body and headers)::
+
+    app = FastAPI(exception_handlers={TokenRejected: token_rejected_handler})
+
+Without it, ``TokenRejected`` is a plain ``HTTPException`` to FastAPI: the same status
+and headers, with FastAPI's ``{"detail": ...}`` body. Importing this module needs FastAPI.
 """
 
 from collections.abc import Iterable
 
 from fastapi import HTTPException
-from fastapi.requests import HTTPConnection
+from fastapi.requests import HTTPConnection, Request
+from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
 from swarm_oauth.sdk.bearer import Rejection, authenticate
 from swarm_oauth.sdk.verifier import Claims, Verifier
+
+
+class TokenRejected(HTTPException):
+    """A request refused by ``TokenRequired``; ``rejection`` says how to answer it."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.status_code, rejection.description, rejection.headers)
+        self.rejection = rejection
+
+
+async def token_rejected_handler(_: Request, exc: Exception) -> Response:
+    """Answer a ``TokenRejected`` the way ``BearerTokenMiddleware`` refuses a request."""
+    assert isinstance(exc, TokenRejected)
+    rejection = exc.rejection
+    return Response(rejection.body(), rejection.status_code, rejection.response_headers())
 
 
 class TokenRequired(HTTPBearer):
@@ -35,11 +57,11 @@ class TokenRequired(HTTPBearer):
         self.realm = realm
 
     async def __call__(self, request: HTTPConnection) -> Claims:  # type: ignore[override]
-        """The claims of the request's valid token; raises ``HTTPException`` otherwise."""
+        """The claims of the request's valid token; raises ``TokenRejected`` otherwise."""
         authorization = request.headers.getlist("authorization")
         outcome = await authenticate(self.verifier, authorization, self.scopes, self.realm)
         if isinstance(outcome, Rejection):
-            raise HTTPException(outcome.status_code, outcome.description, outcome.headers)
+            raise TokenRejected(outcome)
         setattr(request.state, self.state_key, outcome)
         return outcome
 

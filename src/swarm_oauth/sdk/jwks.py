@@ -10,6 +10,9 @@ adds the policy a service needs:
 - at most one fetch attempt per ``refetch_interval`` seconds, whatever triggers it: an
   unknown ``kid`` (a key published since the last fetch), the cache's ``max_age``, or a
   retry after a failure;
+- keys older than ``max_age`` are still served while a refresh runs in the background
+  (a thread, or a task on the caller's event loop), so no caller waits for it; only a
+  caller that needs a key not cached waits for a fetch;
 - when a refresh fails, the keys already cached stay in use; only a verifier that never
   got any keys reports ``KeySetUnavailable``.
 
@@ -18,7 +21,9 @@ The JWKS URL is discovered once from the issuer's RFC 8414 metadata unless given
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
@@ -110,31 +115,59 @@ class KeySet:
         self._async_http_client = async_http_client
         self._clock = clock
         self._flight: SingleFlight[None] = SingleFlight()
+        self._lock = threading.Lock()
+        self._refreshing = False  # a background refresh is under way
+        self._tasks: set[asyncio.Task[None]] = set()  # keeps running refresh tasks alive
         self._keys: dict[str, jwt.PyJWK] | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._last_error = "no fetch attempted yet"
 
     def get(self, kid: str) -> jwt.PyJWK:
-        """The key ``kid``, fetching the JWKS first if it is due (blocking)."""
-        if self._wants_fetch(kid):
+        """The key ``kid``, fetching the JWKS first if it is not cached (blocking)."""
+        if self._must_fetch(kid):
             self._flight.run(self._fetch)
+        elif self._claim_refresh():
+            threading.Thread(target=self._refresh, name="jwks-refresh", daemon=True).start()
         return self._find(kid)
 
     async def aget(self, kid: str) -> jwt.PyJWK:
-        """The key ``kid``, fetching the JWKS first if it is due (async)."""
-        if self._wants_fetch(kid):
+        """The key ``kid``, fetching the JWKS first if it is not cached (async)."""
+        if self._must_fetch(kid):
             await self._flight.arun(self._afetch)
+        elif self._claim_refresh():
+            task = asyncio.get_running_loop().create_task(self._flight.arun(self._afetch))
+            self._tasks.add(task)
+            task.add_done_callback(self._refreshed)
         return self._find(kid)
 
-    def _wants_fetch(self, kid: str) -> bool:
+    def _must_fetch(self, kid: str) -> bool:
+        """Whether the caller has to wait for a fetch: ``kid`` is not cached."""
         keys = self._keys
-        known = keys is not None and kid in keys
-        if not known and self._flight.busy:
-            return True  # wait for the fetch under way: it may bring this key
-        if not self._attempt_allowed():
+        if keys is not None and kid in keys:
             return False
-        return not known or self._clock() - self._fetched_at >= self.max_age
+        # A fetch under way may bring this key; else try one if the throttle allows.
+        return self._flight.busy or self._attempt_allowed()
+
+    def _claim_refresh(self) -> bool:
+        """Whether this caller starts the background refresh of keys past ``max_age``."""
+        with self._lock:
+            due = self._clock() - self._fetched_at >= self.max_age
+            if self._refreshing or not due or not self._attempt_allowed():
+                return False
+            self._refreshing = True
+            return True
+
+    def _refresh(self) -> None:
+        try:
+            self._flight.run(self._fetch)
+        finally:
+            self._refreshing = False
+
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        # A callback, not a ``finally``: it also runs for a task cancelled before it started.
+        self._tasks.discard(task)
+        self._refreshing = False
 
     def _attempt_allowed(self) -> bool:
         return self._clock() - self._attempted_at >= self.refetch_interval

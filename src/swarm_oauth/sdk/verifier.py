@@ -99,7 +99,8 @@ class Verifier:
         ``audience`` may be several names, any one of which the token's ``aud`` must
         contain. ``jwks_url`` skips metadata discovery. ``refetch_interval`` bounds how
         often an unknown ``kid`` can make the verifier refetch the JWKS; ``max_age``
-        is how long fetched keys are trusted before a background-style refresh.
+        is how long fetched keys are used before a refresh in the background (they
+        keep being used meanwhile, and when it fails).
         """
         self.issuer = issuer
         self.audience = audience if isinstance(audience, str) else list(audience)
