@@ -23,7 +23,7 @@ import httpx
 import uvicorn
 
 from bench.procs import free_port
-from swarm_oauth.api import create_app
+from swarm_oauth.api.app import create_app
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.watcher import POLL_SECONDS

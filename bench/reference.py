@@ -51,6 +51,7 @@ class Client(db.Model, OAuth2ClientMixin):  # type: ignore[name-defined,misc]
 class Token(db.Model, OAuth2TokenMixin):  # type: ignore[name-defined,misc]
     __tablename__ = "oauth2_token"
     id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(db.Integer, nullable=True)  # the guide's model has one; no users here
     # The mixin's String(255) is too short for a JWT on stricter databases.
     access_token = db.Column(db.Text, nullable=False)
 

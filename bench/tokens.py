@@ -58,6 +58,18 @@ class Results:
         loads = self.loads.get((target, connections))
         return statistics.median(load.rate for load in loads) if loads else None
 
+    def ratios(self, target: Target, connections: int, base: Target | str) -> list[float]:
+        """``target``'s rate over ``base``'s in each round: another target at the same
+        connection count, or an algorithm's raw signing rate. Rounds pair up because every
+        round runs every target, and a pair measured minutes apart drifts less than the
+        absolute figures across rounds do."""
+        mine = [load.rate for load in self.loads.get((target, connections), [])]
+        if isinstance(base, Target):
+            theirs = [load.rate for load in self.loads.get((base, connections), [])]
+        else:
+            theirs = self.signing.get(base, [])
+        return [a / b for a, b in zip(mine, theirs, strict=False) if b]
+
 
 def targets(plan: Plan, workers: int) -> list[Target]:
     """Everything to load, in run order (the floor and reference first, as ratios' bases)."""
