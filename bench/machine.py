@@ -42,6 +42,26 @@ def wrk_version() -> str:
     return (done.stdout or done.stderr).splitlines()[0].split(" [")[0].strip()
 
 
+def source_revision() -> str:
+    """The checkout's commit, marked when ``src/`` has uncommitted changes."""
+    repo = Path(__file__).resolve().parent.parent
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not head:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return head + (" with uncommitted changes in src/" if dirty else "")
+
+
 def versions() -> str:
     """``name version`` of the packages that shape the figures."""
     found = []
@@ -58,5 +78,6 @@ def describe() -> list[str]:
     return [
         f"- CPU: {cpu_model()}, nproc {os.cpu_count()}",
         f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
+        f"- swarm-oauth source: git {source_revision()}",
         f"- {wrk_version()}; {versions()}",
     ]

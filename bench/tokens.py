@@ -54,10 +54,6 @@ class Results:
     queries: QueryCount | None = None
     load_average: list[tuple[float, float, float]] = field(default_factory=list)
 
-    def rate(self, target: Target, connections: int) -> float | None:
-        loads = self.loads.get((target, connections))
-        return statistics.median(load.rate for load in loads) if loads else None
-
     def ratios(self, target: Target, connections: int, base: Target | str) -> list[float]:
         """``target``'s rate over ``base``'s in each round: another target at the same
         connection count, or an algorithm's raw signing rate. Rounds pair up because every

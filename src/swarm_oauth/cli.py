@@ -207,6 +207,8 @@ def serve(
         "port": port,
         "log_config": None,
         "access_log": False,
+        # Nothing reads X-Forwarded-* here; the middleware would cost every request.
+        "proxy_headers": False,
         "server_header": False,
     }
     if workers == 1:

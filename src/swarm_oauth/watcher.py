@@ -7,11 +7,10 @@ with 503 rather than serve from a view it cannot vouch for.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from swarm_oauth.store import ChangeBatch, Store, StoreError
 
@@ -22,10 +21,12 @@ STALE_AFTER_SECONDS = 1.0
 
 
 class ChangeWatcher:
-    """Polls ``store.changes_since`` and hands each batch to ``apply``.
+    """Polls ``store.changes_since`` on a thread of its own and hands each batch to
+    ``apply``.
 
-    It runs on a thread of its own, so a burst of cache misses on the shared executor
-    cannot delay it past ``stale_after`` and turn every token request into a 503.
+    The thread never waits for the event loop: a loop kept busy by load (slow RS256
+    signatures, a burst of cache misses) must not delay the polls past ``stale_after``
+    and turn every token request into a 503.
     """
 
     def __init__(
@@ -43,7 +44,8 @@ class ChangeWatcher:
         self._cursor = store.last_change()
         self._last_success = time.monotonic()
         self._failing = False
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="change-watcher")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="change-watcher", daemon=True)
 
     def fresh(self) -> bool:
         """Whether the last successful poll is recent enough to trust the caches."""
@@ -57,13 +59,16 @@ class ChangeWatcher:
         self._cursor = batch.cursor
         self._last_success = started
 
-    async def run(self) -> None:
-        """Poll forever. Failures are logged once per streak and retried; meanwhile
-        ``fresh`` turns false, so nothing is served from a view that may be stale."""
-        loop = asyncio.get_running_loop()
-        while True:
+    def start(self) -> None:
+        """Start following the change log."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        # Failures are logged once per streak and retried; meanwhile ``fresh`` turns
+        # false, so nothing is served from a view that may be stale.
+        while not self._stop.is_set():
             try:
-                await loop.run_in_executor(self._thread, self.poll)
+                self.poll()
                 if self._failing:
                     log.info("following the store's changes again")
                     self._failing = False
@@ -72,7 +77,7 @@ class ChangeWatcher:
             except Exception as exc:  # a bug must not silently end the watcher
                 self._failed("applying store changes failed", exc, exc_info=True)
             # PostgreSQL wakes this at once on NOTIFY; SQLite just sleeps the interval.
-            await loop.run_in_executor(self._thread, self._store.wait_for_change, self._interval)
+            self._store.wait_for_change(self._interval)
 
     def _failed(self, message: str, exc: Exception, *, exc_info: bool = False) -> None:
         if not self._failing:
@@ -80,5 +85,7 @@ class ChangeWatcher:
             self._failing = True
 
     def close(self) -> None:
-        """Release the thread (after the current wait, without blocking the caller)."""
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        """Stop after the current round (at most one interval)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self._interval + 1)

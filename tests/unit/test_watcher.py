@@ -1,6 +1,6 @@
 """The change watcher on a real SQLite store: it survives failures and reports staleness."""
 
-import asyncio
+import time
 
 import pytest
 
@@ -17,6 +17,13 @@ def store(tmp_path):
     store.close()
 
 
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
 def test_a_failing_apply_does_not_end_the_watcher(store):
     seen = []
 
@@ -26,34 +33,22 @@ def test_a_failing_apply_does_not_end_the_watcher(store):
             raise RuntimeError("a bug while applying")
         seen.extend(change.key for change in batch.changes)
 
-    watcher = ChangeWatcher(store, apply, interval=0.05)
-    ClientService(store).add("a")
-
-    async def run_for_a_while():
-        task = asyncio.create_task(watcher.run())
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if "b" in seen:
-                break
-            if seen == ["boom"] or "a" in seen:
-                ClientService(store).add("b")
-        task.cancel()
-
-    asyncio.run(run_for_a_while())
-    watcher.close()
-    assert seen[0] == "boom" and "b" in seen
-    assert watcher.fresh()
+    watcher = ChangeWatcher(store, apply, interval=0.02)
+    watcher.start()
+    try:
+        assert wait_until(lambda: seen == ["boom"])
+        ClientService(store).add("b")
+        assert wait_until(lambda: "b" in seen)
+        assert watcher.fresh()
+    finally:
+        watcher.close()
 
 
 def test_stale_when_the_store_stops_answering(store):
-    watcher = ChangeWatcher(store, lambda batch: None, interval=0.05, stale_after=0.2)
+    watcher = ChangeWatcher(store, lambda batch: None, interval=0.02, stale_after=0.2)
     store.close()  # every poll now fails
-
-    async def run_for_a_while():
-        task = asyncio.create_task(watcher.run())
-        await asyncio.sleep(0.5)
-        task.cancel()
-
-    asyncio.run(run_for_a_while())
-    watcher.close()
-    assert not watcher.fresh()
+    watcher.start()
+    try:
+        assert wait_until(lambda: not watcher.fresh())
+    finally:
+        watcher.close()

@@ -6,7 +6,6 @@ goes through a Starlette router. Both sit inside ``Observed`` for logs and metri
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
@@ -69,13 +68,10 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(runtime.watcher.run())
+        runtime.watcher.start()
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
             runtime.close()
 
     router = Starlette(

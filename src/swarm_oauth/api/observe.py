@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm_oauth.api.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -30,6 +31,10 @@ class Observed:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # prometheus_client's labels() costs a lookup under a lock; the label sets are
+        # few (routes x methods x statuses), so their children are kept here.
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,8 +59,15 @@ class Observed:
         finally:
             elapsed = time.perf_counter() - started
             route = route_label(scope)
-            HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
-            HTTP_DURATION.labels(route).observe(elapsed)
+            key = (route, scope["method"], status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = HTTP_REQUESTS.labels(route, key[1], str(status))
+            counter.inc()
+            timer = self._timers.get(route)
+            if timer is None:
+                timer = self._timers[route] = HTTP_DURATION.labels(route)
+            timer.observe(elapsed)
             client = scope.get("client")
             access_log.info(
                 "request",

@@ -15,7 +15,13 @@ async def send_json(
     send: Send, status: int, body: Any, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
     """Send ``body`` as a complete JSON response."""
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    await send_raw_json(send, status, json.dumps(body, separators=(",", ":")).encode(), headers)
+
+
+async def send_raw_json(
+    send: Send, status: int, payload: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send ``payload``, already JSON, as a complete response."""
     await send(
         {
             "type": "http.response.start",

@@ -6,9 +6,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import jwt
-
-from swarm_oauth.keys import KeyRing
+from swarm_oauth.keys import KeyRing, LoadedKey
+from swarm_oauth.tokens.jws import Signer, compact, header_segment, signer_for
 
 DEFAULT_LIFETIME_SECONDS = 900
 # Room left between a token's expiry and its key leaving the JWKS, for clock skew.
@@ -43,6 +42,15 @@ class TokenIssuer:
         self.issuer = issuer
         self.lifetime = lifetime
         self._keyring = keyring
+        # Per kid: the encoded header and the signature function, built on first use.
+        self._signers: dict[str, tuple[str, Signer]] = {}
+
+    def _signer(self, key: LoadedKey) -> tuple[str, Signer]:
+        signer = self._signers.get(key.kid)
+        if signer is None:
+            header = header_segment({"alg": key.alg, "kid": key.kid, "typ": "at+jwt"})
+            signer = self._signers[key.kid] = (header, signer_for(key.private_key))
+        return signer
 
     def issue(
         self, client_id: str, scopes: Sequence[str], audiences: Sequence[str], now: float
@@ -69,7 +77,6 @@ class TokenIssuer:
         }
         if scope:
             claims["scope"] = scope
-        token = jwt.encode(
-            claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}
-        )
+        header, sign = self._signer(key)
+        token = compact(header, claims, sign)
         return IssuedToken(token, expires_at - issued_at, scope)
