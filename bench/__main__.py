@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import machine, report, tokens
+from bench import machine, registration, report, tokens
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -38,9 +38,7 @@ def token_part(args: argparse.Namespace, workdir: Path) -> list[str]:
     return report.render(plan, results)
 
 
-# Part 4 (registration: service create to secret attached, and a converged full pass)
-# plugs in here as "registration" once the registrar lands.
-PARTS: dict[str, Part] = {"tokens": token_part}
+PARTS: dict[str, Part] = {"tokens": token_part, "registration": registration.part}
 
 
 def run_benchmarks(args: argparse.Namespace) -> int:
