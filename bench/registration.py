@@ -49,7 +49,13 @@ from typing import Any
 import docker
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.swarm import BASE_IMAGE, RUN_ID, create_service, remove_test_objects
+from tests.support.swarm import (
+    BASE_IMAGE,
+    RUN_ID,
+    create_service,
+    remove_test_objects,
+    wait_for,
+)
 
 from bench.procs import Server, free_port
 from bench.profile import hottest, parse_collapsed
@@ -102,10 +108,10 @@ class Rig:
             )  # fmt: skip
             _wait_ready(self.registrar)
             # The full pass at start has run once its timestamp is set.
-            _wait(
+            wait_for(
                 lambda: self.metric("swarm_oauth_registrar_last_full_pass_timestamp_seconds"),
                 30,
-                "the registrar's first full pass did not finish",
+                message="the registrar's first full pass did not finish",
             )
         except BaseException:
             self.stop()
@@ -183,18 +189,7 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> None:
         except httpx.TransportError:
             return False
 
-    _wait(ready, timeout, f"{server.name} not ready")
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, message: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{message} (waited {timeout:g} s)")
-        time.sleep(interval)
+    wait_for(ready, timeout, message=f"{server.name} not ready")
 
 
 @contextlib.contextmanager
@@ -388,10 +383,10 @@ def _cpu(rig: Rig) -> dict[str, float]:
 
 def _converged(rig: Rig, count: int, progress: Progress) -> None:
     """Wait until ``count`` services mount their secret and the registrar is idle."""
-    _wait(
+    wait_for(
         lambda: sum(mounts_secret(s["Spec"]) for s in rig.services()) >= count,
         ATTACH_WAIT_S,
-        f"not all {count} services got their secret",
+        message=f"not all {count} services got their secret",
         interval=1.0,
     )
     progress("  converged; waiting for the registrar and the engine to go quiet")
@@ -406,7 +401,7 @@ def _converged(rig: Rig, count: int, progress: Progress) -> None:
         )
         return len(last) >= 4 and len(set(last[-4:])) == 1 and not updating
 
-    _wait(quiet, QUIET_WAIT_S, "the registrar did not go quiet", interval=0.5)
+    wait_for(quiet, QUIET_WAIT_S, interval=0.5, message="the registrar did not go quiet")
 
 
 def full_passes(

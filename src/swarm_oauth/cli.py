@@ -16,7 +16,12 @@ from urllib.parse import quote
 import click
 
 from swarm_oauth import __version__
-from swarm_oauth.cli_options import host_option, log_level_option, port_option
+from swarm_oauth.cli_options import (
+    admin_token_file_option,
+    host_option,
+    log_level_option,
+    port_option,
+)
 from swarm_oauth.config import ROLES, SETTINGS_ENV, ServerSettings
 from swarm_oauth.keys import (
     ALGORITHMS,
@@ -117,13 +122,9 @@ def _fail(message: str) -> None:
     show_envvar=True,
     help="The iss of tokens and the base of metadata URLs. Default: http://HOST:PORT.",
 )
-@click.option(
-    "--admin-token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="SWARM_OAUTH_ADMIN_TOKEN_FILE",
-    show_envvar=True,
-    help="File holding the admin API token. Default: SWARM_OAUTH_ADMIN_TOKEN, "
-    "else DATA_DIR/admin-token, generated.",
+@admin_token_file_option(
+    "File holding the admin API token. Default: SWARM_OAUTH_ADMIN_TOKEN, "
+    "else DATA_DIR/admin-token, generated."
 )
 @click.option(
     "--signing-alg",
@@ -367,13 +368,7 @@ def db_upgrade(data_dir: Path, database_url: str | None) -> None:
     show_envvar=True,
     help="Root URL of the clients API.",
 )
-@click.option(
-    "--admin-token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="SWARM_OAUTH_ADMIN_TOKEN_FILE",
-    show_envvar=True,
-    help="Default: SWARM_OAUTH_ADMIN_TOKEN, else ./data/admin-token.",
-)
+@admin_token_file_option("Default: SWARM_OAUTH_ADMIN_TOKEN, else ./data/admin-token.")
 @click.pass_context
 def clients(ctx: click.Context, url: str, admin_token_file: Path | None) -> None:
     """Manage clients through the clients API."""

@@ -4,6 +4,7 @@ is loaded lazily."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -33,4 +34,16 @@ def port_option(default: int) -> Decorator:
         envvar="SWARM_OAUTH_PORT",
         show_default=True,
         show_envvar=True,
+    )
+
+
+def admin_token_file_option(help: str) -> Decorator:
+    """``--admin-token-file`` / ``SWARM_OAUTH_ADMIN_TOKEN_FILE``; what the default is
+    differs by command, hence ``help``."""
+    return click.option(
+        "--admin-token-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="SWARM_OAUTH_ADMIN_TOKEN_FILE",
+        show_envvar=True,
+        help=help,
     )

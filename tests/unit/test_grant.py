@@ -6,9 +6,8 @@ import pytest
 
 from swarm_oauth.clients import hash_secret
 from swarm_oauth.keys import MasterKey
-from swarm_oauth.keys.keyring import KeyRing, load_key
-from swarm_oauth.keys.signing import new_key, private_key_der
-from swarm_oauth.store import ClientRecord, KeyRecord
+from swarm_oauth.keys.keyring import KeyRing, load_key, new_key_record
+from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens import OAuthError, TokenIssuer, grant, parse_form, parse_token_request
 
 NOW = 1_800_000_000.0
@@ -18,17 +17,7 @@ SECRET = "s3cret-value"
 @pytest.fixture(scope="module")
 def keyring():
     master = MasterKey.from_text(MasterKey.generate_text())
-    material = new_key("ES256", "http://issuer")
-    rec = KeyRecord(
-        kid=material.kid,
-        alg="ES256",
-        private_key_encrypted=master.encrypt(
-            private_key_der(material.private_key), material.kid.encode()
-        ),
-        certificate_pem=material.certificate_pem,
-        created_at=0,
-        activates_at=0,
-    )
+    rec = new_key_record(master, "ES256", "http://issuer", 0, 0)
     return KeyRing([load_key(rec, master)])
 
 

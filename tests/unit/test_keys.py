@@ -1,4 +1,5 @@
 import base64
+import dataclasses
 import json
 
 import jwt
@@ -7,25 +8,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from swarm_oauth.keys import ALGORITHMS, MasterKey, MasterKeyError
-from swarm_oauth.keys.keyring import KeyRing, load_key
-from swarm_oauth.keys.signing import new_key, private_key_der, public_jwk, thumbprint
-from swarm_oauth.store import KeyRecord
+from swarm_oauth.keys.keyring import KeyRing, load_key, new_key_record
+from swarm_oauth.keys.signing import public_jwk, thumbprint
 
 
 def record(master, alg="ES256", activates_at=100.0, retires_at=None, unpublish_at=None):
-    material = new_key(alg, "http://issuer")
-    return KeyRecord(
-        kid=material.kid,
-        alg=alg,
-        private_key_encrypted=master.encrypt(
-            private_key_der(material.private_key), material.kid.encode()
-        ),
-        certificate_pem=material.certificate_pem,
-        created_at=activates_at,
-        activates_at=activates_at,
-        retires_at=retires_at,
-        unpublish_at=unpublish_at,
-    )
+    fresh = new_key_record(master, alg, "http://issuer", activates_at, activates_at)
+    return dataclasses.replace(fresh, retires_at=retires_at, unpublish_at=unpublish_at)
 
 
 @pytest.fixture

@@ -131,7 +131,10 @@ class KeyRing:
         return "".join(k.record.certificate_pem for k in ordered)
 
 
-def _record(master: MasterKey, alg: str, issuer: str, now: float, activates_at: float) -> KeyRecord:
+def new_key_record(
+    master: MasterKey, alg: str, issuer: str, now: float, activates_at: float
+) -> KeyRecord:
+    """A fresh key for ``alg``, encrypted with ``master``, that signs from ``activates_at``."""
     material = new_key(alg, issuer)
     return KeyRecord(
         kid=material.kid,
@@ -150,7 +153,7 @@ def ensure_signing_key(store: Store, master: MasterKey, alg: str, issuer: str, n
 
     The store decides under a lock, so replicas starting together create exactly one.
     """
-    return store.add_key(_record(master, alg, issuer, now, now), only_if_no_active=True)
+    return store.add_key(new_key_record(master, alg, issuer, now, now), only_if_no_active=True)
 
 
 def rotate_keys(
@@ -169,7 +172,7 @@ def rotate_keys(
     keys stay published until every token they signed has expired.
     """
     activates_at = now + publish_ahead
-    record = _record(master, alg, issuer, now, activates_at)
+    record = new_key_record(master, alg, issuer, now, activates_at)
     store.rotate_keys(record, activates_at + token_lifetime + UNPUBLISH_MARGIN_SECONDS)
     return record
 

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
-from swarm_oauth.cli_options import host_option, log_level_option, port_option
+from swarm_oauth.cli_options import (
+    admin_token_file_option,
+    host_option,
+    log_level_option,
+    port_option,
+)
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, secret_from_env
 
@@ -45,12 +50,8 @@ def _admin_token(token_file: Path | None) -> str:
     show_envvar=True,
     help="The token endpoint services are told to use, e.g. http://oauth-tokens:8080/api/token.",
 )
-@click.option(
-    "--admin-token-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="SWARM_OAUTH_ADMIN_TOKEN_FILE",
-    show_envvar=True,
-    help="File holding the clients API's admin token. Default: SWARM_OAUTH_ADMIN_TOKEN.",
+@admin_token_file_option(
+    "File holding the clients API's admin token. Default: SWARM_OAUTH_ADMIN_TOKEN."
 )
 @click.option(
     "--docker-host",
