@@ -46,7 +46,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "TokenResponse": {
         "type": "object",
-        "required": ["access_token", "token_type", "expires_in", "scope"],
+        "required": ["access_token", "token_type", "expires_in"],
         "properties": {
             "access_token": {"type": "string"},
             "token_type": {"const": "Bearer"},
