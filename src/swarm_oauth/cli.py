@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 from urllib.parse import quote
 
 import click
@@ -97,7 +97,7 @@ def _database_url(flag: str | None) -> str | None:
     return flag or secret_from_env("SWARM_OAUTH_DATABASE_URL")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
 

@@ -16,6 +16,7 @@ from swarm_oauth.cli_options import (
     port_option,
 )
 from swarm_oauth.logs import configure_logging
+from swarm_oauth.registrar.policy import DEFAULT_SELECTOR
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, secret_from_env
 
 log = logging.getLogger("swarm_oauth.registrar")
@@ -61,7 +62,7 @@ def _admin_token(token_file: Path | None) -> str:
 )
 @click.option(
     "--selector",
-    default="swarm-oauth.client=true",
+    default=DEFAULT_SELECTOR,
     envvar="SWARM_OAUTH_SELECTOR",
     show_default=True,
     show_envvar=True,

@@ -10,7 +10,7 @@ from swarm_oauth.registrar.app import create_app
 from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.metrics import RegistrarMetrics
-from swarm_oauth.registrar.policy import Policy, Selector
+from swarm_oauth.registrar.policy import DEFAULT_SELECTOR, Policy, Selector
 from swarm_oauth.registrar.reconcile import Reconciler
 from swarm_oauth.registrar.triggers import EventWatcher, HintQueue, Resync
 
@@ -23,7 +23,7 @@ class RegistrarSettings:
     token_url: str
     admin_token: str = field(repr=False)
     docker_host: str | None = None
-    selector: str = "swarm-oauth.client=true"
+    selector: str = DEFAULT_SELECTOR
     resync_seconds: float = 60.0
     events: bool = True
 
