@@ -49,16 +49,10 @@ from typing import Any
 import docker
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.swarm import (
-    BASE_IMAGE,
-    RUN_ID,
-    create_service,
-    remove_test_objects,
-    wait_for,
-)
 
 from bench.procs import Server, free_port
 from bench.profile import hottest, parse_collapsed
+from bench.swarm import BASE_IMAGE, RUN_ID, create_service, remove_run_objects, wait_for
 from bench.tokens import spread
 
 SELECTOR_KEY = "swarm-oauth.client"
@@ -206,7 +200,7 @@ def _rig(workdir: Path, selector: str, progress: Progress) -> Iterator[Rig]:
     finally:
         with _no_interrupt():
             progress("  cleanup: removing this run's services and secrets")
-            remove_test_objects(client, RUN_ID, timeout=120)
+            remove_run_objects(client, RUN_ID, timeout=120)
             client.close()
 
 

@@ -1,6 +1,6 @@
 """The raw signing rate of ``cryptography`` on one core: the ceiling of any token server.
 
-Keys come from ``swarm_oauth.keys.signing`` so they are the product's (RSA 3072, P-256,
+Keys come from ``swarm_oauth.keys.material`` so they are the product's (RSA 3072, P-256,
 Ed25519). Run as ``taskset -c N python -m bench.signing SECONDS``; prints JSON ops/s by
 algorithm.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from swarm_oauth.keys.signing import ALGORITHMS, generate_private_key
+from swarm_oauth.keys.material import ALGORITHMS, generate_private_key
 
 # A signing input the size of one of our access tokens' header.payload.
 MESSAGE = b"e" * 330

@@ -55,7 +55,7 @@ def configure_logging(level: str = "info") -> None:
     """Send every logger, uvicorn's included, through the JSON formatter on stderr."""
     # Nothing here uses the caller's file and line, threads or processes in a line; not
     # collecting them is the logging HOWTO's own advice for a hot path.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
 import time
-from dataclasses import dataclass
 
+from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, AdminToken, resolve_admin_token
 from swarm_oauth.clients import ClientService
 from swarm_oauth.clients.cache import ClientCache
 from swarm_oauth.config import ServerSettings
@@ -27,9 +24,7 @@ from swarm_oauth.watcher import ChangeWatcher
 log = logging.getLogger("swarm_oauth.runtime")
 
 MASTER_KEY_FILENAME = "master.key"
-ADMIN_TOKEN_FILENAME = "admin-token"
 ENV_MASTER_KEY = "SWARM_OAUTH_MASTER_KEY"
-ENV_ADMIN_TOKEN = "SWARM_OAUTH_ADMIN_TOKEN"
 
 
 def load_master_key(settings: ServerSettings, *, create: bool = True) -> MasterKey:
@@ -56,34 +51,6 @@ def load_master_key(settings: ServerSettings, *, create: bool = True) -> MasterK
     return MasterKey.from_text(read_secret_file(path))
 
 
-def load_admin_token(settings: ServerSettings) -> str:
-    """The admin token from the operator, else ``DATA_DIR/admin-token`` (created once)."""
-    if settings.admin_token_file is not None:
-        return read_secret_file(settings.admin_token_file)
-    configured = secret_from_env(ENV_ADMIN_TOKEN)
-    if configured is not None:
-        return configured
-    path = settings.data_dir / ADMIN_TOKEN_FILENAME
-    if create_once(path, secrets.token_urlsafe(32)):
-        log.info("generated the admin token", extra={"path": str(path)})
-    return read_secret_file(path)
-
-
-@dataclass(frozen=True, slots=True)
-class AdminToken:
-    """Checks bearer tokens against the admin token without keeping it around in clear."""
-
-    digest: bytes
-
-    @classmethod
-    def of(cls, token: str) -> AdminToken:
-        return cls(hashlib.sha256(token.encode()).digest())
-
-    def matches(self, presented: str) -> bool:
-        """Constant-time comparison of digests (equal length whatever was presented)."""
-        return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self.digest)
-
-
 class Runtime:
     """Store, keys, caches and services shared by the routes of one server process."""
 
@@ -103,7 +70,15 @@ class Runtime:
         )
         self.default_audiences = (settings.issuer_url,)
         self.admin_token = (
-            AdminToken.of(load_admin_token(settings)) if settings.serves_clients else None
+            AdminToken.of(
+                resolve_admin_token(
+                    settings.admin_token_file,
+                    settings.data_dir / ADMIN_TOKEN_FILENAME,
+                    create=True,
+                )
+            )
+            if settings.serves_clients
+            else None
         )
 
     @classmethod

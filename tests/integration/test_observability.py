@@ -7,7 +7,10 @@ import jwt
 
 
 def test_health_and_ready(token_server):
-    assert httpx.get(token_server.url + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(token_server.url + "/healthz").json() == {
+        "status": "ok",
+        "pid": token_server.proc.pid,
+    }
     ready = httpx.get(token_server.url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 

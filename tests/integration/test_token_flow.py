@@ -1,5 +1,8 @@
 """A real OAuth client library gets tokens from a real server; PyJWT validates them."""
 
+import time
+
+import httpx
 import jwt
 import pytest
 from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
@@ -109,3 +112,11 @@ def test_several_workers_serve_one_port(server_factory):
     body = server.add_client("svc")
     for _ in range(10):
         assert server.token("svc", body["client_secret"]).status_code == 200
+    # Each request on a new connection; the kernel spreads them over the workers, which
+    # are children of the process started (uvicorn's supervisor), not that process itself.
+    pids: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(pids) < 2 and time.monotonic() < deadline:
+        pids.add(httpx.get(server.url + "/healthz").json()["pid"])
+    assert len(pids) == 2, pids
+    assert server.proc is not None and server.proc.pid not in pids

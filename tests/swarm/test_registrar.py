@@ -8,176 +8,22 @@ sessions on the same engine never manage them (and this one never manages theirs
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import docker
-import jwt
 import pytest
 
 from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.model import ObservedService, SecretRef
-from swarm_oauth.registrar.policy import Policy, Selector
-from swarm_oauth.registrar.reconcile import Outcome, Reconciler
-from tests.support.server import ServerProcess, free_port
-from tests.support.swarm import (
-    create_service,
-    exec_in,
-    running_container,
-    unique_name,
-    wait_for,
-    with_test_label,
-)
+from swarm_oauth.registrar.reconcile import Outcome
+from tests.support.registrar import InProcessRegistrar, crash_at
+from tests.support.rig import SELECTOR_KEY, Rig, open_rig
+from tests.support.swarm import unique_name, with_test_label
 
 pytestmark = pytest.mark.docker
-
-SELECTOR_KEY = "swarm-oauth.client"
-TARGET = "oauth_client_secret"
-
-# Run inside a service's container: read the mounted secret, ask the token endpoint the
-# environment names, print the access token. Only the standard library is needed.
-TOKEN_SCRIPT = """
-import json, os, urllib.parse, urllib.request
-secret = open(os.environ["OAUTH_CLIENT_SECRET_FILE"]).read()
-form = urllib.parse.urlencode({"grant_type": "client_credentials",
-    "client_id": os.environ["OAUTH_CLIENT_ID"], "client_secret": secret}).encode()
-with urllib.request.urlopen(os.environ["OAUTH_TOKEN_URL"], form, timeout=10) as response:
-    print(json.load(response)["access_token"])
-"""
-
-
-def gateway(client: docker.DockerClient) -> str:
-    """The host's address as service containers see it (docker_gwbridge's gateway)."""
-    try:
-        config = client.networks.get("docker_gwbridge").attrs["IPAM"]["Config"]
-        return str(config[0]["Gateway"])
-    except (docker.errors.NotFound, KeyError, IndexError):
-        return "172.18.0.1"
-
-
-@dataclass
-class Identity:
-    """What a service ended up with: its client record and its Docker secret."""
-
-    client: dict[str, Any]
-    secret: dict[str, Any]
-
-
-@dataclass
-class Rig:
-    """One token server (reachable from containers) and this session's selector."""
-
-    docker: docker.DockerClient
-    server: ServerProcess
-    selector_value: str
-    token_url: str
-
-    @property
-    def clients_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
-
-    @property
-    def selector(self) -> str:
-        return f"{SELECTOR_KEY}={self.selector_value}"
-
-    def labels(self, **extra: str) -> dict[str, str]:
-        """Labels that select a service for this session's registrar."""
-        return {SELECTOR_KEY: self.selector_value, **extra}
-
-    def service(self, prefix: str, labels: dict[str, str] | None = None, **kwargs: Any) -> str:
-        """Create a service; its name."""
-        name = unique_name(prefix)
-        create_service(self.docker, name, self.labels() if labels is None else labels, **kwargs)
-        return name
-
-    def client(self, client_id: str) -> dict[str, Any] | None:
-        with self.server.admin() as admin:
-            response = admin.get(f"/api/clients/{client_id}")
-        return response.json() if response.status_code == 200 else None
-
-    def secrets_of(self, service_id: str) -> list[dict[str, Any]]:
-        """Docker secrets the registrar made for a service id."""
-        return self.docker.api.secrets(filters={"label": [f"swarm-oauth.service-id={service_id}"]})
-
-    def secrets_of_client(self, client_id: str) -> list[dict[str, Any]]:
-        return self.docker.api.secrets(filters={"label": [f"swarm-oauth.client-id={client_id}"]})
-
-    def identity(self, name: str, client_id: str | None = None, timeout: float = 30) -> Identity:
-        """Wait until ``name`` is converged as DESIGN.md describes; what it has then."""
-        client_id = client_id or name
-        state: dict[str, Any] = {}
-
-        def converged() -> Identity | None:
-            spec = self.docker.api.inspect_service(name)
-            service_id = spec["ID"]
-            container = spec["Spec"]["TaskTemplate"]["ContainerSpec"]
-            client = self.client(client_id)
-            secrets = self.secrets_of(service_id)
-            state.update(client=client, secrets=secrets, container=container)
-            if client is None or len(secrets) != 1:
-                return None
-            secret = secrets[0]
-            labels = secret["Spec"]["Labels"]
-            refs = [r for r in container.get("Secrets") or [] if r["SecretID"] == secret["ID"]]
-            env = container.get("Env") or []
-            ok = (
-                client["metadata"].get("service_id") == service_id
-                and labels["swarm-oauth.client-id"] == client_id
-                and labels["swarm-oauth.secret-version"] == str(client["secret_version"])
-                and [r["File"] for r in refs]
-                == [{"Name": TARGET, "UID": "0", "GID": "0", "Mode": 0o444}]
-                and f"OAUTH_CLIENT_ID={client_id}" in env
-                and f"OAUTH_TOKEN_URL={self.token_url}" in env
-                and f"OAUTH_CLIENT_SECRET_FILE=/run/secrets/{TARGET}" in env
-            )
-            return Identity(client, secret) if ok else None
-
-        return wait_for(converged, timeout, 0.3, lambda: f"{name} not converged: {state}")
-
-    def secret_in_container(self, name: str) -> str:
-        """The secret file's content, from a running container that has it."""
-
-        def read() -> str | None:
-            container = running_container(self.docker, name)
-            code, output = exec_in(container, ["cat", f"/run/secrets/{TARGET}"])
-            return output if code == 0 and output else None
-
-        return wait_for(read, 60, 0.5, f"no container of {name} has the secret")
-
-    def token_from_container(self, name: str) -> dict[str, Any]:
-        """Claims of a token the service's container obtained with its mounted secret,
-        verified with the server's JWKS."""
-
-        def fetch() -> str | None:
-            self.secret_in_container(name)
-            container = running_container(self.docker, name)
-            code, output = exec_in(container, ["python3", "-c", TOKEN_SCRIPT])
-            return output.strip() if code == 0 else None
-
-        token = wait_for(fetch, 60, 0.5, f"{name} could not obtain a token")
-        jwks = jwt.PyJWKClient(f"{self.clients_url}/.well-known/jwks.json")
-        key = jwks.get_signing_key_from_jwt(token).key
-        return dict(jwt.decode(token, key, algorithms=["ES256"], options={"verify_aud": False}))
-
-
-@contextlib.contextmanager
-def open_rig(docker_client: docker.DockerClient, run_id: str, data_dir: Path) -> Iterator[Rig]:
-    """A token server on all interfaces (so containers reach it) and this run's selector."""
-    port = free_port()
-    host = gateway(docker_client)
-    server = ServerProcess(
-        data_dir=data_dir, host="0.0.0.0", port=port, args=("--issuer", f"http://{host}:{port}")
-    )
-    server.start()
-    try:
-        yield Rig(docker_client, server, run_id, f"http://{host}:{port}/api/token")
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -196,48 +42,41 @@ def swarm_port(rig: Rig) -> DockerSwarm:
 
 
 @pytest.fixture
-def reconcilers(rig: Rig, swarm_port: DockerSwarm) -> Iterator[Callable[..., Reconciler]]:
-    """Make in-process reconcilers on the real engine and server; closed after the test.
+def reconcilers(rig: Rig, swarm_port: DockerSwarm) -> Iterator[Callable[..., InProcessRegistrar]]:
+    """Make in-process registrars on the real engine and server; closed after the test.
 
     Each stands for one registrar process: a crashed one is simply not used again.
     """
-    made: list[tuple[Reconciler, ClientsAPI]] = []
+    made: list[tuple[InProcessRegistrar, ClientsAPI]] = []
 
-    def make(after_step: Callable[[str], None] | None = None) -> Reconciler:
+    def make(after_step: Callable[[str], None] | None = None) -> InProcessRegistrar:
         registry = ClientsAPI(rig.clients_url, rig.server.admin_token)
-        policy = Policy(Selector.parse(rig.selector), rig.token_url)
-        reconciler = Reconciler(swarm_port, registry, policy, after_step=after_step)
-        made.append((reconciler, registry))
-        return reconciler
+        registrar = InProcessRegistrar(
+            swarm_port,
+            registry,
+            selector=rig.selector,
+            token_url=rig.token_url,
+            after_step=after_step,
+        )
+        made.append((registrar, registry))
+        return registrar
 
     yield make
-    for reconciler, registry in made:
-        reconciler.close()
+    for registrar, registry in made:
+        registrar.close()
         registry.close()
-
-
-class Crash(Exception):
-    """Stands for the registrar dying right after a step."""
-
-
-def crash_after(step: str) -> Callable[[str], None]:
-    def hook(name: str) -> None:
-        if name == step:
-            raise Crash(step)
-
-    return hook
 
 
 def test_a_selected_service_gets_a_working_identity(rig, reconcilers, swarm_port, swarm_cleanup):
     name = rig.service("reg-basic", rig.labels(**{"swarm-oauth.scopes": "read write"}))
     reconciler = reconcilers()
-    assert reconciler.reconcile_service(name) is Outcome.CHANGED
+    assert reconciler.hint(name) is Outcome.CHANGED
     identity = rig.identity(name)
     assert identity.client["scopes"] == ["read", "write"]
     claims = rig.token_from_container(name)
     assert (claims["sub"], claims["client_id"], claims["scope"]) == (name, name, "read write")
     before = dict(swarm_port.writes)
-    assert reconciler.reconcile_service(name) is Outcome.UNCHANGED
+    assert reconciler.hint(name) is Outcome.UNCHANGED
     assert swarm_port.writes == before
 
 
@@ -247,7 +86,7 @@ def test_an_unselected_service_is_left_exactly_as_it_was(rig, reconcilers, swarm
     name = rig.service("reg-plain", other, env=["A=1"])
     before = rig.docker.api.inspect_service(name)
     reconciler = reconcilers()
-    assert reconciler.reconcile_service(name) is Outcome.IGNORED
+    assert reconciler.hint(name) is Outcome.IGNORED
     reconciler.full_pass()
     after = rig.docker.api.inspect_service(name)
     assert (after["Version"], after["Spec"]) == (before["Version"], before["Spec"])
@@ -260,11 +99,11 @@ def test_a_crash_between_steps_is_repaired_by_the_next_pass(rig, reconcilers, sw
     if step == "update_service":
         # "attached but old generation still present": start from a converged service
         # whose client secret was rotated, so the next run makes a new generation.
-        reconcilers().reconcile_service(name)
+        reconcilers().hint(name)
         with rig.server.admin() as admin:
             admin.post("/api/clients/rotate", json={"client_id": name}).raise_for_status()
-    crashing = reconcilers(after_step=crash_after(step))
-    assert crashing.reconcile_service(name) is Outcome.FAILED
+    crashing = reconcilers(after_step=crash_at(step))
+    assert crashing.hint(name) is Outcome.FAILED
     service_id = rig.docker.api.inspect_service(name)["ID"]
     left = {
         "add_client": lambda: rig.client(name) and not rig.secrets_of(service_id),
@@ -289,7 +128,7 @@ def test_a_dropped_secret_reference_is_reattached_without_rotation(
 ):
     name = rig.service("reg-respec")
     reconciler = reconcilers()
-    reconciler.reconcile_service(name)
+    reconciler.hint(name)
     identity = rig.identity(name)
     secret_name = identity.secret["Spec"]["Name"]
     subprocess.run(
@@ -300,7 +139,7 @@ def test_a_dropped_secret_reference_is_reattached_without_rotation(
     spec = rig.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert not spec.get("Secrets")
     before = dict(swarm_port.writes)
-    assert reconciler.reconcile_service(name) is Outcome.CHANGED
+    assert reconciler.hint(name) is Outcome.CHANGED
     again = rig.identity(name)
     assert again.secret["ID"] == identity.secret["ID"]
     assert again.client["secret_version"] == identity.client["secret_version"]
@@ -310,7 +149,7 @@ def test_a_dropped_secret_reference_is_reattached_without_rotation(
 
 def test_a_service_removed_while_the_registrar_was_down(rig, reconcilers, swarm_cleanup):
     name = rig.service("reg-gone")
-    reconcilers().reconcile_service(name)
+    reconcilers().hint(name)
     service_id = rig.identity(name).client["metadata"]["service_id"]
     rig.docker.api.remove_service(name)  # no registrar runs now
     reconcilers().full_pass()
@@ -321,14 +160,14 @@ def test_a_service_removed_while_the_registrar_was_down(rig, reconcilers, swarm_
 def test_a_removed_label_takes_the_identity_away(rig, reconcilers, swarm_cleanup):
     name = rig.service("reg-unlabel", env=["KEEP=me"])
     reconciler = reconcilers()
-    reconciler.reconcile_service(name)
+    reconciler.hint(name)
     identity = rig.identity(name)
     subprocess.run(
         ["docker", "service", "update", "--detach", "--label-rm", SELECTOR_KEY, name],
         check=True,
         capture_output=True,
     )
-    assert reconciler.reconcile_service(name) is Outcome.REMOVED
+    assert reconciler.hint(name) is Outcome.REMOVED
     container = rig.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
     assert not container.get("Secrets")
     assert container["Env"] == ["KEEP=me"]
@@ -359,7 +198,7 @@ def test_an_update_keeps_everything_else_in_the_spec(rig, reconcilers, swarm_cle
         container_labels={"c": "d"},
     )
     before = rig.docker.api.inspect_service(name)["Spec"]
-    reconcilers().reconcile_service(name)
+    reconcilers().hint(name)
     identity = rig.identity(name)
     after = rig.docker.api.inspect_service(name)["Spec"]
     old, new = before["TaskTemplate"]["ContainerSpec"], after["TaskTemplate"]["ContainerSpec"]
@@ -397,5 +236,5 @@ def test_a_reference_that_is_no_service_name_never_reaches_the_engine(rig, recon
     # The Docker SDK puts it into the URL path unescaped: "../../info" would read /info.
     for ref in ("../../info", "../../../../version", "x/../../info"):
         assert swarm_port.get_service(ref) is None
-        assert reconcilers().reconcile_service(ref) is Outcome.IGNORED
+        assert reconcilers().hint(ref) is Outcome.IGNORED
     assert not swarm_port.writes

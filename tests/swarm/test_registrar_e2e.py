@@ -16,9 +16,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.rig import SELECTOR_KEY, Rig, open_rig
 from tests.support.server import free_port
 from tests.support.swarm import create_service, unique_name, wait_for
-from tests.swarm.test_registrar import SELECTOR_KEY, Rig, open_rig
 
 pytestmark = pytest.mark.docker
 
@@ -53,6 +53,15 @@ class RegistrarProcess:
                 ):
                     return float(sample.value)
         return 0.0
+
+    def wait_idle(self) -> None:
+        """Wait until the work queue has nothing waiting or running."""
+        wait_for(
+            lambda: self.metric("swarm_oauth_registrar_queue_depth") == 0,
+            60,
+            0.1,
+            "the registrar's work queue did not drain",
+        )
 
     def notify(self, method: str, kind: str, query: str) -> httpx.Response:
         """A swarm-listener notification: everything in the query, no body, no type."""
@@ -168,21 +177,25 @@ def test_swarm_listener_notifications(rig, start_registrar, swarm_cleanup):
     # No events and no periodic pass: only the notifications act.
     registrar = start_registrar("--no-events", "--resync-seconds", "3600")
     name = rig.service("e2e-dfsl", rig.labels(**{"com.df.notify": "true"}))
+    service_id = rig.docker.api.inspect_service(name)["ID"]
     assert rig.client(name) is None
 
     create = f"distribute=true&oauthScopes=read%2Cwrite&replicas=1&serviceName={name}"
     response = registrar.notify("GET", "create", create)
-    assert response.status_code == 200 and response.json()["outcome"] == "changed"
-    identity = rig.identity(name, timeout=1)  # done by the time the 200 came back
+    # 200 once queued: swarm-listener counts nothing else as delivered.
+    assert response.status_code == 200
+    assert response.json()["queued"] == [f"service:{service_id}"]
+    identity = rig.identity(name)
+    registrar.wait_idle()
     version = rig.docker.api.inspect_service(name)["Version"]
 
     before = writes(registrar)
     for method in ("GET", "POST", "POST"):  # duplicates, as swarm-listener sends them
-        response = registrar.notify(method, "create", create)
-        assert (response.status_code, response.json()["outcome"]) == (200, "unchanged")
+        assert registrar.notify(method, "create", create).status_code == 200
     # A forged remove for a live service removes nothing.
     response = registrar.notify("GET", "remove", f"distribute=true&serviceName={name}")
-    assert (response.status_code, response.json()["outcome"]) == (200, "unchanged")
+    assert response.status_code == 200
+    registrar.wait_idle()
     assert rig.identity(name, timeout=1).secret["ID"] == identity.secret["ID"]
     assert writes(registrar) == before
     assert rig.docker.api.inspect_service(name)["Version"] == version
@@ -190,14 +203,15 @@ def test_swarm_listener_notifications(rig, start_registrar, swarm_cleanup):
     # A remove for a service nobody knows: 200, or swarm-listener retries for minutes.
     for method in ("GET", "POST"):
         response = registrar.notify(method, "remove", f"distribute=true&serviceName=ghost-{name}")
-        assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
+        assert (response.status_code, response.json()["queued"]) == (200, [])
     # A forged create for an unselected service creates nothing.
     other = rig.labels()
     other[SELECTOR_KEY] = "not-this-session"
     plain = rig.service("e2e-dfsl-plain", other)
     plain_spec = rig.docker.api.inspect_service(plain)
     response = registrar.notify("POST", "create", f"distribute=true&replicas=1&serviceName={plain}")
-    assert (response.status_code, response.json()["outcome"]) == (200, "ignored")
+    assert response.status_code == 200
+    registrar.wait_idle()
     assert rig.docker.api.inspect_service(plain)["Version"] == plain_spec["Version"]
     assert rig.client(plain) is None
 
@@ -215,22 +229,27 @@ def test_swarm_listener_notifications(rig, start_registrar, swarm_cleanup):
         "token=s3cr3t&distribute=true&nodeInfo=%5B%5B%22node-1%22%2C%2210.0.1.5%22%2C%22n1id"
         f"%22%5D%5D&oauthScopes=read%2Cwrite&replicas=1&serviceName={short}&shortName=true"
     )
-    response = registrar.notify("GET", "create", query)
-    assert (response.status_code, response.json()["outcome"]) == (200, "changed")
-    stack_identity = rig.identity(full, timeout=1)
+    assert registrar.notify("GET", "create", query).status_code == 200
+    stack_identity = rig.identity(full)
 
     # The real removes: the identity goes with the service.
     rig.docker.api.remove_service(name)
     rig.docker.api.remove_service(full)
     response = registrar.notify("POST", "remove", f"distribute=true&serviceName={name}")
-    assert (response.status_code, response.json()["outcome"]) == (200, "removed")
+    assert response.status_code == 200 and response.json()["queued"]
     response = registrar.notify(
         "GET", "remove", f"distribute=true&serviceName={short}&shortName=true"
     )
-    assert (response.status_code, response.json()["outcome"]) == (200, "removed")
+    assert response.status_code == 200 and response.json()["queued"]
     for client_id, found in ((name, identity), (full, stack_identity)):
-        assert rig.client(client_id) is None
-        assert not rig.secrets_of(found.client["metadata"]["service_id"])
+        wait_for(
+            lambda c=client_id, f=found: (
+                rig.client(c) is None and not rig.secrets_of(f.client["metadata"]["service_id"])
+            ),
+            30,
+            0.3,
+            f"{client_id}: client or Docker secret left after the remove",
+        )
 
     response = registrar.notify("GET", "create", "distribute=true")
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 
 from swarm_oauth.keys import ALGORITHMS, MasterKey, MasterKeyError
 from swarm_oauth.keys.keyring import KeyRing, load_key, new_key_record
-from swarm_oauth.keys.signing import public_jwk, thumbprint
+from swarm_oauth.keys.material import public_jwk, thumbprint
 
 
 def record(master, alg="ES256", activates_at=100.0, retires_at=None, unpublish_at=None):

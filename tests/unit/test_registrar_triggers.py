@@ -1,4 +1,5 @@
-"""The background triggers: folding hints, retrying, reconnecting the event stream."""
+"""The background triggers: the event stream enqueues keys and reconnects; the periodic
+pass runs at start, again after a failure, and on its interval."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future
 from typing import Any
 
+from swarm_oauth.registrar.model import Key
 from swarm_oauth.registrar.ports import TransientError
 from swarm_oauth.registrar.reconcile import Outcome
-from swarm_oauth.registrar.triggers import EventWatcher, HintQueue, Resync
+from swarm_oauth.registrar.triggers import EventWatcher, Resync
 
 
 def eventually(predicate: Any, timeout: float = 5.0) -> None:
@@ -21,50 +24,28 @@ def eventually(predicate: Any, timeout: float = 5.0) -> None:
 
 
 class Recorder:
-    """Stands for the reconciler; blocks the first hint until released."""
+    """Stands for the controller: records what the triggers ask of it."""
 
-    def __init__(self, outcomes: list[Outcome] | None = None) -> None:
-        self.calls: Counter[str] = Counter()
+    def __init__(self, failing_passes: int = 0) -> None:
+        self.keys: Counter[Key] = Counter()
         self.passes = 0
-        self.release = threading.Event()
-        self.started = threading.Event()
-        self.outcomes = outcomes or []
+        self.failing_passes = failing_passes
+        self.lock = threading.Lock()
 
-    def reconcile_service(self, ref: str) -> Outcome:
-        self.started.set()
-        self.release.wait(5)
-        self.calls[ref] += 1
-        return self.outcomes.pop(0) if self.outcomes else Outcome.UNCHANGED
+    def enqueue(self, keys: Any) -> None:
+        with self.lock:
+            self.keys.update(keys)
 
-    def full_pass(self) -> Counter[Outcome]:
-        self.passes += 1
-        if self.passes == 1:
-            raise TransientError("docker down")
-        return Counter()
-
-
-def test_duplicate_hints_fold_but_one_arriving_during_a_run_runs_again():
-    recorder = Recorder()
-    queue = HintQueue(recorder, workers=1)  # type: ignore[arg-type]
-    queue.submit("a")
-    recorder.started.wait(5)  # "a" runs now and is blocked
-    for _ in range(5):
-        queue.submit("a")  # fold into one waiting hint
-        queue.submit("b")
-    recorder.release.set()
-    eventually(lambda: recorder.calls == Counter({"a": 2, "b": 1}))
-    queue.close()
-
-
-def test_a_transient_failure_is_retried_with_a_delay():
-    recorder = Recorder([Outcome.RETRY, Outcome.RETRY, Outcome.CHANGED])
-    recorder.release.set()
-    queue = HintQueue(recorder, retry_delay=0.01, retries=3)  # type: ignore[arg-type]
-    queue.submit("a")
-    eventually(lambda: recorder.calls["a"] == 3)
-    time.sleep(0.1)
-    assert recorder.calls["a"] == 3  # success ends the retries
-    queue.close()
+    def full_pass(self) -> Future[Counter[Outcome]]:
+        future: Future[Counter[Outcome]] = Future()
+        with self.lock:
+            self.passes += 1
+            failed = self.passes <= self.failing_passes
+        if failed:
+            future.set_exception(TransientError("docker down"))
+        else:
+            future.set_result(Counter())
+        return future
 
 
 class Stream:
@@ -83,15 +64,13 @@ class Stream:
         self.closed.set()
 
 
-def test_the_event_watcher_reconnects_and_asks_for_a_pass_after_a_gap():
+def test_the_event_watcher_enqueues_service_keys_reconnects_and_asks_for_a_pass_after_a_gap():
     recorder = Recorder()
-    recorder.release.set()
     streams = [
         Stream([("create", "id1", "a"), ("update", "id1", "a")], fail=True),
         Stream([("remove", "id2", "b")]),
     ]
     connects: list[int] = []
-    gaps: list[int] = []
 
     def connect() -> Stream:
         connects.append(1)
@@ -99,49 +78,12 @@ def test_the_event_watcher_reconnects_and_asks_for_a_pass_after_a_gap():
             raise TransientError("engine restarting")
         return streams.pop(0)
 
-    queue = HintQueue(recorder)  # type: ignore[arg-type]
-    watcher = EventWatcher(connect, queue, lambda: gaps.append(1), max_backoff=0.05)
+    watcher = EventWatcher(connect, recorder, max_backoff=0.05)  # type: ignore[arg-type]
     watcher.start()
-    eventually(lambda: recorder.calls["id2"] == 1)
-    assert recorder.calls["id1"] >= 1
-    assert len(connects) == 3 and len(gaps) == 1
+    eventually(lambda: recorder.keys[Key.service("id2")] == 1)
+    assert recorder.keys[Key.service("id1")] == 2
+    assert len(connects) == 3 and recorder.passes == 1  # one pass, after the gap
     watcher.stop()
-    queue.close()
-
-
-def test_resync_runs_at_start_retries_a_failed_pass_and_runs_on_request():
-    recorder = Recorder()
-    resync = Resync(recorder, interval=3600, retry_delay=0.01)  # type: ignore[arg-type]
-    resync.start()
-    eventually(lambda: recorder.passes == 2)  # the first failed, retried soon after
-    resync.request()
-    eventually(lambda: recorder.passes == 3)
-    resync.stop()
-
-
-def test_hints_submitted_while_the_queue_closes_are_dropped_without_an_error():
-    recorder = Recorder()
-    recorder.release.set()
-    for _ in range(20):  # the race is between a submit's check and its hand-over
-        queue = HintQueue(recorder, workers=2)  # type: ignore[arg-type]
-        errors: list[BaseException] = []
-
-        def flood(queue: HintQueue = queue, errors: list[BaseException] = errors) -> None:
-            try:
-                for i in range(500):
-                    queue.submit(f"service-{i}")
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=flood) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        queue.close()
-        for thread in threads:
-            thread.join()
-        assert errors == []
-        queue.submit("after-close")  # a no-op
-    assert recorder.calls["after-close"] == 0
 
 
 class GarbledStream(Stream):
@@ -154,7 +96,6 @@ class GarbledStream(Stream):
 
 def test_the_event_watcher_survives_unexpected_errors(caplog):
     recorder = Recorder()
-    recorder.release.set()
     streams: list[Stream] = [
         GarbledStream([("create", "id1", "a")]),
         Stream([("create", "id2", "b")]),
@@ -167,12 +108,28 @@ def test_the_event_watcher_survives_unexpected_errors(caplog):
             raise RuntimeError("a bug in the adapter")
         return streams.pop(0)
 
-    queue = HintQueue(recorder)  # type: ignore[arg-type]
-    watcher = EventWatcher(connect, queue, lambda: None, max_backoff=0.05)
+    watcher = EventWatcher(connect, recorder, max_backoff=0.05)  # type: ignore[arg-type]
     watcher.start()
-    eventually(lambda: recorder.calls["id2"] == 1)
-    assert recorder.calls["id1"] == 1 and len(connects) == 3
+    eventually(lambda: recorder.keys[Key.service("id2")] == 1)
+    assert recorder.keys[Key.service("id1")] == 1 and len(connects) == 3
     assert "ValueError: Expecting value" in caplog.text
     assert "RuntimeError: a bug in the adapter" in caplog.text
     watcher.stop()
-    queue.close()
+
+
+def test_resync_runs_at_start_retries_a_failed_pass_soon_and_then_waits_its_interval():
+    recorder = Recorder(failing_passes=1)
+    resync = Resync(recorder, interval=3600, retry_delay=0.01)  # type: ignore[arg-type]
+    resync.start()
+    eventually(lambda: recorder.passes == 2)  # the first failed, retried soon after
+    time.sleep(0.2)
+    assert recorder.passes == 2  # then the interval, an hour
+    resync.stop()
+
+
+def test_resync_repeats_on_its_interval():
+    recorder = Recorder()
+    resync = Resync(recorder, interval=0.05)  # type: ignore[arg-type]
+    resync.start()
+    eventually(lambda: recorder.passes >= 3)
+    resync.stop()

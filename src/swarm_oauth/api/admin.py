@@ -11,10 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from swarm_oauth.api.admin_bodies import ADD, REMOVE, ROTATE, UPDATE, Body
 from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
-from swarm_oauth.api.errors import ApiError
-from swarm_oauth.clients import issued_view, public_record
+from swarm_oauth.clients import IssuedSecret, issued_view, public_record
 from swarm_oauth.runtime import Runtime
+from swarm_oauth.store import ClientRecord
+from swarm_oauth.web import ApiError
 
 MAX_JSON_BYTES = 65536
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="swarm-oauth-admin"'}
@@ -31,13 +33,13 @@ def _authorize(runtime: Runtime, request: Request) -> None:
         raise ApiError(401, "the admin token is not valid", CHALLENGE)
 
 
-async def _json_object(request: Request, allowed: set[str], required: set[str]) -> dict[str, Any]:
+async def _json_object(request: Request, body: Body) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(415, "Content-Type must be application/json")
     declared = request.headers.get("content-length", "")
     try:
-        body = await read_body(
+        raw = await read_body(
             request.receive, MAX_JSON_BYTES, int(declared) if declared.isdigit() else None
         )
     except BodyTooLarge:
@@ -45,17 +47,17 @@ async def _json_object(request: Request, allowed: set[str], required: set[str]) 
     except ClientDisconnected:
         raise ApiError(400, "the request body did not arrive") from None
     try:
-        data = json.loads(body)
+        data = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "the body is not valid JSON") from None
     except RecursionError:
         raise ApiError(400, "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
-    unknown = sorted(set(data) - allowed)
+    unknown = sorted(set(data) - set(body.fields))
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
-    missing = sorted(required - set(data))
+    missing = sorted(body.required - set(data))
     if missing:
         raise ApiError(400, f"missing field(s): {', '.join(missing)}")
     return data
@@ -73,49 +75,25 @@ def admin_routes(runtime: Runtime) -> list[Route]:
         run.__doc__ = endpoint.__doc__
         return run
 
-    async def add(request: Request) -> Response:
-        """Register a client; its secret is in this response and nowhere else, ever."""
-        data = await _json_object(
-            request, {"client_id", "scopes", "audiences", "metadata"}, {"client_id"}
-        )
-        issued = await run_in_threadpool(
-            service.add,
-            data["client_id"],
-            data.get("scopes"),
-            data.get("audiences"),
-            data.get("metadata"),
-        )
-        return JSONResponse(
-            issued_view(issued), status_code=201, headers={"Cache-Control": "no-store"}
-        )
+    def write(
+        body: Body,
+        operation: Callable[..., Any],
+        view: Callable[[Any, dict[str, Any]], dict[str, Any]],
+        *,
+        status: int = 200,
+        shows_secret: bool = False,
+    ) -> Endpoint:
+        """A POST route: the body's fields are ``operation``'s keyword arguments."""
 
-    async def remove(request: Request) -> Response:
-        """Delete a client; every token server refuses it within a second."""
-        data = await _json_object(request, {"client_id"}, {"client_id"})
-        await run_in_threadpool(service.remove, data["client_id"])
-        return JSONResponse({"client_id": data["client_id"], "removed": True})
+        async def endpoint(request: Request) -> Response:
+            data = await _json_object(request, body)
+            result = await run_in_threadpool(operation, **data)
+            # A response that carries a secret must not be kept by any cache on the way.
+            headers = {"Cache-Control": "no-store"} if shows_secret else None
+            return JSONResponse(view(result, data), status_code=status, headers=headers)
 
-    async def rotate(request: Request) -> Response:
-        """Give a client a new secret; the old one works ``grace_seconds`` longer."""
-        data = await _json_object(request, {"client_id", "grace_seconds"}, {"client_id"})
-        issued = await run_in_threadpool(
-            service.rotate, data["client_id"], data.get("grace_seconds", 0)
-        )
-        return JSONResponse(issued_view(issued), headers={"Cache-Control": "no-store"})
-
-    async def update(request: Request) -> Response:
-        """Change a client's scopes, audiences or metadata; its secret stays."""
-        data = await _json_object(
-            request, {"client_id", "scopes", "audiences", "metadata"}, {"client_id"}
-        )
-        record = await run_in_threadpool(
-            service.update,
-            data["client_id"],
-            data.get("scopes"),
-            data.get("audiences"),
-            data.get("metadata"),
-        )
-        return JSONResponse(public_record(record))
+        endpoint.__doc__ = operation.__doc__
+        return endpoint
 
     async def list_clients(request: Request) -> Response:
         """Every client, without secrets or hashes."""
@@ -127,11 +105,29 @@ def admin_routes(runtime: Runtime) -> list[Route]:
         record = await run_in_threadpool(service.get, request.path_params["client_id"])
         return JSONResponse(public_record(record))
 
+    def issued(result: IssuedSecret, _: dict[str, Any]) -> dict[str, Any]:
+        return issued_view(result)
+
+    def record(result: ClientRecord, _: dict[str, Any]) -> dict[str, Any]:
+        return public_record(result)
+
+    def removed(_: None, data: dict[str, Any]) -> dict[str, Any]:
+        return {"client_id": data["client_id"], "removed": True}
+
+    post = ["POST"]
     return [
         Route("/api/clients", guarded(list_clients), methods=["GET"]),
-        Route("/api/clients/add", guarded(add), methods=["POST"]),
-        Route("/api/clients/remove", guarded(remove), methods=["POST"]),
-        Route("/api/clients/rotate", guarded(rotate), methods=["POST"]),
-        Route("/api/clients/update", guarded(update), methods=["POST"]),
+        Route(
+            "/api/clients/add",
+            guarded(write(ADD, service.add, issued, status=201, shows_secret=True)),
+            methods=post,
+        ),
+        Route("/api/clients/remove", guarded(write(REMOVE, service.remove, removed)), methods=post),
+        Route(
+            "/api/clients/rotate",
+            guarded(write(ROTATE, service.rotate, issued, shows_secret=True)),
+            methods=post,
+        ),
+        Route("/api/clients/update", guarded(write(UPDATE, service.update, record)), methods=post),
         Route("/api/clients/{client_id}", guarded(show), methods=["GET"]),
     ]

@@ -76,7 +76,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     router = Starlette(
         routes=routes,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     endpoint = TokenEndpoint(runtime) if settings.serves_tokens else None

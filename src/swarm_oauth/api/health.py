@@ -8,16 +8,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from swarm_oauth.api.metrics import REGISTRY
-from swarm_oauth.api.prometheus import metrics_route
 from swarm_oauth.runtime import Runtime
+from swarm_oauth.web import healthz_route, metrics_route
 
 
 def health_routes(runtime: Runtime) -> list[Route]:
     """``/healthz``, ``/readyz`` and ``/metrics``."""
-
-    async def healthz(_: Request) -> Response:
-        """The process is alive and its event loop answers."""
-        return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
         """The store answers and a signing key is loaded (for roles that sign)."""
@@ -28,7 +24,7 @@ def health_routes(runtime: Runtime) -> list[Route]:
         )
 
     return [
-        Route("/healthz", healthz, methods=["GET"]),
+        healthz_route(),
         Route("/readyz", readyz, methods=["GET"]),
         metrics_route(REGISTRY),
     ]

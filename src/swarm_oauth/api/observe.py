@@ -9,7 +9,8 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm_oauth.api.metrics import HTTP_DURATION, HTTP_REQUESTS
-from swarm_oauth.api.responses import error_body, send_json
+from swarm_oauth.api.responses import send_json
+from swarm_oauth.web import error_body
 
 access_log = logging.getLogger("swarm_oauth.access")
 error_log = logging.getLogger("swarm_oauth.errors")
@@ -22,7 +23,7 @@ def route_label(scope: Scope) -> str:
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    return scope.get("swarm_oauth.route", "unmatched")
+    return str(scope.get("swarm_oauth.route", "unmatched"))
 
 
 class Observed:

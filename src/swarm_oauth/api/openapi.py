@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from swarm_oauth import __version__
+from swarm_oauth.api.admin_bodies import ADD, CLIENT_ID, REMOVE, ROTATE, UPDATE, Body
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -17,7 +18,6 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ERROR, "error with a reason") for s in statuses}
 
 
-_CLIENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
 SCHEMAS: dict[str, Any] = {
@@ -29,7 +29,7 @@ SCHEMAS: dict[str, Any] = {
     "Client": {
         "type": "object",
         "properties": {
-            "client_id": _CLIENT_ID,
+            "client_id": CLIENT_ID,
             "scopes": _STRINGS,
             "audiences": _STRINGS,
             "metadata": {"type": "object"},
@@ -57,23 +57,11 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": properties,
-                    "required": required,
-                    "additionalProperties": False,
-                }
-            }
-        },
-    }
+def _body(body: Body) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": body.schema()}}}
 
 
-_ADMIN = {"security": [{"adminToken": []}]}
+_ADMIN: dict[str, Any] = {"security": [{"adminToken": []}]}
 
 CLIENT_PATHS: dict[str, Any] = {
     "/api/clients": {
@@ -101,15 +89,7 @@ CLIENT_PATHS: dict[str, Any] = {
         "post": {
             **_ADMIN,
             "summary": "Add a client; the secret is returned this once",
-            "requestBody": _body(
-                {
-                    "client_id": _CLIENT_ID,
-                    "scopes": _STRINGS,
-                    "audiences": _STRINGS,
-                    "metadata": {"type": "object"},
-                },
-                ["client_id"],
-            ),
+            "requestBody": _body(ADD),
             "responses": {
                 "201": _json(
                     {"$ref": "#/components/schemas/IssuedClient"}, "the client with its secret"
@@ -122,7 +102,7 @@ CLIENT_PATHS: dict[str, Any] = {
         "post": {
             **_ADMIN,
             "summary": "Remove a client",
-            "requestBody": _body({"client_id": _CLIENT_ID}, ["client_id"]),
+            "requestBody": _body(REMOVE),
             "responses": {
                 "200": _json({"type": "object"}, "removed"),
                 **_errors(400, 401, 404, 413, 415),
@@ -133,13 +113,7 @@ CLIENT_PATHS: dict[str, Any] = {
         "post": {
             **_ADMIN,
             "summary": "Rotate a client's secret",
-            "requestBody": _body(
-                {
-                    "client_id": _CLIENT_ID,
-                    "grace_seconds": {"type": "integer", "minimum": 0, "maximum": 2592000},
-                },
-                ["client_id"],
-            ),
+            "requestBody": _body(ROTATE),
             "responses": {
                 "200": _json(
                     {"$ref": "#/components/schemas/IssuedClient"}, "the client with its new secret"
@@ -152,15 +126,7 @@ CLIENT_PATHS: dict[str, Any] = {
         "post": {
             **_ADMIN,
             "summary": "Change a client's scopes, audiences or metadata",
-            "requestBody": _body(
-                {
-                    "client_id": _CLIENT_ID,
-                    "scopes": _STRINGS,
-                    "audiences": _STRINGS,
-                    "metadata": {"type": "object"},
-                },
-                ["client_id"],
-            ),
+            "requestBody": _body(UPDATE),
             "responses": {
                 "200": _json({"$ref": "#/components/schemas/Client"}, "the updated client"),
                 **_errors(400, 401, 404, 413, 415),
@@ -172,7 +138,7 @@ CLIENT_PATHS: dict[str, Any] = {
             **_ADMIN,
             "summary": "Show a client",
             "parameters": [
-                {"name": "client_id", "in": "path", "required": True, "schema": _CLIENT_ID}
+                {"name": "client_id", "in": "path", "required": True, "schema": CLIENT_ID}
             ],
             "responses": {
                 "200": _json({"$ref": "#/components/schemas/Client"}, "client"),

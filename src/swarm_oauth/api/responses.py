@@ -34,8 +34,3 @@ async def send_raw_json(
         }
     )
     await send({"type": "http.response.body", "body": payload})
-
-
-def error_body(error: str, description: str) -> dict[str, str]:
-    """The one error shape of every route: RFC 6749 §5.2's."""
-    return {"error": error, "error_description": description}

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
-from swarm_oauth.api.responses import NO_STORE, error_body, send_json, send_raw_json
+from swarm_oauth.api.responses import NO_STORE, send_json, send_raw_json
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.store import StoreError
 from swarm_oauth.tokens import (
@@ -25,6 +25,7 @@ from swarm_oauth.tokens import (
     parse_form,
     parse_token_request,
 )
+from swarm_oauth.web import error_body
 
 log = logging.getLogger("swarm_oauth.tokens")
 
@@ -88,7 +89,7 @@ class TokenEndpoint:
         except OAuthError as exc:
             TOKENS.labels(exc.error).inc()
             headers = (*NO_STORE, CHALLENGE) if exc.status == 401 else NO_STORE
-            await send_json(send, exc.status, exc.body(), headers)
+            await send_json(send, exc.status, error_body(exc.error, exc.description), headers)
             return
         ISSUED.inc()
         await send_raw_json(send, 200, response, NO_STORE)

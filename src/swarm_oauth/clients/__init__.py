@@ -8,7 +8,7 @@ from swarm_oauth.clients.service import (
     issued_view,
     public_record,
 )
-from swarm_oauth.clients.validation import InvalidClientData, validate_client_id
+from swarm_oauth.identifiers import InvalidClientData, validate_client_id
 
 __all__ = [
     "ClientNotFound",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm_oauth.clients.secrets import generate_secret, hash_secret
-from swarm_oauth.clients.validation import InvalidClientData, validate_client_id, validate_list
+from swarm_oauth.identifiers import InvalidClientData, validate_client_id, validate_list
 from swarm_oauth.store import ClientRecord, Store
 
 MAX_METADATA_BYTES = 4096

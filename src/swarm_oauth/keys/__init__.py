@@ -2,21 +2,25 @@
 
 from swarm_oauth.keys.keyring import (
     KeyRing,
+    LastSigningKey,
     LoadedKey,
+    UnknownKey,
     check_master_key,
     ensure_signing_key,
     retire_key,
     rotate_keys,
 )
 from swarm_oauth.keys.master import MasterKey, MasterKeyError
-from swarm_oauth.keys.signing import ALGORITHMS
+from swarm_oauth.keys.material import ALGORITHMS
 
 __all__ = [
     "ALGORITHMS",
     "KeyRing",
+    "LastSigningKey",
     "LoadedKey",
     "MasterKey",
     "MasterKeyError",
+    "UnknownKey",
     "check_master_key",
     "ensure_signing_key",
     "retire_key",

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from swarm_oauth.keys.master import MasterKey, MasterKeyError
-from swarm_oauth.keys.signing import (
+from swarm_oauth.keys.material import (
     PrivateKey,
     b64url,
     load_private_key_der,
@@ -53,13 +53,11 @@ class LoadedKey:
 
     def signs_at(self, now: float) -> bool:
         """Whether this key may sign at ``now``."""
-        return self.record.activates_at <= now and (
-            self.record.retires_at is None or now < self.record.retires_at
-        )
+        return self.record.signs_at(now)
 
     def published_at(self, now: float) -> bool:
         """Whether this key belongs in the JWKS at ``now``."""
-        return self.record.unpublish_at is None or now < self.record.unpublish_at
+        return self.record.published_at(now)
 
 
 def load_key(record: KeyRecord, master: MasterKey) -> LoadedKey:
@@ -177,7 +175,37 @@ def rotate_keys(
     return record
 
 
-def retire_key(store: Store, kid: str, now: float) -> None:
+class UnknownKey(LookupError):
+    """No published key has this kid."""
+
+
+class LastSigningKey(ValueError):
+    """Retiring this key would leave no key to sign with now; the message says what to do."""
+
+
+def retire_key(store: Store, kid: str, now: float, *, force: bool = False) -> None:
     """Stop a key signing and withdraw it from the JWKS at once (a compromised key): the
-    tokens it signed stop validating. Without another key, the next start creates one."""
+    tokens it signed stop validating.
+
+    Refuses (``LastSigningKey``) when no other key would sign at ``now``, since every
+    token request would then fail until one does, unless ``force``.
+    """
+    published = {record.kid: record for record in store.list_keys()}
+    if kid not in published:
+        raise UnknownKey(f"no published key {kid!r} (see `swarm-oauth keys list`)")
+    others = [record for record in published.values() if record.kid != kid]
+    if not force and not any(record.signs_at(now) for record in others):
+        upcoming = sorted((r for r in others if r.activates_at > now), key=lambda r: r.activates_at)
+        if upcoming:
+            advice = (
+                f"key {upcoming[0].kid} signs only in {upcoming[0].activates_at - now:.0f} s: "
+                "retire this one after that"
+            )
+        else:
+            advice = "no other key will sign"
+        raise LastSigningKey(
+            f"retiring {kid} now would leave no key to sign tokens ({advice}); to replace a "
+            "compromised key at once, run `swarm-oauth keys rotate --publish-ahead 0` first, "
+            "or pass --force to accept that token requests fail until a key signs"
+        )
     store.schedule_key_retirement(kid, now, now)

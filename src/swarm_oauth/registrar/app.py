@@ -1,29 +1,30 @@
-"""The registrar's HTTP side: the swarm-listener receiver, health, metrics, a forced pass.
+"""The registrar's HTTP side: the swarm-listener receiver, a forced pass, health, metrics.
 
 swarm-listener sends every parameter in the query string, with GET or POST and an empty
-body without a content type (``swarm-listener.md``, sections 2 and 9). Its notification
-is only a hint: the service it names is re-read from Docker and reconciled as it is.
+body without a content type (docs/swarm-listener.md). Its notification is only a hint: the
+service it names is resolved against Docker into work-queue keys, and the answer is 200
+as soon as they are queued, since swarm-listener counts nothing else as delivered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from swarm_oauth.api.errors import error_response
-from swarm_oauth.api.prometheus import metrics_route
-from swarm_oauth.registrar.metrics import RegistrarMetrics
+from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.model import is_service_ref
 from swarm_oauth.registrar.ports import ClientRegistry, RegistrarError, Swarm
-from swarm_oauth.registrar.reconcile import Outcome, Reconciler
+from swarm_oauth.registrar.queue import QueueClosed
+from swarm_oauth.web import EXCEPTION_HANDLERS, error_response, healthz_route, metrics_route
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,10 @@ LISTENER_PREFIX = "/v1/swarm-listener"
 
 
 def create_app(
-    reconciler: Reconciler,
+    controller: Controller,
     swarm: Swarm,
     registry: ClientRegistry,
-    metrics: RegistrarMetrics,
+    metrics: CollectorRegistry,
     *,
     on_start: Callable[[], None] = lambda: None,
     on_stop: Callable[[], None] = lambda: None,
@@ -42,10 +43,10 @@ def create_app(
     """The ASGI app; ``on_start``/``on_stop`` start and stop the background triggers."""
 
     async def notify(request: Request) -> Response:
-        """A swarm-listener create or remove: reconcile the named service, then answer.
+        """A swarm-listener create or remove: queue the keys the name resolves to.
 
-        200 once reconciled (also when there was nothing to do), 503 only when a
-        transient failure makes a retry worthwhile.
+        200 once queued (also when it names nothing); 503 only when Docker or the registry
+        cannot be read to resolve it, so that swarm-listener tries again.
         """
         names = request.query_params.getlist("serviceName")
         # With a configured URL carrying its own serviceName, swarm-listener's comes last.
@@ -59,29 +60,29 @@ def create_app(
                 "digits, '_', '.' and '-', starting with a letter or digit",
             )
         kind = request.url.path.rsplit("-", 1)[-1]
-        outcome = await run_in_threadpool(reconciler.reconcile_service, name)
+        try:
+            keys = await run_in_threadpool(controller.resolve, name)
+        except RegistrarError as exc:
+            logger.warning("swarm-listener %s for %s: cannot resolve it: %s", kind, name, exc)
+            return error_response(503, "cannot read the swarm right now; retry later")
+        controller.enqueue(keys)
+        queued = [str(key) for key in keys]
         logger.info(
-            "swarm-listener %s for %s: %s",
+            "swarm-listener %s for %s: queued %s",
             kind,
             name,
-            outcome.value,
-            extra={"service": name, "hint": kind, "outcome": outcome.value},
+            ", ".join(queued) or "nothing",
+            extra={"service": name, "hint": kind, "keys": queued},
         )
-        if outcome is Outcome.RETRY:
-            return error_response(503, "transient failure; retry later")
-        return JSONResponse({"serviceName": name, "outcome": outcome.value})
+        return JSONResponse({"serviceName": name, "queued": queued})
 
     async def reconcile_all(_: Request) -> Response:
-        """Run a full pass now and report how each service ended."""
+        """Run a full pass (or join the next one) and report how each key ended."""
         try:
-            outcomes = await run_in_threadpool(reconciler.full_pass)
-        except RegistrarError as exc:
+            outcomes = await asyncio.wrap_future(controller.full_pass())
+        except (RegistrarError, QueueClosed) as exc:
             return error_response(503, str(exc))
         return JSONResponse({"outcomes": {o.value: n for o, n in outcomes.items()}})
-
-    async def healthz(_: Request) -> Response:
-        """The process is alive."""
-        return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
         """Docker and the clients API both answer."""
@@ -94,15 +95,6 @@ def create_app(
                     {"status": "not ready", "reason": f"{what}: {exc}"}, status_code=503
                 )
         return JSONResponse({"status": "ready"})
-
-    async def http_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}) or None)
-
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        # Starlette would answer text/plain; the caller gets the JSON shape, the log the rest.
-        logger.error("unhandled error", extra={"path": request.url.path}, exc_info=exc)
-        return error_response(500, "internal error")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -118,10 +110,10 @@ def create_app(
             Route(f"{LISTENER_PREFIX}/notify-create", notify, methods=both),
             Route(f"{LISTENER_PREFIX}/notify-remove", notify, methods=both),
             Route("/v1/reconcile", reconcile_all, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
+            healthz_route(),
             Route("/readyz", readyz, methods=["GET"]),
-            metrics_route(metrics.registry),
+            metrics_route(metrics),
         ],
-        exception_handlers={HTTPException: http_error, Exception: unexpected},
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -1,48 +1,43 @@
-"""The ``ClientRegistry`` port over HTTP: the token server's clients API, as its admin."""
+"""The ``ClientRegistry`` port on the token server's clients API (``AdminClient``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
-import httpx
-
-from swarm_oauth.registrar.model import ClientInfo, IssuedSecret
+from swarm_oauth.admin_client import AdminAPIError, AdminAPIUnreachable, AdminClient
+from swarm_oauth.registrar.model import ClientInfo, FreshSecret
 from swarm_oauth.registrar.ports import Rejected, TransientError
 
 _PROBE_CLIENT = "swarm-oauth-registrar-readiness-probe"
 
 
 class ClientsAPI:
-    """``/api/clients/*`` of ``base_url`` with the bearer admin token.
+    """The clients API as the registrar's client registry.
 
-    Connection failures, timeouts and 5xx raise ``TransientError``; any other unexpected
-    answer raises ``Rejected`` with the API's error description (never a secret).
+    Connection failures, timeouts, 429 and 5xx raise ``TransientError``; any other
+    unexpected answer raises ``Rejected`` with the API's error description (never a secret).
     """
 
-    def __init__(
-        self, base_url: str, admin_token: str, *, timeout: float = 10.0, **client: Any
-    ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {admin_token}"},
-            timeout=timeout,
-            **client,
-        )
+    def __init__(self, base_url: str, admin_token: str, **client: Any) -> None:
+        """``client`` goes to ``AdminClient`` (``timeout``, ``verify``, ``transport``...)."""
+        self._api = AdminClient(base_url, admin_token, **client)
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._api.close()
 
     def get(self, client_id: str) -> ClientInfo | None:
         """The client's record, or None."""
-        response = self._call("GET", f"/api/clients/{client_id}", ok=(200, 404))
-        return None if response.status_code == 404 else _client(response.json())
+        with _translated():
+            body = self._api.get(client_id)
+        return None if body is None else _client(body)
 
     def list(self) -> list[ClientInfo]:
         """Every client."""
-        body = self._call("GET", "/api/clients", ok=(200,)).json()
-        return [_client(item) for item in body["clients"]]
+        with _translated():
+            return [_client(item) for item in self._api.list()]
 
     def add(
         self,
@@ -50,59 +45,54 @@ class ClientsAPI:
         scopes: Sequence[str],
         audiences: Sequence[str],
         metadata: Mapping[str, Any],
-    ) -> IssuedSecret:
+    ) -> FreshSecret:
         """Register a client; ``TransientError`` if the id was taken meanwhile (409)."""
-        body = {
-            "client_id": client_id,
-            "scopes": list(scopes),
-            "audiences": list(audiences),
-            "metadata": dict(metadata),
-        }
-        response = self._call("POST", "/api/clients/add", json=body, ok=(201, 409))
-        if response.status_code == 409:
+        with _translated():
+            body = self._api.add(client_id, scopes, audiences, metadata)
+        if body is None:
             raise TransientError(f"client {client_id} was added by someone else meanwhile")
-        return _issued(response.json())
+        return _fresh(body)
 
     def remove(self, client_id: str) -> bool:
         """Remove a client; False if it was already gone."""
-        body = {"client_id": client_id}
-        response = self._call("POST", "/api/clients/remove", json=body, ok=(200, 404))
-        return response.status_code == 200
+        with _translated():
+            return self._api.remove(client_id)
 
-    def rotate(self, client_id: str) -> IssuedSecret:
+    def rotate(self, client_id: str) -> FreshSecret:
         """A new secret; the previous one stops at once (no Docker secret holds it)."""
-        body = {"client_id": client_id, "grace_seconds": 0}
-        response = self._call("POST", "/api/clients/rotate", json=body, ok=(200, 404))
-        if response.status_code == 404:
-            raise TransientError(f"client {client_id} was removed by someone else meanwhile")
-        return _issued(response.json())
+        with _translated():
+            body = self._api.rotate(client_id, grace_seconds=0)
+        if body is None:
+            _vanished(client_id)
+        return _fresh(body)
 
     def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
         """Replace the client's scopes and audiences; its secret stays."""
-        body = {"client_id": client_id, "scopes": list(scopes), "audiences": list(audiences)}
-        response = self._call("POST", "/api/clients/update", json=body, ok=(200, 404))
-        if response.status_code == 404:
-            raise TransientError(f"client {client_id} was removed by someone else meanwhile")
-        return _client(response.json())
+        with _translated():
+            body = self._api.update(client_id, scopes, audiences)
+        if body is None:
+            _vanished(client_id)
+        return _client(body)
 
     def ping(self) -> None:
         """Raise unless the API answers and accepts the admin token."""
-        self._call("GET", f"/api/clients/{_PROBE_CLIENT}", ok=(200, 404))
+        with _translated():
+            self._api.get(_PROBE_CLIENT)
 
-    def _call(
-        self, method: str, path: str, *, ok: tuple[int, ...], json: Any = None
-    ) -> httpx.Response:
-        what = f"{method} {path}"
-        try:
-            response = self._http.request(method, path, json=json)
-        except httpx.TransportError as exc:
-            raise TransientError(f"{what}: {type(exc).__name__}") from None
-        if response.status_code in ok:
-            return response
-        reason = _reason(response)
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"{what}: {response.status_code} {reason}")
-        raise Rejected(f"{what}: {response.status_code} {reason}")
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """``AdminClient``'s errors as the port's: transient or rejected."""
+    try:
+        yield
+    except AdminAPIUnreachable as exc:
+        raise TransientError(str(exc)) from None
+    except AdminAPIError as exc:
+        raise (TransientError if exc.transient else Rejected)(str(exc)) from None
+
+
+def _vanished(client_id: str) -> NoReturn:
+    raise TransientError(f"client {client_id} was removed by someone else meanwhile")
 
 
 def _client(body: Mapping[str, Any]) -> ClientInfo:
@@ -116,15 +106,5 @@ def _client(body: Mapping[str, Any]) -> ClientInfo:
     )
 
 
-def _issued(body: Mapping[str, Any]) -> IssuedSecret:
-    return IssuedSecret(_client(body), str(body["client_secret"]))
-
-
-def _reason(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason_phrase
-    if isinstance(body, dict):
-        return str(body.get("error_description") or body.get("error") or response.reason_phrase)
-    return response.reason_phrase
+def _fresh(body: Mapping[str, Any]) -> FreshSecret:
+    return FreshSecret(_client(body), str(body["client_secret"]))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from swarm_oauth.cli_options import (
+from swarm_oauth.admin_token import resolve_admin_token
+from swarm_oauth.cli.options import (
     admin_token_file_option,
     host_option,
     log_level_option,
@@ -17,21 +18,9 @@ from swarm_oauth.cli_options import (
 )
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.registrar.policy import DEFAULT_SELECTOR
-from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, secret_from_env
+from swarm_oauth.secretfiles import SecretConfigError
 
 log = logging.getLogger("swarm_oauth.registrar")
-
-
-def _admin_token(token_file: Path | None) -> str:
-    if token_file is not None:
-        return read_secret_file(token_file)
-    token = secret_from_env("SWARM_OAUTH_ADMIN_TOKEN")
-    if not token:
-        raise SecretConfigError(
-            "no admin token: pass --admin-token-file, SWARM_OAUTH_ADMIN_TOKEN_FILE "
-            "or SWARM_OAUTH_ADMIN_TOKEN"
-        )
-    return token
 
 
 @click.command()
@@ -112,7 +101,7 @@ def registrar(
         settings = RegistrarSettings(
             clients_url=clients_url,
             token_url=token_url,
-            admin_token=_admin_token(admin_token_file),
+            admin_token=resolve_admin_token(admin_token_file),
             docker_host=docker_host or None,
             selector=selector,
             resync_seconds=resync_seconds,

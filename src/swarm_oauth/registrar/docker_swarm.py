@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from collections import Counter
@@ -178,31 +179,22 @@ class _Missing(Rejected):
     """The engine answered 404 for the object named."""
 
 
-class _translated:
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
     """Turn the SDK's errors into the port's: 404 → ``_Missing``, 5xx and connection
     failures → ``TransientError``, other 4xx → ``Rejected``."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _: Any) -> bool:
-        if exc is None:
-            return False
-        if isinstance(exc, docker.errors.NotFound):
-            raise _Missing(self._what) from None
-        if isinstance(exc, docker.errors.APIError):
-            reason = exc.explanation or str(exc)
-            if exc.status_code is None or exc.status_code >= 500:
-                raise TransientError(f"{self._what}: {reason}") from None
-            if exc.status_code == 409:  # a name clash: another writer got there first
-                raise TransientError(f"{self._what}: {reason}") from None
-            raise Rejected(f"{self._what}: {reason}") from None
-        if isinstance(exc, requests.exceptions.RequestException | docker.errors.DockerException):
-            raise TransientError(f"{self._what}: {type(exc).__name__}") from None
-        return False
+    try:
+        yield
+    except docker.errors.NotFound:
+        raise _Missing(what) from None
+    except docker.errors.APIError as exc:
+        reason = exc.explanation or str(exc)
+        # 409 is a name clash: another writer got there first.
+        if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 409:
+            raise TransientError(f"{what}: {reason}") from None
+        raise Rejected(f"{what}: {reason}") from None
+    except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
+        raise TransientError(f"{what}: {type(exc).__name__}") from None
 
 
 def _observed(raw: Mapping[str, Any]) -> ObservedService:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -16,7 +17,7 @@ class RegistrarMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._reconciles = Counter(
             "swarm_oauth_registrar_reconciles",
-            "Reconciles of one service, by outcome.",
+            "Reconciles of one key (a service or a client), by outcome.",
             ["outcome"],
             registry=self.registry,
         )
@@ -36,8 +37,17 @@ class RegistrarMetrics:
             "When the last full pass finished (Unix time).",
             registry=self.registry,
         )
+        self._queue = Gauge(
+            "swarm_oauth_registrar_queue_depth",
+            "Keys waiting in the work queue or being reconciled.",
+            registry=self.registry,
+        )
         for outcome in Outcome:
             self._reconciles.labels(outcome.value)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Report ``depth()`` as the queue depth at every scrape."""
+        self._queue.set_function(depth)
 
     def action(self, kind: str, outcome: str) -> None:
         """Count one write."""

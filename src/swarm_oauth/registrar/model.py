@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 MANAGED_BY = "swarm-oauth-registrar"
 """``metadata["managed_by"]`` of every client the registrar registered."""
@@ -99,17 +99,44 @@ class ClientInfo:
 
     @property
     def incarnation(self) -> str:
-        """The nonce of this registration, carried by its Docker secrets (see ``naming``)."""
+        """The nonce of this registration, carried by its Docker secrets (see ``spec``)."""
         value = self.metadata.get("incarnation")
         return value if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True, slots=True)
-class IssuedSecret:
-    """A client's clear secret, just returned by add or rotate; kept in memory only."""
+class FreshSecret:
+    """A client's clear secret, just returned by add or rotate; kept in memory only, until
+    it is in a Docker secret."""
 
     client: ClientInfo
     secret: str = field(repr=False)
 
     def __repr__(self) -> str:  # a stray log or traceback must not print the secret
-        return f"IssuedSecret(client_id={self.client.client_id!r}, secret=<redacted>)"
+        return f"FreshSecret(client_id={self.client.client_id!r}, secret=<redacted>)"
+
+
+KeyKind = Literal["service", "client"]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Key:
+    """What the registrar's work queue holds: a swarm service by id, or a managed client
+    by id (one whose service is gone or wants another client). Never a name: a trigger
+    resolves names to keys before it enqueues."""
+
+    kind: KeyKind
+    id: str
+
+    @classmethod
+    def service(cls, service_id: str) -> Key:
+        """The key of a swarm service."""
+        return cls("service", service_id)
+
+    @classmethod
+    def client(cls, client_id: str) -> Key:
+        """The key of a client the registrar manages."""
+        return cls("client", client_id)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"

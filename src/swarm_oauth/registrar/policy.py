@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from swarm_oauth.clients.validation import (
+from swarm_oauth.identifiers import (
     InvalidClientData,
     is_audience,
     is_scope_token,
@@ -14,7 +14,7 @@ from swarm_oauth.clients.validation import (
 )
 from swarm_oauth.registrar.model import MANAGED_BY, DesiredIdentity, ObservedService
 
-CLIENT_ID_LABEL = "swarm-oauth.client-id"
+SERVICE_CLIENT_ID_LABEL = "swarm-oauth.client-id"
 SCOPES_LABEL = "swarm-oauth.scopes"
 AUDIENCE_LABEL = "swarm-oauth.audience"
 TARGET_LABEL = "swarm-oauth.secret-target"
@@ -70,13 +70,13 @@ class Policy:
     def desired(self, service: ObservedService) -> DesiredIdentity:
         """The identity a selected service's labels ask for; ``InvalidLabels`` if none can."""
         labels = service.labels
-        client_id = labels.get(CLIENT_ID_LABEL, "").strip() or service.name
+        client_id = labels.get(SERVICE_CLIENT_ID_LABEL, "").strip() or service.name
         try:
             validate_client_id(client_id)
         except InvalidClientData as exc:
-            raise InvalidLabels(f"{CLIENT_ID_LABEL}: {exc}") from None
+            raise InvalidLabels(f"{SERVICE_CLIENT_ID_LABEL}: {exc}") from None
         if not client_id.strip("."):  # "." and ".." would be path segments in the API's URLs
-            raise InvalidLabels(f"{CLIENT_ID_LABEL}: must not consist of dots only")
+            raise InvalidLabels(f"{SERVICE_CLIENT_ID_LABEL}: must not consist of dots only")
         scopes = _words(labels.get(SCOPES_LABEL, ""))
         if not all(is_scope_token(scope) for scope in scopes):
             raise InvalidLabels(f"{SCOPES_LABEL}: scopes must be RFC 6749 scope tokens")

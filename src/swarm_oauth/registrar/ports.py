@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from swarm_oauth.registrar.model import (
     ClientInfo,
     DockerSecret,
-    IssuedSecret,
+    FreshSecret,
     ObservedService,
     SecretRef,
 )
@@ -87,7 +87,7 @@ class ClientRegistry(Protocol):
         scopes: Sequence[str],
         audiences: Sequence[str],
         metadata: Mapping[str, Any],
-    ) -> IssuedSecret:
+    ) -> FreshSecret:
         """Register a client; ``TransientError`` if the id was taken meanwhile."""
         ...
 
@@ -95,7 +95,7 @@ class ClientRegistry(Protocol):
         """Remove a client; False if it was already gone."""
         ...
 
-    def rotate(self, client_id: str) -> IssuedSecret:
+    def rotate(self, client_id: str) -> FreshSecret:
         """Give the client a new secret; the previous one stops working at once."""
         ...
 

@@ -1,30 +1,29 @@
-"""Make one service's client and Docker secret agree with what Docker reports.
+"""Make one key's part of the world agree with what Docker reports: ``reconcile(key)``.
 
-Every trigger (a swarm-listener hint, a Docker event, the periodic pass) ends here, and
-every step checks before it acts, so a duplicate run changes nothing and a run that died
-between two steps is finished by the next one (DESIGN.md, "Reconciling one service").
+A key is a service id or a managed client id (``model.Key``); the work queue hands each to
+one worker at a time. Every step checks before it acts, so a second run changes nothing,
+and a run that died between two steps is finished by the next one. The steps and their
+crash order are in docs/architecture.md, "Reconciling one key".
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
-import threading
-from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from swarm_oauth.registrar.locks import KeyedLocks
 from swarm_oauth.registrar.model import (
     ClientInfo,
     DesiredIdentity,
     DockerSecret,
-    IssuedSecret,
+    FreshSecret,
+    Key,
     ObservedService,
     SecretRef,
-    is_service_ref,
 )
 from swarm_oauth.registrar.policy import InvalidLabels, Policy, client_metadata
 from swarm_oauth.registrar.ports import (
@@ -35,9 +34,9 @@ from swarm_oauth.registrar.ports import (
     TransientError,
 )
 from swarm_oauth.registrar.spec import (
-    MANAGED,
-    SERVICE_ID_LABEL,
+    SECRET_CLIENT_ID_LABEL,
     attach,
+    client_secrets_filter,
     detach,
     is_current,
     secret_labels,
@@ -52,7 +51,7 @@ T = TypeVar("T")
 
 
 class Outcome(StrEnum):
-    """How reconciling one service ended, from least to most in need of attention."""
+    """How reconciling one key ended, from least to most in need of attention."""
 
     IGNORED = "ignored"  # not selected and nothing of the registrar's attached to it
     UNCHANGED = "unchanged"
@@ -61,7 +60,7 @@ class Outcome(StrEnum):
     INVALID = "invalid"  # its labels ask for an impossible identity; nothing was touched
     CONFLICT = "conflict"  # someone else owns the client id or the secret target
     FAILED = "failed"  # an unexpected error; the next pass tries again
-    RETRY = "retry"  # a transient failure; worth retrying now
+    RETRY = "retry"  # a transient failure; worth retrying soon
 
 
 _SEVERITY = {outcome: rank for rank, outcome in enumerate(Outcome)}
@@ -72,34 +71,37 @@ def worst(outcomes: Iterable[Outcome]) -> Outcome:
     return max(outcomes, key=_SEVERITY.__getitem__, default=Outcome.IGNORED)
 
 
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How a key's reconcile ended, and the keys that must be looked at after it."""
+
+    outcome: Outcome
+    then: tuple[Key, ...] = ()
+
+
 class Observer(Protocol):
     """Receives what the reconciler did, e.g. to count it in metrics."""
 
     def action(self, kind: str, outcome: str) -> None:
-        """One write (``add_client``, ``create_secret``, ...) ended ``ok`` or ``error``."""
+        """One write (``add_client``, ``create_secret``, ...) ended ``ok``, ``noop`` or
+        ``error``."""
 
     def reconciled(self, outcome: Outcome) -> None:
-        """One service's reconcile ended."""
-
-    def full_pass(self, managed_services: int) -> None:
-        """A full pass finished; ``managed_services`` were selected."""
+        """One key's reconcile ended."""
 
 
-class _NullObserver:
+class NullObserver:
+    """An observer that keeps nothing."""
+
     def action(self, kind: str, outcome: str) -> None:
-        pass
+        """Ignore a write."""
 
     def reconciled(self, outcome: Outcome) -> None:
-        pass
-
-    def full_pass(self, managed_services: int) -> None:
-        pass
+        """Ignore a reconcile."""
 
 
 StepHook = Callable[[str], None]
 """Called after each write with its name; a test raises in it to simulate a crash."""
-
-_KEEP = "\x00keep"  # a service whose labels are invalid keeps whatever it has
 
 
 class _Conflict(Exception):
@@ -107,7 +109,7 @@ class _Conflict(Exception):
 
 
 class Reconciler:
-    """Reconciles services one by one (serialized per service and per client) or all."""
+    """``reconcile(key)``: the one entry point of every trigger's work."""
 
     def __init__(
         self,
@@ -117,137 +119,50 @@ class Reconciler:
         *,
         after_step: StepHook | None = None,
         observer: Observer | None = None,
-        workers: int = 4,
     ) -> None:
         self._swarm = swarm
         self._registry = registry
         self._policy = policy
         self._after_step = after_step or (lambda step: None)
-        self._observer: Observer = observer or _NullObserver()
-        self._locks = KeyedLocks()
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="reconcile")
-        self._pass_lock = threading.Lock()
+        self._observer: Observer = observer or NullObserver()
 
-    def close(self) -> None:
-        """Wait for running work and release the worker threads."""
-        self._pool.shutdown(wait=True)
+    @property
+    def policy(self) -> Policy:
+        """What decides which services are managed and how."""
+        return self._policy
 
-    # -- entry points ------------------------------------------------------------------
-
-    def reconcile_service(self, service_id_or_name: str) -> Outcome:
-        """Reconcile whatever service this hint names, as Docker reports it now.
-
-        The reference may be a service id, a service name, or a stack service's name
-        without its ``<stack>_`` prefix (swarm-listener's ``shortName``). When no live
-        service has exactly that id or name, clients and Docker secrets recorded for
-        such a service are retired (the service is gone). A reference that cannot be a
-        Docker service id or name is ``IGNORED``.
-        """
-        ref = service_id_or_name
-        if not is_service_ref(ref):
-            return Outcome.IGNORED  # no service can have it, so nothing can be its
+    def reconcile(self, key: Key) -> Result:
+        """Bring ``key`` to its desired state as Docker reports it now; never raises."""
         try:
-            matches = self._resolve(ref)
+            work = self._service if key.kind == "service" else self._client
+            result = work(key.id)
         except TransientError as exc:
-            logger.warning("cannot read service %s, will retry: %s", ref, exc)
-            return Outcome.RETRY
-        except Exception:
-            logger.exception("cannot read service %s", ref)
-            return Outcome.FAILED
-        outcomes = [self._guarded(s.name, self._reconcile_one, s.id) for s in matches]
-        if not any(ref in (s.id, s.name) for s in matches):
-            live = {s.id for s in matches}
-            outcomes.append(self._guarded(ref, self._collect_gone, ref, live))
-        return worst(outcomes)
-
-    def full_pass(self) -> Counter[Outcome]:
-        """Reconcile every selected service, then retire what belongs to no such service.
-
-        Call it from a thread of its own, never from a reconcile worker. Raises
-        ``TransientError`` when Docker or the clients API cannot be listed.
-        """
-        with self._pass_lock:
-            services = self._swarm.list_services()
-            selected = [s for s in services if self._policy.selected(s)]
-            outcomes = Counter(
-                self._pool.map(lambda s: self._guarded(s.name, self._reconcile_one, s.id), selected)
-            )
-            wanted = {s.id: self._wanted_or_keep(s) for s in selected}
-            clients = self._registry.list()
-            orphans = {
-                c.service_id
-                for c in clients
-                if c.managed
-                and c.service_id
-                and wanted.get(c.service_id) not in (c.client_id, _KEEP)
-            }
-            # Secrets whose client is gone too (a run that died after removing it, or a
-            # client removed through the API). Those of live services are left to their
-            # client: without one, they may be another registrar's.
-            live = {s.id for s in services}
-            for secret in self._swarm.list_secrets(MANAGED):
-                service_id = secret.labels.get(SERVICE_ID_LABEL)
-                if service_id and service_id not in live:
-                    orphans.add(service_id)
-            outcomes.update(
-                self._pool.map(
-                    lambda sid: self._guarded(sid, self._retire, sid, clients), sorted(orphans)
-                )
-            )
-            self._observer.full_pass(len(selected))
-            logger.info(
-                "full pass: %d selected services, %s",
-                len(selected),
-                ", ".join(f"{o.value}={n}" for o, n in sorted(outcomes.items())) or "nothing",
-            )
-            return outcomes
-
-    # -- one service -------------------------------------------------------------------
-
-    def _resolve(self, ref: str) -> list[ObservedService]:
-        service = self._swarm.get_service(ref)
-        if service is not None:
-            return [service]
-        return [
-            s
-            for s in self._swarm.list_services()
-            if s.stack_namespace and s.name == f"{s.stack_namespace}_{ref}"
-        ]
-
-    def _guarded(self, name: str, work: Callable[..., Outcome], *args: Any) -> Outcome:
-        try:
-            outcome = work(*args)
-        except TransientError as exc:
-            logger.warning("service %s: transient failure, will retry: %s", name, exc)
-            outcome = Outcome.RETRY
+            logger.warning("%s: transient failure, will retry: %s", key, exc)
+            result = Result(Outcome.RETRY)
         except ServiceGone:
-            logger.info("service %s: disappeared while being reconciled", name)
-            outcome = Outcome.RETRY
+            logger.info("%s: the service disappeared while being reconciled", key)
+            result = Result(Outcome.RETRY)
         except Exception:
-            logger.exception("service %s: reconcile failed", name)
-            outcome = Outcome.FAILED
-        self._observer.reconciled(outcome)
-        return outcome
+            logger.exception("%s: reconcile failed", key)
+            result = Result(Outcome.FAILED)
+        self._observer.reconciled(result.outcome)
+        return result
 
-    def _reconcile_one(self, service_id: str) -> Outcome:
-        with self._locks.hold(f"service:{service_id}"):
-            service = self._swarm.get_service(service_id)
-            if service is None:
-                return self._retire(service_id, self._registry.list())
-            if not self._policy.selected(service):
-                if not self._swarm.list_secrets(service_secrets_filter(service.id)):
-                    return Outcome.IGNORED
-                return self._retire(service_id, self._registry.list())
-            try:
-                desired = self._policy.desired(service)
-            except InvalidLabels as exc:
-                logger.warning("service %s: not managed, invalid labels: %s", service.name, exc)
-                return Outcome.INVALID
-            with self._locks.hold(f"client:{desired.client_id}"):
-                return self._converge(service, desired)
+    # -- a service ---------------------------------------------------------------------
 
-    def _converge(self, service: ObservedService, desired: DesiredIdentity) -> Outcome:
-        """DESIGN.md's steps for a selected service, each checking before it acts."""
+    def _service(self, service_id: str) -> Result:
+        service = self._swarm.get_service(service_id)
+        if service is None or not self._policy.selected(service):
+            return self._retire_service(service_id, service)
+        try:
+            desired = self._policy.desired(service)
+        except InvalidLabels as exc:
+            logger.warning("service %s: not managed, invalid labels: %s", service.name, exc)
+            return Result(Outcome.INVALID)
+        return self._converge(service, desired)
+
+    def _converge(self, service: ObservedService, desired: DesiredIdentity) -> Result:
+        """The steps for a selected service, each checking before it acts."""
         managed = sorted(
             self._swarm.list_secrets(service_secrets_filter(service.id)), key=lambda s: s.id
         )
@@ -258,27 +173,31 @@ class Reconciler:
             client, changed = self._usable_client(service, desired)
         except _Conflict as exc:
             logger.warning("service %s: conflict, %s; leaving it alone", service.name, exc)
-            return Outcome.CONFLICT
-        issued = None
+            return Result(Outcome.CONFLICT)
+        fresh = None
         if client is None:
-            issued = self._add_client(service, desired)
-            client, changed = issued.client, True
+            fresh = self._add_client(service, desired)
+            client, changed = fresh.client, True
         current = next((s for s in managed if is_current(s, client, service.id)), None)
         if current is None:
-            if issued is None:
+            if fresh is None:
                 # The clear secret of the current generation is gone for good: replace it.
-                issued = self._act(
+                fresh = self._act(
                     "rotate_client",
                     service.name,
                     lambda: self._registry.rotate(desired.client_id),
                     f"rotated client {desired.client_id}, no Docker secret held its secret",
                 )
-            current = self._create_secret(service.name, issued.client, service.id, issued.secret)
+            current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
             managed_ids.add(current.id)
             changed = True
         changed |= self._mount(service, desired, current, managed_ids)
-        changed |= self._delete_secrets(service.name, [s for s in managed if s.id != current.id])
-        return Outcome.CHANGED if changed else Outcome.UNCHANGED
+        stale = [s for s in managed if s.id != current.id]
+        changed |= self._delete_secrets(service.name, stale)
+        # Secrets of another client id (the label changed): that client is retired next.
+        others = {s.labels.get(SECRET_CLIENT_ID_LABEL) for s in stale} - {desired.client_id, None}
+        then = tuple(Key.client(client_id) for client_id in sorted(o for o in others if o))
+        return Result(Outcome.CHANGED if changed else Outcome.UNCHANGED, then)
 
     def _usable_client(
         self, service: ObservedService, desired: DesiredIdentity
@@ -295,10 +214,11 @@ class Reconciler:
                 raise _Conflict(
                     f"client {client.client_id} belongs to live service {client.service_id}"
                 )
-            self._remove_client(service.name, client, "its service was re-created")
+            # Left by a service of the same name that is gone (the service was re-created).
             if client.service_id:
                 old = self._swarm.list_secrets(service_secrets_filter(client.service_id))
                 self._delete_secrets(service.name, old)
+            self._remove_client(service.name, client, "its service was re-created")
             return None, True
         if set(client.scopes) != set(desired.scopes) or set(client.audiences) != set(
             desired.audiences
@@ -313,7 +233,16 @@ class Reconciler:
             return updated, True
         return client, False
 
-    def _add_client(self, service: ObservedService, desired: DesiredIdentity) -> IssuedSecret:
+    def _owned_elsewhere(self, client: ClientInfo) -> bool:
+        if not client.service_id:
+            return False
+        other = self._swarm.get_service(client.service_id)
+        try:
+            return self._policy.wanted_client(other) == client.client_id
+        except InvalidLabels:
+            return True  # its owner may come back once its labels are fixed
+
+    def _add_client(self, service: ObservedService, desired: DesiredIdentity) -> FreshSecret:
         return self._act(
             "add_client",
             service.name,
@@ -345,79 +274,35 @@ class Reconciler:
             f"updated service to mount {current.name} at {desired.target}",
         )
 
-    def _owned_elsewhere(self, client: ClientInfo) -> bool:
-        if not client.service_id:
-            return False
-        other = self._swarm.get_service(client.service_id)
-        try:
-            return self._policy.wanted_client(other) == client.client_id
-        except InvalidLabels:
-            return True  # its owner may come back once its labels are fixed
-
-    def _wanted_or_keep(self, service: ObservedService) -> str | None:
-        try:
-            return self._policy.wanted_client(service)
-        except InvalidLabels:
-            return _KEEP
-
-    # -- retiring what a gone or unselected service left behind ------------------------
-
-    def _collect_gone(self, ref: str, live: Collection[str]) -> Outcome:
-        clients = self._registry.list()
-        service_ids = {
-            c.service_id
-            for c in clients
-            if c.managed
-            and c.service_id
-            and c.service_id not in live
-            and (
-                ref in (c.service_id, c.service_name) or (c.service_name or "").endswith(f"_{ref}")
-            )
-        }
-        if self._swarm.list_secrets(service_secrets_filter(ref)):
-            service_ids.add(ref)
-        return worst(self._retire(sid, clients) for sid in sorted(service_ids))
-
-    def _retire(self, service_id: str, clients: Sequence[ClientInfo]) -> Outcome:
-        """Take away what a service should no longer have: its Docker secrets once it is
-        gone or unselected, then the clients recorded for it that it no longer wants.
-
-        Docker is re-read first, so a live selected service keeps its own. The client goes
-        last because it is the record that the service was this registrar's: a live
-        service without one (another registrar's, with another selector) is not touched,
-        and a run that dies midway is finished by the next.
-        """
-        with self._locks.hold(f"service:{service_id}"):
-            service = self._swarm.get_service(service_id)
-            try:
-                wanted = self._policy.wanted_client(service)
-            except InvalidLabels:
-                return Outcome.INVALID
-            name = service.name if service else service_id
-            stale = [
-                c
-                for c in clients
-                if c.managed and c.service_id == service_id and c.client_id != wanted
-            ]
-            removed = False
-            if wanted is None:
-                if service is not None and not stale:
-                    return Outcome.IGNORED
-                managed = self._swarm.list_secrets(service_secrets_filter(service_id))
-                removed |= self._detach(service, managed)
-                removed |= self._delete_secrets(name, managed)
-            if service is None:
-                why = "its service is gone"
-            elif wanted is None:
-                why = "its service is no longer selected"
-            else:
-                why = f"its service now uses client {wanted}"
-            for client in stale:
-                with self._locks.hold(f"client:{client.client_id}"):
-                    fresh = self._registry.get(client.client_id)
-                    if fresh and fresh.managed and fresh.service_id == service_id:
-                        removed |= self._remove_client(name, fresh, why)
-            return Outcome.REMOVED if removed else Outcome.UNCHANGED
+    def _retire_service(self, service_id: str, service: ObservedService | None) -> Result:
+        """Take away what a gone or unselected service has of the registrar's: its mounts
+        and variables (when it still runs), its Docker secrets, then the clients they were
+        made for. The clients go last: they are the record that the service was this
+        registrar's, so a run that dies midway is finished by the next."""
+        managed = self._swarm.list_secrets(service_secrets_filter(service_id))
+        if not managed:
+            # Nothing of ours on it. A client whose secrets are already gone is found by
+            # the full pass, as a client key.
+            return Result(Outcome.IGNORED)
+        ours = [
+            client
+            for client_id in sorted({s.labels.get(SECRET_CLIENT_ID_LABEL) or "" for s in managed})
+            if client_id
+            and (client := self._registry.get(client_id)) is not None
+            and client.managed
+            and client.service_id == service_id
+        ]
+        if service is not None and not ours:
+            # A live service whose secrets no client of ours accounts for: another
+            # registrar's (another selector, another clients API). Not ours to touch.
+            return Result(Outcome.IGNORED)
+        name = service.name if service is not None else service_id
+        changed = self._detach(service, managed)
+        changed |= self._delete_secrets(name, managed)
+        why = "its service is gone" if service is None else "its service is no longer selected"
+        for client in ours:
+            changed |= self._remove_client(name, client, why)
+        return Result(Outcome.REMOVED if changed else Outcome.UNCHANGED)
 
     def _detach(self, service: ObservedService | None, managed: Sequence[DockerSecret]) -> bool:
         ids = {s.id for s in managed}
@@ -432,6 +317,41 @@ class Reconciler:
             )
         except ServiceGone:
             return False
+
+    # -- a client whose service is gone or wants another one ---------------------------
+
+    def _client(self, client_id: str) -> Result:
+        client = self._registry.get(client_id)
+        if client is None or not client.managed:
+            return Result(Outcome.UNCHANGED)
+        service_id = client.service_id
+        service = self._swarm.get_service(service_id) if service_id else None
+        try:
+            wanted = self._policy.wanted_client(service)
+        except InvalidLabels:
+            return Result(Outcome.INVALID)  # keep it: its owner's labels may be fixed
+        if wanted == client_id:
+            return Result(Outcome.UNCHANGED)  # the service's own: its key looks after it
+        leftovers = (
+            self._swarm.list_secrets(client_secrets_filter(client_id, service_id))
+            if service_id
+            else []
+        )
+        if service is not None and service_id:
+            ids = {s.id for s in leftovers}
+            if any(ref.secret_id in ids for ref in service.secret_refs):
+                # Still mounted: the service's reconcile unmounts it first, then comes back.
+                return Result(Outcome.UNCHANGED, (Key.service(service_id),))
+        name = service.name if service is not None else service_id or client_id
+        changed = self._delete_secrets(name, leftovers)
+        if service is None:
+            why = "its service is gone"
+        elif wanted is None:
+            why = "its service is no longer selected"
+        else:
+            why = f"its service now uses client {wanted}"
+        changed |= self._remove_client(name, client, why)
+        return Result(Outcome.REMOVED if changed else Outcome.UNCHANGED)
 
     # -- single writes: counted, logged, then the step hook ----------------------------
 
@@ -482,7 +402,7 @@ class Reconciler:
                 deleted |= self._act(
                     "delete_secret",
                     service_name,
-                    lambda s=secret: self._swarm.delete_secret(s.id),
+                    functools.partial(self._swarm.delete_secret, secret.id),
                     f"deleted Docker secret {secret.name}",
                 )
             except Rejected as exc:  # e.g. someone mounted it on another service

@@ -1,4 +1,4 @@
-"""The registrar assembled: adapters, reconciler, triggers and the ASGI app."""
+"""The registrar assembled: adapters, reconciler, controller, triggers and the ASGI app."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from starlette.applications import Starlette
 
 from swarm_oauth.registrar.app import create_app
 from swarm_oauth.registrar.clients_api import ClientsAPI
+from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.policy import DEFAULT_SELECTOR, Policy, Selector
 from swarm_oauth.registrar.reconcile import Reconciler
-from swarm_oauth.registrar.triggers import EventWatcher, HintQueue, Resync
+from swarm_oauth.registrar.triggers import EventWatcher, Resync
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class RegistrarSettings:
     selector: str = DEFAULT_SELECTOR
     resync_seconds: float = 60.0
     events: bool = True
+    workers: int = 4
 
 
 class Registrar:
@@ -36,39 +38,40 @@ class Registrar:
         self.swarm = DockerSwarm.from_url(settings.docker_host)
         self.registry = ClientsAPI(settings.clients_url, settings.admin_token)
         self.metrics = RegistrarMetrics()
-        self.reconciler = Reconciler(
+        reconciler = Reconciler(
             self.swarm,
             self.registry,
             Policy(Selector.parse(settings.selector), settings.token_url),
             observer=self.metrics,
         )
-        self.hints = HintQueue(self.reconciler)
-        self.resync = Resync(self.reconciler, settings.resync_seconds)
+        self.controller = Controller(
+            self.swarm, self.registry, reconciler, workers=settings.workers, observer=self.metrics
+        )
+        self.metrics.watch_queue(self.controller.queue.depth)
+        self.resync = Resync(self.controller, settings.resync_seconds)
         self.watcher = (
-            EventWatcher(self.swarm.service_events, self.hints, self.resync.request)
-            if settings.events
-            else None
+            EventWatcher(self.swarm.service_events, self.controller) if settings.events else None
         )
         self.app: Starlette = create_app(
-            self.reconciler,
+            self.controller,
             self.swarm,
             self.registry,
-            self.metrics,
+            self.metrics.registry,
             on_start=self.start,
             on_stop=self.stop,
         )
 
     def start(self) -> None:
-        """Start the event watcher and the periodic full pass (the first one runs now)."""
+        """Start the workers, the event watcher and the periodic full pass (the first now)."""
+        self.controller.start()
         if self.watcher is not None:
             self.watcher.start()
         self.resync.start()
 
     def stop(self) -> None:
-        """Stop the triggers, wait for work in progress, close connections."""
+        """Stop the triggers, finish the runs in progress, close connections."""
         if self.watcher is not None:
             self.watcher.stop()
         self.resync.stop()
-        self.hints.close()
-        self.reconciler.close()
+        self.controller.close()
         self.registry.close()

@@ -14,7 +14,7 @@ from swarm_oauth.registrar.model import (
 
 MANAGED_BY_LABEL = "swarm-oauth.managed-by"
 MANAGED_BY_VALUE = "registrar"
-CLIENT_ID_LABEL = "swarm-oauth.client-id"
+SECRET_CLIENT_ID_LABEL = "swarm-oauth.client-id"
 SERVICE_ID_LABEL = "swarm-oauth.service-id"
 VERSION_LABEL = "swarm-oauth.secret-version"
 INCARNATION_LABEL = "swarm-oauth.incarnation"
@@ -38,11 +38,16 @@ def service_secrets_filter(service_id: str) -> dict[str, str]:
     return {**MANAGED, SERVICE_ID_LABEL: service_id}
 
 
+def client_secrets_filter(client_id: str, service_id: str) -> dict[str, str]:
+    """The label filter matching the registrar's Docker secrets of one client for a service."""
+    return {**service_secrets_filter(service_id), SECRET_CLIENT_ID_LABEL: client_id}
+
+
 def secret_labels(client: ClientInfo, service_id: str) -> dict[str, str]:
     """Labels of the Docker secret holding ``client``'s current secret for a service."""
     return {
         **MANAGED,
-        CLIENT_ID_LABEL: client.client_id,
+        SECRET_CLIENT_ID_LABEL: client.client_id,
         SERVICE_ID_LABEL: service_id,
         VERSION_LABEL: str(client.secret_version),
         INCARNATION_LABEL: client.incarnation,

@@ -1,6 +1,7 @@
 """The registrar's background triggers: Docker service events and the periodic full pass.
 
-Both only say "look at this now"; the reconciler decides what to do from Docker's state.
+Both only say "look at this now": an event enqueues its service's key, the timer asks
+the controller for a full pass. What to do is decided by the reconcile, from Docker.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Protocol
 
+from swarm_oauth.registrar.controller import Controller, PassOutcomes
+from swarm_oauth.registrar.model import Key
 from swarm_oauth.registrar.ports import RegistrarError
-from swarm_oauth.registrar.reconcile import Outcome, Reconciler
 
 logger = logging.getLogger(__name__)
 
@@ -28,85 +30,20 @@ class EventStream(Protocol):
         """Make a thread reading the stream see its end."""
 
 
-class HintQueue:
-    """Runs ``reconcile_service`` for hints on a few threads, folding duplicates.
-
-    A hint already waiting is not queued twice; one that arrives while the same service
-    is being reconciled runs again afterwards, since Docker may have changed meanwhile.
-    A transiently failed hint is retried a few times with a growing delay.
-    """
-
-    def __init__(
-        self,
-        reconciler: Reconciler,
-        *,
-        workers: int = 4,
-        retry_delay: float = 5.0,
-        retries: int = 3,
-    ) -> None:
-        self._reconciler = reconciler
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="hint")
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
-        self._retry_delay = retry_delay
-        self._retries = retries
-        self._timers: set[threading.Timer] = set()
-        self._closed = False
-
-    def submit(self, ref: str, attempt: int = 0) -> None:
-        """Reconcile ``ref`` (a service id or name) soon; nothing once closed."""
-        with self._lock:
-            if self._closed or ref in self._pending:
-                return
-            self._pending.add(ref)
-            # Under the lock, so close() cannot shut the pool down between check and submit.
-            self._pool.submit(self._run, ref, attempt)
-
-    def close(self) -> None:
-        """Drop queued retries and wait for running hints."""
-        with self._lock:
-            self._closed = True
-            timers, self._timers = self._timers, set()
-        for timer in timers:
-            timer.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _run(self, ref: str, attempt: int) -> None:
-        with self._lock:
-            self._pending.discard(ref)
-        if self._reconciler.reconcile_service(ref) is Outcome.RETRY and attempt < self._retries:
-            self._later(ref, attempt + 1)
-
-    def _later(self, ref: str, attempt: int) -> None:
-        def fire() -> None:
-            with self._lock:
-                self._timers.discard(timer)
-            self.submit(ref, attempt)
-
-        timer = threading.Timer(self._retry_delay * 2 ** (attempt - 1), fire)
-        timer.daemon = True
-        with self._lock:
-            if self._closed:
-                return
-            self._timers.add(timer)
-        timer.start()
-
-
 class EventWatcher:
-    """Feeds Docker service events to a ``HintQueue``; reconnects with backoff when the
-    stream drops, and asks for a full pass after a gap, since events are not replayed."""
+    """Enqueues the key of every service Docker reports an event for; reconnects with
+    backoff when the stream drops, and asks for a full pass after a gap, since events are
+    not replayed."""
 
     def __init__(
         self,
         connect: Callable[[], EventStream],
-        hints: HintQueue,
-        on_gap: Callable[[], None],
+        controller: Controller,
         *,
         max_backoff: float = 30.0,
     ) -> None:
         self._connect = connect
-        self._hints = hints
-        self._on_gap = on_gap
+        self._controller = controller
         self._max_backoff = max_backoff
         self._stop = threading.Event()
         self._stream: EventStream | None = None
@@ -139,11 +76,11 @@ class EventWatcher:
                     return
                 if connected_before:
                     logger.info("docker event stream reconnected; running a full pass")
-                    self._on_gap()
+                    self._controller.full_pass()
                 connected_before = True
                 for _action, service_id, _name in stream:
                     backoff = 0.5
-                    self._hints.submit(service_id)
+                    self._controller.enqueue([Key.service(service_id)])
                 if self._stop.is_set():
                     return
                 logger.warning("docker event stream ended; reconnecting in %.1fs", backoff)
@@ -159,41 +96,43 @@ class EventWatcher:
 
 
 class Resync:
-    """Runs a full pass at start, then every ``interval`` seconds or when ``request``ed."""
+    """Runs a full pass at start, then every ``interval`` seconds."""
 
     def __init__(
-        self, reconciler: Reconciler, interval: float, *, retry_delay: float = 5.0
+        self, controller: Controller, interval: float, *, retry_delay: float = 5.0
     ) -> None:
-        self._reconciler = reconciler
+        self._controller = controller
         self._interval = interval
         self._retry_delay = retry_delay
         self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="full-pass", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="resync", daemon=True)
 
     def start(self) -> None:
         """Start the first pass now, in a background thread."""
         self._thread.start()
 
-    def request(self) -> None:
-        """Run a full pass as soon as the current one (if any) ends."""
-        self._wake.set()
-
     def stop(self) -> None:
-        """Stop after the pass in progress, if any."""
+        """Stop waiting for the next pass; a pass in progress ends with the queue."""
         self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=60)
+        self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.clear()
             delay = self._interval
             try:
-                self._reconciler.full_pass()
+                self._wait(self._controller.full_pass())
             except RegistrarError as exc:
                 logger.warning("full pass failed, retrying in %.0fs: %s", self._retry_delay, exc)
                 delay = min(self._retry_delay, self._interval)
             except Exception:
                 logger.exception("full pass failed")
-            self._wake.wait(delay)
+            self._stop.wait(delay)
+
+    def _wait(self, future: Future[PassOutcomes]) -> None:
+        # Wakes now and then so that stop() is not held up by a long pass.
+        while not self._stop.is_set():
+            try:
+                future.result(timeout=0.5)
+                return
+            except TimeoutError:
+                continue

@@ -60,6 +60,14 @@ class KeyRecord:
     retires_at: float | None = None
     unpublish_at: float | None = None
 
+    def signs_at(self, now: float) -> bool:
+        """Whether this key may sign at ``now``."""
+        return self.activates_at <= now and (self.retires_at is None or now < self.retires_at)
+
+    def published_at(self, now: float) -> bool:
+        """Whether this key belongs in the JWKS at ``now``."""
+        return self.unpublish_at is None or now < self.unpublish_at
+
 
 ChangeKind = Literal["client", "key"]
 

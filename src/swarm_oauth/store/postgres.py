@@ -135,7 +135,7 @@ class PostgresStore(SQLStore):
         ):
             params.setdefault(name, value)
         self._statement_timeout_ms = int(statement_timeout * 1000)
-        self._conninfo = make_conninfo(**params)
+        self._conninfo = make_conninfo("", **params)
         self._acquire_timeout = acquire_timeout
         # reconnect_timeout=0: no background retries with growing back-off (which could
         # leave the pool empty for minutes after the server is back); each operation

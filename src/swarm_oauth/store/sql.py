@@ -202,7 +202,7 @@ class SQLStore(ABC):
         """Delete a client; False when there was none."""
 
         def go(conn: Executor) -> bool:
-            removed = conn.execute(self._sql.remove_client, (client_id,)).rowcount > 0
+            removed = bool(conn.execute(self._sql.remove_client, (client_id,)).rowcount > 0)
             if removed:
                 self._log(conn, "client", client_id)
             return removed

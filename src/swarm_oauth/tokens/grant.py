@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
 from swarm_oauth.clients.secrets import verify_secret
-from swarm_oauth.clients.validation import is_audience, is_scope_token
+from swarm_oauth.identifiers import is_audience, is_scope_token
 from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens.issuer import IssuedToken, TokenIssuer
 
@@ -32,10 +32,6 @@ class OAuthError(Exception):
         self.error = error
         self.description = description
         self.status = status
-
-    def body(self) -> dict[str, str]:
-        """The JSON error body."""
-        return {"error": self.error, "error_description": self.description}
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from swarm_oauth.keys.signing import PrivateKey, b64url
+from swarm_oauth.keys.material import PrivateKey, b64url
 
 Signer = Callable[[bytes], bytes]
 

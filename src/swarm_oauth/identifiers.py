@@ -1,12 +1,15 @@
-"""What a client id, a scope and an audience may look like."""
+"""What a client id, a scope and an audience may look like: the grammar the server and
+the registrar share."""
 
 from __future__ import annotations
 
 import re
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+SCOPE_TOKEN_PATTERN = r"[\x21\x23-\x5b\x5d-\x7e]+"
+CLIENT_ID_PATTERN = r"[A-Za-z0-9._-]{1,128}"
+_SCOPE_TOKEN = re.compile(SCOPE_TOKEN_PATTERN)
+_CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
 MAX_LIST_ITEMS = 100
 MAX_AUDIENCE_LENGTH = 512
 

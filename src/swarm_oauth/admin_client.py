@@ -1,0 +1,158 @@
+"""The clients role's admin API over HTTP: what ``swarm-oauth clients`` and the registrar
+both speak, with the admin bearer token.
+
+It returns the API's JSON as it is; callers turn it into what they need (the command
+prints it, the registrar makes ``ClientInfo`` of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+JSON = dict[str, Any]
+
+
+class AdminAPIError(Exception):
+    """The API answered with an unexpected status; ``body`` is its JSON error, if any."""
+
+    def __init__(self, what: str, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        self.reason = _reason(body) or "no reason given"
+        super().__init__(f"{what}: {status} {self.reason}")
+
+    @property
+    def transient(self) -> bool:
+        """Whether retrying later may succeed (the API is overloaded or down)."""
+        return self.status >= 500 or self.status == 429
+
+
+class AdminAPIUnreachable(Exception):
+    """No HTTP answer came back (connection refused, timeout, TLS failure)."""
+
+
+class AdminClient:
+    """``/api/clients/*`` of ``base_url``; the admin token goes in every request."""
+
+    def __init__(
+        self, base_url: str, admin_token: str, *, timeout: float = 10.0, **client: Any
+    ) -> None:
+        """``client`` is passed to ``httpx.Client`` (``verify=`` for a CA bundle, ...)."""
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=timeout,
+            **client,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- the API, one method per route ---------------------------------------------------
+
+    def get(self, client_id: str) -> JSON | None:
+        """One client's record, or None when there is none."""
+        response = self.call("GET", f"/api/clients/{quote(client_id, safe='')}", ok=(200, 404))
+        return None if response.status_code == 404 else _object(response)
+
+    def list(self) -> list[JSON]:
+        """Every client's record."""
+        body = _object(self.call("GET", "/api/clients", ok=(200,)))
+        clients = body.get("clients")
+        return [c for c in clients if isinstance(c, dict)] if isinstance(clients, list) else []
+
+    def add(
+        self,
+        client_id: str,
+        scopes: Sequence[str] = (),
+        audiences: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> JSON | None:
+        """Register a client: its record with ``client_secret``; None if the id is taken."""
+        body: JSON = {"client_id": client_id, "scopes": list(scopes), "audiences": list(audiences)}
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        response = self.call("POST", "/api/clients/add", json=body, ok=(201, 409))
+        return None if response.status_code == 409 else _object(response)
+
+    def remove(self, client_id: str) -> bool:
+        """Remove a client; False when it was already gone."""
+        body = {"client_id": client_id}
+        return self.call("POST", "/api/clients/remove", json=body, ok=(200, 404)).status_code == 200
+
+    def rotate(self, client_id: str, grace_seconds: int = 0) -> JSON | None:
+        """A new secret (in ``client_secret``); the old one works ``grace_seconds`` longer.
+        None when the client is unknown."""
+        body = {"client_id": client_id, "grace_seconds": grace_seconds}
+        response = self.call("POST", "/api/clients/rotate", json=body, ok=(200, 404))
+        return None if response.status_code == 404 else _object(response)
+
+    def update(
+        self,
+        client_id: str,
+        scopes: Sequence[str] | None = None,
+        audiences: Sequence[str] | None = None,
+    ) -> JSON | None:
+        """Replace what a client may ask for (the fields given), keeping its secret; None
+        when the client is unknown."""
+        body: JSON = {"client_id": client_id}
+        if scopes is not None:
+            body["scopes"] = list(scopes)
+        if audiences is not None:
+            body["audiences"] = list(audiences)
+        response = self.call("POST", "/api/clients/update", json=body, ok=(200, 404))
+        return None if response.status_code == 404 else _object(response)
+
+    # -- transport -----------------------------------------------------------------------
+
+    def send(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
+        """Send one request and return whatever the API answered."""
+        try:
+            return self._http.request(method, path, json=json)
+        except httpx.TransportError as exc:
+            raise AdminAPIUnreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
+
+    def call(
+        self, method: str, path: str, *, ok: tuple[int, ...], json: Any = None
+    ) -> httpx.Response:
+        """Send one request; ``AdminAPIError`` unless the status is in ``ok``."""
+        response = self.send(method, path, json=json)
+        if response.status_code not in ok:
+            raise AdminAPIError(f"{method} {path}", response.status_code, _json(response))
+        return response
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _object(response: httpx.Response) -> JSON:
+    body = _json(response)
+    if not isinstance(body, dict):
+        raise AdminAPIError(
+            f"{response.request.method} {response.request.url.path}",
+            response.status_code,
+            {"error_description": "the answer is not a JSON object: is the URL the clients API?"},
+        )
+    return body
+
+
+def _reason(body: Any) -> str:
+    if isinstance(body, dict):
+        return str(body.get("error_description") or body.get("error") or "")
+    return ""

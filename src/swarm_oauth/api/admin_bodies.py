@@ -1,0 +1,65 @@
+"""The admin API's request bodies, declared once: the handlers accept exactly these
+fields, and the OpenAPI document describes them from the same table. The value rules
+themselves are the domain's (``identifiers``, ``clients.service``); their limits are
+quoted here from there, never copied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from swarm_oauth.clients.service import MAX_GRACE_SECONDS, MAX_METADATA_BYTES
+from swarm_oauth.identifiers import (
+    CLIENT_ID_PATTERN,
+    MAX_AUDIENCE_LENGTH,
+    MAX_LIST_ITEMS,
+    SCOPE_TOKEN_PATTERN,
+)
+
+CLIENT_ID = {"type": "string", "pattern": f"^{CLIENT_ID_PATTERN}$"}
+
+FIELDS: dict[str, dict[str, Any]] = {
+    "client_id": CLIENT_ID,
+    "scopes": {
+        "type": "array",
+        "maxItems": MAX_LIST_ITEMS,
+        "items": {"type": "string", "pattern": f"^{SCOPE_TOKEN_PATTERN}$"},
+    },
+    "audiences": {
+        "type": "array",
+        "maxItems": MAX_LIST_ITEMS,
+        "items": {
+            "type": "string",
+            "pattern": f"^{SCOPE_TOKEN_PATTERN}$",
+            "maxLength": MAX_AUDIENCE_LENGTH,
+        },
+    },
+    "metadata": {
+        "type": "object",
+        "description": f"Any JSON object of at most {MAX_METADATA_BYTES} bytes once encoded.",
+    },
+    "grace_seconds": {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_SECONDS},
+}
+
+
+@dataclass(frozen=True)
+class Body:
+    """A JSON object body: which fields it takes and which it needs."""
+
+    fields: tuple[str, ...]
+    required: frozenset[str] = frozenset({"client_id"})
+
+    def schema(self) -> dict[str, Any]:
+        """Its JSON Schema, for the OpenAPI document."""
+        return {
+            "type": "object",
+            "properties": {name: FIELDS[name] for name in self.fields},
+            "required": sorted(self.required),
+            "additionalProperties": False,
+        }
+
+
+ADD = Body(("client_id", "scopes", "audiences", "metadata"))
+UPDATE = Body(("client_id", "scopes", "audiences", "metadata"))
+ROTATE = Body(("client_id", "grace_seconds"))
+REMOVE = Body(("client_id",))

@@ -1,0 +1,117 @@
+"""What several commands share: settings read from a flag or a ``SWARM_OAUTH_*`` variable,
+the options that locate the store and the secrets, and how a command fails.
+
+Kept light (click and the standard library): every command module imports it, the
+registrar's included, which must not load the server's packages.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from swarm_oauth.secretfiles import secret_from_env
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+def setting(*names: str, env: str, **kwargs: Any) -> Decorator:
+    """An option read from its flag, else from ``SWARM_OAUTH_<env>``; ``--help`` shows
+    both and the default."""
+    return click.option(
+        *names, envvar=f"SWARM_OAUTH_{env}", show_envvar=True, show_default=True, **kwargs
+    )
+
+
+def fail(message: str) -> NoReturn:
+    """End the command with ``error: message`` on stderr and exit code 2."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def resolve_database_url(flag: str | None) -> str | None:
+    """``--database-url``, else ``SWARM_OAUTH_DATABASE_URL`` or the file its ``_FILE``
+    variable names (a URL may carry a password)."""
+    return flag or secret_from_env("SWARM_OAUTH_DATABASE_URL")
+
+
+host_option = setting("--host", env="HOST", default="127.0.0.1")
+
+log_level_option = setting(
+    "--log-level",
+    env="LOG_LEVEL",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+)
+
+
+def port_option(default: int) -> Decorator:
+    """``--port`` / ``SWARM_OAUTH_PORT`` with this command's default."""
+    return setting("--port", env="PORT", type=click.IntRange(0, 65535), default=default)
+
+
+def admin_token_file_option(help: str) -> Decorator:
+    """``--admin-token-file``; what the default is differs by command, hence ``help``."""
+    return setting(
+        "--admin-token-file",
+        env="ADMIN_TOKEN_FILE",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=help,
+    )
+
+
+master_key_option = setting(
+    "--master-key-file",
+    env="MASTER_KEY_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding the master key (base64 of 32 bytes). Default: "
+    "SWARM_OAUTH_MASTER_KEY, else DATA_DIR/master.key.",
+)
+
+
+def signing_alg_option(name: str, help: str) -> Decorator:
+    """The signing algorithm, ``SWARM_OAUTH_SIGNING_ALG`` for every command that takes one."""
+    from swarm_oauth.keys.material import ALGORITHMS
+
+    return setting(
+        name, env="SIGNING_ALG", type=click.Choice(ALGORITHMS), default="ES256", help=help
+    )
+
+
+def issuer_option(help: str) -> Decorator:
+    """The issuer URL (``iss``), ``SWARM_OAUTH_ISSUER``."""
+    return setting("--issuer", env="ISSUER", help=help)
+
+
+def token_lifetime_option(help: str) -> Decorator:
+    """Seconds an access token is valid, ``SWARM_OAUTH_TOKEN_LIFETIME``."""
+    return setting(
+        "--token-lifetime",
+        env="TOKEN_LIFETIME",
+        type=click.IntRange(1, 86400),
+        default=900,
+        help=help,
+    )
+
+
+def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--data-dir`` and ``--database-url``: where the store is."""
+    fn = setting(
+        "--database-url",
+        env="DATABASE_URL",
+        help="sqlite:///path or postgresql://...; also SWARM_OAUTH_DATABASE_URL_FILE."
+        " Default: SQLite in the data dir.",
+    )(fn)
+    return setting(
+        "--data-dir",
+        env="DATA_DIR",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_DATA_DIR,
+        help="Where the embedded SQLite store and generated secrets live.",
+    )(fn)

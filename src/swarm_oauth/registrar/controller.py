@@ -1,0 +1,118 @@
+"""The registrar's controller: triggers put keys in one work queue; workers reconcile them.
+
+Every trigger goes through here. A Docker event or a swarm-listener notification
+resolves to keys (``hints``) that are enqueued; a full pass lists what may need work,
+enqueues all of it and waits for those keys. Requests for a full pass that arrive while
+one runs share the next one instead of each running their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import Future
+from typing import Protocol
+
+from swarm_oauth.registrar.hints import full_pass_keys, keys_for_reference
+from swarm_oauth.registrar.model import Key
+from swarm_oauth.registrar.ports import ClientRegistry, Swarm
+from swarm_oauth.registrar.queue import WorkQueue
+from swarm_oauth.registrar.reconcile import Outcome, Reconciler
+
+logger = logging.getLogger(__name__)
+
+PassOutcomes = Counter[Outcome]
+
+
+class PassObserver(Protocol):
+    """Receives the end of each full pass, e.g. to export when it happened."""
+
+    def full_pass(self, managed_services: int) -> None:
+        """A full pass finished; ``managed_services`` were selected."""
+
+
+class Controller:
+    """Owns the work queue and the reconciler; the one door for every trigger."""
+
+    def __init__(
+        self,
+        swarm: Swarm,
+        registry: ClientRegistry,
+        reconciler: Reconciler,
+        *,
+        workers: int = 4,
+        retry_delay: float = 1.0,
+        observer: PassObserver | None = None,
+    ) -> None:
+        self._swarm = swarm
+        self._registry = registry
+        self._reconciler = reconciler
+        self._observer = observer
+        self.queue = WorkQueue(reconciler.reconcile, workers=workers, retry_delay=retry_delay)
+        self._pass_lock = threading.Lock()
+        # The pass that will plan next (requests join it) and whether one is running.
+        self._next_pass: Future[PassOutcomes] | None = None
+        self._running = False
+
+    def start(self) -> None:
+        """Start the workers."""
+        self.queue.start()
+
+    def close(self) -> None:
+        """Finish the runs in progress and stop the workers."""
+        self.queue.close()
+
+    def enqueue(self, keys: Iterable[Key]) -> None:
+        """Reconcile ``keys`` soon."""
+        self.queue.add(keys)
+
+    def resolve(self, ref: str) -> list[Key]:
+        """The keys a service reference names (blocking: it reads Docker and the registry).
+
+        Raises ``TransientError`` when they cannot be read right now.
+        """
+        return keys_for_reference(ref, self._swarm, self._registry)
+
+    def full_pass(self) -> Future[PassOutcomes]:
+        """A full pass that starts planning after this call; its outcomes, counted.
+
+        Requested while another pass runs, it is the next one, which starts when that one
+        ends and is shared by every request made meanwhile. The future raises
+        ``RegistrarError`` when Docker or the registry cannot be listed.
+        """
+        with self._pass_lock:
+            if self._next_pass is None:
+                self._next_pass = Future()
+                if not self._running:
+                    self._start_pass_thread()
+            return self._next_pass
+
+    def _start_pass_thread(self) -> None:
+        self._running = True
+        threading.Thread(target=self._passes, name="full-pass", daemon=True).start()
+
+    def _passes(self) -> None:
+        while True:
+            with self._pass_lock:
+                future, self._next_pass = self._next_pass, None
+                if future is None:
+                    self._running = False
+                    return
+            try:
+                future.set_result(self._run_pass())
+            except Exception as exc:  # handed to whoever waits; they log it
+                future.set_exception(exc)
+
+    def _run_pass(self) -> PassOutcomes:
+        plan = full_pass_keys(self._swarm, self._registry, self._reconciler.policy)
+        outcomes = Counter(self.queue.add(plan.keys).wait().values())
+        if self._observer is not None:
+            self._observer.full_pass(plan.selected)
+        logger.info(
+            "full pass: %d selected services, %s",
+            plan.selected,
+            ", ".join(f"{o.value}={n}" for o, n in sorted(outcomes.items())) or "nothing",
+        )
+        return outcomes

@@ -1,0 +1,165 @@
+"""A token server that service containers can reach, and the helpers the registrar's
+real-swarm tests share: what a service ended up with, and a token from its container."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import jwt
+
+from tests.support.server import ServerProcess, free_port
+from tests.support.swarm import (
+    create_service,
+    exec_in,
+    running_container,
+    unique_name,
+    wait_for,
+)
+
+SELECTOR_KEY = "swarm-oauth.client"
+TARGET = "oauth_client_secret"
+
+# Run inside a service's container: read the mounted secret, ask the token endpoint the
+# environment names, print the access token. Only the standard library is needed.
+TOKEN_SCRIPT = """
+import json, os, urllib.parse, urllib.request
+secret = open(os.environ["OAUTH_CLIENT_SECRET_FILE"]).read()
+form = urllib.parse.urlencode({"grant_type": "client_credentials",
+    "client_id": os.environ["OAUTH_CLIENT_ID"], "client_secret": secret}).encode()
+with urllib.request.urlopen(os.environ["OAUTH_TOKEN_URL"], form, timeout=10) as response:
+    print(json.load(response)["access_token"])
+"""
+
+
+def gateway(client: docker.DockerClient) -> str:
+    """The host's address as service containers see it (docker_gwbridge's gateway)."""
+    try:
+        config = client.networks.get("docker_gwbridge").attrs["IPAM"]["Config"]
+        return str(config[0]["Gateway"])
+    except (docker.errors.NotFound, KeyError, IndexError):
+        return "172.18.0.1"
+
+
+@dataclass
+class Identity:
+    """What a service ended up with: its client record and its Docker secret."""
+
+    client: dict[str, Any]
+    secret: dict[str, Any]
+
+
+@dataclass
+class Rig:
+    """One token server (reachable from containers) and this session's selector."""
+
+    docker: docker.DockerClient
+    server: ServerProcess
+    selector_value: str
+    token_url: str
+
+    @property
+    def clients_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    @property
+    def selector(self) -> str:
+        return f"{SELECTOR_KEY}={self.selector_value}"
+
+    def labels(self, **extra: str) -> dict[str, str]:
+        """Labels that select a service for this session's registrar."""
+        return {SELECTOR_KEY: self.selector_value, **extra}
+
+    def service(self, prefix: str, labels: dict[str, str] | None = None, **kwargs: Any) -> str:
+        """Create a service; its name."""
+        name = unique_name(prefix)
+        create_service(self.docker, name, self.labels() if labels is None else labels, **kwargs)
+        return name
+
+    def client(self, client_id: str) -> dict[str, Any] | None:
+        with self.server.admin() as admin:
+            response = admin.get(f"/api/clients/{client_id}")
+        return response.json() if response.status_code == 200 else None
+
+    def secrets_of(self, service_id: str) -> list[dict[str, Any]]:
+        """Docker secrets the registrar made for a service id."""
+        return self.docker.api.secrets(filters={"label": [f"swarm-oauth.service-id={service_id}"]})
+
+    def secrets_of_client(self, client_id: str) -> list[dict[str, Any]]:
+        return self.docker.api.secrets(filters={"label": [f"swarm-oauth.client-id={client_id}"]})
+
+    def identity(self, name: str, client_id: str | None = None, timeout: float = 30) -> Identity:
+        """Wait until ``name`` is converged; what it has then."""
+        client_id = client_id or name
+        state: dict[str, Any] = {}
+
+        def converged() -> Identity | None:
+            spec = self.docker.api.inspect_service(name)
+            service_id = spec["ID"]
+            container = spec["Spec"]["TaskTemplate"]["ContainerSpec"]
+            client = self.client(client_id)
+            secrets = self.secrets_of(service_id)
+            state.update(client=client, secrets=secrets, container=container)
+            if client is None or len(secrets) != 1:
+                return None
+            secret = secrets[0]
+            labels = secret["Spec"]["Labels"]
+            refs = [r for r in container.get("Secrets") or [] if r["SecretID"] == secret["ID"]]
+            env = container.get("Env") or []
+            ok = (
+                client["metadata"].get("service_id") == service_id
+                and labels["swarm-oauth.client-id"] == client_id
+                and labels["swarm-oauth.secret-version"] == str(client["secret_version"])
+                and [r["File"] for r in refs]
+                == [{"Name": TARGET, "UID": "0", "GID": "0", "Mode": 0o444}]
+                and f"OAUTH_CLIENT_ID={client_id}" in env
+                and f"OAUTH_TOKEN_URL={self.token_url}" in env
+                and f"OAUTH_CLIENT_SECRET_FILE=/run/secrets/{TARGET}" in env
+            )
+            return Identity(client, secret) if ok else None
+
+        return wait_for(converged, timeout, 0.3, lambda: f"{name} not converged: {state}")
+
+    def secret_in_container(self, name: str) -> str:
+        """The secret file's content, from a running container that has it."""
+
+        def read() -> str | None:
+            container = running_container(self.docker, name)
+            code, output = exec_in(container, ["cat", f"/run/secrets/{TARGET}"])
+            return output if code == 0 and output else None
+
+        return wait_for(read, 60, 0.5, f"no container of {name} has the secret")
+
+    def token_from_container(self, name: str) -> dict[str, Any]:
+        """Claims of a token the service's container obtained with its mounted secret,
+        verified with the server's JWKS."""
+
+        def fetch() -> str | None:
+            self.secret_in_container(name)
+            container = running_container(self.docker, name)
+            code, output = exec_in(container, ["python3", "-c", TOKEN_SCRIPT])
+            return output.strip() if code == 0 else None
+
+        token = wait_for(fetch, 60, 0.5, f"{name} could not obtain a token")
+        jwks = jwt.PyJWKClient(f"{self.clients_url}/.well-known/jwks.json")
+        key = jwks.get_signing_key_from_jwt(token).key
+        return dict(jwt.decode(token, key, algorithms=["ES256"], options={"verify_aud": False}))
+
+
+@contextlib.contextmanager
+def open_rig(docker_client: docker.DockerClient, run_id: str, data_dir: Path) -> Iterator[Rig]:
+    """A token server on all interfaces (so containers reach it) and this run's selector."""
+    port = free_port()
+    host = gateway(docker_client)
+    server = ServerProcess(
+        data_dir=data_dir, host="0.0.0.0", port=port, args=("--issuer", f"http://{host}:{port}")
+    )
+    server.start()
+    try:
+        yield Rig(docker_client, server, run_id, f"http://{host}:{port}/api/token")
+    finally:
+        server.stop()
