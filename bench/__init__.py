@@ -1,1 +1,2 @@
-"""Issue 7's benchmarks: ``python -m bench`` (see ``bench/README.md``)."""
+"""Benchmarks of the token endpoint and the registrar: ``python -m bench`` (see
+``bench/README.md``)."""
