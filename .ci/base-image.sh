@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the Python base image (local/python-base:trixie) with mmdebstrap, once per machine:
-# no registry can be pulled from here (SWARM-TESTING.md). Safe to re-run and to run twice at
+# no registry can be pulled from here (docs/testing.md). Safe to re-run and to run twice at
 # once; the tests call it too when the image is missing.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure a Docker Engine answers on the default socket and is a single-node swarm manager
-# (SWARM-TESTING.md). Starts dockerd detached only when none is running; safe to re-run.
+# (docs/testing.md). Starts dockerd detached only when none is running; safe to re-run.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"

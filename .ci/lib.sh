@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared by the .ci scripts: source it, do not run it.
 
-# The base image every swarm test and the deployment image build on (SWARM-TESTING.md).
+# The base image every swarm test and the deployment image build on (docs/testing.md).
 BASE_IMAGE=${BASE_IMAGE:-local/python-base:trixie}
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -1,4 +1,4 @@
-"""``python -m bench``: issue 7's benchmarks, printed as one Markdown report.
+"""``python -m bench``: the benchmarks, printed as one Markdown report.
 
     python -m bench                 # every part, about three minutes per round
     python -m bench --quick         # shorter runs, for a smoke check
@@ -32,7 +32,7 @@ def _progress(message: str) -> None:
 
 
 def token_part(args: argparse.Namespace, workdir: Path) -> list[str]:
-    """Parts 1-3: token throughput, the floor, raw signing and the reference."""
+    """Token throughput, beside the floor, raw signing and the reference."""
     plan = tokens.Plan.quick(args.repeat) if args.quick else tokens.Plan.full(args.repeat)
     results = tokens.measure(plan, workdir, _progress, workers=args.workers)
     return report.render(plan, results)

@@ -1,4 +1,4 @@
-"""Part 4 of issue 7: how soon the registrar gives a new service its secret, and what a
+"""Registration: how soon the registrar gives a new service its secret, and what a
 full pass over services that are already converged costs. On the real swarm.
 
     python -m bench.registration                 # one round: 20 at once, a pass over 200

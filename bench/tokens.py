@@ -1,4 +1,4 @@
-"""Part 1-3 of issue 7: token throughput, against the floor, raw signing and the reference."""
+"""The token endpoint: throughput, against the floor, raw signing and the reference."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from bench.targets import FORM, REPO, SERVER_CORE, Target, start
 
 ALGS = ("ES256", "EdDSA", "RS256")
 CONNECTIONS = (32, 128)
-# The defaults the targets of issue 7 are stated for.
+# The defaults the token endpoint's targets are stated for.
 HEADLINE = ("ES256", 1, 32)
 FLOOR_TARGET, FLOOR_STRETCH, P99_TARGET_MS, REFERENCE_TARGET = 0.45, 0.60, 15.0, 3.0
 

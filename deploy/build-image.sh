@@ -8,7 +8,7 @@
 #
 # build-wheels.sh runs first when deploy/wheels/ holds no project wheel yet, or always with
 # REBUILD_WHEELS=1. Extra arguments go to `docker build`. --network host: containers may
-# have no NAT (SWARM-TESTING.md); the build needs no network at all unless PIP_NO_INDEX=0.
+# have no NAT (docs/testing.md); the build needs no network at all unless PIP_NO_INDEX=0.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BASE_IMAGE=${BASE_IMAGE:-python:3.12-slim}

@@ -3,7 +3,7 @@
 Every object a test creates carries the label ``swarm-oauth.test=<run id>`` (one id per
 pytest process), and is removed by that label: after each test that asks for
 ``swarm_cleanup``, and at the end of the session. Other pytest sessions on the same engine
-use other run ids and are never touched. See SWARM-TESTING.md for the engine's limits.
+use other run ids and are never touched. See docs/testing.md for the engine's limits.
 """
 
 from __future__ import annotations

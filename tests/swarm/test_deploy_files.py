@@ -1,4 +1,4 @@
-"""The deployment files as Docker reads them: the topology of DESIGN.md, and the optional
+"""The deployment files as Docker reads them: the topology of docs/architecture.md, and the optional
 overrides (swarm-listener, PostgreSQL, publishing) merged onto it.
 
 `docker stack config` resolves and merges the files exactly as `docker stack deploy`

@@ -1,5 +1,5 @@
 """``swarm-oauth registrar`` as a real process on the real swarm: Docker events, the full
-pass, and swarm-listener requests replayed in the exact wire format of swarm-listener.md.
+pass, and swarm-listener requests replayed in the exact wire format of docs/swarm-listener.md.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from tests.support.fakes import (
 )
 from tests.support.registrar import InProcessRegistrar
 
-# swarm-listener's User-Agent and headers (swarm-listener.md, section 2): no body, no type.
+# swarm-listener's User-Agent and headers (docs/swarm-listener.md): no body, no type.
 GO_GET = {"User-Agent": "Go-http-client/1.1", "Accept-Encoding": "gzip"}
 GO_POST = {**GO_GET, "Content-Length": "0"}
 
