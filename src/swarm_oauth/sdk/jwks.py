@@ -206,9 +206,11 @@ class KeySet:
         self._attempted_at = self._clock()
         try:
             async with AsyncExitStack() as stack:
-                client = self._async_http_client or await stack.enter_async_context(
-                    httpx.AsyncClient(timeout=self.timeout)
-                )
+                client = self._async_http_client
+                if client is None:
+                    client = await stack.enter_async_context(
+                        httpx.AsyncClient(timeout=self.timeout)
+                    )
                 if self.jwks_url is None:
                     metadata = _json(await client.get(metadata_url(self.issuer)))
                     self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)

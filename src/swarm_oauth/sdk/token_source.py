@@ -272,9 +272,11 @@ class TokenSource:
         headers, data = self._request(secret)
         try:
             async with AsyncExitStack() as stack:
-                client = self._async_http_client or await stack.enter_async_context(
-                    httpx.AsyncClient(timeout=self.timeout)
-                )
+                client = self._async_http_client
+                if client is None:
+                    client = await stack.enter_async_context(
+                        httpx.AsyncClient(timeout=self.timeout)
+                    )
                 response = await client.post(self.token_url, headers=headers, data=data)
         except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise self._unreachable(error) from None
