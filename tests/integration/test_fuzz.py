@@ -43,9 +43,10 @@ def server(tmp_path_factory):
     route=st.sampled_from(ROUTES),
     content_type=st.sampled_from(CONTENT_TYPES),
     body=bodies,
+    # Values an HTTP client can send: no leading or trailing white space (h11 refuses it).
     authorization=st.one_of(st.none(), st.sampled_from(["admin", "Basic Zm9vOmJhcg==", "Bearer x"]),
                             st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
-                                    max_size=30)),
+                                    min_size=1, max_size=30).filter(lambda v: v == v.strip())),
 )  # fmt: skip
 def test_random_requests_get_a_4xx_with_a_reason(server, route, content_type, body, authorization):
     import json
