@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.server",
     "tests.support.postgres",
     "tests.support.swarm",
+    "tests.support.swarm_listener",
 ]
