@@ -9,6 +9,9 @@ remove both stacks and everything labelled even when a test fails.
 The registrar deployed here selects only this deployment's demo caller (its selector
 value is the stack's unique name), so it never touches other sessions' services, and
 no other registrar on the engine selects the caller.
+
+The last test deploys both again on its own, with deploy/stack.swarm-listener.yml and the
+swarm-listener image built from source, and swarm-listener as the registrar's only trigger.
 """
 
 from __future__ import annotations
@@ -523,7 +526,7 @@ def test_swarm_listener_alone_gives_the_demo_caller_its_identity_and_takes_it_aw
         "SWARM_OAUTH_EVENTS": "false",
         "SWARM_OAUTH_RESYNC_SECONDS": "86400",
     }
-    tmp = tmp_path_factory.mktemp("listener")
+    tmp = tmp_path_factory.mktemp("listener-stack")
     with open_deployment(
         docker_client, oauth_image, run_id, tmp, stack, [LISTENER_STACK_FILE], env
     ) as deployment:
@@ -534,7 +537,8 @@ def test_swarm_listener_alone_gives_the_demo_caller_its_identity_and_takes_it_aw
             "the registrar's start pass never finished",
         )
         listener = deployment.container("swarm-listener")
-        with open_demo(deployment, run_id, tmp, caller_labels={label: "true"}) as demo:
+        demo_tmp = tmp_path_factory.mktemp("listener-demo")
+        with open_demo(deployment, run_id, demo_tmp, caller_labels={label: "true"}) as demo:
             outcome = wait_for_call(demo)
             assert (outcome["status"], outcome["callee"]["caller"]) == (200, demo.caller)
             service_id = wait_for_identity(demo)
