@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.swarm",
     "tests.support.inprocess",
+    "tests.support.swarm_listener",
 ]

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = ROOT / "deploy"
 STACK_FILE = DEPLOY_DIR / "stack.yml"
 DEMO_STACK_FILE = DEPLOY_DIR / "demo" / "stack.yml"
+LISTENER_STACK_FILE = DEPLOY_DIR / "stack.swarm-listener.yml"
 STACK_NAMESPACE = "com.docker.stack.namespace"
 # The labels the registrar puts on the Docker secrets it makes (registrar/spec.py).
 MANAGED_SECRET = "swarm-oauth.managed-by=registrar"
@@ -87,12 +88,19 @@ def stack_config(*files: Path, env: Mapping[str, str] | None = None) -> dict[str
     return loaded
 
 
-def label_override(path: Path, stack_file: Path, run_id: str, env: Mapping[str, str]) -> Path:
-    """Write an override that labels every object ``stack_file`` defines for this session.
+def label_override(
+    path: Path,
+    stack_file: Path,
+    run_id: str,
+    env: Mapping[str, str],
+    extra_files: Iterable[Path] = (),
+) -> Path:
+    """Write an override that labels every object ``stack_file`` (with ``extra_files``
+    merged onto it) defines for this session.
 
     Networks and volumes that the stack only refers to (``external``) are left alone.
     """
-    config = stack_config(stack_file, env=env)
+    config = stack_config(stack_file, *extra_files, env=env)
     labels = {LABEL: run_id}
     override: dict[str, Any] = {
         "version": config["version"],

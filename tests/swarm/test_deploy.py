@@ -9,6 +9,9 @@ remove both stacks and everything labelled even when a test fails.
 The registrar deployed here selects only this deployment's demo caller (its selector
 value is the stack's unique name), so it never touches other sessions' services, and
 no other registrar on the engine selects the caller.
+
+The last test deploys both again on its own, with deploy/stack.swarm-listener.yml and the
+swarm-listener image built from source, and swarm-listener as the registrar's only trigger.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import base64
 import contextlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from docker.models.containers import Container
 
 from tests.support.deploy import (
     DEMO_STACK_FILE,
+    LISTENER_STACK_FILE,
     STACK_FILE,
     STORE_NODE_LABEL,
     addresses_of,
@@ -67,6 +71,15 @@ r = httpx.get("http://oauth-clients:8080/api/clients",
               headers={{"Authorization": "Bearer " + token}}, timeout=5)
 r.raise_for_status()
 print(json.dumps(r.json()["clients"]))
+"""
+
+# Whether the registrar's first full pass (at its start) has finished.
+START_PASS_DONE = """
+import json, httpx
+text = httpx.get("http://127.0.0.1:8081/metrics", timeout=5).text
+name = "swarm_oauth_registrar_last_full_pass_timestamp_seconds"
+print(json.dumps(any(line.split()[0] == name and float(line.split()[1]) > 0
+                     for line in text.splitlines() if line.startswith(name))))
 """
 
 REGISTRAR_READY = """
@@ -241,38 +254,42 @@ def oauth_image(docker_client: docker.DockerClient, base_image: str, run_id: str
         docker_client.images.remove(tag)
 
 
-@pytest.fixture(scope="module")
-def deployment(
-    docker_client: docker.DockerClient,
-    oauth_image: str,
+@contextlib.contextmanager
+def open_deployment(
+    client: docker.DockerClient,
+    image: str,
     run_id: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp: Path,
+    stack: str,
+    extra_files: Sequence[Path] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Deployment]:
-    """deploy/stack.yml deployed under a unique name, its registrar ready."""
-    before = labelled_ids(docker_client)
-    stack = unique_name("oauth")
-    labelled_node = ensure_node_label(docker_client, STORE_NODE_LABEL, "true")
+    """deploy/stack.yml (with ``extra_files`` merged onto it) deployed as ``stack``, its
+    registrar ready; ``env`` adds to or overrides the stack files' variables. Everything
+    it made is removed on the way out."""
+    before = labelled_ids(client)
+    labelled_node = ensure_node_label(client, STORE_NODE_LABEL, "true")
     master_key = base64.urlsafe_b64encode(secrets.token_bytes(32))
     admin_token = secrets.token_urlsafe(32).encode()
     made = [
-        docker_client.secrets.create(name=f"{stack}-{kind}", data=data, labels=with_test_label())
+        client.secrets.create(name=f"{stack}-{kind}", data=data, labels=with_test_label())
         for kind, data in (("master-key", master_key), ("admin-token", admin_token))
     ]
-    env = {
-        "SWARM_OAUTH_IMAGE": oauth_image,
+    variables = {
+        "SWARM_OAUTH_IMAGE": image,
         "SWARM_OAUTH_MASTER_KEY_SECRET": made[0].name,
         "SWARM_OAUTH_ADMIN_TOKEN_SECRET": made[1].name,
         "SWARM_OAUTH_PUBLIC_NETWORK": f"{stack}-public",
         "SWARM_OAUTH_SELECTOR": f"swarm-oauth.client={stack}",
         # A missed event is caught up by the next pass; keep that wait short here.
         "SWARM_OAUTH_RESYNC_SECONDS": "10",
+        **(env or {}),
     }
-    override = label_override(
-        tmp_path_factory.mktemp("stack") / "labels.yml", STACK_FILE, run_id, env
-    )
-    deployed = Deployment(docker_client, stack, env, [STACK_FILE, override], [s.id for s in made])
+    override = label_override(tmp / "labels.yml", STACK_FILE, run_id, variables, extra_files)
+    files = [STACK_FILE, *extra_files, override]
+    deployed = Deployment(client, stack, variables, files, [s.id for s in made])
     try:
-        deploy_stack(stack, deployed.files, env)
+        deploy_stack(stack, deployed.files, variables)
         wait_for(
             lambda: exec_json(deployed.container("registrar"), REGISTRAR_READY) == 200,
             120,
@@ -281,32 +298,38 @@ def deployment(
         )
         yield deployed
     finally:
-        problems = remove_stack(docker_client, stack)
+        problems = remove_stack(client, stack)
         try:
-            remove_test_objects(docker_client, keep=before)
+            remove_test_objects(client, keep=before)
         except AssertionError as exc:
             problems.append(str(exc))
         if labelled_node:
-            remove_node_label(docker_client, STORE_NODE_LABEL)
+            remove_node_label(client, STORE_NODE_LABEL)
         if problems:
             raise AssertionError("deployment cleanup left objects behind:\n" + "\n".join(problems))
 
 
-@pytest.fixture(scope="module")
-def demo(
-    deployment: Deployment, run_id: str, tmp_path_factory: pytest.TempPathFactory
+@contextlib.contextmanager
+def open_demo(
+    deployment: Deployment,
+    run_id: str,
+    tmp: Path,
+    caller_labels: Mapping[str, str] | None = None,
 ) -> Iterator[Demo]:
-    """deploy/demo/stack.yml beside the deployment, the caller selected by its registrar."""
+    """deploy/demo/stack.yml beside ``deployment``, the caller selected by its registrar
+    (``caller_labels`` are added to the caller's); removed on the way out."""
     stack = unique_name("demo")
     env = {
         "SWARM_OAUTH_IMAGE": deployment.env["SWARM_OAUTH_IMAGE"],
         "SWARM_OAUTH_PUBLIC_NETWORK": deployment.env["SWARM_OAUTH_PUBLIC_NETWORK"],
         "SWARM_OAUTH_DEMO_CLIENT": deployment.selector_value,
     }
-    override = label_override(
-        tmp_path_factory.mktemp("demo") / "labels.yml", DEMO_STACK_FILE, run_id, env
-    )
-    deployed = Demo(deployment, stack, env, [DEMO_STACK_FILE, override])
+    files = [DEMO_STACK_FILE, label_override(tmp / "labels.yml", DEMO_STACK_FILE, run_id, env)]
+    if caller_labels:
+        caller = {"version": "3.8", "services": {"caller": {"deploy": {"labels": caller_labels}}}}
+        files.append(tmp / "caller.yml")
+        files[-1].write_text(json.dumps(caller))  # JSON is YAML
+    deployed = Demo(deployment, stack, env, files)
     try:
         deployed.deploy()
         yield deployed
@@ -314,6 +337,28 @@ def demo(
         problems = remove_stack(deployment.client, stack)
         if problems:
             raise AssertionError("demo cleanup left objects behind:\n" + "\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    docker_client: docker.DockerClient,
+    oauth_image: str,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployment]:
+    """deploy/stack.yml deployed under a unique name, its registrar ready."""
+    tmp = tmp_path_factory.mktemp("stack")
+    with open_deployment(docker_client, oauth_image, run_id, tmp, unique_name("oauth")) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def demo(
+    deployment: Deployment, run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Demo]:
+    """deploy/demo/stack.yml beside the deployment, the caller selected by its registrar."""
+    with open_demo(deployment, run_id, tmp_path_factory.mktemp("demo")) as opened:
+        yield opened
 
 
 def test_image_runs_unprivileged_with_a_health_check_and_no_secret(
@@ -458,3 +503,61 @@ def test_stack_rm_leaves_no_secret_and_no_client_behind(deployment: Deployment, 
     assert not registrar_secrets(client, demo_ids + oauth_ids)
     # The operator's own secrets are external to the stack: they stay for the next deploy.
     assert {s.id for s in client.secrets.list()} >= set(deployment.secret_ids)
+
+
+def test_swarm_listener_alone_gives_the_demo_caller_its_identity_and_takes_it_away(
+    docker_client: docker.DockerClient,
+    oauth_image: str,
+    swarm_listener_image: str,
+    run_id: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The swarm-listener image built from source, as a swarm without registry access
+    # would. The registrar follows no events and makes no periodic pass, and its start
+    # pass is over before the demo exists: only swarm-listener can tell it about the
+    # caller. Its label (a value of true, which swarm-listener needs) is unique to this
+    # deployment, so no other registrar or swarm-listener on the engine acts on it.
+    stack = unique_name("oauth")
+    label = f"swarm-oauth.test-{stack}"
+    env = {
+        "SWARM_LISTENER_IMAGE": swarm_listener_image,
+        "SWARM_OAUTH_LISTENER_NOTIFY_LABEL": label,
+        "SWARM_OAUTH_SELECTOR": f"{label}=true",
+        "SWARM_OAUTH_EVENTS": "false",
+        "SWARM_OAUTH_RESYNC_SECONDS": "86400",
+    }
+    tmp = tmp_path_factory.mktemp("listener-stack")
+    with open_deployment(
+        docker_client, oauth_image, run_id, tmp, stack, [LISTENER_STACK_FILE], env
+    ) as deployment:
+        wait_for(
+            lambda: exec_json(deployment.container("registrar"), START_PASS_DONE),
+            60,
+            1.0,
+            "the registrar's start pass never finished",
+        )
+        listener = deployment.container("swarm-listener")
+        demo_tmp = tmp_path_factory.mktemp("listener-demo")
+        with open_demo(deployment, run_id, demo_tmp, caller_labels={label: "true"}) as demo:
+            outcome = wait_for_call(demo)
+            assert (outcome["status"], outcome["callee"]["caller"]) == (200, demo.caller)
+            service_id = wait_for_identity(demo)
+
+            docker_cli("stack", "rm", demo.stack)
+
+            wait_for(
+                lambda: demo.caller not in deployment.client_ids(),
+                60,
+                1.0,
+                f"client {demo.caller} outlived its service",
+            )
+            wait_for(
+                lambda: not registrar_secrets(docker_client, [service_id]),
+                60,
+                0.5,
+                f"the Docker secrets of {demo.caller} outlived it",
+            )
+        sent = listener.logs().decode(errors="replace")
+        for kind in ("created", "removed"):
+            assert f"Sending service {kind} notification to http://registrar:8081/" in sent
+        assert f"serviceName={demo.caller}" in sent
