@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.swarm",
     "tests.support.inprocess",
     "tests.support.swarm_listener",
+    "tests.support.rig",
 ]

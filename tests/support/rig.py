@@ -1,16 +1,22 @@
-"""A token server that service containers can reach, and the helpers the registrar's
-real-swarm tests share: what a service ended up with, and a token from its container."""
+"""A token server that service containers can reach, ``swarm-oauth registrar`` processes
+beside it, and the helpers the registrar's real-swarm tests share: what a service ended up
+with, a token from its container, the registrar's counted writes."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 import jwt
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.server import ServerProcess, free_port
 from tests.support.swarm import (
@@ -163,3 +169,116 @@ def open_rig(docker_client: docker.DockerClient, run_id: str, data_dir: Path) ->
         yield Rig(docker_client, server, run_id, f"http://{host}:{port}/api/token")
     finally:
         server.stop()
+
+
+# What Go's http.DefaultClient sends with swarm-listener's requests (section 2).
+GO_GET = {"User-Agent": "Go-http-client/1.1", "Accept-Encoding": "gzip"}
+GO_POST = {**GO_GET, "Content-Length": "0"}
+
+
+@dataclass
+class RegistrarProcess:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of ``/metrics`` (0 if absent)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return 0.0
+
+    def wait_idle(self) -> None:
+        """Wait until the work queue has nothing waiting or running."""
+        wait_for(
+            lambda: self.metric("swarm_oauth_registrar_queue_depth") == 0,
+            60,
+            0.1,
+            "the registrar's work queue did not drain",
+        )
+
+    def notify(self, method: str, kind: str, query: str) -> httpx.Response:
+        """A swarm-listener notification: everything in the query, no body, no type."""
+        headers = GO_POST if method == "POST" else GO_GET
+        url = f"{self.url}/v1/swarm-listener/notify-{kind}?{query}"
+        return httpx.request(method, url, headers=headers, timeout=60)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def start_registrar(rig: Rig, tmp_path: Path) -> Iterator[Callable[..., RegistrarProcess]]:
+    """Start ``swarm-oauth registrar`` subprocesses; each is stopped after the test."""
+    started: list[RegistrarProcess] = []
+
+    def start(*args: str) -> RegistrarProcess:
+        port = free_port()
+        log_path = tmp_path / f"registrar-{port}.log"
+        cmd = [
+            sys.executable, "-m", "swarm_oauth", "registrar",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--clients-url", rig.clients_url, "--token-url", rig.token_url,
+            "--admin-token-file", str(rig.server.data_dir / "admin-token"),
+            "--selector", rig.selector, *args,
+        ]  # fmt: skip
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        registrar = RegistrarProcess(f"http://127.0.0.1:{port}", proc, log_path)
+        started.append(registrar)
+
+        def ready() -> bool:
+            assert proc.poll() is None, f"registrar exited:\n{registrar.log()}"
+            try:
+                return httpx.get(f"{registrar.url}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, 30, 0.1, lambda: f"registrar not ready:\n{registrar.log()}")
+        # The full pass at start has run once this is set.
+        wait_for(
+            lambda: registrar.metric("swarm_oauth_registrar_last_full_pass_timestamp_seconds"),
+            30,
+            0.1,
+            "no full pass at start",
+        )
+        return registrar
+
+    yield start
+    for registrar in started:
+        registrar.stop()
+
+
+def writes(registrar: RegistrarProcess) -> dict[str, float]:
+    """Docker writes the registrar counted (deletes are checked on the secrets instead,
+    since secrets of services other sessions removed may be collected meanwhile)."""
+    return {
+        kind: registrar.metric("swarm_oauth_registrar_actions_total", kind=kind, outcome="ok")
+        for kind in ("create_secret", "update_service")
+    }
+
+
+def settled(rig: Rig, names: list[str]) -> dict[str, Any]:
+    """Each service's spec and version once no rolling update is in progress."""
+
+    def snapshot() -> dict[str, Any] | None:
+        services = {n: rig.docker.api.inspect_service(n) for n in names}
+        if any((s.get("UpdateStatus") or {}).get("State") == "updating" for s in services.values()):
+            return None
+        return {n: (s["Version"], s["Spec"]) for n, s in services.items()}
+
+    return wait_for(snapshot, 60, 0.5, "rolling updates did not finish")

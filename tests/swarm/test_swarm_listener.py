@@ -18,20 +18,15 @@ from typing import Any
 
 import pytest
 
+from tests.support.rig import Rig, open_rig, settled, writes
 from tests.support.swarm import create_service, running_container, unique_name, wait_for
 from tests.support.swarm_listener import NotifyRecorder, SpecWrites
-from tests.swarm import test_registrar_e2e
-from tests.swarm.test_registrar import Rig, open_rig
-from tests.swarm.test_registrar_e2e import settled, writes
 
 pytestmark = pytest.mark.docker
 
 # No event stream and no periodic pass: after its start pass, the registrar acts on
 # notifications only.
 NOTIFICATIONS_ONLY = ("--no-events", "--resync-seconds", "86400")
-# ``swarm-oauth registrar`` processes, as the end-to-end tests start them (with this
-# module's ``rig``, so with its selector).
-start_registrar = test_registrar_e2e.start_registrar
 
 
 @dataclass
