@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, AdminToken, resolve_admin_token
+from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, SharedSecret, resolve_admin_token
 from swarm_oauth.clients import ClientService
 from swarm_oauth.clients.cache import ClientCache
 from swarm_oauth.config import ServerSettings
@@ -70,7 +70,7 @@ class Runtime:
         )
         self.default_audiences = (settings.issuer_url,)
         self.admin_token = (
-            AdminToken.of(
+            SharedSecret.of(
                 resolve_admin_token(
                     settings.admin_token_file,
                     settings.data_dir / ADMIN_TOKEN_FILENAME,
