@@ -92,10 +92,15 @@ class AdminClient:
         body = {"client_id": client_id}
         return self.call("POST", "/api/clients/remove", json=body, ok=(200, 404)).status_code == 200
 
-    def rotate(self, client_id: str, grace_seconds: int = 0) -> JSON | None:
-        """A new secret (in ``client_secret``); the old one works ``grace_seconds`` longer.
-        None when the client is unknown."""
-        body = {"client_id": client_id, "grace_seconds": grace_seconds}
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> JSON | None:
+        """A new secret (in ``client_secret``); the old one works ``grace_seconds`` longer
+        (with ``replace_current``: the current one is discarded, the previous one keeps
+        its grace). None when the client is unknown."""
+        body: JSON = {"client_id": client_id, "grace_seconds": grace_seconds}
+        if replace_current:
+            body["replace_current"] = True
         response = self.call("POST", "/api/clients/rotate", json=body, ok=(200, 404))
         return None if response.status_code == 404 else _object(response)
 

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -50,6 +50,10 @@ class FakeSwarm:
         self.lock = threading.Lock()
         self.fail: type[Exception] | None = None
         self._ids = itertools.count(1)
+        self.clock: Callable[[], float] = time.time
+        # Secrets that tasks of a service still run with beyond its spec's (an update
+        # rolling out): service id -> secret ids.
+        self.old_tasks: dict[str, set[str]] = {}
 
     # test helpers
     def add_service(
@@ -102,7 +106,7 @@ class FakeSwarm:
         with self.lock:
             if any(s.name == name for s, _ in self.secrets.values()):
                 raise TransientError(f"secret {name} exists")
-            secret = DockerSecret(f"sec{next(self._ids):04d}", name, dict(labels))
+            secret = DockerSecret(f"sec{next(self._ids):04d}", name, dict(labels), self.clock())
             self.secrets[secret.id] = (secret, data)
             self.writes["create_secret"] += 1
         return secret
@@ -123,6 +127,12 @@ class FakeSwarm:
             self.set_service(replace(service, secret_refs=tuple(refs), env=tuple(env)))
             self.writes["update_service"] += 1
             return True
+
+    def secrets_in_use(self, service_id: str) -> set[str]:
+        self._check()
+        service = self.services.get(service_id)
+        running = {r.secret_id for r in service.secret_refs} if service else set()
+        return running | self.old_tasks.get(service_id, set())
 
     def delete_secret(self, secret_id: str) -> bool:
         self._check()
@@ -178,6 +188,8 @@ class FakeRegistry:
         self.lock = threading.Lock()
         self.fail: type[Exception] | None = None
         self.delay = 0.0
+        self.previous_of: dict[str, tuple[str, float | None]] = {}
+        self.clock: Callable[[], float] = time.time
 
     def _check(self) -> None:
         if self.fail is not None:
@@ -215,11 +227,24 @@ class FakeRegistry:
             self.writes["remove"] += 1
             return True
 
-    def rotate(self, client_id: str) -> FreshSecret:
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> FreshSecret:
         self._check()
         with self.lock:
             client = self.clients[client_id]
+            if not replace_current:
+                until = self.clock() + grace_seconds if grace_seconds else None
+                self.previous_of[client_id] = (self.secret_of[client_id], until)
+                client = replace(client, previous_secret_expires_at=until)
             return self._issue(replace(client, secret_version=client.secret_version + 1), "rotate")
+
+    def accepts(self, client_id: str, secret: str) -> bool:
+        """Whether a token request with this secret would be accepted now."""
+        if self.secret_of.get(client_id) == secret:
+            return True
+        previous, until = self.previous_of.get(client_id, ("", None))
+        return previous == secret and until is not None and self.clock() < until
 
     def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
         self._check()

@@ -198,8 +198,12 @@ class RegistrarProcess:
 
     def api(self, method: str, path: str, admin_token: str) -> httpx.Response:
         """A request to the registrar's API with the admin token."""
+        return self.api_json(method, path, admin_token, None)
+
+    def api_json(self, method: str, path: str, admin_token: str, body: Any) -> httpx.Response:
+        """A request to the registrar's API with the admin token and a JSON body."""
         headers = {"Authorization": f"Bearer {admin_token}"}
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=60)
+        return httpx.request(method, f"{self.url}{path}", json=body, headers=headers, timeout=300)
 
     def services(self, admin_token: str) -> dict[str, dict[str, Any]]:
         """``GET /v1/services``, by service name."""

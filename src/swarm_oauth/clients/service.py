@@ -106,14 +106,28 @@ class ClientService:
             raise ClientNotFound(client_id)
         self._on_change(client_id)
 
-    def rotate(self, client_id: object, grace_seconds: object = 0) -> IssuedSecret:
-        """Give a client a new secret; the old one keeps working for ``grace_seconds``."""
+    def rotate(
+        self, client_id: object, grace_seconds: object = 0, replace_current: object = False
+    ) -> IssuedSecret:
+        """Give a client a new secret; the old one keeps working for ``grace_seconds``.
+
+        With ``replace_current``, the current secret is discarded instead (its holder lost
+        it before handing it out) and the previous one keeps its grace: a registrar that
+        crashed in the middle of a rotation finishes it without cutting off the tasks that
+        still use the previous secret.
+        """
         client_id = validate_client_id(client_id)
         grace = validate_grace(grace_seconds)
+        if not isinstance(replace_current, bool):
+            raise InvalidClientData("replace_current must be true or false")
         now = self._clock()
         secret = generate_secret()
         record = self._store.rotate_client_secret(
-            client_id, hash_secret(secret), now + grace if grace else None, now
+            client_id,
+            hash_secret(secret),
+            now + grace if grace else None,
+            now,
+            replace_current=replace_current,
         )
         if record is None:
             raise ClientNotFound(client_id)

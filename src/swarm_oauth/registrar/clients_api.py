@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -58,10 +59,13 @@ class ClientsAPI:
         with _translated():
             return self._api.remove(client_id)
 
-    def rotate(self, client_id: str) -> FreshSecret:
-        """A new secret; the previous one stops at once (no Docker secret holds it)."""
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> FreshSecret:
+        """A new secret; the previous one works ``grace_seconds`` longer (or, with
+        ``replace_current``, keeps the grace it has)."""
         with _translated():
-            body = self._api.rotate(client_id, grace_seconds=0)
+            body = self._api.rotate(client_id, grace_seconds, replace_current=replace_current)
         if body is None:
             _vanished(client_id)
         return _fresh(body)
@@ -103,7 +107,22 @@ def _client(body: Mapping[str, Any]) -> ClientInfo:
         metadata=metadata if isinstance(metadata, dict) else {},
         scopes=tuple(body.get("scopes") or ()),
         audiences=tuple(body.get("audiences") or ()),
+        previous_secret_expires_at=_epoch(body.get("previous_secret_expires_at")),
     )
+
+
+def _epoch(value: Any) -> float | None:
+    """The API's ``YYYY-MM-DDTHH:MM:SSZ`` as Unix time; None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return (
+            datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+            .replace(tzinfo=datetime.UTC)
+            .timestamp()
+        )
+    except ValueError:
+        return None
 
 
 def _fresh(body: Mapping[str, Any]) -> FreshSecret:

@@ -22,15 +22,18 @@ import httpx
 from swarm_oauth.admin_token import resolve_admin_token
 from swarm_oauth.cli.options import (
     admin_token_file_option,
+    duration_setting,
     fail,
     host_option,
     log_level_option,
     port_option,
     setting,
 )
+from swarm_oauth.durations import InvalidDuration, parse_duration
 from swarm_oauth.logs import configure_logging
+from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR
-from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS
+from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, DEFAULT_ROTATION_GRACE
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file
 
 log = logging.getLogger("swarm_oauth.registrar")
@@ -89,6 +92,20 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     help="File holding a token that notifications and forced passes must carry "
     "(?token= or Authorization: Bearer). Default: none required.",
 )
+@duration_setting(
+    "--secret-max-age",
+    env="SECRET_MAX_AGE",
+    default=DEFAULT_SECRET_MAX_AGE,
+    help="The age at which a managed service's client secret is replaced (0: never); a "
+    "policy rule or a swarm-oauth.secret-max-age label may ask for a shorter one.",
+)
+@duration_setting(
+    "--rotation-grace",
+    env="ROTATION_GRACE",
+    default=DEFAULT_ROTATION_GRACE,
+    help="How long the replaced secret keeps working: long enough for the rolling update "
+    "that hands the new one to every task.",
+)
 @setting(
     "--resync-seconds",
     env="RESYNC_SECONDS",
@@ -111,6 +128,8 @@ def registrar(
     policy: Path | None,
     id_reservation_seconds: float,
     notify_token_file: Path | None,
+    secret_max_age: float,
+    rotation_grace: float,
     resync_seconds: float,
     events: bool,
     log_level: str,
@@ -145,6 +164,8 @@ def registrar(
             policy_file=policy,
             reservation_seconds=id_reservation_seconds,
             notify_token=read_secret_file(notify_token_file) if notify_token_file else None,
+            secret_max_age=secret_max_age,
+            rotation_grace=rotation_grace,
         )
         runner = Registrar(settings)
     except (SecretConfigError, ValueError, RegistrarError, PolicyError) as exc:
@@ -200,7 +221,7 @@ output_option = click.option(
 )
 
 
-def _ask(method: str, url: str, path: str, token_file: Path | None) -> Any:
+def _ask(method: str, url: str, path: str, token_file: Path | None, body: Any = None) -> Any:
     """One request to the registrar's API with the admin token; its JSON, or a clear exit."""
     try:
         token = resolve_admin_token(token_file, Path("data") / "admin-token")
@@ -208,7 +229,11 @@ def _ask(method: str, url: str, path: str, token_file: Path | None) -> Any:
         fail(str(exc))
     try:
         response = httpx.request(
-            method, url.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            method,
+            url.rstrip("/") + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=600,  # a rotation waits for its reconcile
         )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the registrar at {url}: {type(exc).__name__}: {exc}")
@@ -245,6 +270,33 @@ def status(url: str, admin_token_file: Path | None, output: str | None) -> None:
         for s in services
     ]
     click.echo(_table(("SERVICE", "CLIENT", "STATE", "CONVERGED", "SECRET / REASON"), rows))
+
+
+@registrar.command("rotate")
+@click.argument("service")
+@click.option(
+    "--grace",
+    "grace",
+    callback=lambda ctx, param, value: None if value is None else _seconds(ctx, param, value),
+    metavar="DURATION",
+    help="How long the old secret keeps working. Default: the registrar's --rotation-grace. "
+    "0 stops it at once (a leaked secret); the service's tasks are replaced either way.",
+)
+@url_option
+@token_option
+def rotate(service: str, grace: float | None, url: str, admin_token_file: Path | None) -> None:
+    """Give a managed service a new client secret now, and roll its tasks onto it."""
+    body = None if grace is None else {"grace_seconds": grace}
+    click.echo(
+        json.dumps(_ask("POST", url, f"/v1/services/{service}/rotate", admin_token_file, body))
+    )
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except InvalidDuration as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 @registrar.command("release")

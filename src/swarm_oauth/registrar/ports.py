@@ -66,6 +66,11 @@ class Swarm(Protocol):
         """Delete a Docker secret; False if it was already gone."""
         ...
 
+    def secrets_in_use(self, service_id: str) -> set[str]:
+        """Ids of the Docker secrets that a task of the service still runs with (or is
+        about to): a secret leaves only once no task uses it."""
+        ...
+
     def list_configs(self, labels: Mapping[str, str]) -> list[DockerConfig]:
         """Docker configs carrying all these labels."""
         ...
@@ -108,8 +113,14 @@ class ClientRegistry(Protocol):
         """Remove a client; False if it was already gone."""
         ...
 
-    def rotate(self, client_id: str) -> FreshSecret:
-        """Give the client a new secret; the previous one stops working at once."""
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> FreshSecret:
+        """Give the client a new secret; the previous one works ``grace_seconds`` longer.
+
+        With ``replace_current``, the current secret (never handed out) is replaced and the
+        previous one keeps its grace. ``TransientError`` if the client was removed meanwhile.
+        """
         ...
 
     def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:

@@ -13,12 +13,16 @@ from swarm_oauth.registrar.app import create_app
 from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
-from swarm_oauth.registrar.identities import Identities
+from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE, Identities
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.policy import RegistrationPolicy
 from swarm_oauth.registrar.policy_file import PolicyFile
-from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, Reconciler
+from swarm_oauth.registrar.reconcile import (
+    DEFAULT_RESERVATION_SECONDS,
+    DEFAULT_ROTATION_GRACE,
+    Reconciler,
+)
 from swarm_oauth.registrar.status import StatusBoard
 from swarm_oauth.registrar.triggers import EventWatcher, Resync
 
@@ -40,6 +44,8 @@ class RegistrarSettings:
     policy_file: Path | None = None
     reservation_seconds: float = DEFAULT_RESERVATION_SECONDS
     notify_token: str | None = field(default=None, repr=False)
+    secret_max_age: float = DEFAULT_SECRET_MAX_AGE
+    rotation_grace: float = DEFAULT_ROTATION_GRACE
 
 
 class Registrar:
@@ -50,7 +56,11 @@ class Registrar:
         self.settings = settings
         self.swarm = DockerSwarm.from_url(settings.docker_host)
         self.registry = ClientsAPI(settings.clients_url, settings.admin_token)
-        self.identities = Identities(Selector.parse(settings.selector), settings.token_url)
+        self.identities = Identities(
+            Selector.parse(settings.selector),
+            settings.token_url,
+            secret_max_age=settings.secret_max_age,
+        )
         self.policy_file = (
             PolicyFile(settings.policy_file, self._apply_policy)
             if settings.policy_file is not None
@@ -64,6 +74,7 @@ class Registrar:
             self.identities,
             board=board,
             reservation_seconds=settings.reservation_seconds,
+            rotation_grace=settings.rotation_grace,
             observer=self.metrics,
         )
         self.controller = Controller(

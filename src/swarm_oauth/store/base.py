@@ -119,10 +119,18 @@ class Store(Protocol):
         """Delete a client; False when there was none."""
 
     def rotate_client_secret(
-        self, client_id: str, secret_hash: str, previous_expires_at: float | None, now: float
+        self,
+        client_id: str,
+        secret_hash: str,
+        previous_expires_at: float | None,
+        now: float,
+        *,
+        replace_current: bool = False,
     ) -> ClientRecord | None:
         """Atomically make ``secret_hash`` current and keep the old hash until
-        ``previous_expires_at`` (None: drop it now). None when the client is unknown."""
+        ``previous_expires_at`` (None: drop it now). With ``replace_current``, the current
+        hash is replaced and the previous one stays as it was (the current secret was never
+        handed out). None when the client is unknown."""
 
     def update_client(
         self,

@@ -78,6 +78,12 @@ class Statements:
             f" secret_hash = {mark}, secret_version = secret_version + 1, updated_at = {mark}"
             f" WHERE client_id = {mark} RETURNING {CLIENT_COLUMNS}"
         )
+        # The current secret was never handed out (its holder crashed): replace it and keep
+        # the previous one, and its grace, for whoever still holds that.
+        self.replace_client_secret = (
+            f"UPDATE clients SET secret_hash = {mark}, secret_version = secret_version + 1,"
+            f" updated_at = {mark} WHERE client_id = {mark} RETURNING {CLIENT_COLUMNS}"
+        )
         self.update_client = (
             f"UPDATE clients SET scopes = {mark}, audiences = {mark}, metadata = {mark},"
             f" updated_at = {mark} WHERE client_id = {mark}"
@@ -210,20 +216,32 @@ class SQLStore(ABC):
         return self._write(go)
 
     def rotate_client_secret(
-        self, client_id: str, secret_hash: str, previous_expires_at: float | None, now: float
+        self,
+        client_id: str,
+        secret_hash: str,
+        previous_expires_at: float | None,
+        now: float,
+        *,
+        replace_current: bool = False,
     ) -> ClientRecord | None:
         """Make ``secret_hash`` current, keeping the old one until ``previous_expires_at``
-        (None: drop it now). None when the client is unknown."""
-        params = (
-            previous_expires_at is not None,
-            previous_expires_at,
-            secret_hash,
-            now,
-            client_id,
-        )
+        (None: drop it now); with ``replace_current``, the current one is dropped and the
+        previous one kept as it is. None when the client is unknown."""
+        params: tuple[object, ...]
+        if replace_current:
+            statement, params = self._sql.replace_client_secret, (secret_hash, now, client_id)
+        else:
+            statement = self._sql.rotate_client
+            params = (
+                previous_expires_at is not None,
+                previous_expires_at,
+                secret_hash,
+                now,
+                client_id,
+            )
 
         def go(conn: Executor) -> ClientRecord | None:
-            rows = conn.execute(self._sql.rotate_client, params).fetchall()
+            rows = conn.execute(statement, params).fetchall()
             if not rows:
                 return None
             self._log(conn, "client", client_id)
