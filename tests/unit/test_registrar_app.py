@@ -372,9 +372,12 @@ def test_a_rotation_on_request_answers_once_the_new_secret_is_mounted(parts):
     for name, status in (("plain", 409), ("ghost", 404), ("-x", 400)):
         answer = parts.client.request("POST", f"/v1/services/{name}/rotate", ADMIN_HEADERS)
         assert answer.status_code == status, (name, answer.text)
-    assert "no identity to rotate" in parts.client.request(
-        "POST", "/v1/services/plain/rotate", ADMIN_HEADERS
-    ).json()["error_description"]
+    assert (
+        "no identity to rotate"
+        in parts.client.request("POST", "/v1/services/plain/rotate", ADMIN_HEADERS).json()[
+            "error_description"
+        ]
+    )
     assert plain.id in parts.swarm.services
 
 
