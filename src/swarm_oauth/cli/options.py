@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from swarm_oauth.durations import InvalidDuration, format_duration, parse_duration
 from swarm_oauth.secretfiles import secret_from_env
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -33,6 +34,34 @@ def fail(message: str) -> NoReturn:
     """End the command with ``error: message`` on stderr and exit code 2."""
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
+
+
+def duration_setting(
+    *names: str, env: str, default: float, help: str, minimum: float = 0.0
+) -> Decorator:
+    """A ``setting`` holding a duration (``swarm_oauth.durations``: seconds, or ``45s``,
+    ``10m``, ``12h``, ``30d``), passed to the command as float seconds, at least
+    ``minimum``."""
+
+    def convert(ctx: click.Context, param: click.Parameter, value: Any) -> float:
+        try:
+            seconds = parse_duration(str(value))
+        except InvalidDuration as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        if seconds < minimum:
+            raise click.BadParameter(
+                f"{value!r} is shorter than {format_duration(minimum)}", ctx, param
+            )
+        return seconds
+
+    return setting(
+        *names,
+        env=env,
+        callback=convert,
+        default=format_duration(default),
+        metavar="DURATION",
+        help=help,
+    )
 
 
 def resolve_database_url(flag: str | None) -> str | None:
@@ -97,6 +126,35 @@ def token_lifetime_option(help: str) -> Decorator:
         type=click.IntRange(1, 86400),
         default=900,
         help=help,
+    )
+
+
+def publish_ahead_option(name: str) -> Decorator:
+    """How long a new signing key is published before it signs,
+    ``SWARM_OAUTH_KEY_PUBLISH_AHEAD``, for every command that adds one."""
+    from swarm_oauth.keys.rotation import DEFAULT_PUBLISH_AHEAD_SECONDS
+
+    return duration_setting(
+        name,
+        env="KEY_PUBLISH_AHEAD",
+        default=DEFAULT_PUBLISH_AHEAD_SECONDS,
+        help="How long a new key is in the JWKS before it signs, so that verifiers caching "
+        "the JWKS learn it first (longer than their cache: see docs/server.md).",
+    )
+
+
+def unpublish_margin_option(name: str) -> Decorator:
+    """How long a retired key stays published after its last token expired,
+    ``SWARM_OAUTH_KEY_UNPUBLISH_MARGIN``."""
+    from swarm_oauth.keys.keyring import UNPUBLISH_MARGIN_SECONDS, UNPUBLISH_SLACK_SECONDS
+
+    return duration_setting(
+        name,
+        env="KEY_UNPUBLISH_MARGIN",
+        default=UNPUBLISH_MARGIN_SECONDS,
+        minimum=UNPUBLISH_SLACK_SECONDS,
+        help="How long a retired key stays in the JWKS after the last token it signed "
+        "expired, for clock skew and verifiers' leeway.",
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +31,11 @@ from swarm_oauth.store import KeyRecord, Store
 log = logging.getLogger("swarm_oauth.keys")
 
 # How long a retired key stays in the JWKS beyond the longest token it may have signed,
-# to cover clock skew and verifiers' leeway.
+# to cover clock skew and verifiers' leeway (the default; operators may shorten it).
 UNPUBLISH_MARGIN_SECONDS = 300
+# The issuer ends every token at least this long before its key leaves the JWKS, for clock
+# skew between the token server and verifiers; so no margin may be shorter.
+UNPUBLISH_SLACK_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +166,69 @@ def rotate_keys(
     now: float,
     publish_ahead: float,
     token_lifetime: float,
+    unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS,
 ) -> KeyRecord:
     """Add a key that signs after ``publish_ahead`` seconds and retire the current ones then.
 
     Verifiers see the new key in the JWKS before any token carries its kid; the retired
-    keys stay published until every token they signed has expired.
+    keys stay published until every token they signed has expired, plus
+    ``unpublish_margin``.
     """
-    activates_at = now + publish_ahead
-    record = new_key_record(master, alg, issuer, now, activates_at)
-    store.rotate_keys(record, activates_at + token_lifetime + UNPUBLISH_MARGIN_SECONDS)
+    record = new_key_record(master, alg, issuer, now, now + publish_ahead)
+    store.rotate_keys(record, _unpublish_at(record, token_lifetime, unpublish_margin))
     return record
+
+
+def rotate_keys_if_due(
+    store: Store,
+    master: MasterKey,
+    *,
+    interval: float,
+    alg: str,
+    issuer: str,
+    now: float,
+    publish_ahead: float,
+    token_lifetime: float,
+    unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS,
+) -> KeyRecord | None:
+    """``rotate_keys``, but only when a rotation is due (``rotation_due``); None if not.
+
+    The store decides under its write lock, so when several processes find the same
+    rotation due at once, exactly one of them makes it.
+    """
+    record = new_key_record(master, alg, issuer, now, now + publish_ahead)
+    retired = store.rotate_keys(
+        record,
+        _unpublish_at(record, token_lifetime, unpublish_margin),
+        unless_activated_after=now - interval,
+    )
+    return None if retired is None else record
+
+
+def rotation_due(records: Iterable[KeyRecord], now: float, interval: float) -> bool:
+    """Whether an automatic rotation is due at ``now``: no key that still signs, or will,
+    began signing (or begins) later than ``interval`` seconds ago.
+
+    The same test as ``Store.rotate_keys(unless_activated_after=now - interval)``.
+    """
+    threshold = now - interval
+    return not any(r.activates_at > threshold for r in records if _not_retired(r, now))
+
+
+def rotation_due_at(records: Iterable[KeyRecord], now: float, interval: float) -> float:
+    """When the next automatic rotation falls due: ``interval`` after the newest key that
+    signs now or will starts signing; ``now`` when no key signs now or will."""
+    starts = [r.activates_at for r in records if _not_retired(r, now)]
+    return max(starts) + interval if starts else now
+
+
+def _not_retired(record: KeyRecord, now: float) -> bool:
+    return record.retires_at is None or record.retires_at > now
+
+
+def _unpublish_at(record: KeyRecord, token_lifetime: float, margin: float) -> float:
+    # The keys it replaces sign until it activates; their last tokens expire a lifetime later.
+    return record.activates_at + token_lifetime + margin
 
 
 class UnknownKey(LookupError):
