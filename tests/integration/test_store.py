@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from swarm_oauth.store import ClientExists, ClientRecord, KeyRecord, Store, open_store
 from swarm_oauth.store.postgres import PostgresStore
 from swarm_oauth.store.sqlite import SQLiteStore
+from tests.support.race import race
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -227,20 +227,10 @@ def test_processes_racing_for_one_due_rotation_make_exactly_one(
     store: Store, store_url: str, tmp_path: Path
 ) -> None:
     store.add_key(key("old", created_at=time.time() - 3600))
-    ctx = multiprocessing.get_context("spawn")
     count = 6
-    barrier, results = ctx.Barrier(count), ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_rotate_in_process, args=(store_url, str(tmp_path), f"k{n}", barrier, results)
-        )
-        for n in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    outcomes = dict(results.get(timeout=120) for _ in procs)
-    for proc in procs:
-        proc.join(30)
+    outcomes = dict(
+        race(_rotate_in_process, [(store_url, str(tmp_path), f"k{n}") for n in range(count)])
+    )
 
     winners = [kid for kid, retired in outcomes.items() if retired == ["old"]]
     assert len(winners) == 1, outcomes
@@ -354,18 +344,8 @@ def _migrate_in_process(url: str, data_dir: str, barrier: Any, results: Any) -> 
 
 
 def test_concurrent_migrate_from_several_processes(store_url: str, tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
     count = 5
-    barrier, results = ctx.Barrier(count), ctx.Queue()
-    procs = [
-        ctx.Process(target=_migrate_in_process, args=(store_url, str(tmp_path), barrier, results))
-        for _ in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(30)
+    outcomes = race(_migrate_in_process, [(store_url, str(tmp_path))] * count)
     assert outcomes == ["ok"] * count
 
     store = open_store(store_url, tmp_path)

@@ -9,7 +9,6 @@ from swarm_oauth.keys.keyring import (
     ensure_signing_key,
     retire_key,
     rotate_keys,
-    rotate_keys_if_due,
     rotation_due_at,
 )
 from swarm_oauth.keys.master import MasterKey, MasterKeyError
@@ -30,6 +29,5 @@ __all__ = [
     "ensure_signing_key",
     "retire_key",
     "rotate_keys",
-    "rotate_keys_if_due",
     "rotation_due_at",
 ]

@@ -175,41 +175,15 @@ def rotate_keys(
     ``unpublish_margin``.
     """
     record = new_key_record(master, alg, issuer, now, now + publish_ahead)
-    store.rotate_keys(record, _unpublish_at(record, token_lifetime, unpublish_margin))
+    store.rotate_keys(record, unpublish_at_for(record, token_lifetime, unpublish_margin))
     return record
-
-
-def rotate_keys_if_due(
-    store: Store,
-    master: MasterKey,
-    *,
-    interval: float,
-    alg: str,
-    issuer: str,
-    now: float,
-    publish_ahead: float,
-    token_lifetime: float,
-    unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS,
-) -> KeyRecord | None:
-    """``rotate_keys``, but only when a rotation is due (``rotation_due``); None if not.
-
-    The store decides under its write lock, so when several processes find the same
-    rotation due at once, exactly one of them makes it.
-    """
-    record = new_key_record(master, alg, issuer, now, now + publish_ahead)
-    retired = store.rotate_keys(
-        record,
-        _unpublish_at(record, token_lifetime, unpublish_margin),
-        unless_activated_after=now - interval,
-    )
-    return None if retired is None else record
 
 
 def rotation_due(records: Iterable[KeyRecord], now: float, interval: float) -> bool:
     """Whether an automatic rotation is due at ``now``: no key that still signs, or will,
     began signing (or begins) later than ``interval`` seconds ago.
 
-    The same test as ``Store.rotate_keys(unless_activated_after=now - interval)``.
+    The same test as ``Store.rotate_keys(unless_activated_after=now - interval)`` makes.
     """
     threshold = now - interval
     return not any(r.activates_at > threshold for r in records if _not_retired(r, now))
@@ -226,8 +200,9 @@ def _not_retired(record: KeyRecord, now: float) -> bool:
     return record.retires_at is None or record.retires_at > now
 
 
-def _unpublish_at(record: KeyRecord, token_lifetime: float, margin: float) -> float:
-    # The keys it replaces sign until it activates; their last tokens expire a lifetime later.
+def unpublish_at_for(record: KeyRecord, token_lifetime: float, margin: float) -> float:
+    """When the keys that ``record`` replaces leave the JWKS: they sign until it
+    activates, and their last tokens expire a lifetime later; then ``margin``."""
     return record.activates_at + token_lifetime + margin
 
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from swarm_oauth.keys.keyring import (
     UNPUBLISH_MARGIN_SECONDS,
-    rotate_keys_if_due,
+    new_key_record,
     rotation_due,
     rotation_due_at,
+    unpublish_at_for,
 )
 from swarm_oauth.keys.master import MasterKey
-from swarm_oauth.store import Store, StoreError
+from swarm_oauth.store import KeyRecord, Store, StoreError
 
 log = logging.getLogger("swarm_oauth.keys")
 
@@ -53,6 +54,24 @@ class RotationPolicy:
     unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS
 
 
+def rotate_keys_if_due(
+    store: Store, master: MasterKey, policy: RotationPolicy, now: float
+) -> KeyRecord | None:
+    """What ``keys rotate`` does, but only when a rotation is due (``rotation_due``);
+    the new key, or None if none was due.
+
+    The store decides under its write lock, so when several processes find the same
+    rotation due at once, exactly one of them makes it.
+    """
+    record = new_key_record(master, policy.alg, policy.issuer, now, now + policy.publish_ahead)
+    retired = store.rotate_keys(
+        record,
+        unpublish_at_for(record, policy.token_lifetime, policy.unpublish_margin),
+        unless_activated_after=now - policy.interval,
+    )
+    return None if retired is None else record
+
+
 class KeyRotator:
     """Rotates the signing key whenever ``policy.interval`` says it is due."""
 
@@ -66,20 +85,9 @@ class KeyRotator:
 
     def check(self, now: float) -> float:
         """Rotate if a rotation is due at ``now``; the seconds until the next look."""
-        policy = self.policy
         records = self._store.list_keys()
-        if rotation_due(records, now, policy.interval):
-            record = rotate_keys_if_due(
-                self._store,
-                self._master,
-                interval=policy.interval,
-                alg=policy.alg,
-                issuer=policy.issuer,
-                now=now,
-                publish_ahead=policy.publish_ahead,
-                token_lifetime=policy.token_lifetime,
-                unpublish_margin=policy.unpublish_margin,
-            )
+        if rotation_due(records, now, self.policy.interval):
+            record = rotate_keys_if_due(self._store, self._master, self.policy, now)
             if record is not None:
                 log.info(
                     "rotated the signing key",
@@ -87,7 +95,7 @@ class KeyRotator:
                 )
             # Won or lost the race: either way the new key is in the store; look again.
             return 0.0
-        wait = rotation_due_at(records, now, policy.interval) - now
+        wait = rotation_due_at(records, now, self.policy.interval) - now
         return min(max(wait, MIN_SLEEP_SECONDS), MAX_SLEEP_SECONDS)
 
     def start(self) -> None:
