@@ -129,7 +129,6 @@ class Runtime:
         self.client_cache.apply(batch)
         if not batch.complete or any(change.kind == "key" for change in batch.changes):
             self.keyring = self._load_keyring()
-        self.rotator = self._key_rotator()
 
     def ready(self) -> tuple[bool, str]:
         """Whether this process can serve: store reachable, its changes followed, and

@@ -31,12 +31,13 @@ DEFAULT_ROTATION_INTERVAL_SECONDS = 30 * 86400
 # Longer than any cache of the JWKS that verifiers keep by default, so each of them has
 # refetched the JWKS between a key's publication and its first token: the SDK's KeySet
 # and PyJWT's PyJWKClient both keep it 300 s, an HTTP cache in front may add the 60 s of
-# our Cache-Control. docs/server.md ("Key rotation") gives the reasoning.
+# our Cache-Control. docs/server.md ("How long ahead") gives the reasoning.
 DEFAULT_PUBLISH_AHEAD_SECONDS = 600
 # The longest a rotator sleeps between looks at the store: a key added or withdrawn by
 # hand can move the next rotation earlier, and the wall clock can jump.
 MAX_SLEEP_SECONDS = 60.0
-# The shortest: the store and this process may disagree for an instant at the boundary.
+# The shortest: at the boundary, rounding may make ``rotation_due`` say "not yet" while
+# ``rotation_due_at`` says "now"; this keeps that instant from becoming a busy loop.
 MIN_SLEEP_SECONDS = 0.05
 # After a failure (store unreachable) the next attempt comes this much later.
 RETRY_SECONDS = 5.0
