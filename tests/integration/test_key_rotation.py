@@ -369,3 +369,14 @@ def test_the_clients_role_has_no_key_metrics(tmp_path: Path) -> None:
         assert gauges(server) == {}
     finally:
         server.close()
+
+
+def test_closing_a_server_stops_its_key_rotator(tmp_path: Path) -> None:
+    def rotators() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "key-rotator"]
+
+    server = InProcessServer(tmp_path / "data")
+    assert len(rotators()) == 1
+    server.runtime.watcher.poll()  # a round of changes applied, as the watcher makes
+    server.close()
+    assert rotators() == []
