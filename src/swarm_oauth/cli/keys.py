@@ -75,9 +75,9 @@ def _echo_key(record: KeyRecord) -> None:
 @publish_ahead_option("--publish-ahead")
 @unpublish_margin_option("--unpublish-margin")
 @token_lifetime_option(
-    "The servers' token lifetime: old keys stay published this long (plus the unpublish "
-    "margin) after they stop signing (the servers also never issue a token that outlives its "
-    "key's publication)."
+    "The servers' token lifetime: old keys stay published this long after they stop signing, "
+    "plus the unpublish margin (the servers never issue a token that outlives its key's "
+    "publication)."
 )
 def keys_rotate(
     data_dir: Path,

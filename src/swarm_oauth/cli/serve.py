@@ -54,7 +54,8 @@ log = logging.getLogger("swarm_oauth.cli")
     "else DATA_DIR/admin-token, generated."
 )
 @signing_alg_option(
-    "--signing-alg", "Algorithm of the signing key the server creates when the store has none."
+    "--signing-alg",
+    "Algorithm of the signing keys the server creates: the first, and each automatic rotation's.",
 )
 @token_lifetime_option("Seconds an access token is valid.")
 @duration_setting(
