@@ -11,6 +11,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from swarm_oauth.keys.keyring import UNPUBLISH_MARGIN_SECONDS
+from swarm_oauth.keys.rotation import (
+    DEFAULT_PUBLISH_AHEAD_SECONDS,
+    DEFAULT_ROTATION_INTERVAL_SECONDS,
+)
+
 Role = Literal["all", "tokens", "clients"]
 ROLES: tuple[Role, ...] = ("all", "tokens", "clients")
 SETTINGS_ENV = "SWARM_OAUTH_SETTINGS_JSON"
@@ -28,6 +34,10 @@ class ServerSettings:
     signing_alg: str = "ES256"
     token_lifetime: int = 900
     workers: int = 1
+    # Seconds; an interval of 0 turns automatic key rotation off.
+    key_rotation_interval: float = DEFAULT_ROTATION_INTERVAL_SECONDS
+    key_publish_ahead: float = DEFAULT_PUBLISH_AHEAD_SECONDS
+    key_unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS
     log_level: str = "info"
     # Where the secrets live; None means "the environment, else generated in data_dir".
     master_key_file: Path | None = None

@@ -11,8 +11,10 @@ from swarm_oauth.clients.cache import ClientCache
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.keys import (
     KeyRing,
+    KeyRotator,
     MasterKey,
     MasterKeyError,
+    RotationPolicy,
     check_master_key,
     ensure_signing_key,
 )
@@ -63,6 +65,7 @@ class Runtime:
         # commits in between is applied at its first poll instead of being lost.
         self.watcher = ChangeWatcher(store, self._apply_changes)
         self.keyring = self._load_keyring()
+        self.rotator = self._key_rotator()
         self.client_cache = ClientCache(store)
         self.clients = ClientService(store, on_change=self.client_cache.forget)
         self.issuer = TokenIssuer(
@@ -99,6 +102,26 @@ class Runtime:
                 log.info("created a signing key", extra={"alg": settings.signing_alg})
         return cls(settings, store, master)
 
+    def _key_rotator(self) -> KeyRotator | None:
+        settings = self.settings
+        if self.master is None or settings.key_rotation_interval <= 0:
+            return None
+        policy = RotationPolicy(
+            interval=settings.key_rotation_interval,
+            publish_ahead=settings.key_publish_ahead,
+            alg=settings.signing_alg,
+            issuer=settings.issuer_url,
+            token_lifetime=settings.token_lifetime,
+            unpublish_margin=settings.key_unpublish_margin,
+        )
+        return KeyRotator(self.store, self.master, policy)
+
+    def start(self) -> None:
+        """Start the background work: following changes and, if on, rotating keys."""
+        self.watcher.start()
+        if self.rotator is not None:
+            self.rotator.start()
+
     def _load_keyring(self) -> KeyRing:
         return KeyRing() if self.master is None else KeyRing.load(self.store, self.master)
 
@@ -123,6 +146,8 @@ class Runtime:
         return True, "ready"
 
     def close(self) -> None:
-        """Stop following changes and release the store."""
+        """Stop the background work and release the store."""
+        if self.rotator is not None:
+            self.rotator.close()
         self.watcher.close()
         self.store.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from swarm_oauth.store import ClientExists, ClientRecord, KeyRecord, Store, open_store
 from swarm_oauth.store.postgres import PostgresStore
 from swarm_oauth.store.sqlite import SQLiteStore
+from tests.support.race import race
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -188,6 +188,56 @@ def test_rotate_keys_adds_and_retires_in_one_step(store: Store) -> None:
     assert [c.key for c in store.changes_since(cursor).changes] == ["k2", "k1"]
 
 
+def test_rotate_keys_only_when_no_key_began_signing_since(store: Store) -> None:
+    now = time.time()
+    store.add_key(key("k1", created_at=now - 100))
+    # A key withdrawn by hand does not count, however recent.
+    store.add_key(key("withdrawn", created_at=now - 20))
+    store.schedule_key_retirement("withdrawn", now - 10, now - 10)
+    cursor = store.last_change()
+
+    early = key("early", created_at=now, activates_at=now + 5)
+    assert store.rotate_keys(early, now + 900, unless_activated_after=now - 200) is None
+    assert [k.kid for k in store.list_keys()] == ["k1"]
+    assert not store.changes_since(cursor).changes  # nothing written, nothing announced
+
+    due = key("due", created_at=now, activates_at=now + 5)
+    assert store.rotate_keys(due, now + 900, unless_activated_after=now - 50) == ["k1"]
+    # The key just published counts, although it signs only later: no second rotation.
+    again = key("again", created_at=now + 1, activates_at=now + 6)
+    assert store.rotate_keys(again, now + 900, unless_activated_after=now - 50) is None
+    assert [k.kid for k in store.list_keys()] == ["k1", "due"]
+
+
+def _rotate_in_process(url: str, data_dir: str, kid: str, barrier: Any, results: Any) -> None:
+    try:
+        store = open_store(url, Path(data_dir))
+        store.ping()
+        now = time.time()
+        record = key(kid, created_at=now, activates_at=now + 5)
+        barrier.wait(60)
+        retired = store.rotate_keys(record, now + 900, unless_activated_after=now - 60)
+        store.close()
+        results.put((kid, retired))
+    except BaseException as exc:
+        results.put((kid, f"{type(exc).__name__}: {exc}"))
+
+
+def test_processes_racing_for_one_due_rotation_make_exactly_one(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    store.add_key(key("old", created_at=time.time() - 3600))
+    count = 6
+    outcomes = dict(
+        race(_rotate_in_process, [(store_url, str(tmp_path), f"k{n}") for n in range(count)])
+    )
+
+    winners = [kid for kid, retired in outcomes.items() if retired == ["old"]]
+    assert len(winners) == 1, outcomes
+    assert sorted(outcomes.values(), key=str) == [None] * (count - 1) + [["old"]]
+    assert [k.kid for k in store.list_keys()] == ["old", winners[0]]
+
+
 def test_a_key_due_to_sign_later_counts_as_active(store: Store) -> None:
     now = time.time()
     assert store.add_key(key("future", created_at=now, activates_at=now + 600)) is True
@@ -294,18 +344,8 @@ def _migrate_in_process(url: str, data_dir: str, barrier: Any, results: Any) -> 
 
 
 def test_concurrent_migrate_from_several_processes(store_url: str, tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
     count = 5
-    barrier, results = ctx.Barrier(count), ctx.Queue()
-    procs = [
-        ctx.Process(target=_migrate_in_process, args=(store_url, str(tmp_path), barrier, results))
-        for _ in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(30)
+    outcomes = race(_migrate_in_process, [(store_url, str(tmp_path))] * count)
     assert outcomes == ["ok"] * count
 
     store = open_store(store_url, tmp_path)

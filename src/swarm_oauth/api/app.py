@@ -68,7 +68,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        runtime.watcher.start()
+        runtime.start()
         try:
             yield
         finally:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from swarm_oauth.api.key_metrics import SigningKeyMetrics
 from swarm_oauth.api.metrics import REGISTRY
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.web import healthz_route, metrics_route
@@ -23,8 +25,14 @@ def health_routes(runtime: Runtime) -> list[Route]:
             status_code=200 if ready else 503,
         )
 
+    # The process-wide metrics, and those of this runtime's keys (one per app, so that
+    # several apps in one process, as in tests, do not clash).
+    registry = CollectorRegistry()
+    registry.register(REGISTRY)
+    if runtime.settings.serves_tokens:
+        registry.register(SigningKeyMetrics(runtime))
     return [
         healthz_route(),
         Route("/readyz", readyz, methods=["GET"]),
-        metrics_route(REGISTRY),
+        metrics_route(registry),
     ]

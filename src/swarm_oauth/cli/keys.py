@@ -13,9 +13,11 @@ from swarm_oauth.cli.options import (
     fail,
     issuer_option,
     master_key_option,
+    publish_ahead_option,
     signing_alg_option,
     store_options,
     token_lifetime_option,
+    unpublish_margin_option,
 )
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.keys import (
@@ -70,17 +72,12 @@ def _echo_key(record: KeyRecord) -> None:
     "The servers' issuer URL (serve's --issuer), named in the new key's certificate as serve "
     "names it in the keys it creates."
 )
-@click.option(
-    "--publish-ahead",
-    type=click.FloatRange(0),
-    default=300.0,
-    show_default=True,
-    help="Seconds the new key is published before it signs, so verifiers that "
-    "cache the JWKS learn it first.",
-)
+@publish_ahead_option("--publish-ahead")
+@unpublish_margin_option("--unpublish-margin")
 @token_lifetime_option(
-    "The servers' token lifetime: old keys stay published this long after they stop signing "
-    "(the servers also never issue a token that outlives its key's publication)."
+    "The servers' token lifetime: old keys stay published this long after they stop signing, "
+    "plus the unpublish margin (the servers never issue a token that outlives its key's "
+    "publication)."
 )
 def keys_rotate(
     data_dir: Path,
@@ -89,6 +86,7 @@ def keys_rotate(
     alg: str,
     issuer: str | None,
     publish_ahead: float,
+    unpublish_margin: float,
     token_lifetime: int,
 ) -> None:
     """Add a signing key and retire the current ones when it activates."""
@@ -103,6 +101,7 @@ def keys_rotate(
             now=time.time(),
             publish_ahead=publish_ahead,
             token_lifetime=token_lifetime,
+            unpublish_margin=unpublish_margin,
         )
     except (SecretConfigError, MasterKeyError, StoreError) as exc:
         fail(str(exc))

@@ -129,6 +129,35 @@ def token_lifetime_option(help: str) -> Decorator:
     )
 
 
+def publish_ahead_option(name: str) -> Decorator:
+    """How long a new signing key is published before it signs,
+    ``SWARM_OAUTH_KEY_PUBLISH_AHEAD``, for every command that adds one."""
+    from swarm_oauth.keys.rotation import DEFAULT_PUBLISH_AHEAD_SECONDS
+
+    return duration_setting(
+        name,
+        env="KEY_PUBLISH_AHEAD",
+        default=DEFAULT_PUBLISH_AHEAD_SECONDS,
+        help="How long a new key is in the JWKS before it signs, so that verifiers caching "
+        "the JWKS learn it first (longer than their cache: see docs/server.md).",
+    )
+
+
+def unpublish_margin_option(name: str) -> Decorator:
+    """How long a retired key stays published after its last token expired,
+    ``SWARM_OAUTH_KEY_UNPUBLISH_MARGIN``."""
+    from swarm_oauth.keys.keyring import UNPUBLISH_MARGIN_SECONDS, UNPUBLISH_SLACK_SECONDS
+
+    return duration_setting(
+        name,
+        env="KEY_UNPUBLISH_MARGIN",
+        default=UNPUBLISH_MARGIN_SECONDS,
+        minimum=UNPUBLISH_SLACK_SECONDS,
+        help="How long a retired key stays in the JWKS after the last token it signed "
+        "expired, for clock skew and verifiers' leeway.",
+    )
+
+
 def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--data-dir`` and ``--database-url``: where the store is."""
     fn = setting(

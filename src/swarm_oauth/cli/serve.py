@@ -11,20 +11,24 @@ import click
 
 from swarm_oauth.cli.options import (
     admin_token_file_option,
+    duration_setting,
     fail,
     host_option,
     issuer_option,
     log_level_option,
     master_key_option,
     port_option,
+    publish_ahead_option,
     resolve_database_url,
     setting,
     signing_alg_option,
     store_options,
     token_lifetime_option,
+    unpublish_margin_option,
 )
 from swarm_oauth.config import ROLES, SETTINGS_ENV, ServerSettings
 from swarm_oauth.keys import MasterKeyError
+from swarm_oauth.keys.rotation import DEFAULT_ROTATION_INTERVAL_SECONDS
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.secretfiles import SecretConfigError
 from swarm_oauth.store import StoreError
@@ -50,9 +54,18 @@ log = logging.getLogger("swarm_oauth.cli")
     "else DATA_DIR/admin-token, generated."
 )
 @signing_alg_option(
-    "--signing-alg", "Algorithm of the signing key the server creates when the store has none."
+    "--signing-alg",
+    "Algorithm of the signing keys the server creates: the first, and each automatic rotation's.",
 )
 @token_lifetime_option("Seconds an access token is valid.")
+@duration_setting(
+    "--key-rotation-interval",
+    env="KEY_ROTATION_INTERVAL",
+    default=DEFAULT_ROTATION_INTERVAL_SECONDS,
+    help="Rotate the signing key once it has signed this long (0: never by itself).",
+)
+@publish_ahead_option("--key-publish-ahead")
+@unpublish_margin_option("--key-unpublish-margin")
 @setting(
     "--workers",
     env="WORKERS",
@@ -72,6 +85,9 @@ def serve(
     admin_token_file: Path | None,
     signing_alg: str,
     token_lifetime: int,
+    key_rotation_interval: float,
+    key_publish_ahead: float,
+    key_unpublish_margin: float,
     workers: int,
     log_level: str,
 ) -> None:
@@ -91,6 +107,9 @@ def serve(
             issuer=issuer,
             signing_alg=signing_alg,
             token_lifetime=token_lifetime,
+            key_rotation_interval=key_rotation_interval,
+            key_publish_ahead=key_publish_ahead,
+            key_unpublish_margin=key_unpublish_margin,
             workers=workers,
             log_level=log_level,
             master_key_file=master_key_file,

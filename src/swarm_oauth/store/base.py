@@ -152,10 +152,22 @@ class Store(Protocol):
         or scheduled to sign, deciding under a lock so that concurrent first starts
         create exactly one. True when the key was inserted."""
 
-    def rotate_keys(self, record: KeyRecord, unpublish_at: float) -> list[str]:
+    def rotate_keys(
+        self,
+        record: KeyRecord,
+        unpublish_at: float,
+        *,
+        unless_activated_after: float | None = None,
+    ) -> list[str] | None:
         """Insert ``record`` and, in one transaction, retire every key that would still
         sign at its ``activates_at``: they stop then and leave the JWKS at
-        ``unpublish_at``. Returns the retired kids."""
+        ``unpublish_at``. Returns the retired kids.
+
+        With ``unless_activated_after``, first check, under the same lock, whether a key
+        that has not retired at ``record.created_at`` activated (or activates) after that
+        instant; if one did, change nothing and return None. That makes "rotate if the
+        current key is older than N" happen once however many processes decide it at
+        the same moment."""
 
     def schedule_key_retirement(self, kid: str, retires_at: float, unpublish_at: float) -> None:
         """Set when a key stops signing and when it leaves the JWKS."""

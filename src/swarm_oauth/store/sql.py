@@ -96,6 +96,10 @@ class Statements:
         self.signing_keys_at = (
             f"SELECT kid FROM signing_keys WHERE retires_at IS NULL OR retires_at > {mark}"
         )
+        self.keys_activated_after = (
+            "SELECT kid FROM signing_keys"
+            f" WHERE (retires_at IS NULL OR retires_at > {mark}) AND activates_at > {mark}"
+        )
         self.insert_key = f"INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ({marks(KEY_COLUMNS)})"
         self.retire_key = (
             f"UPDATE signing_keys SET retires_at = {mark}, unpublish_at = {mark} WHERE kid = {mark}"
@@ -305,12 +309,26 @@ class SQLStore(ABC):
 
         return self._write(go)
 
-    def rotate_keys(self, record: KeyRecord, unpublish_at: float) -> list[str]:
+    def rotate_keys(
+        self,
+        record: KeyRecord,
+        unpublish_at: float,
+        *,
+        unless_activated_after: float | None = None,
+    ) -> list[str] | None:
         """Insert ``record`` and retire, in the same transaction, every key that would
         still sign when it activates: they stop signing then and leave the JWKS at
-        ``unpublish_at``. The kids retired."""
+        ``unpublish_at``. The kids retired; None when ``unless_activated_after`` found a
+        key that has not retired and activated after it (nothing changed)."""
 
-        def go(conn: Executor) -> list[str]:
+        def go(conn: Executor) -> list[str] | None:
+            if (
+                unless_activated_after is not None
+                and conn.execute(
+                    self._sql.keys_activated_after, (record.created_at, unless_activated_after)
+                ).fetchall()
+            ):
+                return None
             retiring = [
                 str(row[0])
                 for row in conn.execute(

@@ -7,11 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from swarm_oauth.keys import KeyRing, LoadedKey
+from swarm_oauth.keys.keyring import UNPUBLISH_SLACK_SECONDS
 from swarm_oauth.tokens.jws import Signer, compact, header_segment, signer_for
 
 DEFAULT_LIFETIME_SECONDS = 900
-# Room left between a token's expiry and its key leaving the JWKS, for clock skew.
-UNPUBLISH_SLACK_SECONDS = 60
 
 
 class NoSigningKey(RuntimeError):
