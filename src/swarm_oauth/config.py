@@ -29,6 +29,7 @@ class ServerSettings:
     token_lifetime: int = 900
     workers: int = 1
     log_level: str = "info"
+    log_format: str = "json"
     # Where the secrets live; None means "the environment, else generated in data_dir".
     master_key_file: Path | None = None
     admin_token_file: Path | None = None

@@ -7,13 +7,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from swarm_oauth.api.metrics import REGISTRY
+from swarm_oauth.api import multiprocess
+from swarm_oauth.api.metrics import REGISTRY, StoreGauges
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.web import healthz_route, metrics_route
 
 
 def health_routes(runtime: Runtime) -> list[Route]:
-    """``/healthz``, ``/readyz`` and ``/metrics``."""
+    """``/healthz``, ``/readyz`` and ``/metrics`` (of every worker, when there are several)."""
+    runtime.watcher.add_listener(StoreGauges(runtime))
 
     async def readyz(_: Request) -> Response:
         """The store answers and a signing key is loaded (for roles that sign)."""
@@ -26,5 +28,5 @@ def health_routes(runtime: Runtime) -> list[Route]:
     return [
         healthz_route(),
         Route("/readyz", readyz, methods=["GET"]),
-        metrics_route(REGISTRY),
+        metrics_route(multiprocess.registry() if multiprocess.enabled() else REGISTRY),
     ]
