@@ -28,10 +28,21 @@ BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
 def section(readme: str, title: str) -> str:
-    """The text of a ``##``/``###`` section, up to the next heading of any level."""
-    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", readme, re.MULTILINE | re.DOTALL)
-    assert match, f"README has no section {title!r}"
-    return match.group(1)
+    """The text under a heading, up to the next heading of any level (a ``#`` line inside
+    a code block is a shell comment, not a heading)."""
+    lines, fenced, inside = [], False, False
+    for line in readme.splitlines(keepends=True):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            if inside:
+                break
+            inside = line.lstrip("#").strip() == title
+            continue
+        if inside:
+            lines.append(line)
+    assert lines, f"README has no section {title!r}"
+    return "".join(lines)
 
 
 def blocks(readme: str, title: str) -> list[str]:
