@@ -277,3 +277,32 @@ def test_the_client_list_comes_in_pages(token_server):
         ][0]["name"]
         == "limit"
     )
+
+
+# -- the troubleshooting guide's recovery from a lost master key -------------------------
+
+
+def test_a_lost_master_key_is_replaced_by_withdrawing_the_keys_it_opened(server_factory, tmp_path):
+    from swarm_oauth.keys import MasterKey
+
+    data = tmp_path / "data"
+    server = server_factory(data_dir=data)
+    secret = server.add_client("orders")["client_secret"]
+    server.stop()
+    (data / "master.key").unlink()  # lost
+    new_key = tmp_path / "new-master.key"
+    new_key.write_text(MasterKey.generate_text())
+    env = {"SWARM_OAUTH_DATA_DIR": str(data), "SWARM_OAUTH_MASTER_KEY_FILE": str(new_key)}
+    refused = run_cli("serve", "--port", "0", env=env)
+    assert refused.returncode == 2 and "does not open with this master key" in refused.stderr
+    # The steps of docs/troubleshooting.md: list the keys, withdraw each (no master key
+    # is needed for that), start again with the new master key.
+    kids = [k["kid"] for k in json.loads(run_cli("keys", "list", env=env).stdout)["keys"]]
+    assert kids
+    for kid in kids:
+        withdrawn = run_cli("keys", "retire", kid, "--force", env=env)
+        assert withdrawn.returncode == 0, withdrawn.stderr
+    restarted = server_factory(data_dir=data, env={"SWARM_OAUTH_MASTER_KEY_FILE": str(new_key)})
+    issued = restarted.token("orders", secret)  # clients and their secrets are untouched
+    assert issued.status_code == 200
+    assert jwt.get_unverified_header(issued.json()["access_token"])["kid"] not in kids
