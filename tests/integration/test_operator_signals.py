@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cli import run_cli
@@ -180,3 +181,30 @@ def test_with_several_workers_metrics_describe_the_whole_server(server_factory):
     server.stop()
     directory = metrics_dir[0].split(b"=", 1)[1].decode()
     assert not os.path.exists(directory), "serve left its metrics directory behind"
+
+
+@pytest.mark.postgres
+def test_store_up_follows_an_outage_in_every_worker(server_factory, postgres_cluster_factory):
+    from tests.support.postgres import create_database
+
+    cluster = postgres_cluster_factory()
+    env = {"SWARM_OAUTH_DATABASE_URL": create_database(cluster.url)}
+    server = server_factory(env=env, args=["--workers", "2"])
+
+    def store_up() -> float | None:
+        try:
+            return scrape(server)[1]["swarm_oauth_store_up"][()]
+        except httpx.TransportError:
+            return None
+
+    assert store_up() == 1
+    cluster.stop()
+    deadline = time.monotonic() + 20
+    while store_up() != 0:
+        assert time.monotonic() < deadline, "store_up stayed 1 with the database down"
+        time.sleep(0.2)
+    cluster.start()
+    deadline = time.monotonic() + 30
+    while store_up() != 1:
+        assert time.monotonic() < deadline, "store_up stayed 0 after the database came back"
+        time.sleep(0.2)

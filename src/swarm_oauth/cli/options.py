@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from swarm_oauth.logs import LOG_FORMATS
 from swarm_oauth.secretfiles import secret_from_env
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -52,7 +53,7 @@ log_level_option = setting(
 log_format_option = setting(
     "--log-format",
     env="LOG_FORMAT",
-    type=click.Choice(["json", "text"]),
+    type=click.Choice(LOG_FORMATS),
     default="json",
     help="json: one object per line, for log collectors; text: for a person at a terminal.",
 )
