@@ -7,7 +7,8 @@ prints it, the registrar makes ``ClientInfo`` of it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import builtins
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -68,10 +69,23 @@ class AdminClient:
         return None if response.status_code == 404 else _object(response)
 
     def list(self) -> list[JSON]:
-        """Every client's record."""
-        body = _object(self.call("GET", "/api/clients", ok=(200,)))
-        clients = body.get("clients")
-        return [c for c in clients if isinstance(c, dict)] if isinstance(clients, list) else []
+        """Every client's record, following the API's pages to the last."""
+        records: builtins.list[JSON] = []
+        for page in self.pages():
+            records.extend(page)
+        return records
+
+    def pages(self, limit: int | None = None) -> Iterator[builtins.list[JSON]]:
+        """The clients a page at a time (``limit`` per page; None: the API's default)."""
+        params: dict[str, Any] = {} if limit is None else {"limit": limit}
+        while True:
+            body = _object(self.call("GET", "/api/clients", ok=(200,), params=params))
+            clients = body.get("clients")
+            yield [c for c in clients if isinstance(c, dict)] if isinstance(clients, list) else []
+            following = body.get("next_cursor")
+            if not isinstance(following, str) or not following:
+                return
+            params = {**params, "cursor": following}
 
     def add(
         self,
@@ -122,18 +136,26 @@ class AdminClient:
 
     # -- transport -----------------------------------------------------------------------
 
-    def send(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
+    def send(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
         """Send one request and return whatever the API answered."""
         try:
-            return self._http.request(method, path, json=json)
+            return self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
             raise AdminAPIUnreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
 
     def call(
-        self, method: str, path: str, *, ok: tuple[int, ...], json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...],
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """Send one request; ``AdminAPIError`` unless the status is in ``ok``."""
-        response = self.send(method, path, json=json)
+        response = self.send(method, path, json=json, params=params)
         if response.status_code not in ok:
             raise AdminAPIError(f"{method} {path}", response.status_code, _json(response))
         return response

@@ -39,6 +39,7 @@ class ServerSettings:
     key_publish_ahead: float = DEFAULT_PUBLISH_AHEAD_SECONDS
     key_unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS
     log_level: str = "info"
+    log_format: str = "json"
     # Where the secrets live; None means "the environment, else generated in data_dir".
     master_key_file: Path | None = None
     admin_token_file: Path | None = None

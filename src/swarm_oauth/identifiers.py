@@ -27,6 +27,11 @@ def validate_client_id(client_id: object) -> str:
     return client_id
 
 
+def is_client_id(value: str) -> bool:
+    """Whether ``value`` is a well-formed client id (safe to log as such)."""
+    return _CLIENT_ID.fullmatch(value) is not None
+
+
 def is_scope_token(value: str) -> bool:
     """Whether ``value`` is one RFC 6749 scope token."""
     return _SCOPE_TOKEN.fullmatch(value) is not None

@@ -18,6 +18,7 @@ from swarm_oauth.keys import (
     check_master_key,
     ensure_signing_key,
 )
+from swarm_oauth.keys.timeline import KeyTimeline
 from swarm_oauth.secretfiles import create_once, read_secret_file, secret_from_env
 from swarm_oauth.store import ChangeBatch, Store, open_store
 from swarm_oauth.tokens import TokenIssuer
@@ -66,6 +67,10 @@ class Runtime:
         self.watcher = ChangeWatcher(store, self._apply_changes)
         self.keyring = self._load_keyring()
         self.rotator = self._key_rotator()
+        # Keys activate and retire by the clock, without a change to apply: every round
+        # of the watcher looks, so the log says when the signing key changed.
+        self.key_timeline = KeyTimeline()
+        self._observe_keys()
         self.client_cache = ClientCache(store)
         self.clients = ClientService(store, on_change=self.client_cache.forget)
         self.issuer = TokenIssuer(
@@ -129,6 +134,11 @@ class Runtime:
         self.client_cache.apply(batch)
         if not batch.complete or any(change.kind == "key" for change in batch.changes):
             self.keyring = self._load_keyring()
+        self._observe_keys()
+
+    def _observe_keys(self) -> None:
+        if self.master is not None:
+            self.key_timeline.observe((key.record for key in self.keyring.keys), time.time())
 
     def ready(self) -> tuple[bool, str]:
         """Whether this process can serve: store reachable, its changes followed, and

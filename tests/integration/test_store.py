@@ -104,6 +104,31 @@ def test_add_get_list_remove(store: Store) -> None:
     assert store.list_clients() == [b]
 
 
+def test_clients_in_pages_and_counted(store: Store) -> None:
+    ids = [f"svc-{n:02d}" for n in range(7)]
+    for client_id in reversed(ids):
+        store.add_client(client(client_id))
+    assert store.count_clients() == 7
+    pages, after = [], None
+    while page := store.list_clients(limit=3, after=after):
+        pages.append([c.client_id for c in page])
+        after = page[-1].client_id
+    assert pages == [ids[0:3], ids[3:6], ids[6:7]]
+    assert [c.client_id for c in store.list_clients(after="svc-03")] == ids[4:]
+    store.remove_client("svc-00")
+    assert store.count_clients() == 6
+
+
+def test_only_a_migrated_store_counts_as_initialized(store_url: str, tmp_path: Path) -> None:
+    fresh = open_store(store_url, tmp_path)
+    try:
+        assert fresh.initialized() is False
+        fresh.migrate()
+        assert fresh.initialized() is True
+    finally:
+        fresh.close()
+
+
 def test_duplicate_add_raises_client_exists_and_keeps_the_first(store: Store) -> None:
     first = client("svc-a")
     store.add_client(first)

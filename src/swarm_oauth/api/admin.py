@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,9 +13,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from swarm_oauth.api.admin_bodies import ADD, REMOVE, ROTATE, UPDATE, Body
+from swarm_oauth.api.admin_bodies import (
+    ADD,
+    LIST_LIMIT_DEFAULT,
+    LIST_LIMIT_MAX,
+    REMOVE,
+    ROTATE,
+    UPDATE,
+    Body,
+)
 from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.clients import IssuedSecret, issued_view, public_record
+from swarm_oauth.identifiers import InvalidClientData, validate_client_id
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.store import ClientRecord
 from swarm_oauth.web import ApiError
@@ -63,6 +74,30 @@ async def _json_object(request: Request, body: Body) -> dict[str, Any]:
     return data
 
 
+def page_cursor(client_id: str) -> str:
+    """The opaque cursor of the page that starts after ``client_id``."""
+    return base64.urlsafe_b64encode(client_id.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> str | None:
+    """The client id a cursor stands for; 400 unless this API could have made it."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return validate_client_id(raw.decode())
+    except (binascii.Error, ValueError, InvalidClientData):  # ValueError: not ASCII/UTF-8
+        raise ApiError(400, "cursor is not one this API returned (use next_cursor)") from None
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return LIST_LIMIT_DEFAULT
+    if not value.isdigit() or not 1 <= int(value) <= LIST_LIMIT_MAX:
+        raise ApiError(400, f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}")
+    return int(value)
+
+
 def admin_routes(runtime: Runtime) -> list[Route]:
     """The ``/api/clients`` routes, each behind the admin token."""
     service = runtime.clients
@@ -96,9 +131,14 @@ def admin_routes(runtime: Runtime) -> list[Route]:
         return endpoint
 
     async def list_clients(request: Request) -> Response:
-        """Every client, without secrets or hashes."""
-        records = await run_in_threadpool(service.list)
-        return JSONResponse({"clients": [public_record(r) for r in records]})
+        """A page of clients, without secrets or hashes, and the cursor of the next."""
+        limit = _limit(request.query_params.get("limit"))
+        after = _after(request.query_params.get("cursor"))
+        # One more than asked tells whether another page follows.
+        records = await run_in_threadpool(service.list, limit + 1, after)
+        page = records[:limit]
+        following = page_cursor(page[-1].client_id) if len(records) > limit else None
+        return JSONResponse({"clients": [public_record(r) for r in page], "next_cursor": following})
 
     async def show(request: Request) -> Response:
         """One client, without secret or hash."""

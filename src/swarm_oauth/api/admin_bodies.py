@@ -68,3 +68,27 @@ ADD = Body(("client_id", "scopes", "audiences", "metadata"))
 UPDATE = Body(("client_id", "scopes", "audiences", "metadata"))
 ROTATE = Body(("client_id", "grace_seconds", "replace_current"))
 REMOVE = Body(("client_id",))
+
+
+# ``GET /api/clients`` answers in pages, so a registry of thousands stays listable.
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+LIST_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "Clients per page.",
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": LIST_LIMIT_MAX,
+            "default": LIST_LIMIT_DEFAULT,
+        },
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "The next_cursor of the previous page; absent for the first page.",
+        "schema": {"type": "string"},
+    },
+]

@@ -86,5 +86,5 @@ def create_app(runtime: Runtime) -> ASGIApp:
 def app_from_env() -> ASGIApp:
     """Factory for uvicorn worker processes: settings come from ``SWARM_OAUTH_SETTINGS_JSON``."""
     settings = ServerSettings.from_json(os.environ[SETTINGS_ENV])
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(Runtime.open(settings))

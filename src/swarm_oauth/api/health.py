@@ -8,14 +8,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from swarm_oauth.api import multiprocess
 from swarm_oauth.api.key_metrics import SigningKeyMetrics
-from swarm_oauth.api.metrics import REGISTRY
+from swarm_oauth.api.metrics import REGISTRY, StoreGauges
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.web import healthz_route, metrics_route
 
 
 def health_routes(runtime: Runtime) -> list[Route]:
-    """``/healthz``, ``/readyz`` and ``/metrics``."""
+    """``/healthz``, ``/readyz`` and ``/metrics`` (of every worker, when there are several)."""
+    runtime.watcher.add_listener(StoreGauges(runtime))
 
     async def readyz(_: Request) -> Response:
         """The store answers and a signing key is loaded (for roles that sign)."""
@@ -25,10 +27,11 @@ def health_routes(runtime: Runtime) -> list[Route]:
             status_code=200 if ready else 503,
         )
 
-    # The process-wide metrics, and those of this runtime's keys (one per app, so that
-    # several apps in one process, as in tests, do not clash).
+    # The process-wide metrics (every worker's, when there are several), and those of this
+    # runtime's keys: every worker computes the same from the store, so this one's serve.
+    # One registry per app, so that several apps in one process, as in tests, do not clash.
     registry = CollectorRegistry()
-    registry.register(REGISTRY)
+    registry.register(multiprocess.registry() if multiprocess.enabled() else REGISTRY)
     if runtime.settings.serves_tokens:
         registry.register(SigningKeyMetrics(runtime))
     return [

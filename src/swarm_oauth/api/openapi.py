@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from swarm_oauth import __version__
-from swarm_oauth.api.admin_bodies import ADD, CLIENT_ID, REMOVE, ROTATE, UPDATE, Body
+from swarm_oauth.api.admin_bodies import (
+    ADD,
+    CLIENT_ID,
+    LIST_PARAMETERS,
+    REMOVE,
+    ROTATE,
+    UPDATE,
+    Body,
+)
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -67,7 +75,8 @@ CLIENT_PATHS: dict[str, Any] = {
     "/api/clients": {
         "get": {
             **_ADMIN,
-            "summary": "List clients",
+            "summary": "List clients, ordered by id, a page at a time",
+            "parameters": LIST_PARAMETERS,
             "responses": {
                 "200": _json(
                     {
@@ -76,12 +85,17 @@ CLIENT_PATHS: dict[str, Any] = {
                             "clients": {
                                 "type": "array",
                                 "items": {"$ref": "#/components/schemas/Client"},
-                            }
+                            },
+                            "next_cursor": {
+                                "type": ["string", "null"],
+                                "description": "Pass as cursor for the next page; null on "
+                                "the last page.",
+                            },
                         },
                     },
                     "clients",
                 ),
-                **_errors(401),
+                **_errors(400, 401),
             },
         },
     },

@@ -14,7 +14,9 @@ from starlette.types import Receive, Scope, Send
 
 from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
+from swarm_oauth.api.observe import log_field
 from swarm_oauth.api.responses import NO_STORE, send_json, send_raw_json
+from swarm_oauth.identifiers import is_client_id
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.store import StoreError
 from swarm_oauth.tokens import (
@@ -74,11 +76,12 @@ class TokenEndpoint:
                 declared_length = int(value)
         try:
             body = await read_body(receive, MAX_BODY_BYTES, declared_length)
-            response = await self._respond(content_type, authorization, body)
+            response = await self._respond(scope, content_type, authorization, body)
         except ClientDisconnected:
             return
         except BodyTooLarge:
             TOKENS.labels("invalid_request").inc()
+            log_field(scope, "error", "invalid_request")
             await send_json(
                 send,
                 413,
@@ -88,6 +91,7 @@ class TokenEndpoint:
             return
         except OAuthError as exc:
             TOKENS.labels(exc.error).inc()
+            log_field(scope, "error", exc.error)
             headers = (*NO_STORE, CHALLENGE) if exc.status == 401 else NO_STORE
             await send_json(send, exc.status, error_body(exc.error, exc.description), headers)
             return
@@ -95,12 +99,16 @@ class TokenEndpoint:
         await send_raw_json(send, 200, response, NO_STORE)
 
     async def _respond(
-        self, content_type: str | None, authorization: str | None, body: bytes
+        self, scope: Scope, content_type: str | None, authorization: str | None, body: bytes
     ) -> bytes:
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
         if media_type != FORM_TYPE:
             raise OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}")
         request = parse_token_request(parse_form(body), authorization)
+        # Only an id of the registry's grammar goes to the log: never a pasted secret
+        # or whatever else a caller put in the field.
+        if is_client_id(request.client_id):
+            log_field(scope, "client_id", request.client_id)
         runtime = self.runtime
         if not runtime.watcher.fresh():
             raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)

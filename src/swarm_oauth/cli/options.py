@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from swarm_oauth.durations import InvalidDuration, format_duration, parse_duration
+from swarm_oauth.logs import LOG_FORMATS
 from swarm_oauth.secretfiles import secret_from_env
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -25,9 +26,8 @@ DEFAULT_DATA_DIR = Path("data")
 def setting(*names: str, env: str, **kwargs: Any) -> Decorator:
     """An option read from its flag, else from ``SWARM_OAUTH_<env>``; ``--help`` shows
     both and the default."""
-    return click.option(
-        *names, envvar=f"SWARM_OAUTH_{env}", show_envvar=True, show_default=True, **kwargs
-    )
+    kwargs.setdefault("show_default", True)
+    return click.option(*names, envvar=f"SWARM_OAUTH_{env}", show_envvar=True, **kwargs)
 
 
 def fail(message: str) -> NoReturn:
@@ -77,6 +77,14 @@ log_level_option = setting(
     env="LOG_LEVEL",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
+)
+
+log_format_option = setting(
+    "--log-format",
+    env="LOG_FORMAT",
+    type=click.Choice(LOG_FORMATS),
+    default="json",
+    help="json: one object per line, for log collectors; text: for a person at a terminal.",
 )
 
 
@@ -158,6 +166,17 @@ def unpublish_margin_option(name: str) -> Decorator:
     )
 
 
+def data_dir_option(help: str) -> Decorator:
+    """``--data-dir`` / ``SWARM_OAUTH_DATA_DIR``, ``./data`` by default."""
+    return setting(
+        "--data-dir",
+        env="DATA_DIR",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_DATA_DIR,
+        help=help,
+    )
+
+
 def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--data-dir`` and ``--database-url``: where the store is."""
     fn = setting(
@@ -166,10 +185,34 @@ def store_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="sqlite:///path or postgresql://...; also SWARM_OAUTH_DATABASE_URL_FILE."
         " Default: SQLite in the data dir.",
     )(fn)
-    return setting(
-        "--data-dir",
-        env="DATA_DIR",
-        type=click.Path(path_type=Path),
-        default=DEFAULT_DATA_DIR,
-        help="Where the embedded SQLite store and generated secrets live.",
-    )(fn)
+    return data_dir_option("Where the embedded SQLite store and generated secrets live.")(fn)
+
+
+class LateOptionsGroup(click.Group):
+    """A group whose own options may also follow its subcommand: ``clients list --url U``
+    as well as ``clients --url U list``; given in both places, the later one wins.
+
+    Each subcommand gets a copy of the group's options that only records a value given
+    on its command line into the group's parameters, so the group's command reads
+    them (``ctx.parent.params``) once its subcommand's arguments are parsed.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        taken = {param.name for param in cmd.params}
+        for param in self.params:
+            if isinstance(param, click.Option) and param.name not in taken:
+                cmd.params.append(
+                    click.Option(
+                        param.opts,
+                        type=param.type,
+                        help=param.help,
+                        expose_value=False,
+                        callback=_record_in_group,
+                    )
+                )
+        super().add_command(cmd, name)
+
+
+def _record_in_group(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None and ctx.parent is not None and param.name is not None:
+        ctx.parent.params[param.name] = value

@@ -15,6 +15,7 @@ from swarm_oauth.cli.options import (
     fail,
     host_option,
     issuer_option,
+    log_format_option,
     log_level_option,
     master_key_option,
     port_option,
@@ -74,6 +75,7 @@ log = logging.getLogger("swarm_oauth.cli")
     help="Server processes on one port.",
 )
 @log_level_option
+@log_format_option
 def serve(
     role: str,
     host: str,
@@ -90,14 +92,14 @@ def serve(
     key_unpublish_margin: float,
     workers: int,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the token server."""
     import uvicorn
 
-    from swarm_oauth.api.app import create_app
     from swarm_oauth.runtime import Runtime
 
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     try:
         settings = ServerSettings(
             role=role,  # type: ignore[arg-type]
@@ -112,6 +114,7 @@ def serve(
             key_unpublish_margin=key_unpublish_margin,
             workers=workers,
             log_level=log_level,
+            log_format=log_format,
             master_key_file=master_key_file,
             admin_token_file=admin_token_file,
             database_url=resolve_database_url(database_url),
@@ -138,9 +141,19 @@ def serve(
         "proxy_headers": False,
         "server_header": False,
     }
-    if workers == 1:
+    from swarm_oauth.api import multiprocess
+
+    if workers == 1 and not multiprocess.enabled():
+        from swarm_oauth.api.app import create_app
+
         uvicorn.run(create_app(runtime), **options)
         return
+    # Workers are started afresh (spawn), so each imports prometheus_client with the
+    # variable already set and writes its metrics where every worker's /metrics reads.
+    metrics_dir = multiprocess.prepare_directory()
     runtime.close()
     os.environ[SETTINGS_ENV] = settings.to_json()
-    uvicorn.run("swarm_oauth.api.app:app_from_env", factory=True, workers=workers, **options)
+    try:
+        uvicorn.run("swarm_oauth.api.app:app_from_env", factory=True, workers=workers, **options)
+    finally:
+        multiprocess.remove_directory(metrics_dir)

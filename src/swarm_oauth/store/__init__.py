@@ -10,7 +10,7 @@ from swarm_oauth.store.base import (
     StoreError,
     StoreUnavailable,
 )
-from swarm_oauth.store.factory import open_store
+from swarm_oauth.store.factory import open_store, sqlite_path
 
 __all__ = [
     "Change",
@@ -22,4 +22,5 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "open_store",
+    "sqlite_path",
 ]

@@ -100,6 +100,10 @@ class Store(Protocol):
     def migrate(self) -> None:
         """Create or upgrade the schema; safe when several processes start at once."""
 
+    def initialized(self) -> bool:
+        """Whether a server has created the schema here (commands other than ``serve``
+        refuse to work on a store that was never set up)."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -112,8 +116,14 @@ class Store(Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None:
         """The client with this id, or None."""
 
-    def list_clients(self) -> list[ClientRecord]:
-        """Every client, ordered by id."""
+    def list_clients(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ClientRecord]:
+        """Clients ordered by id: those after the id ``after`` (all when None), at most
+        ``limit`` of them (no bound when None)."""
+
+    def count_clients(self) -> int:
+        """How many clients there are."""
 
     def remove_client(self, client_id: str) -> bool:
         """Delete a client; False when there was none."""

@@ -255,6 +255,13 @@ class PostgresStore(SQLStore):
         # Unbounded: a replica waits for another's migration rather than fail its start.
         self._run(go, lock=MIGRATION_LOCK, unbounded=True)
 
+    def initialized(self) -> bool:
+        """Whether ``schema_version`` exists in this database (a server created it)."""
+        rows = self._read(
+            lambda conn: conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchall()
+        )
+        return bool(rows[0][0])
+
     def close(self) -> None:
         """Close the pool and the LISTEN connection."""
         self._closed = True

@@ -48,6 +48,9 @@ from swarm_oauth.store.records import (
 
 T = TypeVar("T")
 
+# LIMIT for "every row": the largest value PostgreSQL's bigint (and SQLite) accepts.
+UNBOUNDED = 2**63 - 1
+
 
 class Executor(Protocol):
     """The one method both ``sqlite3.Connection`` and ``psycopg.Connection`` offer."""
@@ -68,7 +71,12 @@ class Statements:
             f"INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ({marks(CLIENT_COLUMNS)})"
         )
         self.get_client = f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = {mark}"
-        self.list_clients = f"SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id"
+        # Keyset paging: the id is the primary key, so each page is an index range scan.
+        self.list_clients = (
+            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id > {mark}"
+            f" ORDER BY client_id LIMIT {mark}"
+        )
+        self.count_clients = "SELECT count(*) FROM clients"
         self.remove_client = f"DELETE FROM clients WHERE client_id = {mark}"
         # One statement, so no reader ever sees the new hash without the old one kept.
         self.rotate_client = (
@@ -203,10 +211,19 @@ class SQLStore(ABC):
         rows = self._read(lambda conn: conn.execute(self._sql.get_client, (client_id,)).fetchall())
         return client_from_row(rows[0]) if rows else None
 
-    def list_clients(self) -> list[ClientRecord]:
-        """Every client, ordered by id."""
-        rows = self._read(lambda conn: conn.execute(self._sql.list_clients).fetchall())
+    def list_clients(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ClientRecord]:
+        """Clients ordered by id, after ``after``, at most ``limit`` (None: no bound)."""
+        # "" sorts before every valid id (ids are never empty).
+        params = (after or "", UNBOUNDED if limit is None else limit)
+        rows = self._read(lambda conn: conn.execute(self._sql.list_clients, params).fetchall())
         return [client_from_row(row) for row in rows]
+
+    def count_clients(self) -> int:
+        """How many clients there are."""
+        rows = self._read(lambda conn: conn.execute(self._sql.count_clients).fetchall())
+        return int(rows[0][0])
 
     def remove_client(self, client_id: str) -> bool:
         """Delete a client; False when there was none."""

@@ -157,6 +157,11 @@ class SQLiteStore(SQLStore):
 
         self._write(go)
 
+    def initialized(self) -> bool:
+        """Whether the schema exists (``user_version``, which the migrations set, is not 0)."""
+        rows = self._read(lambda conn: conn.execute("PRAGMA user_version").fetchall())
+        return int(rows[0][0]) > 0
+
     def close(self) -> None:
         """Close both connections."""
         with self._write_lock:
