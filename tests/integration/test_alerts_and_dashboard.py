@@ -15,22 +15,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from swarm_oauth.registrar.metrics import RegistrarMetrics
+from swarm_oauth.registrar.status import StatusBoard
 from tests.support.requirements import unavailable
 
 OBSERVABILITY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
 RULES = OBSERVABILITY / "alerts.yml"
 DASHBOARD = OBSERVABILITY / "grafana-dashboard.json"
 METRIC = re.compile(r"\bswarm_oauth_[a-z0-9_]+\b")
-
-# Named by the rules and the dashboard, exported once other work lands: the signing-key
-# gauges (rotation without downtime) and the registrar's convergence gauges. Each test
-# below fails as soon as one of them is exported, so this list is emptied as they come.
-PENDING = {
-    "swarm_oauth_signing_key_age_seconds",
-    "swarm_oauth_signing_key_next_rotation_seconds",
-    "swarm_oauth_registrar_services",
-    "swarm_oauth_registrar_ready",
-}
 
 
 def promtool() -> str:
@@ -139,17 +130,15 @@ def server_exposition(token_server):
 def test_every_server_metric_the_rules_and_dashboard_name_is_exported(server_exposition):
     names = {n for n in named_metrics() if not n.startswith("swarm_oauth_registrar_")}
     served = exported(server_exposition)
-    assert sorted(names - served - PENDING) == []
-    assert sorted(names & PENDING & served) == [], "exported now: remove from PENDING"
+    assert sorted(names - served) == []
 
 
 def test_every_registrar_metric_the_rules_and_dashboard_name_is_exported():
     from prometheus_client import generate_latest
 
     names = {n for n in named_metrics() if n.startswith("swarm_oauth_registrar_")}
-    metrics = RegistrarMetrics()
+    metrics = RegistrarMetrics(StatusBoard())
     metrics.watch_queue(lambda: 0)
     metrics.full_pass(0)
     served = exported(generate_latest(metrics.registry).decode())
-    assert sorted(names - served - PENDING) == []
-    assert sorted(names & PENDING & served) == [], "exported now: remove from PENDING"
+    assert sorted(names - served) == []

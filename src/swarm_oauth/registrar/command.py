@@ -12,7 +12,6 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,19 @@ from swarm_oauth.cli.options import (
     duration_setting,
     fail,
     host_option,
+    log_format_option,
     log_level_option,
     port_option,
     setting,
 )
+from swarm_oauth.cli.output import Table, output_option, show
 from swarm_oauth.durations import InvalidDuration, parse_duration
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR
 from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, DEFAULT_ROTATION_GRACE
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file
+from swarm_oauth.timestamps import relative
 
 log = logging.getLogger("swarm_oauth.registrar")
 
@@ -115,6 +117,7 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
 )
 @setting("--events/--no-events", env="EVENTS", default=True, help="Follow Docker's event stream.")
 @log_level_option
+@log_format_option
 @click.pass_context
 def registrar(
     ctx: click.Context,
@@ -133,6 +136,7 @@ def registrar(
     resync_seconds: float,
     events: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Give every selected swarm service an OAuth client and its secret, and take them
     away when the service goes."""
@@ -145,7 +149,7 @@ def registrar(
     from swarm_oauth.registrar.ports import RegistrarError
     from swarm_oauth.registrar.runner import Registrar, RegistrarSettings
 
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     missing = [
         f"--{n}" for n, v in (("clients-url", clients_url), ("token-url", token_url)) if not v
     ]
@@ -214,11 +218,6 @@ url_option = setting(
 token_option = admin_token_file_option(
     "Default: SWARM_OAUTH_ADMIN_TOKEN(_FILE), else ./data/admin-token."
 )
-output_option = click.option(
-    "--output",
-    type=click.Choice(["table", "json"]),
-    help="Default: a table on a terminal, JSON otherwise.",
-)
 
 
 def _ask(method: str, url: str, path: str, token_file: Path | None, body: Any = None) -> Any:
@@ -256,20 +255,23 @@ def status(url: str, admin_token_file: Path | None, output: str | None) -> None:
     """Every selected service: its client id, state, the reason for a refusal or conflict,
     its Docker secret and when it last converged."""
     services = _ask("GET", url, "/v1/services", admin_token_file)["services"]
-    if (output or ("table" if sys.stdout.isatty() else "json")) == "json":
-        click.echo(json.dumps(services, indent=2))
-        return
+    now = time.time()
     rows = [
         (
             s["service_name"],
-            s["client_id"] or "-",
+            s["client_id"],
             s["state"],
-            _ago(s["converged_at"]),
-            s["reason"] or s["secret"] or "",
+            relative(s["converged_at"], now) if s["converged_at"] else "never",
+            s["reason"] or s["secret"],
         )
         for s in services
     ]
-    click.echo(_table(("SERVICE", "CLIENT", "STATE", "CONVERGED", "SECRET / REASON"), rows))
+    show(
+        output,
+        {"services": services},
+        Table(("SERVICE", "CLIENT", "STATE", "CONVERGED", "SECRET / REASON"), rows,
+              empty="(no selected service)"),
+    )  # fmt: skip
 
 
 @registrar.command("rotate")
@@ -306,21 +308,3 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
 def release(client_id: str, url: str, admin_token_file: Path | None) -> None:
     """Free a client id reserved for a removed service, before its reservation ends."""
     click.echo(json.dumps(_ask("DELETE", url, f"/v1/reservations/{client_id}", admin_token_file)))
-
-
-def _ago(epoch: float | None) -> str:
-    if epoch is None:
-        return "never"
-    seconds = max(0, int(time.time() - epoch))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    )
