@@ -148,11 +148,12 @@ def exec_in(container: Container, cmd: str | Sequence[str]) -> tuple[int, str]:
 
 
 def _labelled(client: docker.DockerClient, run_id: str) -> dict[str, list[Any]]:
-    """The labelled objects by kind, in the order they must be removed."""
+    """The labelled objects by kind, in the order they must be removed (a container that
+    goes while it is listed, another session's cleanup, is no error)."""
     filters = {"label": f"{LABEL}={run_id}"}
     return {
         "service": client.services.list(filters=filters),
-        "container": client.containers.list(all=True, filters=filters),
+        "container": client.containers.list(all=True, filters=filters, ignore_removed=True),
         "secret": client.secrets.list(filters=filters),
         "network": client.networks.list(filters=filters),
     }
@@ -199,7 +200,9 @@ def _tasks_gone(client: docker.DockerClient, service_ids: Collection[str]) -> bo
     if any(task["ServiceID"] in service_ids for task in client.api.tasks()):
         return False
     return not any(
-        client.containers.list(all=True, filters={"label": f"{SERVICE_ID_LABEL}={service_id}"})
+        client.containers.list(
+            all=True, filters={"label": f"{SERVICE_ID_LABEL}={service_id}"}, ignore_removed=True
+        )
         for service_id in service_ids
     )
 

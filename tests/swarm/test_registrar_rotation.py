@@ -58,7 +58,7 @@ def rig(docker_client: Any, base_image: str, run_id: str, tmp_path_factory: Any)
 def answers(client: docker.DockerClient, service_id: str) -> list[Any]:
     """Every answer every container of the service logged, running or stopped."""
     containers = client.containers.list(
-        all=True, filters={"label": f"{SERVICE_ID_LABEL}={service_id}"}
+        all=True, filters={"label": f"{SERVICE_ID_LABEL}={service_id}"}, ignore_removed=True
     )
     found = []
     for container in containers:
