@@ -26,7 +26,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AsyncExitStack, ExitStack
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +33,7 @@ import httpx
 import jwt
 
 from swarm_oauth.sdk._flight import SingleFlight
+from swarm_oauth.sdk._flow import REQUEST_FAILURES, Flow, Request, Runner
 from swarm_oauth.sdk.errors import KeySetUnavailable, UnknownKey
 
 log = logging.getLogger("swarm_oauth.sdk")
@@ -110,9 +110,7 @@ class KeySet:
         self.jwks_url = jwks_url
         self.refetch_interval = refetch_interval
         self.max_age = max_age
-        self.timeout = timeout
-        self._http_client = http_client
-        self._async_http_client = async_http_client
+        self._runner = Runner(timeout, http_client, async_http_client)
         self._clock = clock
         self._flight: SingleFlight[None] = SingleFlight()
         self._lock = threading.Lock()
@@ -182,38 +180,22 @@ class KeySet:
         return key
 
     def _fetch(self) -> None:
+        self._runner.run(self._fetching())
+
+    async def _afetch(self) -> None:
+        await self._runner.arun(self._fetching())
+
+    def _fetching(self) -> Flow[None]:
         # Re-checked inside the flight: a caller may arrive just after a fetch completed.
         if not self._attempt_allowed():
             return
         self._attempted_at = self._clock()
         try:
-            with ExitStack() as stack:
-                client = self._http_client or stack.enter_context(
-                    httpx.Client(timeout=self.timeout)
-                )
-                if self.jwks_url is None:
-                    metadata = _json(client.get(metadata_url(self.issuer)))
-                    self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
-                keys = parse_jwks(_json(client.get(self.jwks_url)))
-        except (KeySetUnavailable, httpx.HTTPError, httpx.InvalidURL) as error:
-            self._failed(error)
-            return
-        self._loaded(keys)
-
-    async def _afetch(self) -> None:
-        if not self._attempt_allowed():
-            return
-        self._attempted_at = self._clock()
-        try:
-            async with AsyncExitStack() as stack:
-                client = self._async_http_client or await stack.enter_async_context(
-                    httpx.AsyncClient(timeout=self.timeout)
-                )
-                if self.jwks_url is None:
-                    metadata = _json(await client.get(metadata_url(self.issuer)))
-                    self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
-                keys = parse_jwks(_json(await client.get(self.jwks_url)))
-        except (KeySetUnavailable, httpx.HTTPError, httpx.InvalidURL) as error:
+            if self.jwks_url is None:
+                metadata = _json((yield Request("GET", metadata_url(self.issuer))))
+                self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
+            keys = parse_jwks(_json((yield Request("GET", self.jwks_url))))
+        except (KeySetUnavailable, *REQUEST_FAILURES) as error:
             self._failed(error)
             return
         self._loaded(keys)

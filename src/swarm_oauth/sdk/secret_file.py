@@ -10,12 +10,12 @@ waits, bounded, for the file to appear.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
 from pathlib import Path
 
+from swarm_oauth.sdk._flow import Flow, Pause, Runner
 from swarm_oauth.sdk.errors import SecretFileError
 
 log = logging.getLogger("swarm_oauth.sdk")
@@ -33,20 +33,19 @@ class SecretFile:
 
     def read(self) -> str:
         """The current secret, waiting up to ``wait`` seconds for the file to appear."""
-        deadline = time.monotonic() + self.wait
-        while (secret := self._try_read()) is None:
-            if time.monotonic() >= deadline:
-                raise self._missing()
-            time.sleep(POLL_SECONDS)
-        return secret
+        return Runner().run(self.reading())
 
     async def aread(self) -> str:
         """Like ``read`` but sleeps without blocking the event loop."""
+        return await Runner().arun(self.reading())
+
+    def reading(self) -> Flow[str]:
+        """The flow of ``read``: poll until the file holds a secret or ``wait`` is over."""
         deadline = time.monotonic() + self.wait
         while (secret := self._try_read()) is None:
             if time.monotonic() >= deadline:
                 raise self._missing()
-            await asyncio.sleep(POLL_SECONDS)
+            yield Pause(POLL_SECONDS)
         return secret
 
     def _try_read(self) -> str | None:
