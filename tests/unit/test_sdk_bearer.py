@@ -117,6 +117,12 @@ def test_unsafe_algorithms_cannot_be_allowed(algorithms: list[str]) -> None:
         Verifier(issuer="http://i", audience="a", algorithms=algorithms)
 
 
+@pytest.mark.parametrize("max_lifetime", [0, -60])
+def test_max_lifetime_must_be_positive(max_lifetime: float) -> None:
+    with pytest.raises(ConfigurationError, match="max_lifetime"):
+        Verifier(issuer="http://i", audience="a", max_lifetime=max_lifetime)
+
+
 def test_authenticate_turns_each_outcome_into_a_response() -> None:
     async def outcome(values: list[str]) -> object:
         return await authenticate(OFFLINE, values, realm="svc")

@@ -47,13 +47,15 @@ def test_metadata_must_be_the_issuers_own() -> None:
         jwks_uri_from_metadata({"issuer": "http://a"}, "http://a")
 
 
-def test_parse_jwks_keeps_usable_signing_keys_by_kid() -> None:
+def test_parse_jwks_keeps_usable_public_signing_keys_by_kid() -> None:
     document = {
         "keys": [
             jwk("good"),
             jwk(None),
             jwk("encryption", use="enc"),
             {"kid": "broken", "kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+            {"kid": "shared", "kty": "oct", "alg": "HS256", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ"},
+            {"kid": "unknown", "kty": "XYZ", "alg": "ES256"},
             "not a key",
         ]
     }

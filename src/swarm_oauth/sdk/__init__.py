@@ -15,6 +15,7 @@ from swarm_oauth.sdk.asgi import BearerTokenMiddleware
 from swarm_oauth.sdk.auth import BearerAuth
 from swarm_oauth.sdk.errors import (
     ConfigurationError,
+    ExcessiveLifetime,
     ExpiredToken,
     InsufficientScope,
     InvalidAlgorithm,
@@ -39,6 +40,7 @@ __all__ = [
     "BearerAuth",
     "BearerTokenMiddleware",
     "ConfigurationError",
+    "ExcessiveLifetime",
     "ExpiredToken",
     "InsufficientScope",
     "InvalidAlgorithm",

@@ -51,6 +51,10 @@ class ExpiredToken(TokenError):
     """``exp`` is in the past (beyond the leeway)."""
 
 
+class ExcessiveLifetime(TokenError):
+    """``exp - iat`` is longer than the verifier's ``max_lifetime``."""
+
+
 class NotYetValid(TokenError):
     """``nbf`` or ``iat`` is in the future (beyond the leeway)."""
 

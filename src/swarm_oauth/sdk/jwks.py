@@ -39,6 +39,8 @@ from swarm_oauth.sdk.errors import KeySetUnavailable, UnknownKey
 log = logging.getLogger("swarm_oauth.sdk")
 
 WELL_KNOWN_METADATA = "/.well-known/oauth-authorization-server"
+# RFC 7518 §6.2, §6.3 and RFC 8037 §2: the key types that verify signatures publicly.
+PUBLIC_KEY_TYPES = frozenset({"EC", "RSA", "OKP"})
 
 
 def metadata_url(issuer: str) -> str:
@@ -62,7 +64,12 @@ def jwks_uri_from_metadata(metadata: Any, issuer: str) -> str:
 
 
 def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
-    """The usable signing keys of a JWKS document by ``kid``; others are skipped."""
+    """The usable signing keys of a JWKS document by ``kid``; others are skipped.
+
+    Only public-key types count: a symmetric (``oct``) key in a JWKS is either a mistake
+    or an attack (a token HMAC-signed with it while its header names another ``alg``),
+    and it can never verify a third party's token, so it is never even parsed.
+    """
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise KeySetUnavailable("JWKS document has no 'keys' list")
     keys: dict[str, jwt.PyJWK] = {}
@@ -71,6 +78,9 @@ def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
             continue
         kid = entry.get("kid")
         if not isinstance(kid, str) or not kid:
+            continue
+        if entry.get("kty") not in PUBLIC_KEY_TYPES:
+            log.warning("skipping JWKS key %r of type %r: not a public key", kid, entry.get("kty"))
             continue
         try:
             keys[kid] = jwt.PyJWK(entry)

@@ -3,11 +3,12 @@
 Checks, in order, each failure with its own ``TokenError`` subclass: the token is a
 JWT of sane size; its ``alg`` is on the allow-list (so ``none`` and HMAC never reach a
 key); ``typ`` is ``at+jwt`` (RFC 9068 §4, so an ID token or another JWT cannot pass as
-an access token); ``kid`` names a published key; the signature verifies with that key
-(bound to its own algorithm); the RFC 9068 §2.2 claims are present; ``iss`` is the
-issuer; ``aud`` names this service; ``exp``/``nbf``/``iat`` hold within ``leeway``; and,
-when asked, the ``scope`` claim grants every required scope. Keys come from a cached
-``KeySet``, so the steady state makes no request per token.
+an access token); ``kid`` names a published key whose own algorithm is that ``alg``;
+the signature verifies with that key; the RFC 9068 §2.2 claims are present; ``iss`` is
+the issuer; ``aud`` names this service; ``exp``/``nbf``/``iat`` hold within ``leeway``;
+the lifetime ``exp - iat`` is at most ``max_lifetime`` when one is set; and, when asked,
+the ``scope`` claim grants every required scope. Keys come from a cached ``KeySet``, so
+the steady state makes no request per token.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jwt
 
 from swarm_oauth.sdk.errors import (
     ConfigurationError,
+    ExcessiveLifetime,
     ExpiredToken,
     InsufficientScope,
     InvalidAlgorithm,
@@ -88,6 +90,7 @@ class Verifier:
         *,
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
         leeway: float = 30.0,
+        max_lifetime: float | None = None,
         refetch_interval: float = 5.0,
         max_age: float = 300.0,
         timeout: float = 5.0,
@@ -97,10 +100,11 @@ class Verifier:
         """Configure; the keys are fetched on first use, not here.
 
         ``audience`` may be several names, any one of which the token's ``aud`` must
-        contain. ``jwks_url`` skips metadata discovery. ``refetch_interval`` bounds how
-        often an unknown ``kid`` can make the verifier refetch the JWKS; ``max_age``
-        is how long fetched keys are used before a refresh in the background (they
-        keep being used meanwhile, and when it fails).
+        contain. ``max_lifetime`` (seconds, off by default) refuses tokens whose
+        ``exp - iat`` is longer. ``jwks_url`` skips metadata discovery.
+        ``refetch_interval`` bounds how often an unknown ``kid`` can make the verifier
+        refetch the JWKS; ``max_age`` is how long fetched keys are used before a refresh
+        in the background (they keep being used meanwhile, and when it fails).
         """
         self.issuer = issuer
         self.audience = audience if isinstance(audience, str) else list(audience)
@@ -111,6 +115,9 @@ class Verifier:
         if unsafe:
             raise ConfigurationError(f"algorithms {unsafe} cannot verify third-party tokens")
         self.leeway = leeway
+        if max_lifetime is not None and max_lifetime <= 0:
+            raise ConfigurationError(f"max_lifetime must be positive, not {max_lifetime}")
+        self.max_lifetime = max_lifetime
         self.keys = KeySet(
             issuer,
             jwks_url,
@@ -155,6 +162,12 @@ class Verifier:
         return alg, kid
 
     def _claims(self, token: str, key: jwt.PyJWK, alg: str, scopes: Iterable[str]) -> Claims:
+        # Checked here, not left to PyJWT: before 2.13 it verified with the key's own
+        # algorithm whatever the header said, so an HMAC key or a mislabelled token passed.
+        if key.algorithm_name != alg:
+            raise InvalidAlgorithm(
+                f"alg {alg} is not the algorithm of key {key.key_id!r} ({key.algorithm_name})"
+            )
         try:
             claims: Claims = jwt.decode(
                 token,
@@ -167,6 +180,12 @@ class Verifier:
             )
         except jwt.PyJWTError as error:
             raise self._explain(error, token) from None
+        if self.max_lifetime is not None:
+            lifetime = float(claims["exp"]) - float(claims["iat"])
+            if lifetime > self.max_lifetime:
+                raise ExcessiveLifetime(
+                    f"token lifetime {lifetime:g}s (exp - iat) exceeds {self.max_lifetime:g}s"
+                )
         require_scopes(claims, scopes)
         return claims
 
