@@ -27,11 +27,13 @@ from swarm_oauth.sdk import (
     InvalidAudience,
     InvalidIssuer,
     InvalidSignature,
+    IssuerConfigurationError,
     KeySetUnavailable,
     UnknownKey,
     Verifier,
 )
-from tests.support.server import ServerProcess
+from swarm_oauth.sdk.jwks import metadata_url
+from tests.support.server import ServerProcess, free_port
 
 METADATA = "/.well-known/oauth-authorization-server"
 JWKS = "/.well-known/jwks.json"
@@ -293,10 +295,46 @@ def test_cached_keys_stay_in_use_when_the_issuer_is_down(
     assert "keeping cached keys" in caplog.text
 
 
-def test_metadata_of_another_issuer_is_refused(token_server: ServerProcess, secret: str) -> None:
+def test_metadata_of_another_issuer_is_an_issuer_configuration_error(
+    token_server: ServerProcess, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A trailing slash is another issuer (RFC 8414 §3.3 compares exactly).
     verifier = Verifier(issuer=f"{token_server.url}/", audience="inventory")
-    with pytest.raises(KeySetUnavailable, match="names issuer"):
-        verifier.verify(issue(token_server, secret))
+    token = issue(token_server, secret)
+    with (
+        caplog.at_level(logging.ERROR, logger="swarm_oauth.sdk"),
+        pytest.raises(IssuerConfigurationError) as caught,
+    ):
+        verifier.verify(token)
+    reason = f"names issuer {token_server.url!r}, not '{token_server.url}/'"
+    assert f"issuer metadata at {token_server.url}{METADATA}: it {reason}" in str(caught.value)
+    assert reason in caplog.text
+
+
+@pytest.mark.parametrize("wrong", ["path", "port"])
+def test_issuer_whose_metadata_cannot_be_fetched_names_the_url_and_why(
+    token_server: ServerProcess, secret: str, wrong: str
+) -> None:
+    if wrong == "path":
+        issuer, reason = f"{token_server.url}/tenant", "answered HTTP 404"
+    else:
+        issuer, reason = f"http://127.0.0.1:{free_port()}", "ConnectError"
+    verifier = Verifier(issuer=issuer, audience="inventory", timeout=2)
+    with pytest.raises(IssuerConfigurationError) as caught:
+        asyncio.run(verifier.averify(issue(token_server, secret)))
+    assert f"issuer metadata at {metadata_url(issuer)}: {reason}" in str(caught.value)
+
+
+def test_jwks_outage_is_not_an_issuer_configuration_error(
+    token_server: ServerProcess, secret: str
+) -> None:
+    token = issue(token_server, secret)
+    verifier = Verifier(
+        issuer=token_server.url, audience="inventory", jwks_url=f"{token_server.url}/nope"
+    )
+    with pytest.raises(KeySetUnavailable, match=r"JWKS at .*/nope: answered HTTP 404") as caught:
+        verifier.verify(token)
+    assert not isinstance(caught.value, IssuerConfigurationError)
 
 
 def test_explicit_jwks_url_skips_discovery(token_server: ServerProcess, secret: str) -> None:

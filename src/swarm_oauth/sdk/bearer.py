@@ -13,7 +13,12 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from swarm_oauth.sdk.errors import InsufficientScope, KeySetUnavailable, TokenError
+from swarm_oauth.sdk.errors import (
+    InsufficientScope,
+    IssuerConfigurationError,
+    KeySetUnavailable,
+    TokenError,
+)
 from swarm_oauth.sdk.verifier import Claims, Verifier
 
 log = logging.getLogger("swarm_oauth.sdk")
@@ -113,8 +118,8 @@ async def authenticate(
         return Rejection(
             error.status_code, error.error, error.description, {"WWW-Authenticate": header}
         )
+    # Neither is the caller's fault: the detail (URLs, causes) goes to the log, not the client.
     except KeySetUnavailable as error:
-        # Not the caller's fault: the detail (URLs, causes) goes to the log, not the client.
         log.error("cannot verify bearer tokens: %s", error)
         return Rejection(
             503,
@@ -122,3 +127,6 @@ async def authenticate(
             "token verification keys are unavailable",
             {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    except IssuerConfigurationError as error:
+        log.error("cannot verify bearer tokens, the verifier's issuer is misconfigured: %s", error)
+        return Rejection(500, "server_error", "this service cannot verify tokens")

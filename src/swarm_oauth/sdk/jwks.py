@@ -16,7 +16,9 @@ adds the policy a service needs:
 - when a refresh fails, the keys already cached stay in use; only a verifier that never
   got any keys reports ``KeySetUnavailable``.
 
-The JWKS URL is discovered once from the issuer's RFC 8414 metadata unless given.
+The JWKS URL is discovered once from the issuer's RFC 8414 metadata unless given. If the
+metadata cannot be had or names another issuer, the verifier's ``issuer`` is wrong (or
+unreachable from here), which ``IssuerConfigurationError`` says with the URL and why.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import jwt
 
 from swarm_oauth.sdk._flight import SingleFlight
 from swarm_oauth.sdk._flow import REQUEST_FAILURES, Flow, Request, Runner
-from swarm_oauth.sdk.errors import KeySetUnavailable, UnknownKey
+from swarm_oauth.sdk.errors import IssuerConfigurationError, KeySetUnavailable, UnknownKey
 
 log = logging.getLogger("swarm_oauth.sdk")
 
@@ -54,12 +56,14 @@ def metadata_url(issuer: str) -> str:
 def jwks_uri_from_metadata(metadata: Any, issuer: str) -> str:
     """The ``jwks_uri`` of metadata that really is ``issuer``'s (RFC 8414 §3.3)."""
     if not isinstance(metadata, dict):
-        raise KeySetUnavailable("authorization server metadata is not a JSON object")
+        raise IssuerConfigurationError("it is not a JSON object")
     if metadata.get("issuer") != issuer:
-        raise KeySetUnavailable(f"metadata names issuer {metadata.get('issuer')!r}, not {issuer!r}")
+        raise IssuerConfigurationError(
+            f"it names issuer {metadata.get('issuer')!r}, not {issuer!r}"
+        )
     uri = metadata.get("jwks_uri")
     if not isinstance(uri, str) or not uri:
-        raise KeySetUnavailable("authorization server metadata has no jwks_uri")
+        raise IssuerConfigurationError("it has no jwks_uri")
     return uri
 
 
@@ -91,13 +95,25 @@ def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
     return keys
 
 
-def _json(response: httpx.Response) -> Any:
+def _json_at(url: str) -> Flow[Any]:
+    """The JSON document at ``url``, or ``KeySetUnavailable`` saying why there is none."""
+    try:
+        response = yield Request("GET", url)
+    except REQUEST_FAILURES as error:
+        raise KeySetUnavailable(f"{type(error).__name__}: {error}") from None
     if response.status_code != 200:
-        raise KeySetUnavailable(f"GET {response.request.url} answered HTTP {response.status_code}")
+        raise KeySetUnavailable(f"answered HTTP {response.status_code}")
     try:
         return response.json()
     except ValueError:
-        raise KeySetUnavailable(f"GET {response.request.url} did not return JSON") from None
+        raise KeySetUnavailable("answered with something other than JSON") from None
+
+
+def _jwks_at(url: str) -> Flow[dict[str, jwt.PyJWK]]:
+    try:
+        return parse_jwks((yield from _json_at(url)))
+    except KeySetUnavailable as error:
+        raise KeySetUnavailable(f"JWKS at {url}: {error}") from None
 
 
 class KeySet:
@@ -129,7 +145,9 @@ class KeySet:
         self._keys: dict[str, jwt.PyJWK] | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
-        self._last_error = "no fetch attempted yet"
+        self._failure: KeySetUnavailable | IssuerConfigurationError = KeySetUnavailable(
+            "no fetch attempted yet"
+        )
 
     def get(self, kid: str) -> jwt.PyJWK:
         """The key ``kid``, fetching the JWKS first if it is not cached (blocking)."""
@@ -183,7 +201,8 @@ class KeySet:
     def _find(self, kid: str) -> jwt.PyJWK:
         keys = self._keys
         if keys is None:
-            raise KeySetUnavailable(f"no signing keys for {self.issuer}: {self._last_error}")
+            failure = self._failure  # a fresh error of the same kind, not a re-raise
+            raise type(failure)(f"no signing keys for {self.issuer}: {failure}")
         key = keys.get(kid)
         if key is None:
             raise UnknownKey(f"no key with kid {kid[:64]!r} is published by the issuer")
@@ -202,21 +221,30 @@ class KeySet:
         self._attempted_at = self._clock()
         try:
             if self.jwks_url is None:
-                metadata = _json((yield Request("GET", metadata_url(self.issuer))))
-                self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
-            keys = parse_jwks(_json((yield Request("GET", self.jwks_url))))
-        except (KeySetUnavailable, *REQUEST_FAILURES) as error:
+                self.jwks_url = yield from self._discovering()
+            keys = yield from _jwks_at(self.jwks_url)
+        except (KeySetUnavailable, IssuerConfigurationError) as error:
             self._failed(error)
             return
         self._loaded(keys)
+
+    def _discovering(self) -> Flow[str]:
+        """The JWKS URL from the issuer's metadata; without it, ``issuer`` must be wrong."""
+        url = metadata_url(self.issuer)
+        try:
+            return jwks_uri_from_metadata((yield from _json_at(url)), self.issuer)
+        except (KeySetUnavailable, IssuerConfigurationError) as error:
+            raise IssuerConfigurationError(f"issuer metadata at {url}: {error}") from None
 
     def _loaded(self, keys: dict[str, jwt.PyJWK]) -> None:
         self._keys, self._fetched_at = keys, self._attempted_at
         log.info("loaded %d signing key(s) for %s", len(keys), self.issuer)
 
-    def _failed(self, error: Exception) -> None:
-        self._last_error = f"{type(error).__name__}: {error}"
-        if self._keys is not None:
+    def _failed(self, error: KeySetUnavailable | IssuerConfigurationError) -> None:
+        self._failure = error
+        if isinstance(error, IssuerConfigurationError):
+            log.error("cannot find the signing keys of %s: %s", self.issuer, error)
+        elif self._keys is not None:
             log.warning("JWKS refresh for %s failed; keeping cached keys: %s", self.issuer, error)
         else:
             log.warning("JWKS fetch for %s failed: %s", self.issuer, error)
