@@ -120,6 +120,7 @@ def test_expired_token(server_factory: Any) -> None:
     token = issue(server, register(server))
     strict = Verifier(issuer=server.url, audience="inventory", leeway=0)
     assert strict.verify(token)["sub"] == "orders"
+    assert len(strict.cache) == 1  # so the refusal below is the cache's as well
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     while time.time() < expires:
         time.sleep(0.1)
@@ -342,6 +343,49 @@ def test_explicit_jwks_url_skips_discovery(token_server: ServerProcess, secret: 
     verifier = verifier_for(token_server, recorder, jwks_url=f"{token_server.url}{JWKS}")
     assert verifier.verify(issue(token_server, secret))["sub"] == "orders"
     assert recorder.paths == [JWKS]
+
+
+def test_a_cached_token_is_still_checked_for_scopes_and_audience(
+    token_server: ServerProcess, secret: str
+) -> None:
+    token = issue(token_server, secret, scope="read")
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    first = verifier.verify(token, scopes=["read"])
+    assert len(verifier.cache) == 1
+    with pytest.raises(InsufficientScope, match="write"):
+        verifier.verify(token, scopes=["read", "write"])
+    again = asyncio.run(verifier.averify(token, scopes=["read"]))
+    assert again == first
+    again["scope"] = "read write"  # the caller's copy, not the cache's
+    with pytest.raises(InsufficientScope):
+        verifier.verify(token, scopes=["write"])
+    with pytest.raises(InvalidAudience):  # another service's verifier has its own cache
+        Verifier(issuer=token_server.url, audience="billing").verify(token)
+
+
+def test_a_cached_token_is_refused_once_its_key_leaves_the_jwks(
+    token_server: ServerProcess, secret: str
+) -> None:
+    verifier = Verifier(
+        issuer=token_server.url, audience="inventory", refetch_interval=0.2, max_age=0.2
+    )
+    token = issue(token_server, secret)
+    assert verifier.verify(token)["sub"] == "orders"
+    old_kid = kid_of(token)
+    rotate_keys(token_server, publish_ahead=0)
+    token_with_new_key(token_server, secret, old_kid)
+    subprocess.run(
+        [sys.executable, "-m", "swarm_oauth", "keys", "retire", old_kid,
+         "--data-dir", str(token_server.data_dir)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    # Served from the cache until a refresh (keys past max_age) finds the key gone.
+    deadline = time.monotonic() + 30
+    with pytest.raises(UnknownKey, match=old_kid[:20]):
+        while time.monotonic() < deadline:
+            verifier.verify(token)
+            time.sleep(0.05)
+    assert len(verifier.cache) == 0
 
 
 def test_missing_scope(token_server: ServerProcess, secret: str) -> None:

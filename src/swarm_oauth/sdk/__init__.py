@@ -34,8 +34,9 @@ from swarm_oauth.sdk.errors import (
     TokenSourceError,
     UnknownKey,
 )
+from swarm_oauth.sdk.scopes import require_scopes, scopes_of
 from swarm_oauth.sdk.token_source import TokenSource
-from swarm_oauth.sdk.verifier import Verifier, require_scopes, scopes_of
+from swarm_oauth.sdk.verifier import Verifier
 
 __all__ = [
     "BearerAuth",

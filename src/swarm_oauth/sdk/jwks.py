@@ -27,7 +27,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,16 +67,30 @@ def jwks_uri_from_metadata(metadata: Any, issuer: str) -> str:
     return uri
 
 
-def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
+class PublishedKey(jwt.PyJWK):
+    """A JWKS key as PyJWT parses it, with the JWK it was parsed from."""
+
+    def __init__(self, jwk: dict[str, Any]) -> None:
+        """Parse ``jwk``; raises ``jwt.PyJWTError`` if it is not a usable key."""
+        super().__init__(jwk)
+        self.jwk = jwk
+
+
+def parse_jwks(
+    document: Any, previous: Mapping[str, PublishedKey] | None = None
+) -> dict[str, PublishedKey]:
     """The usable signing keys of a JWKS document by ``kid``; others are skipped.
 
     Only public-key types count: a symmetric (``oct``) key in a JWKS is either a mistake
     or an attack (a token HMAC-signed with it while its header names another ``alg``),
-    and it can never verify a third party's token, so it is never even parsed.
+    and it can never verify a third party's token, so it is never even parsed. A key
+    unchanged from ``previous`` is that same object, so "still the key that verified
+    this token" is an identity check.
     """
+    previous = previous or {}
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise KeySetUnavailable("JWKS document has no 'keys' list")
-    keys: dict[str, jwt.PyJWK] = {}
+    keys: dict[str, PublishedKey] = {}
     for entry in document["keys"]:
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
             continue
@@ -86,8 +100,11 @@ def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
         if entry.get("kty") not in PUBLIC_KEY_TYPES:
             log.warning("skipping JWKS key %r of type %r: not a public key", kid, entry.get("kty"))
             continue
+        if (known := previous.get(kid)) is not None and known.jwk == entry:
+            keys[kid] = known
+            continue
         try:
-            keys[kid] = jwt.PyJWK(entry)
+            keys[kid] = PublishedKey(entry)
         except jwt.PyJWTError as error:
             log.warning("skipping unusable JWKS key %r: %s", kid, error)
     if not keys:
@@ -109,9 +126,11 @@ def _json_at(url: str) -> Flow[Any]:
         raise KeySetUnavailable("answered with something other than JSON") from None
 
 
-def _jwks_at(url: str) -> Flow[dict[str, jwt.PyJWK]]:
+def _jwks_at(
+    url: str, previous: Mapping[str, PublishedKey] | None
+) -> Flow[dict[str, PublishedKey]]:
     try:
-        return parse_jwks((yield from _json_at(url)))
+        return parse_jwks((yield from _json_at(url)), previous)
     except KeySetUnavailable as error:
         raise KeySetUnavailable(f"JWKS at {url}: {error}") from None
 
@@ -142,30 +161,45 @@ class KeySet:
         self._lock = threading.Lock()
         self._refreshing = False  # a background refresh is under way
         self._tasks: set[asyncio.Task[None]] = set()  # keeps running refresh tasks alive
-        self._keys: dict[str, jwt.PyJWK] | None = None
+        self._keys: dict[str, PublishedKey] | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._failure: KeySetUnavailable | IssuerConfigurationError = KeySetUnavailable(
             "no fetch attempted yet"
         )
 
+    @property
+    def published(self) -> Mapping[str, jwt.PyJWK] | None:
+        """The keys as last fetched, by ``kid`` (``None`` before the first fetch)."""
+        return self._keys
+
     def get(self, kid: str) -> jwt.PyJWK:
         """The key ``kid``, fetching the JWKS first if it is not cached (blocking)."""
         if self._must_fetch(kid):
             self._flight.run(self._fetch)
-        elif self._claim_refresh():
-            threading.Thread(target=self._refresh, name="jwks-refresh", daemon=True).start()
+        else:
+            self.refresh_if_due()
         return self._find(kid)
 
     async def aget(self, kid: str) -> jwt.PyJWK:
         """The key ``kid``, fetching the JWKS first if it is not cached (async)."""
         if self._must_fetch(kid):
             await self._flight.arun(self._afetch)
-        elif self._claim_refresh():
+        else:
+            self.arefresh_if_due()
+        return self._find(kid)
+
+    def refresh_if_due(self) -> None:
+        """Refresh keys older than ``max_age`` in a background thread; never waits."""
+        if self._claim_refresh():
+            threading.Thread(target=self._refresh, name="jwks-refresh", daemon=True).start()
+
+    def arefresh_if_due(self) -> None:
+        """Like ``refresh_if_due`` in a task on the running event loop."""
+        if self._claim_refresh():
             task = asyncio.get_running_loop().create_task(self._flight.arun(self._afetch))
             self._tasks.add(task)
             task.add_done_callback(self._refreshed)
-        return self._find(kid)
 
     def _must_fetch(self, kid: str) -> bool:
         """Whether the caller has to wait for a fetch: ``kid`` is not cached."""
@@ -177,9 +211,10 @@ class KeySet:
 
     def _claim_refresh(self) -> bool:
         """Whether this caller starts the background refresh of keys past ``max_age``."""
+        if self._clock() - self._fetched_at < self.max_age:
+            return False  # the common case, decided without the lock
         with self._lock:
-            due = self._clock() - self._fetched_at >= self.max_age
-            if self._refreshing or not due or not self._attempt_allowed():
+            if self._refreshing or not self._attempt_allowed():
                 return False
             self._refreshing = True
             return True
@@ -222,7 +257,7 @@ class KeySet:
         try:
             if self.jwks_url is None:
                 self.jwks_url = yield from self._discovering()
-            keys = yield from _jwks_at(self.jwks_url)
+            keys = yield from _jwks_at(self.jwks_url, self._keys)
         except (KeySetUnavailable, IssuerConfigurationError) as error:
             self._failed(error)
             return
@@ -236,7 +271,7 @@ class KeySet:
         except (KeySetUnavailable, IssuerConfigurationError) as error:
             raise IssuerConfigurationError(f"issuer metadata at {url}: {error}") from None
 
-    def _loaded(self, keys: dict[str, jwt.PyJWK]) -> None:
+    def _loaded(self, keys: dict[str, PublishedKey]) -> None:
         self._keys, self._fetched_at = keys, self._attempted_at
         log.info("loaded %d signing key(s) for %s", len(keys), self.issuer)
 
