@@ -84,7 +84,7 @@ class Plan:
     def make(cls, quick: bool, rounds: int) -> Plan:
         if quick:
             return cls(rounds, 10, new_tokens=20, repeats=1_000, requests=200, pairs=1, seconds=2)
-        return cls(rounds, 50, new_tokens=40, repeats=4_000, requests=400, pairs=3, seconds=4)
+        return cls(rounds, 50, new_tokens=40, repeats=4_000, requests=400, pairs=5, seconds=3)
 
 
 @dataclass
@@ -148,17 +148,18 @@ def ready_verifier(jwks_url: str) -> Verifier:
 
 
 def alternate(batches: int, runs: dict[str, tuple[int, Callable[[int], None]]]) -> dict[str, float]:
-    """Calls per second of each run, its batches interleaved with the others'.
+    """Calls per second of each run, its batches interleaved with the others': the
+    median over batches, so a burst of load from elsewhere spoils a batch, not the figure.
 
     ``runs`` maps a name to (calls per batch, function running batch number ``b``).
     """
-    spent = dict.fromkeys(runs, 0.0)
+    rates: dict[str, list[float]] = {name: [] for name in runs}
     for batch in range(batches):
-        for name, (_, run) in runs.items():
+        for name, (calls, run) in runs.items():
             started = time.perf_counter()
             run(batch)
-            spent[name] += time.perf_counter() - started
-    return {name: batches * calls / spent[name] for name, (calls, _) in runs.items()}
+            rates[name].append(calls / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def verification_round(issuer: Issuer, plan: Plan, figures: Figures) -> None:
@@ -240,19 +241,19 @@ def asgi_round(issuer: Issuer, plan: Plan, figures: Figures) -> None:
             }  # fmt: skip
             await app(scope, receive, send)
 
-    async def main() -> dict[str, float]:
+    async def main() -> dict[str, list[float]]:
         for app in apps.values():
             await calls(app, 100)  # warm-up; the guarded app fetches the keys here
-        spent = dict.fromkeys(apps, 0.0)
+        rates: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(plan.batches):
             for name, app in apps.items():
                 started = time.perf_counter()
                 await calls(app, plan.requests)
-                spent[name] += time.perf_counter() - started
-        return {name: plan.batches * plan.requests / spent[name] for name in apps}
+                rates[name].append(plan.requests / (time.perf_counter() - started))
+        return rates
 
-    for name, value in asyncio.run(main()).items():
-        figures.add(name, value)
+    for name, rates in asyncio.run(main()).items():
+        figures.add(name, statistics.median(rates))
     if set(statuses) != {200}:
         raise RuntimeError(f"in-process requests answered {sorted(set(statuses))}")
 
@@ -299,8 +300,8 @@ def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) ->
             for name, outcomes in runs.items():
                 outcomes.append(load(name, plan.seconds))
     for name, outcomes in runs.items():
-        figures.add(name, statistics.mean(rate for rate, _ in outcomes))
-        figures.add(f"{name} cpu", statistics.mean(cpu for _, cpu in outcomes))
+        figures.add(name, statistics.median(rate for rate, _ in outcomes))
+        figures.add(f"{name} cpu", statistics.median(cpu for _, cpu in outcomes))
 
 
 def measure(plan: Plan, workdir: Path, progress: Callable[[str], None]) -> Figures:
@@ -354,7 +355,8 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         f"`python -m bench verify`, {plan.rounds} round(s); figures are medians over rounds, "
         "ratios medians of per-round ratios, ± half the min-max range (of the ratio, or of "
         "the rate as a share of its median). ES256 tokens with the token server's claims. "
-        "In process (`time.perf_counter`, figures alternating in batches): PyJWT's "
+        "In process (`time.perf_counter`, figures alternating in batches, a round's figure "
+        "the median over its batches): PyJWT's "
         "`jwt.decode` with the key in hand (a `PyJWK`) and the verifier's checks (issuer, "
         "audience, required claims, leeway) on new tokens; `Verifier.verify` on new tokens "
         "and on one repeated token, scope `read` required. Middleware: one Starlette route, "
@@ -362,8 +364,9 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         "apps with the same `Authorization` header, and served by uvicorn (uvloop, "
         f"httptools, 1 worker on core {SERVER_CORE}) under wrk ({CONNECTIONS} connections, "
         f"core {LOAD_CORE}), both servers up, {plan.pairs} run(s) of {plan.seconds:g} s each "
-        "per round, bare and guarded alternating; CPU per request is the server process's "
-        "user and system time over the requests wrk completed. 1-minute load average at "
+        "per round (the median of those), bare and guarded alternating; CPU per request is "
+        "the server process's user and system time over the requests wrk completed. "
+        "1-minute load average at "
         "each round's start: " + ", ".join(f"{a:.2f}" for a in figures.load_average) + ".",
         "",
         "| what | rate | ± | compared |",

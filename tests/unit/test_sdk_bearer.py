@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import jwt
 import pytest
@@ -88,6 +89,7 @@ def token(headers: dict[str, object], algorithm: str = "ES256", key: object = KE
         ("", MalformedToken),
         ("not-a-jwt", MalformedToken),
         ("a.b.c", MalformedToken),
+        (base64.urlsafe_b64encode(b"[" * 5000).decode() + ".e30.c2ln", MalformedToken),
         ("x" * (MAX_TOKEN_LENGTH + 1), MalformedToken),
         (jwt.encode({"sub": "x"}, None, algorithm="none"), InvalidAlgorithm),
         (token({"typ": "at+jwt", "kid": "k"}, "HS256", "k" * 32), InvalidAlgorithm),

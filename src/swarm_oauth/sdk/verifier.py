@@ -14,7 +14,6 @@ the steady state makes no request per token.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -63,7 +62,7 @@ def _unverified_header(encoded: str) -> dict[str, Any]:
     """
     try:
         header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, RecursionError):  # binascii.Error is a ValueError
         raise MalformedToken("not a JWT: the header is not base64url-encoded JSON") from None
     if not isinstance(header, dict):
         raise MalformedToken("not a JWT: the header is not a JSON object")
