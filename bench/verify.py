@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import functools
 import json
 import os
@@ -47,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from bench import wrk
+from bench import machine, wrk
 from bench.procs import Server, free_port
 from bench.targets import LOAD_CORE, REPO, SERVER_CORE
 from bench.tokens import spread
@@ -430,8 +431,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke check)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds (default 3)")
     args = parser.parse_args(argv)
+    started = datetime.datetime.now(datetime.UTC)
     with tempfile.TemporaryDirectory(prefix="swarm-oauth-bench-verify-") as workdir:
-        print("\n".join(part(args, Path(workdir))))
+        heading, *section = part(args, Path(workdir))
+    # Alone, the section says when and on what it ran (``python -m bench`` says it once).
+    ran = f"Run alone (`python -m bench.verify`), {started:%Y-%m-%d %H:%M} UTC, on:"
+    print("\n".join([heading, "", ran, *machine.describe(), *section]))
     return 0
 
 
