@@ -40,9 +40,8 @@ class RequestsBearerAuth(requests.auth.AuthBase):
         response.content  # noqa: B018 (read it all so the connection can be reused)
         response.close()
         retry = sent.copy()
-        if (cookies := retry._cookies) is not None:  # as requests' own HTTPDigestAuth does
-            extract_cookies_to_jar(cookies, sent, response.raw)
-            retry.prepare_cookies(cookies)
+        extract_cookies_to_jar(retry._cookies, sent, response.raw)  # type: ignore[attr-defined]
+        retry.prepare_cookies(retry._cookies)  # type: ignore[attr-defined]
         retry.headers["Authorization"] = f"Bearer {self.source.token()}"
         second = response.connection.send(retry, **kwargs)
         second.history.append(response)
