@@ -22,6 +22,9 @@ import pytest
 from swarm_oauth.registrar.hydra_api import HOLDS_ROTATED, HydraAdmin
 from swarm_oauth.registrar.model import ClientInfo, ObservedService, client_metadata
 from swarm_oauth.registrar.ports import Rejected, TransientError
+from swarm_oauth.registrar.reconcile import Outcome
+from tests.support.fakes import FakeSwarm
+from tests.support.registrar import InProcessRegistrar
 
 
 class Sent:
@@ -78,6 +81,27 @@ def test_every_request_of_the_backend_follows_the_contract(hydra_mock, sent):
         ("DELETE", "/admin/clients/shop_orders/secrets/rotate"),
         ("DELETE", "/admin/clients/shop_orders"),
     }
+
+
+def test_the_reconcile_registers_a_service_through_the_contract(hydra_mock, sent):
+    # The mock knows no client: a lookup of one answers the contract's 404, so the
+    # reconcile registers the service; every other answer is the contract's example.
+    def no_client_yet(request: httpx.Request) -> None:
+        if request.method == "GET" and request.url.path.startswith("/admin/clients/"):
+            request.headers["Prefer"] = "code=404"
+
+    admin = HydraAdmin(hydra_mock, event_hooks={"request": [no_client_yet], "response": [sent]})
+    swarm = FakeSwarm()
+    registrar = InProcessRegistrar(swarm, admin)
+    try:
+        swarm.add_service("orders")
+        assert registrar.hint("orders") is Outcome.CHANGED
+    finally:
+        registrar.close()
+    [secret] = swarm.managed_secrets()
+    assert swarm.data(secret.id)  # the example's client_secret, handed to the service
+    assert ("POST", "/admin/clients", 201) in sent.calls
+    assert sent.violations == []
 
 
 def test_the_documented_error_responses_parse(hydra_mock, sent):
