@@ -16,6 +16,9 @@ if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && id postgres >/dev
 else
   packages+=(postgresql)
 fi
+# Node.js and npm for Prism and oidc-provider (.ci/node-tools.sh); a machine may carry them
+# from elsewhere (NodeSource), which serves as well.
+command -v npm >/dev/null || packages+=(nodejs npm)
 # scripts/test makes a venv; Debian's python3 can only do that with python3-venv.
 python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 apt_install "${packages[@]}"

@@ -26,7 +26,13 @@ from swarm_oauth.registrar.model import (
     ObservedService,
     SecretRef,
 )
-from swarm_oauth.registrar.ports import Rejected, ServiceEdit, ServiceGone, TransientError
+from swarm_oauth.registrar.ports import (
+    Capabilities,
+    Rejected,
+    ServiceEdit,
+    ServiceGone,
+    TransientError,
+)
 from swarm_oauth.registrar.spec import (
     INCARNATION_LABEL,
     MANAGED,
@@ -195,6 +201,11 @@ class FakeRegistry:
         if self.fail is not None:
             raise self.fail("clients API unavailable")
 
+    capabilities = Capabilities()
+
+    def find(self, name: str, service_id: str) -> ClientInfo | None:
+        return self.get(name)
+
     def get(self, client_id: str) -> ClientInfo | None:
         self._check()
         return self.clients.get(client_id)
@@ -264,8 +275,14 @@ class FakeRegistry:
         self.writes[kind] += 1
         return FreshSecret(client, secret)
 
+    def retire_previous(self, client_id: str) -> bool:
+        return False
+
     def ping(self) -> None:
         self._check()
+
+    def close(self) -> None:
+        pass
 
 
 def assert_converged(

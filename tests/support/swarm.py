@@ -216,10 +216,11 @@ def remove_test_objects(
     """Remove every service, container, secret and network labelled with ``run_id``.
 
     Objects whose id is in ``keep`` stay. Services go first and their task containers are
-    awaited, since a secret or network in use cannot be removed. Secrets the registrar made
-    for a removed service go too: they carry the service's id under a ``swarm-oauth.``
-    label, not the test label. Everything is attempted; whatever could not be removed is
-    reported at the end in one ``AssertionError``, so a leak shows without hiding the rest.
+    awaited, since a secret or network in use cannot be removed. Secrets and configs the
+    registrar made for a removed service go too: they carry the service's id under a
+    ``swarm-oauth.`` label, not the test label. Everything is attempted; whatever could not
+    be removed is reported at the end in one ``AssertionError``, so a leak shows without
+    hiding the rest.
     """
     problems: list[str] = []
     try:
@@ -232,6 +233,11 @@ def remove_test_objects(
             secret
             for secret in client.secrets.list()
             if secret.id not in keep and _made_for(secret, service_ids)
+        ]
+        found["config"] = [
+            config
+            for config in client.configs.list()
+            if config.id not in keep and _made_for(config, service_ids)
         ]
         problems += _remove_all(found.pop("service"), "service", timeout)
         try:

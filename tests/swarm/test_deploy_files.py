@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from swarm_oauth.registrar.app import LISTENER_PREFIX
+from swarm_oauth.registrar.command import registrar
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
 from tests.support.deploy import DEMO_STACK_FILE, DEPLOY_DIR, STACK_FILE, stack_config
 from tests.support.requirements import unavailable
@@ -161,3 +162,37 @@ def test_dockerfile_builds_without_a_registry_frontend() -> None:
     assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
     assert re.search(r"^ARG BASE_IMAGE=python:3\.12-slim$", text, re.MULTILINE)
     assert re.findall(r"^FROM (\S+)", text, re.MULTILINE) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
+
+
+@pytest.mark.parametrize(
+    ("file", "env", "backend"),
+    [
+        (
+            "registrar.hydra.yml",
+            {"HYDRA_ADMIN_URL": "http://hydra:4445", "HYDRA_TOKEN_URL": "https://idp/token"},
+            "hydra",
+        ),
+        (
+            "registrar.dcr.yml",
+            {"REGISTRATION_URL": "https://idp/register", "TOKEN_URL": "https://idp/token"},
+            "dcr",
+        ),
+    ],
+)
+def test_a_registrar_stack_for_your_own_oauth_server(file, env, backend) -> None:
+    stack = stack_config(DEPLOY_DIR / file, env=env)
+
+    assert set(stack["services"]) == {"registrar"}  # no token server of ours
+    service = stack["services"]["registrar"]
+    environment = service["environment"]
+    assert environment["SWARM_OAUTH_BACKEND"] == backend
+    assert environment["SWARM_OAUTH_TOKEN_URL"] == "https://idp/token"
+    # Every setting the file gives is one the registrar reads, and every file it names is
+    # mounted there.
+    known = {p.envvar for p in registrar.params if isinstance(p.envvar, str)}
+    assert set(environment) <= known
+    mounted = set(secret_files(service).values()) | {
+        c["target"] for c in service.get("configs", [])
+    }
+    files = {v for k, v in environment.items() if k.endswith("_FILE")}
+    assert files <= mounted

@@ -9,17 +9,20 @@ from typing import Any, NoReturn
 
 from swarm_oauth.admin_client import AdminAPIError, AdminAPIUnreachable, AdminClient
 from swarm_oauth.registrar.model import ClientInfo, FreshSecret
-from swarm_oauth.registrar.ports import Rejected, TransientError
+from swarm_oauth.registrar.ports import Capabilities, Rejected, TransientError
 
 _PROBE_CLIENT = "swarm-oauth-registrar-readiness-probe"
 
 
 class ClientsAPI:
-    """The clients API as the registrar's client registry.
+    """The builtin clients API as the registrar's client registry: the registrar chooses
+    client ids, clients carry audiences, and a rotation's grace is a time.
 
     Connection failures, timeouts, 429 and 5xx raise ``TransientError``; any other
     unexpected answer raises ``Rejected`` with the API's error description (never a secret).
     """
+
+    capabilities = Capabilities()
 
     def __init__(self, base_url: str, admin_token: str, **client: Any) -> None:
         """``client`` goes to ``AdminClient`` (``timeout``, ``verify``, ``transport``...)."""
@@ -28,6 +31,10 @@ class ClientsAPI:
     def close(self) -> None:
         """Close the connection pool."""
         self._api.close()
+
+    def find(self, name: str, service_id: str) -> ClientInfo | None:
+        """The client whose id is ``name`` (ids are chosen here), whoever's it is."""
+        return self.get(name)
 
     def get(self, client_id: str) -> ClientInfo | None:
         """The client's record, or None."""
@@ -77,6 +84,10 @@ class ClientsAPI:
         if body is None:
             _vanished(client_id)
         return _client(body)
+
+    def retire_previous(self, client_id: str) -> bool:
+        """Nothing to do: a rotated-out secret here stops when its grace ends."""
+        return False
 
     def ping(self) -> None:
         """Raise unless the API answers and accepts the admin token."""

@@ -32,6 +32,7 @@ from swarm_oauth.cli.options import (
 from swarm_oauth.cli.output import Table, output_option, show
 from swarm_oauth.durations import InvalidDuration, parse_duration
 from swarm_oauth.logs import configure_logging
+from swarm_oauth.registrar.backends import BACKENDS, BackendName, BackendSettings
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR
 from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, DEFAULT_ROTATION_GRACE
@@ -49,9 +50,40 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
 @host_option
 @port_option(8081)
 @setting(
+    "--backend",
+    env="BACKEND",
+    type=click.Choice(BACKENDS),
+    default="builtin",
+    help="Where clients are registered: the token server's clients API (builtin), Ory "
+    "Hydra's admin API (hydra), or any RFC 7591/7592 server (dcr).",
+)
+@setting(
     "--clients-url",
     env="CLIENTS_URL",
-    help="Root of the clients API, e.g. http://oauth-clients:8080.",
+    help="builtin: root of the clients API, e.g. http://oauth-clients:8080.",
+)
+@setting(
+    "--hydra-admin-url",
+    env="HYDRA_ADMIN_URL",
+    help="hydra: root of Hydra's admin API, e.g. http://hydra:4445.",
+)
+@setting(
+    "--registration-url",
+    env="REGISTRATION_URL",
+    help="dcr: the registration endpoint (RFC 7591), e.g. https://idp.example/register.",
+)
+@setting(
+    "--initial-access-token-file",
+    env="INITIAL_ACCESS_TOKEN_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="dcr: file holding the initial access token the registration endpoint requires.",
+)
+@setting(
+    "--registration-key-file",
+    env="REGISTRATION_KEY_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="dcr: file holding 32 or more random bytes (`openssl rand -base64 32`) that seal "
+    "the registration access tokens the registrar keeps in Docker configs.",
 )
 @setting(
     "--token-url",
@@ -59,7 +91,8 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     help="The token endpoint services are told to use, e.g. http://oauth-tokens:8080/api/token.",
 )
 @admin_token_file_option(
-    "File holding the clients API's admin token. Default: SWARM_OAUTH_ADMIN_TOKEN."
+    "File holding the admin token: the registrar's API requires it, and the builtin "
+    "backend uses it with the clients API. Default: SWARM_OAUTH_ADMIN_TOKEN."
 )
 @click.option(
     "--docker-host",
@@ -123,7 +156,12 @@ def registrar(
     ctx: click.Context,
     host: str,
     port: int,
+    backend: BackendName,
     clients_url: str | None,
+    hydra_admin_url: str | None,
+    registration_url: str | None,
+    initial_access_token_file: Path | None,
+    registration_key_file: Path | None,
     token_url: str | None,
     admin_token_file: Path | None,
     docker_host: str | None,
@@ -148,19 +186,29 @@ def registrar(
     from swarm_oauth.registrar.policy_file import PolicyError
     from swarm_oauth.registrar.ports import RegistrarError
     from swarm_oauth.registrar.runner import Registrar, RegistrarSettings
+    from swarm_oauth.registrar.sealing import SealingError
 
     configure_logging(log_level, log_format)
-    missing = [
-        f"--{n}" for n, v in (("clients-url", clients_url), ("token-url", token_url)) if not v
-    ]
-    if missing:
-        fail(f"{' and '.join(missing)} required (or SWARM_OAUTH_CLIENTS_URL, _TOKEN_URL)")
+    if not token_url:
+        fail("--token-url required (or SWARM_OAUTH_TOKEN_URL)")
     try:
         Selector.parse(selector)
+        admin_token = resolve_admin_token(admin_token_file)
+        backend_settings = BackendSettings(
+            name=backend,
+            clients_url=clients_url,
+            admin_token=admin_token,
+            hydra_admin_url=hydra_admin_url,
+            registration_url=registration_url,
+            initial_access_token=read_secret_file(initial_access_token_file)
+            if initial_access_token_file
+            else None,
+            registration_key_file=registration_key_file,
+        )
         settings = RegistrarSettings(
-            clients_url=str(clients_url),
-            token_url=str(token_url),
-            admin_token=resolve_admin_token(admin_token_file),
+            backend=backend_settings,
+            token_url=token_url,
+            admin_token=admin_token,
             docker_host=docker_host or None,
             selector=selector,
             resync_seconds=resync_seconds,
@@ -172,14 +220,15 @@ def registrar(
             rotation_grace=rotation_grace,
         )
         runner = Registrar(settings)
-    except (SecretConfigError, ValueError, RegistrarError, PolicyError) as exc:
+    except (SecretConfigError, ValueError, RegistrarError, PolicyError, SealingError) as exc:
         fail(str(exc))
     # SIGHUP: re-read the policy now. Installed before uvicorn, which leaves it alone.
     signal.signal(signal.SIGHUP, lambda *_: runner.reload())
     log.info(
         "starting registrar",
         extra={
-            "clients_url": clients_url,
+            "backend": backend,
+            "registry": backend_settings.location,
             "token_url": token_url,
             "selector": selector,
             "policy": str(policy) if policy else None,

@@ -116,6 +116,13 @@ class ClientInfo:
         return self.metadata.get("managed_by") == MANAGED_BY
 
     @property
+    def name(self) -> str:
+        """The id the service asked for: the client id itself where the registrar chooses
+        ids, else what the registry recorded beside the server's id."""
+        value = self.metadata.get("name")
+        return value if isinstance(value, str) and value else self.client_id
+
+    @property
     def service_id(self) -> str | None:
         """The id of the service the registrar registered this client for."""
         value = self.metadata.get("service_id")

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
@@ -165,6 +165,8 @@ class Reconciler:
         self._registry = registry
         self.identities = identities
         self.board = board or StatusBoard()
+        self._chosen_ids = registry.capabilities.chosen_ids
+        self._retire_on_request = registry.capabilities.retire_on_request
         self._reservation_seconds = reservation_seconds
         self._rotation_grace = rotation_grace
         self._after_step = after_step or (lambda step: None)
@@ -215,7 +217,14 @@ class Reconciler:
             self.board.forget(service_id)
             return self._retire_service(service_id, service)
         try:
-            return self._converge(service, self.identities.desired(service))
+            desired = self.identities.desired(service)
+            if desired.audiences and not self._registry.capabilities.audiences:
+                raise Refused(
+                    "audiences_not_supported",
+                    f"the service asks for audiences {', '.join(desired.audiences)} but this "
+                    "backend's clients cannot record audiences; remove the label",
+                )
+            return self._converge(service, desired)
         except InvalidLabels as refusal:  # malformed labels, or more than the policy allows
             return self._refused(service, refusal)
 
@@ -237,7 +246,7 @@ class Reconciler:
             return Result(Outcome.CONFLICT)
         fresh = None
         if client is None:
-            reservation = self._reservation(desired.client_id)
+            reservation = self._reservation(desired.client_id) if self._chosen_ids else None
             if reservation is not None and reservation.service_name != service.name:
                 raise Refused(
                     "client_id_reserved",
@@ -256,6 +265,7 @@ class Reconciler:
                 )
         current = next((s for s in managed if is_current(s, client, service.id)), None)
         requested = self._take_rotation_request(service.id)
+        now = self._clock()
         if current is None:
             if fresh is None:
                 fresh = self._replace_lost_secret(service, client, managed)
@@ -267,28 +277,43 @@ class Reconciler:
             fresh = self._act(
                 "rotate_client",
                 service.name,
-                functools.partial(self._registry.rotate, desired.client_id, int(grace)),
-                f"rotated client {desired.client_id} ({why}); the old secret works "
-                f"{format_duration(grace)} longer",
+                functools.partial(self._registry.rotate, client.client_id, int(grace)),
+                f"rotated client {client.client_id} ({why}); the old secret works "
+                + (f"{format_duration(grace)} longer" if grace else "no longer"),
             )
             self._observer.rotated("request" if requested is not None else "age")
             current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
             managed_ids.add(current.id)
             changed = True
-        changed |= self._mount(service, desired, current, managed_ids)
+            if not grace and self._retire_on_request:
+                self._retire_previous(service.name, fresh.client)
+                fresh = replace(
+                    fresh, client=replace(fresh.client, previous_secret_expires_at=None)
+                )
+        if fresh is not None:  # with a server that picks ids, it may be another client now
+            client = fresh.client
+        changed |= self._mount(service, desired, client.client_id, current, managed_ids)
         stale = [s for s in managed if s.id != current.id]
         # A task still running with an old secret keeps it until it is replaced (a rolling
         # update, a rollback): the secret goes once no task uses it, looked at again soon.
         in_use = self._swarm.secrets_in_use(service.id) if stale else set()
         deletable = [s for s in stale if s.id not in in_use]
         changed |= self._delete_secrets(service.name, deletable)
+        if (
+            self._retire_on_request
+            and len(deletable) == len(stale)
+            and (client.previous_secret_expires_at or 0) > now
+        ):
+            # No task holds an old secret any more: where old secrets last until told,
+            # this is when they stop.
+            changed |= self._retire_previous(service.name, client)
         # Secrets of another client id (the label changed): that client is retired next.
         others = {s.labels.get(SECRET_CLIENT_ID_LABEL) for s in deletable}
-        others -= {desired.client_id, None}
+        others -= {client.client_id, None}
         then = tuple(Key.client(client_id) for client_id in sorted(o for o in others if o))
         self.board.record(
             ServiceStatus(
-                service.id, service.name, State.REGISTERED, desired.client_id, "", current.name
+                service.id, service.name, State.REGISTERED, client.client_id, "", current.name
             )
         )
         outcome = Outcome.CHANGED if changed else Outcome.UNCHANGED
@@ -380,7 +405,7 @@ class Reconciler:
     ) -> tuple[ClientInfo | None, bool]:
         """The service's existing client, or None once a stale one is removed; and whether
         anything was removed. ``_Conflict`` if the client id is someone else's."""
-        client = self._registry.get(desired.client_id)
+        client = self._registry.find(desired.client_id, service.id)
         if client is None:
             return None, False
         if not client.managed:
@@ -403,8 +428,8 @@ class Reconciler:
             updated = self._act(
                 "update_client",
                 service.name,
-                lambda: self._registry.update(desired.client_id, desired.scopes, desired.audiences),
-                f"updated the scopes and audiences of client {desired.client_id}",
+                lambda: self._registry.update(client.client_id, desired.scopes, desired.audiences),
+                f"updated the scopes and audiences of client {client.client_id}",
             )
             return updated, True
         return client, False
@@ -414,7 +439,7 @@ class Reconciler:
             return False
         other = self._swarm.get_service(client.service_id)
         try:
-            return self.identities.wanted_client(other) == client.client_id
+            return self.identities.wanted_client(other) == client.name
         except InvalidLabels:
             return True  # its owner may come back once its labels are fixed
 
@@ -435,11 +460,14 @@ class Reconciler:
         self,
         service: ObservedService,
         desired: DesiredIdentity,
+        client_id: str,
         current: DockerSecret,
         managed_ids: Collection[str],
     ) -> bool:
+        token_url = self.identities.token_url
+
         def edit(observed: ObservedService) -> tuple[Sequence[SecretRef], Sequence[str]] | None:
-            return attach(observed, desired, current, managed_ids, self.identities.token_url)
+            return attach(observed, desired, client_id, current, managed_ids, token_url)
 
         if edit(service) is None:
             return False
@@ -508,7 +536,7 @@ class Reconciler:
             wanted = self.identities.wanted_client(service)
         except InvalidLabels:
             return Result(Outcome.INVALID)  # keep it: its owner's labels may be fixed
-        if wanted == client_id:
+        if wanted == client.name:
             return Result(Outcome.UNCHANGED)  # the service's own: its key looks after it
         leftovers = (
             self._swarm.list_secrets(client_secrets_filter(client_id, service_id))
@@ -621,6 +649,16 @@ class Reconciler:
         )
         self._after_step(kind)
         return result
+
+    def _retire_previous(self, service_name: str, client: ClientInfo) -> bool:
+        return bool(
+            self._act(
+                "retire_previous",
+                service_name,
+                functools.partial(self._registry.retire_previous, client.client_id),
+                f"the rotated-out secrets of client {client.client_id} stop working",
+            )
+        )
 
     def _remove_client(self, service_name: str, client: ClientInfo, why: str) -> bool:
         return self._act(

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from swarm_oauth.admin_token import SharedSecret
 from swarm_oauth.registrar.app import create_app
-from swarm_oauth.registrar.clients_api import ClientsAPI
+from swarm_oauth.registrar.backends import BackendSettings, open_registry
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE, Identities
@@ -33,8 +33,9 @@ log = logging.getLogger("swarm_oauth.registrar")
 class RegistrarSettings:
     """What ``swarm-oauth registrar`` is configured with."""
 
-    clients_url: str
+    backend: BackendSettings
     token_url: str
+    # Guards the registrar's own API (and, with the builtin backend, reaches the clients API).
     admin_token: str = field(repr=False)
     docker_host: str | None = None
     selector: str = DEFAULT_SELECTOR
@@ -52,10 +53,11 @@ class Registrar:
     """Owns every part; ``app`` starts the triggers with the server and stops them after."""
 
     def __init__(self, settings: RegistrarSettings) -> None:
-        """Connect the parts; ``PolicyError`` when the policy file is unusable."""
+        """Connect the parts; ``PolicyError`` when the policy file is unusable,
+        ``BackendConfigError`` or ``SealingError`` when the backend's settings are."""
         self.settings = settings
         self.swarm = DockerSwarm.from_url(settings.docker_host)
-        self.registry = ClientsAPI(settings.clients_url, settings.admin_token)
+        self.registry = open_registry(settings.backend, self.swarm)
         self.identities = Identities(
             Selector.parse(settings.selector),
             settings.token_url,
