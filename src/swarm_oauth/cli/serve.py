@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Any
 
 import click
 
+from swarm_oauth.admin_token import ENV_ADMIN_TOKEN
 from swarm_oauth.cli.options import (
+    ENV_DATABASE_URL,
     admin_token_file_option,
     fail,
     host_option,
     issuer_option,
+    listener_options,
     log_level_option,
     master_key_option,
     port_option,
@@ -23,10 +24,11 @@ from swarm_oauth.cli.options import (
     store_options,
     token_lifetime_option,
 )
-from swarm_oauth.config import ROLES, SETTINGS_ENV, ServerSettings
+from swarm_oauth.config import ROLES, ServerSettings
 from swarm_oauth.keys import MasterKeyError
 from swarm_oauth.logs import configure_logging
-from swarm_oauth.secretfiles import SecretConfigError
+from swarm_oauth.secretfiles import SecretConfigError, secret_from_env, withhold_from_children
+from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 from swarm_oauth.store import StoreError
 
 log = logging.getLogger("swarm_oauth.cli")
@@ -44,7 +46,7 @@ log = logging.getLogger("swarm_oauth.cli")
 @port_option(8080)
 @store_options
 @master_key_option
-@issuer_option("The iss of tokens and the base of metadata URLs. Default: http://HOST:PORT.")
+@issuer_option("The iss of tokens and the base of metadata URLs. Default: http(s)://HOST:PORT.")
 @admin_token_file_option(
     "File holding the admin API token. Default: SWARM_OAUTH_ADMIN_TOKEN, "
     "else DATA_DIR/admin-token, generated."
@@ -60,6 +62,7 @@ log = logging.getLogger("swarm_oauth.cli")
     default=1,
     help="Server processes on one port.",
 )
+@listener_options
 @log_level_option
 def serve(
     role: str,
@@ -73,13 +76,14 @@ def serve(
     signing_alg: str,
     token_lifetime: int,
     workers: int,
+    limits: HttpLimits,
+    tls: TlsFiles | None,
     log_level: str,
 ) -> None:
     """Run the token server."""
-    import uvicorn
-
-    from swarm_oauth.api.app import create_app
-    from swarm_oauth.runtime import Runtime
+    from swarm_oauth.api.app import WorkerApp, create_app
+    from swarm_oauth.runtime import ENV_MASTER_KEY, Runtime
+    from swarm_oauth.serving.run import serve as serve_http
 
     configure_logging(log_level)
     try:
@@ -93,10 +97,16 @@ def serve(
             token_lifetime=token_lifetime,
             workers=workers,
             log_level=log_level,
+            tls=tls is not None,
             master_key_file=master_key_file,
             admin_token_file=admin_token_file,
             database_url=resolve_database_url(database_url),
+            # Secrets given as values in the environment travel in the settings instead,
+            # which reach worker processes through a pipe; the variables are dropped.
+            master_key=None if master_key_file else secret_from_env(ENV_MASTER_KEY),
+            admin_token=None if admin_token_file else secret_from_env(ENV_ADMIN_TOKEN),
         )
+        withhold_from_children(ENV_DATABASE_URL, ENV_MASTER_KEY, ENV_ADMIN_TOKEN)
         # Prepared once here, so workers find the files and keys already in place.
         runtime = Runtime.open(settings)
     except (SecretConfigError, MasterKeyError, StoreError, OSError) as exc:
@@ -110,18 +120,8 @@ def serve(
             "data_dir": str(data_dir),
         },
     )
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_config": None,
-        "access_log": False,
-        # Nothing reads X-Forwarded-* here; the middleware would cost every request.
-        "proxy_headers": False,
-        "server_header": False,
-    }
     if workers == 1:
-        uvicorn.run(create_app(runtime), **options)
+        serve_http(create_app(runtime), host=host, port=port, limits=limits, tls=tls)
         return
     runtime.close()
-    os.environ[SETTINGS_ENV] = settings.to_json()
-    uvicorn.run("swarm_oauth.api.app:app_from_env", factory=True, workers=workers, **options)
+    serve_http(WorkerApp(settings), host=host, port=port, limits=limits, tls=tls, workers=workers)
