@@ -47,23 +47,22 @@ def withhold_from_children(*names: str) -> None:
 
 
 def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and its parents) mode 0700, whatever the umask. A directory that
-    already exists is the operator's: it is left as it is, with a warning if others may
-    read it."""
-    try:
-        path.mkdir(parents=True, mode=PRIVATE_DIR_MODE)
-    except FileExistsError:
-        if not path.is_dir():
-            raise
-        if stat.S_IMODE(path.stat().st_mode) & 0o077:
-            log.warning(
-                "the data dir can be read by other users; it holds the store and may hold "
-                "generated secrets: chmod 700 it",
-                extra={"path": str(path)},
-            )
+    """Create ``path`` (and its parents) if needed and make it mode 0700, whatever the
+    umask: it holds the store and may hold generated secrets. One owned by another user
+    is left as it is, with a warning if others may read it."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    info = path.stat()
+    if stat.S_IMODE(info.st_mode) == PRIVATE_DIR_MODE:
         return
-    # mkdir's mode passes through the umask, which may also remove the owner's bits.
-    path.chmod(PRIVATE_DIR_MODE)
+    if info.st_uid == os.geteuid():
+        # mkdir's mode passes through the umask; an existing directory keeps its own.
+        path.chmod(PRIVATE_DIR_MODE)
+    elif stat.S_IMODE(info.st_mode) & 0o077:
+        log.warning(
+            "the data dir belongs to another user and others may read it: it holds the "
+            "store and may hold generated secrets",
+            extra={"path": str(path)},
+        )
 
 
 def make_private_file(path: Path, *, create: bool = True) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,13 @@ import click
 
 from swarm_oauth.admin_client import AdminAPIUnreachable, AdminClient
 from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, resolve_admin_token
-from swarm_oauth.cli.options import DEFAULT_DATA_DIR, admin_token_file_option, fail, setting
+from swarm_oauth.cli.options import (
+    DEFAULT_DATA_DIR,
+    admin_token_file_option,
+    ca_bundle_option,
+    fail,
+    setting,
+)
 from swarm_oauth.secretfiles import SecretConfigError
 
 
@@ -22,14 +29,20 @@ from swarm_oauth.secretfiles import SecretConfigError
     "--url", env="CLIENTS_URL", default="http://127.0.0.1:8080", help="Root URL of the clients API."
 )
 @admin_token_file_option("Default: SWARM_OAUTH_ADMIN_TOKEN, else ./data/admin-token.")
+@ca_bundle_option("PEM file of the CAs to check an https --url against. Default: the system's.")
 @click.pass_context
-def clients(ctx: click.Context, url: str, admin_token_file: Path | None) -> None:
+def clients(
+    ctx: click.Context, url: str, admin_token_file: Path | None, ca_bundle: Path | None
+) -> None:
     """Manage clients through the clients API."""
     try:
         token = resolve_admin_token(admin_token_file, DEFAULT_DATA_DIR / ADMIN_TOKEN_FILENAME)
+        api = AdminClient(url, token, ca_bundle=ca_bundle)
     except SecretConfigError as exc:
         fail(str(exc))
-    ctx.obj = ctx.with_resource(AdminClient(url, token))
+    except ssl.SSLError as exc:
+        fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
+    ctx.obj = ctx.with_resource(api)
 
 
 def _call(ctx: click.Context, method: str, path: str, body: dict[str, Any] | None = None) -> None:

@@ -53,11 +53,11 @@ class TlsFiles:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(self.cert_file, self.key_file)
-        except OSError as exc:
-            raise TlsConfigError(
-                f"cannot read the TLS certificate or key: {exc.strerror or exc}"
-            ) from None
         except ssl.SSLError as exc:
             raise TlsConfigError(
                 f"{self.cert_file}: not a PEM certificate with its key ({exc.reason})"
+            ) from None
+        except OSError as exc:
+            raise TlsConfigError(
+                f"cannot read the TLS certificate or key: {exc.strerror or exc}"
             ) from None
