@@ -1,13 +1,13 @@
 """``python -m bench attack``: legitimate clients ask for tokens while one process attacks.
 
-    python -m bench attack              # two 30 s phases, about 1.5 minutes
-    python -m bench attack --quick      # two 12 s phases
+    python -m bench attack              # 2 rounds of two 30 s phases, about 2.5 minutes
+    python -m bench attack --quick      # one round of two 12 s phases
 
 A real ``swarm-oauth serve`` (SQLite, ES256, one worker, its default limits) is pinned to
 core 0. Legitimate clients (threads of this process, keep-alive, client_secret_basic)
 ask for tokens in a loop for one phase alone and for one phase while an attacker process
 (asyncio, raw sockets) does all of this at once, against 127.0.0.1 only and bounded in
-time and count:
+time and count (rounds alternate the two phases, so a shared machine's drift hits both):
 
 - floods unknown, well-formed client ids on several keep-alive connections;
 - sends oversized ids (a multi-megabyte ``Authorization: Basic`` header);
@@ -65,6 +65,7 @@ class Plan:
     """How long and how hard."""
 
     seconds: float
+    rounds: int = 1
     legit_threads: int = 4
     flood_connections: int = 8
     flood_max_requests: int = 200_000
@@ -75,7 +76,7 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(seconds=30)
+        return cls(seconds=30, rounds=2)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -127,18 +128,24 @@ async def _flood(port: int, stop: float, budget: list[int], counts: Counter[str]
 
 
 async def _oversized_id(port: int, size: int, counts: Counter[str]) -> None:
-    """A Basic header of ``size`` bytes: the id alone is megabytes."""
+    """A Basic header of ``size`` bytes: the id alone is megabytes. The answer is read
+    while sending, as the server answers (and closes) long before the end."""
     reader, writer = await asyncio.open_connection(HOST, port)
+    answer = asyncio.ensure_future(reader.readuntil(b"\r\n\r\n"))
     try:
         writer.write(b"POST /api/token HTTP/1.1\r\nHost: t\r\nAuthorization: Basic ")
         chunk = base64.b64encode(b"\xff" * 49152)  # 64 KiB of base64
         for _ in range(size // len(chunk)):
+            if answer.done():
+                break
             writer.write(chunk)
             await writer.drain()
         writer.write(b"\r\n\r\n")
-        counts[str(_status(await reader.readuntil(b"\r\n\r\n")))] += 1
-    except (OSError, asyncio.IncompleteReadError):
-        # The server answered 431 and closed while bytes were still coming: a reset.
+    except OSError:
+        pass  # closed by the server while the header was still coming
+    try:
+        counts[str(_status(await asyncio.wait_for(answer, 10)))] += 1
+    except (OSError, asyncio.IncompleteReadError, TimeoutError):
         counts["reset"] += 1
     finally:
         writer.close()
@@ -234,6 +241,22 @@ class Phase:
     def success(self) -> float:
         return len(self.latencies_ms) / self.requests if self.requests else 0.0
 
+    @classmethod
+    def merged(cls, phases: list[Phase]) -> Phase:
+        """The rounds of one kind of phase as one: their requests pooled, the peak RSS
+        the highest, the attack's counts summed."""
+        attack: dict[str, Counter[str]] = {}
+        for phase in phases:
+            for kind, found in (phase.attack or {}).items():
+                attack.setdefault(kind, Counter()).update(found)
+        return cls(
+            [ms for phase in phases for ms in phase.latencies_ms],
+            sum((phase.failures for phase in phases), Counter()),
+            sum(phase.seconds for phase in phases),
+            max(phase.peak_rss_mb for phase in phases),
+            {kind: dict(found) for kind, found in attack.items()} or None,
+        )
+
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -302,7 +325,7 @@ def _answers(found: dict[str, int]) -> str:
     return ", ".join(f"{key} x{value:,}" for key, value in sorted(found.items())) or "none"
 
 
-def render(plan: Plan, quick: bool, calm: Phase, attacked: Phase) -> list[str]:
+def render(plan: Plan, quick: bool, calm: Phase, attacked: Phase, loads: list[float]) -> list[str]:
     """The section for RESULTS.md."""
     when = datetime.datetime.now(datetime.UTC)
     assert attacked.attack is not None
@@ -311,12 +334,15 @@ def render(plan: Plan, quick: bool, calm: Phase, attacked: Phase) -> list[str]:
         SECTION,
         "",
         f"`python -m bench attack` ({'--quick' if quick else 'full'}), {when:%Y-%m-%d %H:%M} UTC,"
-        f" {plan.seconds:g} s per phase. Server: `swarm-oauth serve`, SQLite, ES256, one worker "
+        f" {plan.rounds} round(s) of {plan.seconds:g} s per phase, alone then under attack; "
+        "requests of all rounds pooled. Server: `swarm-oauth serve`, SQLite, ES256, one worker "
         f"pinned to core 0, default limits ({MAX_HEADER_BYTES:,} header bytes, {MAX_HEADERS} "
         f"fields, {REQUEST_TIMEOUT_SECONDS:g} s request timeout, {MAX_CONNECTIONS} "
         f"connections). {plan.legit_threads} legitimate clients (threads, keep-alive, "
         "client_secret_basic) and the attacker share core 1; the attacker aims at 127.0.0.1 "
-        "only.",
+        "only. 1-minute load average at the start and the end: "
+        + ", ".join(f"{load:.2f}" for load in loads)
+        + ".",
         *machine.describe(),
         "",
         "| legitimate clients | requests | success | tokens/s | p50 ms | p99 ms |",
@@ -338,8 +364,8 @@ def render(plan: Plan, quick: bool, calm: Phase, attacked: Phase) -> list[str]:
         "",
         "| server | value | target | ok |",
         "|---|---:|---|---|",
-        f"| peak RSS after the phase alone (MB) | {calm.peak_rss_mb:.1f} |  |  |",
-        f"| peak RSS after the attack (MB) | {attacked.peak_rss_mb:.1f} | < {RSS_TARGET_MB} MB "
+        f"| peak RSS before the first attack (MB) | {calm.peak_rss_mb:.1f} |  |  |",
+        f"| peak RSS over the run (MB) | {attacked.peak_rss_mb:.1f} | < {RSS_TARGET_MB} MB "
         f"| {'yes' if met else '**no**'} |",
         f"| legitimate success under attack | {attacked.success:.2%} | 100% "
         f"| {'yes' if attacked.success == 1 else '**no**'} |",
@@ -388,19 +414,26 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="swarm-oauth-attack-"))
     try:
         running = start(Target("ours", "ES256", 1), workdir)
+        calms, attacks = [], []
+        loads = [os.getloadavg()[0]]
         try:
-            print("phase 1: legitimate clients alone", file=sys.stderr, flush=True)
-            calm = run_phase(running, plan, attacked=False)
-            print("phase 2: under attack", file=sys.stderr, flush=True)
-            attacked = run_phase(running, plan, attacked=True)
+            for round_ in range(1, plan.rounds + 1):
+                print(f"round {round_}: clients alone", file=sys.stderr, flush=True)
+                calms.append(run_phase(running, plan, attacked=False))
+                print(f"round {round_}: under attack", file=sys.stderr, flush=True)
+                attacks.append(run_phase(running, plan, attacked=True))
         finally:
             running.server.stop()
+        loads.append(os.getloadavg()[0])
     finally:
         if args.keep:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    lines = render(plan, args.quick, calm, attacked)
+    calm, attacked = Phase.merged(calms), Phase.merged(attacks)
+    # VmHWM only grows: what the server needed before any attack is the first round's.
+    calm.peak_rss_mb = calms[0].peak_rss_mb
+    lines = render(plan, args.quick, calm, attacked, loads)
     print("\n".join(lines))
     if not args.no_write:
         write_section(lines)

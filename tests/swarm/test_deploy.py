@@ -27,7 +27,7 @@ from typing import Any
 
 import docker
 import pytest
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from tests.support.deploy import (
@@ -507,6 +507,11 @@ def test_keys_rotate_runs_as_a_one_off_task_that_mounts_the_master_key(
         assert '"kid"' in docker_cli("service", "logs", "--raw", name).stdout
     finally:
         docker_cli("service", "rm", name)
+        # A finished job's container stays on its node, and with it a hold on the volume.
+        job = {"label": f"com.docker.swarm.service.name={name}"}
+        for container in deployment.client.containers.list(all=True, filters=job):
+            with contextlib.suppress(NotFound):  # unless Docker removed it meanwhile
+                container.remove(force=True)
     # Published at once, and every server process follows the store within a second.
     wait_for(lambda: published() == before + 1, 30, 1.0, "the new key was never published")
 
