@@ -1,4 +1,4 @@
-"""The admin token: where every command finds it, and how the clients role checks it."""
+"""The admin token: where every command finds it; and how a bearer secret is checked."""
 
 from __future__ import annotations
 
@@ -47,13 +47,14 @@ def resolve_admin_token(
 
 
 @dataclass(frozen=True, slots=True)
-class AdminToken:
-    """Checks bearer tokens against the admin token without keeping it around in clear."""
+class SharedSecret:
+    """Checks presented bearer tokens against a shared secret (the admin token, the
+    registrar's notify token) without keeping it around in clear."""
 
     digest: bytes
 
     @classmethod
-    def of(cls, token: str) -> AdminToken:
+    def of(cls, token: str) -> SharedSecret:
         """The checker for ``token``."""
         return cls(hashlib.sha256(token.encode()).digest())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, AdminToken, resolve_admin_token
+from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, SharedSecret, resolve_admin_token
 from swarm_oauth.clients import ClientService
 from swarm_oauth.clients.cache import ClientCache
 from swarm_oauth.config import ServerSettings
@@ -75,7 +75,7 @@ class Runtime:
         )
         self.default_audiences = (settings.issuer_url,)
         self.admin_token = (
-            AdminToken.of(
+            SharedSecret.of(
                 settings.admin_token
                 or resolve_admin_token(
                     settings.admin_token_file,

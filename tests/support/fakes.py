@@ -20,6 +20,7 @@ from typing import Any
 
 from swarm_oauth.registrar.model import (
     ClientInfo,
+    DockerConfig,
     DockerSecret,
     FreshSecret,
     ObservedService,
@@ -44,6 +45,7 @@ class FakeSwarm:
     def __init__(self) -> None:
         self.services: dict[str, ObservedService] = {}
         self.secrets: dict[str, tuple[DockerSecret, bytes]] = {}
+        self.configs: dict[str, DockerConfig] = {}
         self.writes: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.fail: type[Exception] | None = None
@@ -136,6 +138,30 @@ class FakeSwarm:
                 raise Rejected(f"secret is in use by {users}")
             del self.secrets[secret_id]
             self.writes["delete_secret"] += 1
+            return True
+
+    def list_configs(self, labels: Mapping[str, str]) -> list[DockerConfig]:
+        self._check()
+        return [
+            c for c in self.configs.values() if all(c.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> DockerConfig:
+        self._check()
+        with self.lock:
+            if any(c.name == name for c in self.configs.values()):
+                raise TransientError(f"config {name} exists")
+            config = DockerConfig(f"cfg{next(self._ids):04d}", name, dict(labels))
+            self.configs[config.id] = config
+            self.writes["create_config"] += 1
+        return config
+
+    def delete_config(self, config_id: str) -> bool:
+        self._check()
+        with self.lock:
+            if self.configs.pop(config_id, None) is None:
+                return False
+            self.writes["delete_config"] += 1
             return True
 
     def ping(self) -> None:

@@ -4,17 +4,24 @@ two steps (the crash cases)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 
 from swarm_oauth.registrar.controller import Controller, PassOutcomes
+from swarm_oauth.registrar.identities import Identities
+from swarm_oauth.registrar.labels import Selector
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.model import Key
-from swarm_oauth.registrar.policy import Policy, Selector
+from swarm_oauth.registrar.policy import Grant, RegistrationPolicy
 from swarm_oauth.registrar.ports import ClientRegistry, Swarm
 from swarm_oauth.registrar.reconcile import Outcome, Reconciler, StepHook, worst
+from swarm_oauth.registrar.status import StatusBoard
 
 TOKEN_URL = "http://oauth-tokens:8080/api/token"
 WAIT = 30.0
+PERMISSIVE = RegistrationPolicy(default=Grant(("*",), ("*",), ("*",)), source="a test policy")
+"""Allows every client id, scope and audience: for tests of the reconcile itself."""
 
 
 class InProcessRegistrar:
@@ -32,16 +39,24 @@ class InProcessRegistrar:
         *,
         selector: str = "swarm-oauth.client=true",
         token_url: str = TOKEN_URL,
+        policy: RegistrationPolicy = PERMISSIVE,
+        reservation_seconds: float = 600.0,
         after_step: StepHook | None = None,
         workers: int = 4,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self.metrics = RegistrarMetrics()
+        self.identities = Identities(Selector.parse(selector), token_url, policy)
+        self.board = StatusBoard()
+        self.metrics = RegistrarMetrics(self.board)
         self.reconciler = Reconciler(
             swarm,
             registry,
-            Policy(Selector.parse(selector), token_url),
+            self.identities,
+            board=self.board,
+            reservation_seconds=reservation_seconds,
             after_step=after_step,
             observer=self.metrics,
+            clock=clock,
         )
         self.controller = Controller(
             swarm, registry, self.reconciler, workers=workers, observer=self.metrics

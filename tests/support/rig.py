@@ -196,6 +196,23 @@ class RegistrarProcess:
                     return float(sample.value)
         return 0.0
 
+    def api(self, method: str, path: str, admin_token: str) -> httpx.Response:
+        """A request to the registrar's API with the admin token."""
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=60)
+
+    def services(self, admin_token: str) -> dict[str, dict[str, Any]]:
+        """``GET /v1/services``, by service name."""
+        response = self.api("GET", "/v1/services", admin_token)
+        response.raise_for_status()
+        return {s["service_name"]: s for s in response.json()["services"]}
+
+    def full_pass(self, admin_token: str) -> dict[str, int]:
+        """``POST /v1/reconcile``: a full pass, and its outcomes."""
+        response = self.api("POST", "/v1/reconcile", admin_token)
+        response.raise_for_status()
+        return dict(response.json()["outcomes"])
+
     def wait_idle(self) -> None:
         """Wait until the work queue has nothing waiting or running."""
         wait_for(
@@ -219,6 +236,17 @@ class RegistrarProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+PERMISSIVE_POLICY = "default: {client_id: ['*'], scopes: ['*'], audiences: ['*']}\n"
+
+
+@pytest.fixture
+def permissive_policy(tmp_path: Path) -> Path:
+    """A policy file that allows every label, for tests that are not about the policy."""
+    path = tmp_path / "permissive-policy.yml"
+    path.write_text(PERMISSIVE_POLICY)
+    return path
 
 
 @pytest.fixture

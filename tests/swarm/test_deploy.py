@@ -283,6 +283,9 @@ def open_deployment(
         "SWARM_OAUTH_SELECTOR": f"swarm-oauth.client={stack}",
         # A missed event is caught up by the next pass; keep that wait short here.
         "SWARM_OAUTH_RESYNC_SECONDS": "10",
+        # The demo's policy (its caller asks for an audience); the config's name is global.
+        "SWARM_OAUTH_POLICY": "demo/policy.yml",
+        "SWARM_OAUTH_POLICY_VERSION": stack,
         **(env or {}),
     }
     override = label_override(tmp / "labels.yml", STACK_FILE, run_id, variables, extra_files)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from swarm_oauth.registrar.app import LISTENER_PREFIX
-from swarm_oauth.registrar.policy import DEFAULT_SELECTOR, Selector
+from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
 from tests.support.deploy import DEMO_STACK_FILE, DEPLOY_DIR, STACK_FILE, stack_config
 from tests.support.requirements import unavailable
 

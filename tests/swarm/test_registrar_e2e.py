@@ -25,8 +25,10 @@ def rig(docker_client: Any, base_image: str, run_id: str, tmp_path_factory: Any)
         yield opened
 
 
-def test_a_service_gets_its_identity_keeps_it_and_loses_it(rig, start_registrar, swarm_cleanup):
-    start_registrar()
+def test_a_service_gets_its_identity_keeps_it_and_loses_it(
+    rig, start_registrar, permissive_policy, swarm_cleanup
+):
+    start_registrar("--policy", str(permissive_policy))
     other = rig.labels()
     other[SELECTOR_KEY] = "not-this-session"
     plain = rig.service("e2e-plain", other, env=["A=1"])

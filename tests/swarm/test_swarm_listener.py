@@ -11,11 +11,13 @@ swarm-listener sent and what it got back.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.rig import Rig, open_rig, settled, writes
@@ -76,9 +78,15 @@ def statuses(recorder: NotifyRecorder, service: str, kind: str) -> list[int | No
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_labelled_service_gets_its_identity_and_loses_it_through_swarm_listener(
-    method, rig, start_registrar, start_swarm_listener, notify_recorder, swarm_cleanup
+    method,
+    rig,
+    start_registrar,
+    permissive_policy,
+    start_swarm_listener,
+    notify_recorder,
+    swarm_cleanup,
 ):
-    registrar = start_registrar(*NOTIFICATIONS_ONLY)
+    registrar = start_registrar(*NOTIFICATIONS_ONLY, "--policy", str(permissive_policy))
     notify_recorder.upstream = registrar.url
     listener = start_swarm_listener(
         rig.label_key,
@@ -232,3 +240,51 @@ def test_a_label_value_other_than_true_is_ignored_by_swarm_listener(
     )
     assert notify_recorder.notifications(ignored) == []
     assert listener.failures() == []
+
+
+def test_a_notify_token_in_swarm_listener_urls_is_accepted_and_required(
+    rig, start_registrar, start_swarm_listener, notify_recorder, swarm_cleanup, tmp_path
+):
+    token = secrets.token_urlsafe(32)
+    token_file = tmp_path / "notify-token"
+    token_file.write_text(token)
+    registrar = start_registrar(*NOTIFICATIONS_ONLY, "--notify-token-file", str(token_file))
+    notify_recorder.upstream = registrar.url
+    # Without the token, and with retries off: refused once, and nothing happens.
+    refusing = start_swarm_listener(rig.label_key, DF_RETRY_INTERVAL="0")
+    refused = rig.service("dfsl-notoken")
+    wait_for(
+        lambda: any(f"serviceName={refused}" in line for line in refusing.failures()),
+        60,
+        0.3,
+        "swarm-listener logged no refusal",
+    )
+    assert statuses(notify_recorder, refused, "create") == [401]
+    assert rig.client(refused) is None
+    refusing.container.remove(force=True)
+    rig.docker.api.remove_service(refused)
+
+    # With ?token= in the configured URLs, as an operator sets it.
+    listener = start_swarm_listener(
+        rig.label_key,
+        DF_NOTIFY_CREATE_SERVICE_URL=notify_recorder.notify_url("create", token=token),
+        DF_NOTIFY_REMOVE_SERVICE_URL=notify_recorder.notify_url("remove", token=token),
+    )
+    name = rig.service("dfsl-token")
+    service_id = rig.identity(name).client["metadata"]["service_id"]
+    rig.docker.api.remove_service(name)
+    wait_until_forgotten(rig, name, service_id, "the remove notification")
+    sent = notify_recorder.notifications(name)
+    assert {(n.kind, n.status) for n in sent} == {("create", 200), ("remove", 200)}
+    assert all(n.query["token"] == [token] for n in sent)  # the URL's query comes first
+    assert listener.failures() == []
+    assert token not in registrar.log()
+    # A wrong token is refused alike, and a caller that can send headers may use Bearer.
+    query = f"serviceName={name}"
+    wrong = httpx.get(f"{registrar.url}/v1/swarm-listener/notify-remove?token=x&{query}")
+    assert wrong.status_code == 401
+    bearer = httpx.post(
+        f"{registrar.url}/v1/swarm-listener/notify-remove?{query}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert bearer.status_code == 200

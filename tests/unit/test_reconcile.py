@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from swarm_oauth.registrar.model import Key, SecretRef, is_service_ref
-from swarm_oauth.registrar.policy import SERVICE_CLIENT_ID_LABEL
+from swarm_oauth.registrar.policy import SAFE_DEFAULT, SERVICE_CLIENT_ID_LABEL
+from swarm_oauth.registrar.policy_file import parse_policy
 from swarm_oauth.registrar.ports import TransientError
 from swarm_oauth.registrar.reconcile import Outcome
 from swarm_oauth.registrar.spec import MANAGED, SERVICE_ID_LABEL
+from swarm_oauth.registrar.status import State
 from tests.support.fakes import (
     SELECTED,
     FakeRegistry,
@@ -392,3 +394,137 @@ def test_many_services_converge_in_one_pass(swarm, registry, reconciler):
     writes = Counter(swarm.writes)
     assert reconciler.full_pass() == Counter({Outcome.UNCHANGED: 20})
     assert swarm.writes == writes
+
+
+# -- the registration policy and client-id reservations ---------------------------------
+
+SHOP_POLICY = """
+rules:
+  - match: {stack: shop}
+    client_id: ["shop_*", orders]
+    scopes: [read, "orders:*"]
+    audiences: [inventory]
+"""
+
+
+def shop_service(swarm: FakeSwarm, name: str = "shop_orders", **labels: str) -> Any:
+    return swarm.add_service(
+        name, {**SELECTED, "com.docker.stack.namespace": name.split("_")[0], **labels}
+    )
+
+
+def test_labels_within_the_policy_are_granted(swarm, registry):
+    rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY))
+    shop_service(swarm, **{"swarm-oauth.scopes": "read orders:write"})
+    assert rec.hint("shop_orders") is Outcome.CHANGED
+    client, _ = assert_converged(swarm, registry, "shop_orders")
+    assert client.scopes == ("read", "orders:write")
+    assert rec.board.states() == Counter({State.REGISTERED: 1})
+    rec.close()
+
+
+def test_one_scope_too_many_refuses_a_new_service_as_a_whole(swarm, registry):
+    rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY, "policy.yml"))
+    service = shop_service(swarm, **{"swarm-oauth.scopes": "read admin"})
+    assert rec.hint("shop_orders") is Outcome.REFUSED
+    assert not registry.clients and not swarm.secrets and swarm.named("shop_orders") == service
+    status = rec.board.get(service.id)
+    assert status is not None and status.state is State.REFUSED
+    assert "admin" in status.reason and "rule 1 of policy.yml" in status.reason
+    assert (
+        rec.metrics.registry.get_sample_value(
+            "swarm_oauth_registrar_refusals_total", {"reason": "scope_not_allowed"}
+        )
+        == 1
+    )
+    # The operator allows it: the next pass registers it.
+    rec.identities.policy = parse_policy(SHOP_POLICY.replace("[read,", "[read, admin,"))
+    assert rec.full_pass() == Counter({Outcome.CHANGED: 1})
+    assert_converged(swarm, registry, "shop_orders")
+    rec.close()
+
+
+def test_a_tightened_policy_takes_grants_away_in_place(swarm, registry):
+    rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY))
+    shop_service(swarm, **{"swarm-oauth.scopes": "read orders:write"})
+    rec.hint("shop_orders")
+    secret_before = registry.secret_of["shop_orders"]
+    writes = Counter(swarm.writes)
+    rec.identities.policy = parse_policy(SHOP_POLICY.replace('"orders:*"', '"orders:read"'))
+    assert rec.full_pass() == Counter({Outcome.REFUSED: 1})
+    client = registry.clients["shop_orders"]
+    assert client.scopes == ("read",) and client.audiences == ()
+    # In place: the same secret, nothing new in Docker, the service keeps its mount.
+    assert registry.secret_of["shop_orders"] == secret_before
+    assert swarm.writes == writes
+    assert rec.full_pass() == Counter({Outcome.REFUSED: 1})  # and nothing more to take
+    assert registry.writes["update"] == 1
+    rec.close()
+
+
+def test_a_cross_stack_client_id_is_refused_with_and_without_a_policy(swarm, registry):
+    for policy in (SAFE_DEFAULT, parse_policy(SHOP_POLICY)):
+        rec = make(swarm, registry, policy=policy)
+        evil = shop_service(
+            swarm, f"evil_{len(swarm.services)}", **{"swarm-oauth.client-id": "shop_orders"}
+        )
+        assert rec.reconcile(Key.service(evil.id)) is Outcome.REFUSED
+        assert "shop_orders" not in registry.clients
+        rec.close()
+
+
+def test_a_removed_services_client_id_is_reserved_for_its_name(swarm, registry):
+    clock = [1000.0]
+    rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY), clock=lambda: clock[0])
+    owner = shop_service(swarm, **{"swarm-oauth.client-id": "orders"})
+    rec.hint("shop_orders")
+    del swarm.services[owner.id]  # the redeploy's gap
+    rec.full_pass()
+    assert "orders" not in registry.clients
+    (reservation,) = rec.reconciler.reservations()
+    assert (reservation.client_id, reservation.service_name) == ("orders", "shop_orders")
+    assert reservation.until == 1600.0
+    squatter = shop_service(swarm, "shop_squat", **{"swarm-oauth.client-id": "orders"})
+    assert rec.reconcile(Key.service(squatter.id)) is Outcome.REFUSED
+    assert "reserved for service shop_orders" in rec.board.get(squatter.id).reason
+    assert "orders" not in registry.clients
+    # The owner comes back under its name: it gets the id, and the reservation goes.
+    back = shop_service(swarm, **{"swarm-oauth.client-id": "orders"})
+    assert rec.reconcile(Key.service(back.id)) is Outcome.CHANGED
+    assert registry.clients["orders"].service_id == back.id
+    assert rec.reconciler.reservations() == []
+    rec.close()
+
+
+def test_a_reservation_ends_or_is_released(swarm, registry):
+    clock = [1000.0]
+    rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY), clock=lambda: clock[0])
+    for name in ("shop_a", "shop_b"):
+        service = shop_service(swarm, name)
+        rec.hint(name)
+        del swarm.services[service.id]
+    rec.full_pass()
+    assert {r.client_id for r in rec.reconciler.reservations()} == {"shop_a", "shop_b"}
+    assert rec.reconciler.release("shop_a") is True
+    assert rec.reconciler.release("shop_a") is False
+    clock[0] += 601
+    rec.full_pass()  # prunes what has ended
+    assert rec.reconciler.reservations() == [] and not swarm.configs
+    rec.close()
+
+
+def test_a_crash_after_reserving_is_finished_by_the_next_pass(swarm, registry):
+    first = make(swarm, registry)
+    service = swarm.add_service("orders")
+    first.hint("orders")
+    first.close()
+    del swarm.services[service.id]
+    crashing = make(swarm, registry, after_step=crash_at("create_reservation"))
+    crashing.full_pass()
+    crashing.close()
+    assert "orders" in registry.clients and len(swarm.configs) == 1
+    restarted = make(swarm, registry)
+    restarted.full_pass()
+    assert not registry.clients and not swarm.secrets
+    assert len(swarm.configs) == 1  # reserved once, not twice
+    restarted.close()

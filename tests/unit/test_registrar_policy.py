@@ -1,168 +1,137 @@
-"""Selection, the identity labels ask for, secret names and the service spec edits."""
+"""The registration policy: the file, checked line by line, and what it allows."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import pytest
 
-from swarm_oauth.registrar.model import ClientInfo, DesiredIdentity, DockerSecret, ObservedService
-from swarm_oauth.registrar.model import SecretRef as Ref
-from swarm_oauth.registrar.policy import InvalidLabels, Policy, Selector, client_metadata
-from swarm_oauth.registrar.spec import attach, detach, secret_name, target_taken
+from swarm_oauth.registrar.labels import Ask
+from swarm_oauth.registrar.model import DesiredIdentity, ObservedService
+from swarm_oauth.registrar.policy import SAFE_DEFAULT, Refused
+from swarm_oauth.registrar.policy_file import PolicyError, PolicyFile, load_policy, parse_policy
 
-# Docker's rule for secret names (swarmkit validateSecretSpec / validateConfigOrSecretSpec).
-DOCKER_NAME = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
-POLICY = Policy(Selector.parse("swarm-oauth.client=true"), "http://t/api/token")
+POLICY = """\
+# the shop may use its own ids and these scopes
+rules:
+  - match: {stack: shop}
+    client_id: ["shop_*", "orders"]
+    scopes: ["orders:*", read]
+    audiences: [inventory]
+  - match:
+      service: "billing_*"
+      labels: {tier: backend}
+    scopes: [payments]
+default: {scopes: [read], audiences: []}
+"""
 
 
-def service(labels: dict[str, str], **fields: object) -> ObservedService:
-    return ObservedService(id="abcdef0123456789", name="shop_orders", labels=labels, **fields)  # type: ignore[arg-type]
+def service(name: str, stack: str | None = None, **labels: str) -> ObservedService:
+    all_labels = dict(labels)
+    if stack:
+        all_labels["com.docker.stack.namespace"] = stack
+    return ObservedService(id=f"id-{name}", name=name, labels=all_labels)
+
+
+def ask(client_id: str | None = None, scopes: tuple[str, ...] = (), audiences=()) -> Ask:
+    return Ask(client_id, scopes, tuple(audiences), "oauth_client_secret")
+
+
+def test_a_policy_file_allows_what_its_first_matching_rule_allows():
+    policy = parse_policy(POLICY, "policy.yml")
+    shop = service("shop_orders", "shop")
+    assert policy.decide(shop, ask("orders", ("orders:write", "read"), ["inventory"])) == (
+        DesiredIdentity("orders", ("orders:write", "read"), ("inventory",), "oauth_client_secret")
+    )
+    billing = service("billing_api", "billing", tier="backend")
+    assert policy.decide(billing, ask(None, ("payments",))).client_id == "billing_api"
+    # No rule matches (the labels differ): the default allows "read" only.
+    other = service("billing_api", "billing", tier="frontend")
+    assert policy.decide(other, ask(None, ("read",))).scopes == ("read",)
+    with pytest.raises(Refused, match=r"the default of policy\.yml") as refused:
+        policy.decide(other, ask(None, ("payments",)))
+    assert refused.value.code == "scope_not_allowed"
+
+
+def test_one_item_too_many_refuses_the_whole_service_and_names_the_rule():
+    policy = parse_policy(POLICY, "policy.yml")
+    with pytest.raises(Refused) as refused:
+        policy.decide(service("shop_orders", "shop"), ask(None, ("read", "admin")))
+    assert refused.value.code == "scope_not_allowed"
+    assert "admin" in refused.value.reason and "rule 1 of policy.yml (line 3)" in str(refused.value)
+    with pytest.raises(Refused) as refused:
+        policy.decide(service("shop_orders", "shop"), ask(None, (), ["payments-api"]))
+    assert refused.value.code == "audience_not_allowed"
+
+
+def test_client_ids_from_other_stacks_are_refused_by_the_policy_and_by_default():
+    policy = parse_policy(POLICY, "policy.yml")
+    with pytest.raises(Refused) as refused:
+        policy.decide(service("shop_orders", "shop"), ask("billing_api"))
+    assert refused.value.code == "client_id_not_allowed"
+    evil = service("evil_worker", "evil")
+    for rules in (policy, SAFE_DEFAULT):
+        with pytest.raises(Refused, match=r"is not allowed by"):
+            rules.decide(evil, ask("shop_orders"))
+
+
+def test_the_safe_default_allows_own_names_and_nothing_asked_by_labels():
+    shop = service("shop_orders", "shop")
+    assert SAFE_DEFAULT.decide(shop, ask()).client_id == "shop_orders"
+    assert SAFE_DEFAULT.decide(shop, ask("shop_orders-v2")).client_id == "shop_orders-v2"
+    loose = service("orders")  # not in a stack: only its own name
+    with pytest.raises(Refused, match="no --policy"):
+        SAFE_DEFAULT.decide(loose, ask("other"))
+    for asked in (ask(None, ("read",)), ask(None, (), ["inventory"])):
+        with pytest.raises(Refused):
+            SAFE_DEFAULT.decide(shop, asked)
 
 
 @pytest.mark.parametrize(
-    ("selector", "labels", "selected"),
+    ("text", "error"),
     [
-        ("swarm-oauth.client=true", {"swarm-oauth.client": "true"}, True),
-        ("swarm-oauth.client=true", {"swarm-oauth.client": "True"}, True),
-        ("swarm-oauth.client=true", {"swarm-oauth.client": "false"}, False),
-        ("swarm-oauth.client=true", {}, False),
-        ("com.df.notify", {"com.df.notify": "anything"}, True),
-        ("com.df.notify", {"com.df.notifyDev": "true"}, False),
-        ("tier=back end", {"tier": "back end"}, True),
+        ("rules:\n  - match: {stak: shop}\n", "policy.yml:2: rules[0].match: unknown key 'stak'"),
+        ("rules:\n  - client_id: [a]\n", "policy.yml:2: rules[0]: needs a 'match'"),
+        (
+            "rules:\n  - match: {}\n    scopes: read\n",
+            "policy.yml:3: rules[0].scopes: must be a list",
+        ),
+        ("rules:\n  - match: {}\n    scopes: [read, 3]\n", None),  # "3" is a string in YAML
+        ("rules:\n  - match: {}\n    scopes: [read, null]\n", "policy.yml:3: rules[0].scopes[1]"),
+        ('rules:\n  - match: {}\n    scopes: ["a b"]\n', "must be one word"),
+        ("default: {scopes: [a], scope: [b]}\n", "policy.yml:1: default: unknown key 'scope'"),
+        ("rules: {match: {}}\n", "policy.yml:1: rules: must be a list"),
+        (
+            "rules:\n  - match: {stack: [a]}\n",
+            "policy.yml:2: rules[0].match.stack: must be a string",
+        ),
+        ("rules:\n  - match: {labels: [a]}\n", "rules[0].match.labels: must be a mapping"),
+        ("default:\n  scopes: [a\n", "policy.yml:3: not valid YAML"),
+        ("", "policy.yml: the policy is empty"),
+        ("rules: []\nrules: []\n", "'rules' appears twice"),
+        ("just text\n", "policy.yml:1: the policy: must be a mapping"),
     ],
 )
-def test_selector(selector, labels, selected):
-    assert Selector.parse(selector).matches(labels) is selected
+def test_a_malformed_policy_names_the_line_and_the_problem(text, error):
+    if error is None:
+        assert parse_policy(text, "policy.yml").rules[0].grant.scopes == ("read", "3")
+        return
+    with pytest.raises(PolicyError) as raised:
+        parse_policy(text, "policy.yml")
+    assert error in str(raised.value)
 
 
-@pytest.mark.parametrize("text", ["", "=true", "  =x"])
-def test_a_selector_must_name_a_label(text):
-    with pytest.raises(ValueError, match="names no label"):
-        Selector.parse(text)
-
-
-def test_defaults_come_from_the_service_name():
-    assert POLICY.desired(service({})) == DesiredIdentity(
-        "shop_orders", (), (), "oauth_client_secret"
-    )
-
-
-def test_labels_set_the_identity():
-    labels = {
-        "swarm-oauth.client-id": "orders",
-        "swarm-oauth.scopes": " read  write read ",
-        "swarm-oauth.audience": "https://api.example billing",
-        "swarm-oauth.secret-target": "client.secret",
-    }
-    assert POLICY.desired(service(labels)) == DesiredIdentity(
-        "orders", ("read", "write"), ("https://api.example", "billing"), "client.secret"
-    )
-
-
-@pytest.mark.parametrize(
-    ("label", "value", "reason"),
-    [
-        ("swarm-oauth.client-id", "a b", "client-id"),
-        ("swarm-oauth.client-id", "x" * 129, "client-id"),
-        ("swarm-oauth.client-id", "..", "dots"),
-        ("swarm-oauth.scopes", 'a"b', "scope"),
-        ("swarm-oauth.audience", "caf\u00e9", "audience"),
-        ("swarm-oauth.secret-target", "../etc/passwd", "secret-target"),
-        ("swarm-oauth.secret-target", "a/b", "secret-target"),
-        ("swarm-oauth.secret-target", ".hidden", "secret-target"),
-    ],
-)
-def test_impossible_labels_are_refused_with_a_reason(label, value, reason):
-    with pytest.raises(InvalidLabels, match=reason):
-        POLICY.desired(service({label: value}))
-
-
-def test_metadata_records_the_service():
-    meta = client_metadata(service({}), "nonce")
-    assert meta == {
-        "managed_by": "swarm-oauth-registrar",
-        "service_id": "abcdef0123456789",
-        "service_name": "shop_orders",
-        "incarnation": "nonce",
-    }
-
-
-@pytest.mark.parametrize("client_id", ["a", "orders", "x" * 128, "a." * 40 + "b", "-lead-", "_x_"])
-def test_secret_names_are_valid_docker_names_within_64_characters(client_id):
-    client = ClientInfo(client_id, 123456, {"incarnation": "0123456789abcdef"})
-    name = secret_name(client, "q2x8r0vnb9l3p6m1z4k7j5h2g")
-    assert len(name) <= 64
-    assert DOCKER_NAME.match(name), name
-    assert name.endswith("-q2x8r0vnb9-01234567-v123456")
-
-
-def test_secret_names_differ_between_incarnations_and_versions():
-    names = {
-        secret_name(ClientInfo("orders", version, {"incarnation": nonce}), "sid")
-        for version in (1, 2)
-        for nonce in ("aaaa", "bbbb")
-    }
-    assert len(names) == 4
-
-
-CURRENT = DockerSecret("cur", "oauth-orders-v2", {})
-DESIRED = DesiredIdentity("orders", (), (), "oauth_client_secret")
-USER_REF = Ref("db", "db_password", "db_password", "1000", "1000", 0o400)
-OURS = Ref("cur", "oauth-orders-v2", "oauth_client_secret")
-ENV = (
-    "A=1",
-    "OAUTH_CLIENT_ID=orders",
-    "OAUTH_TOKEN_URL=http://t/api/token",
-    "OAUTH_CLIENT_SECRET_FILE=/run/secrets/oauth_client_secret",
-)
-
-
-def attach_to(observed: ObservedService, managed_ids: set[str]) -> Any:
-    return attach(observed, DESIRED, CURRENT, managed_ids, "http://t/api/token")
-
-
-def test_attach_adds_the_ref_and_env_and_keeps_the_rest():
-    refs, env = attach_to(service({}, secret_refs=(USER_REF,), env=("A=1",)), {"cur"})
-    assert refs == [USER_REF, OURS]
-    assert env == list(ENV)
-
-
-def test_attach_is_none_when_already_attached():
-    converged = service({}, secret_refs=(OURS, USER_REF), env=ENV)
-    assert attach_to(converged, {"cur"}) is None
-
-
-def test_attach_replaces_old_generations_and_wrong_values():
-    old = Ref("old", "oauth-orders-v1", "oauth_client_secret")
-    stale_env = ("OAUTH_CLIENT_ID=someone", "A=1", "OAUTH_CLIENT_ID=dup")
-    refs, env = attach_to(service({}, secret_refs=(old, USER_REF), env=stale_env), {"cur", "old"})
-    assert refs == [USER_REF, OURS]
-    assert env == [
-        "OAUTH_CLIENT_ID=orders",
-        "A=1",
-        "OAUTH_TOKEN_URL=http://t/api/token",
-        "OAUTH_CLIENT_SECRET_FILE=/run/secrets/oauth_client_secret",
-    ]
-
-
-def test_attach_fixes_a_ref_whose_mode_was_changed():
-    loose = Ref("cur", "oauth-orders-v2", "oauth_client_secret", "0", "0", 0o777)
-    refs, _ = attach_to(service({}, secret_refs=(loose,), env=ENV), {"cur"})
-    assert refs == [OURS]
-
-
-def test_target_taken_only_by_foreign_secrets():
-    foreign = Ref("theirs", "x", "oauth_client_secret")
-    assert target_taken(service({}, secret_refs=(foreign,)), DESIRED, {"cur"})
-    assert not target_taken(service({}, secret_refs=(OURS, USER_REF)), DESIRED, {"cur"})
-
-
-def test_detach_removes_only_what_the_registrar_added():
-    refs, env = detach(service({}, secret_refs=(USER_REF, OURS), env=ENV), {"cur"})
-    assert (refs, env) == ([USER_REF], ["A=1"])
-
-
-def test_detach_leaves_a_service_without_registrar_secrets_alone():
-    assert detach(service({}, secret_refs=(USER_REF,), env=ENV), {"cur"}) is None
+def test_the_policy_file_is_followed_and_a_broken_edit_keeps_the_last_good_one(tmp_path, caplog):
+    path = tmp_path / "policy.yml"
+    path.write_text("default: {scopes: [read]}\n")
+    applied = []
+    followed = PolicyFile(path, applied.append)
+    assert [p.default.scopes for p in applied] == [("read",)]
+    assert followed.refresh() is False  # unchanged
+    path.write_text("default: {scopes: [read, write]}\n")
+    assert followed.refresh() is True
+    assert applied[-1].default.scopes == ("read", "write")
+    path.write_text("default: {scope: [admin]}\n")  # a typo
+    assert followed.refresh() is False
+    assert applied[-1].default.scopes == ("read", "write")
+    assert "policy.yml:1: default: unknown key 'scope'" in caplog.text
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(tmp_path / "missing.yml")

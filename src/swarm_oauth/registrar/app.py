@@ -11,36 +11,76 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
-from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from swarm_oauth.admin_token import SharedSecret
 from swarm_oauth.registrar.controller import Controller
+from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.model import is_service_ref
 from swarm_oauth.registrar.ports import ClientRegistry, RegistrarError, Swarm
 from swarm_oauth.registrar.queue import QueueClosed
-from swarm_oauth.web import EXCEPTION_HANDLERS, error_response, healthz_route, metrics_route
+from swarm_oauth.registrar.status import ServiceStatus, State
+from swarm_oauth.web import (
+    EXCEPTION_HANDLERS,
+    ApiError,
+    error_response,
+    healthz_route,
+    metrics_route,
+)
 
 logger = logging.getLogger(__name__)
 
 LISTENER_PREFIX = "/v1/swarm-listener"
 
 
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="swarm-oauth-registrar"'}
+
+
+def _presented(request: Request, *, query: bool) -> str:
+    """The bearer token of the request: ``Authorization: Bearer``, or (where a caller
+    cannot send headers, like swarm-listener) the ``token`` query parameter."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if query:
+        # With a configured URL carrying its own token, that comes first (docs/swarm-listener.md).
+        tokens = request.query_params.getlist("token")
+        return tokens[0] if tokens else ""
+    return ""
+
+
 def create_app(
     controller: Controller,
     swarm: Swarm,
     registry: ClientRegistry,
-    metrics: CollectorRegistry,
+    metrics: RegistrarMetrics,
     *,
+    admin_token: SharedSecret,
+    notify_token: SharedSecret | None = None,
     on_start: Callable[[], None] = lambda: None,
     on_stop: Callable[[], None] = lambda: None,
 ) -> Starlette:
-    """The ASGI app; ``on_start``/``on_stop`` start and stop the background triggers."""
+    """The ASGI app; ``on_start``/``on_stop`` start and stop the background triggers.
+
+    The admin token guards what reads or changes the registrar's records (services,
+    reservations); the notify token, when set, guards notifications and forced passes
+    (which the admin token may also send).
+    """
+
+    def require(request: Request, *secrets: SharedSecret | None, query: bool = False) -> None:
+        accepted = [secret for secret in secrets if secret is not None]
+        presented = _presented(request, query=query)
+        if not presented:
+            raise ApiError(401, "a bearer token is required", CHALLENGE)
+        if not any(secret.matches(presented) for secret in accepted):
+            raise ApiError(401, "the token is not valid", CHALLENGE)
 
     async def notify(request: Request) -> Response:
         """A swarm-listener create or remove: queue the keys the name resolves to.
@@ -48,6 +88,8 @@ def create_app(
         200 once queued (also when it names nothing); 503 only when Docker or the registry
         cannot be read to resolve it, so that swarm-listener tries again.
         """
+        if notify_token is not None:
+            require(request, notify_token, query=True)
         names = request.query_params.getlist("serviceName")
         # With a configured URL carrying its own serviceName, swarm-listener's comes last.
         name = names[-1].strip() if names else ""
@@ -76,13 +118,68 @@ def create_app(
         )
         return JSONResponse({"serviceName": name, "queued": queued})
 
-    async def reconcile_all(_: Request) -> Response:
+    async def reconcile_all(request: Request) -> Response:
         """Run a full pass (or join the next one) and report how each key ended."""
+        if notify_token is not None:
+            require(request, notify_token, admin_token)
         try:
             outcomes = await asyncio.wrap_future(controller.full_pass())
         except (RegistrarError, QueueClosed) as exc:
             return error_response(503, str(exc))
         return JSONResponse({"outcomes": {o.value: n for o, n in outcomes.items()}})
+
+    async def services(request: Request) -> Response:
+        """Every selected service: its client, state, reason and Docker secret."""
+        require(request, admin_token)
+        try:
+            listed = await run_in_threadpool(swarm.list_services)
+        except RegistrarError as exc:
+            return error_response(503, f"cannot list the services: {exc}")
+        board = controller.board
+        entries = []
+        for service in sorted(listed, key=lambda s: s.name):
+            if not controller.identities.selected(service):
+                continue
+            known = board.get(service.id)
+            if known is None or known.service_name != service.name:
+                known = ServiceStatus(
+                    service.id, service.name, State.PENDING, reason="not reconciled yet"
+                )
+            entries.append(known.view())
+        return JSONResponse({"services": entries})
+
+    async def reservations(request: Request) -> Response:
+        """The client ids kept for removed services, and until when."""
+        require(request, admin_token)
+        try:
+            found = await run_in_threadpool(controller.reservations)
+        except RegistrarError as exc:
+            return error_response(503, str(exc))
+        return JSONResponse(
+            {
+                "reservations": [
+                    {
+                        "client_id": r.client_id,
+                        "service_name": r.service_name,
+                        "until": r.until,
+                        "expired": r.until < time.time(),
+                    }
+                    for r in found
+                ]
+            }
+        )
+
+    async def release(request: Request) -> Response:
+        """Free a reserved client id before its reservation ends."""
+        require(request, admin_token)
+        client_id = request.path_params["client_id"]
+        try:
+            released = await run_in_threadpool(controller.release, client_id)
+        except RegistrarError as exc:
+            return error_response(503, str(exc))
+        if not released:
+            return error_response(404, f"client id {client_id} is not reserved")
+        return JSONResponse({"client_id": client_id, "released": True})
 
     async def readyz(_: Request) -> Response:
         """Docker and the clients API both answer."""
@@ -91,9 +188,11 @@ def create_app(
                 await run_in_threadpool(check)
             except RegistrarError as exc:
                 logger.warning("not ready: %s: %s", what, exc)
+                metrics.readiness(False)
                 return JSONResponse(
                     {"status": "not ready", "reason": f"{what}: {exc}"}, status_code=503
                 )
+        metrics.readiness(True)
         return JSONResponse({"status": "ready"})
 
     @contextlib.asynccontextmanager
@@ -110,9 +209,12 @@ def create_app(
             Route(f"{LISTENER_PREFIX}/notify-create", notify, methods=both),
             Route(f"{LISTENER_PREFIX}/notify-remove", notify, methods=both),
             Route("/v1/reconcile", reconcile_all, methods=["POST"]),
+            Route("/v1/services", services, methods=["GET"]),
+            Route("/v1/reservations", reservations, methods=["GET"]),
+            Route("/v1/reservations/{client_id}", release, methods=["DELETE"]),
             healthz_route(),
             Route("/readyz", readyz, methods=["GET"]),
-            metrics_route(metrics),
+            metrics_route(metrics.registry),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Protocol
 
 from swarm_oauth.registrar.hints import full_pass_keys, keys_for_reference
-from swarm_oauth.registrar.model import Key
-from swarm_oauth.registrar.ports import ClientRegistry, Swarm
+from swarm_oauth.registrar.identities import Identities
+from swarm_oauth.registrar.model import Key, Reservation
+from swarm_oauth.registrar.ports import ClientRegistry, RegistrarError, Swarm
 from swarm_oauth.registrar.queue import WorkQueue
 from swarm_oauth.registrar.reconcile import Outcome, Reconciler
+from swarm_oauth.registrar.status import StatusBoard
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,9 @@ class PassObserver(Protocol):
 
     def full_pass(self, managed_services: int) -> None:
         """A full pass finished; ``managed_services`` were selected."""
+
+    def pass_failed(self) -> None:
+        """A full pass could not list Docker or the client registry."""
 
 
 class Controller:
@@ -45,11 +50,13 @@ class Controller:
         workers: int = 4,
         retry_delay: float = 1.0,
         observer: PassObserver | None = None,
+        before_pass: Callable[[], object] = lambda: None,
     ) -> None:
         self._swarm = swarm
         self._registry = registry
         self._reconciler = reconciler
         self._observer = observer
+        self._before_pass = before_pass
         self.queue = WorkQueue(reconciler.reconcile, workers=workers, retry_delay=retry_delay)
         self._pass_lock = threading.Lock()
         # The pass that will plan next (requests join it) and whether one is running.
@@ -63,6 +70,24 @@ class Controller:
     def close(self) -> None:
         """Finish the runs in progress and stop the workers."""
         self.queue.close()
+
+    @property
+    def board(self) -> StatusBoard:
+        """What the reconciles last concluded about each service."""
+        return self._reconciler.board
+
+    @property
+    def identities(self) -> Identities:
+        """Which services are managed, and the identity each gets."""
+        return self._reconciler.identities
+
+    def reservations(self) -> list[Reservation]:
+        """The client ids kept for removed services (blocking: it reads Docker)."""
+        return self._reconciler.reservations()
+
+    def release(self, client_id: str) -> bool:
+        """Free a reserved client id now; False when it was not reserved."""
+        return self._reconciler.release(client_id)
 
     def enqueue(self, keys: Iterable[Key]) -> None:
         """Reconcile ``keys`` soon."""
@@ -106,7 +131,14 @@ class Controller:
                 future.set_exception(exc)
 
     def _run_pass(self) -> PassOutcomes:
-        plan = full_pass_keys(self._swarm, self._registry, self._reconciler.policy)
+        self._before_pass()
+        try:
+            plan = full_pass_keys(self._swarm, self._registry, self._reconciler.identities)
+            self._reconciler.prune_reservations()
+        except RegistrarError:
+            if self._observer is not None:
+                self._observer.pass_failed()
+            raise
         outcomes = Counter(self.queue.add(plan.keys).wait().values())
         if self._observer is not None:
             self._observer.full_pass(plan.selected)

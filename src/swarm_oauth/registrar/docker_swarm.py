@@ -13,7 +13,13 @@ import docker
 import docker.errors
 import requests
 
-from swarm_oauth.registrar.model import DockerSecret, ObservedService, SecretRef, is_service_ref
+from swarm_oauth.registrar.model import (
+    DockerConfig,
+    DockerSecret,
+    ObservedService,
+    SecretRef,
+    is_service_ref,
+)
 from swarm_oauth.registrar.ports import Rejected, ServiceEdit, ServiceGone, TransientError
 
 _UPDATE_ATTEMPTS = 8
@@ -65,6 +71,16 @@ class DockerSwarm:
             for raw in raws
         ]
 
+    def list_configs(self, labels: Mapping[str, str]) -> list[DockerConfig]:
+        """Docker configs carrying all these labels."""
+        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        with _translated("list configs"):
+            raws = self._api.configs(filters=filters)
+        return [
+            DockerConfig(raw["ID"], raw["Spec"]["Name"], dict(raw["Spec"].get("Labels") or {}))
+            for raw in raws
+        ]
+
     def ping(self) -> None:
         """Raise ``TransientError`` unless the engine answers."""
         with _translated("ping the engine"):
@@ -84,6 +100,23 @@ class DockerSwarm:
             created = self._api.create_secret(name, data, labels=dict(labels))
         self._count("create_secret")
         return DockerSecret(created["ID"], name, dict(labels))
+
+    def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> DockerConfig:
+        """Create a Docker config holding ``data``."""
+        with _translated(f"create config {name}"):
+            created = self._api.create_config(name, data, labels=dict(labels))
+        self._count("create_config")
+        return DockerConfig(created["ID"], name, dict(labels))
+
+    def delete_config(self, config_id: str) -> bool:
+        """Delete a Docker config; False if it was already gone."""
+        try:
+            with _translated(f"delete config {config_id}"):
+                self._api.remove_config(config_id)
+        except _Missing:
+            return False
+        self._count("delete_config")
+        return True
 
     def update_service(self, service_id: str, edit: ServiceEdit) -> bool:
         """Apply ``edit`` to the spec as read, changing only its secrets and env.

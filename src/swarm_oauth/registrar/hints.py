@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from swarm_oauth.registrar.identities import Identities
+from swarm_oauth.registrar.labels import InvalidLabels
 from swarm_oauth.registrar.model import ClientInfo, Key, ObservedService, is_service_ref
-from swarm_oauth.registrar.policy import InvalidLabels, Policy
 from swarm_oauth.registrar.ports import ClientRegistry, Swarm
 from swarm_oauth.registrar.spec import (
     MANAGED,
@@ -62,14 +63,14 @@ class PassPlan:
     selected: int
 
 
-def full_pass_keys(swarm: Swarm, registry: ClientRegistry, policy: Policy) -> PassPlan:
+def full_pass_keys(swarm: Swarm, registry: ClientRegistry, identities: Identities) -> PassPlan:
     """Every key that may need work: each selected service; each other service, live or
     gone, that Docker secrets of the registrar name; and each managed client that no live
     selected service wants and whose secrets are gone already (a client with secrets is
     retired by its service's key, after them)."""
     services = swarm.list_services()
     live = {s.id: s for s in services}
-    selected = {s.id for s in services if policy.selected(s)}
+    selected = {s.id for s in services if identities.selected(s)}
     secrets = swarm.list_secrets(MANAGED)
     named = {
         (secret.labels.get(SECRET_CLIENT_ID_LABEL), service_id)
@@ -80,7 +81,7 @@ def full_pass_keys(swarm: Swarm, registry: ClientRegistry, policy: Policy) -> Pa
     keys |= {Key.service(service_id) for _, service_id in named if service_id not in selected}
     keys |= {
         Key.client(c.client_id)
-        for c in orphaned(registry.list(), live, policy)
+        for c in orphaned(registry.list(), live, identities)
         if (c.client_id, c.service_id) not in named
     }
     return PassPlan(frozenset(keys), len(selected))
@@ -89,7 +90,7 @@ def full_pass_keys(swarm: Swarm, registry: ClientRegistry, policy: Policy) -> Pa
 def orphaned(
     clients: Iterable[ClientInfo],
     live: dict[str, ObservedService],
-    policy: Policy,
+    identities: Identities,
 ) -> list[ClientInfo]:
     """The managed clients whose recorded service is gone or no longer wants them.
 
@@ -101,7 +102,7 @@ def orphaned(
         if not client.managed:
             continue
         try:
-            wanted = policy.wanted_client(live.get(client.service_id or ""))
+            wanted = identities.wanted_client(live.get(client.service_id or ""))
         except InvalidLabels:
             continue
         if wanted != client.client_id:

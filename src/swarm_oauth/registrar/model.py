@@ -53,12 +53,16 @@ class ObservedService:
 
 @dataclass(frozen=True, slots=True)
 class DesiredIdentity:
-    """The OAuth identity a selected service should have, read from its labels."""
+    """The OAuth identity a selected service should have: what its labels ask for, as
+    the registration policy allows it, and how its secret file is mounted."""
 
     client_id: str
     scopes: tuple[str, ...]
     audiences: tuple[str, ...]
     target: str
+    uid: str = "0"
+    gid: str = "0"
+    mode: int = 0o444
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,26 @@ class DockerSecret:
     id: str
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerConfig:
+    """A Docker config's descriptor: where the registrar keeps small public records."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A removed service's client id, kept for a service of the same name until ``until``
+    (Unix time), so that a redeploy gap cannot be used to take it."""
+
+    config_id: str
+    client_id: str
+    service_name: str
+    until: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +126,16 @@ class ClientInfo:
         """The nonce of this registration, carried by its Docker secrets (see ``spec``)."""
         value = self.metadata.get("incarnation")
         return value if isinstance(value, str) else ""
+
+
+def client_metadata(service: ObservedService, incarnation: str) -> dict[str, str]:
+    """What the registrar records on a client it registers for ``service``."""
+    return {
+        "managed_by": MANAGED_BY,
+        "service_id": service.id,
+        "service_name": service.name,
+        "incarnation": incarnation,
+    }
 
 
 @dataclass(frozen=True, slots=True)

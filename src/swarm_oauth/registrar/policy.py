@@ -1,115 +1,148 @@
-"""Which services are managed and what identity their labels ask for."""
+"""The registration policy: what the operator allows each service to be granted.
+
+Labels ask (``labels.read_labels``); the policy allows. Rules are tried in order and the
+first whose match fits a service applies; services no rule matches get the default. A
+service whose labels ask for anything its rule does not allow is refused as a whole.
+
+Without a policy file the registrar runs the safe default: a service may take its own
+name as client id, or an id that starts with its own stack's namespace and ``_``; label
+scopes and audiences are refused.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
-from swarm_oauth.identifiers import (
-    InvalidClientData,
-    is_audience,
-    is_scope_token,
-    validate_client_id,
+from swarm_oauth.registrar.labels import (
+    AUDIENCE_LABEL,
+    SCOPES_LABEL,
+    SERVICE_CLIENT_ID_LABEL,
+    Ask,
+    InvalidLabels,
 )
-from swarm_oauth.registrar.model import MANAGED_BY, DesiredIdentity, ObservedService
-
-SERVICE_CLIENT_ID_LABEL = "swarm-oauth.client-id"
-SCOPES_LABEL = "swarm-oauth.scopes"
-AUDIENCE_LABEL = "swarm-oauth.audience"
-TARGET_LABEL = "swarm-oauth.secret-target"
-DEFAULT_SELECTOR = "swarm-oauth.client=true"
-DEFAULT_TARGET = "oauth_client_secret"
-
-# A file name directly under /run/secrets: no path separator, no "." or "..".
-_TARGET = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+from swarm_oauth.registrar.model import DesiredIdentity, ObservedService
 
 
-class InvalidLabels(ValueError):
-    """A selected service's labels cannot be turned into a client; the message says why."""
+class Refused(InvalidLabels):
+    """The labels ask for something the policy does not allow; nothing is half-granted."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
-class Selector:
-    """``LABEL=VALUE`` (value compared case-insensitively, as swarm-listener does for
-    ``true``) or a bare ``LABEL`` (present with any value)."""
+class Match:
+    """Which services a rule is for; every part given must fit."""
 
-    key: str
-    value: str | None = None
+    stack: str | None = None  # glob on com.docker.stack.namespace
+    service: str | None = None  # glob on the service name
+    labels: Mapping[str, str] = field(default_factory=dict)  # each must equal
 
-    @classmethod
-    def parse(cls, text: str) -> Selector:
-        """Parse ``LABEL=VALUE`` or ``LABEL``; ``ValueError`` if the label is empty."""
-        key, sep, value = text.partition("=")
-        key = key.strip()
-        if not key:
-            raise ValueError(f"selector {text!r} names no label")
-        return cls(key, value.strip() if sep else None)
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        """Whether a service with these labels is selected."""
-        if self.key not in labels:
+    def fits(self, service: ObservedService) -> bool:
+        """Whether ``service`` is one of this rule's."""
+        if self.stack is not None and not fnmatchcase(service.stack_namespace or "", self.stack):
             return False
-        return self.value is None or labels[self.key].casefold() == self.value.casefold()
-
-    def __str__(self) -> str:
-        return self.key if self.value is None else f"{self.key}={self.value}"
+        if self.service is not None and not fnmatchcase(service.name, self.service):
+            return False
+        return all(service.labels.get(k) == v for k, v in self.labels.items())
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
-    """The registrar's configuration as it bears on one service."""
+class Grant:
+    """What a service may ask for, as globs. ``client_ids`` None is the safe default: ids
+    that start with the service's own stack namespace and ``_``. A service may always take
+    its own name."""
 
-    selector: Selector
-    token_url: str
+    client_ids: tuple[str, ...] | None = None
+    scopes: tuple[str, ...] = ()
+    audiences: tuple[str, ...] = ()
 
-    def selected(self, service: ObservedService) -> bool:
-        """Whether the registrar manages this service."""
-        return self.selector.matches(service.labels)
+    def allows_client_id(self, client_id: str, service: ObservedService) -> bool:
+        """Whether ``service`` may take ``client_id``."""
+        if client_id == service.name:
+            return True
+        if self.client_ids is None:
+            stack = service.stack_namespace
+            return bool(stack) and client_id.startswith(f"{stack}_")
+        return _any(client_id, self.client_ids)
 
-    def desired(self, service: ObservedService) -> DesiredIdentity:
-        """The identity a selected service's labels ask for; ``InvalidLabels`` if none can."""
-        labels = service.labels
-        client_id = labels.get(SERVICE_CLIENT_ID_LABEL, "").strip() or service.name
-        try:
-            validate_client_id(client_id)
-        except InvalidClientData as exc:
-            raise InvalidLabels(f"{SERVICE_CLIENT_ID_LABEL}: {exc}") from None
-        if not client_id.strip("."):  # "." and ".." would be path segments in the API's URLs
-            raise InvalidLabels(f"{SERVICE_CLIENT_ID_LABEL}: must not consist of dots only")
-        scopes = _words(labels.get(SCOPES_LABEL, ""))
-        if not all(is_scope_token(scope) for scope in scopes):
-            raise InvalidLabels(f"{SCOPES_LABEL}: scopes must be RFC 6749 scope tokens")
-        audiences = _words(labels.get(AUDIENCE_LABEL, ""))
-        if not all(is_audience(audience) for audience in audiences):
-            raise InvalidLabels(f"{AUDIENCE_LABEL}: audiences must be printable ASCII")
-        target = labels.get(TARGET_LABEL, "").strip() or DEFAULT_TARGET
-        if not _TARGET.fullmatch(target):
-            raise InvalidLabels(
-                f"{TARGET_LABEL}: must be a file name of A-Z a-z 0-9 . _ - (at most 128)"
+    def scopes_within(self, scopes: Iterable[str]) -> tuple[str, ...]:
+        """The scopes of ``scopes`` that this grant allows."""
+        return tuple(s for s in scopes if _any(s, self.scopes))
+
+    def audiences_within(self, audiences: Iterable[str]) -> tuple[str, ...]:
+        """The audiences of ``audiences`` that this grant allows."""
+        return tuple(a for a in audiences if _any(a, self.audiences))
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A match and what it grants; ``line`` is where it starts in the policy file."""
+
+    match: Match
+    grant: Grant
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationPolicy:
+    """The operator's rules, in order, and the grant for services no rule matches."""
+
+    rules: tuple[Rule, ...] = ()
+    default: Grant = field(default_factory=Grant)
+    # Where the rules came from, for messages; empty for the built-in safe default.
+    source: str = ""
+
+    def grant_for(self, service: ObservedService) -> tuple[Grant, str]:
+        """The grant that applies to ``service`` and how to name it in a message."""
+        for index, rule in enumerate(self.rules):
+            if rule.match.fits(service):
+                return rule.grant, f"rule {index + 1} of {self.source} (line {rule.line})"
+        if self.source:
+            return self.default, f"the default of {self.source}"
+        return self.default, "the built-in default (no --policy)"
+
+    def decide(self, service: ObservedService, ask: Ask) -> DesiredIdentity:
+        """The identity ``service`` gets for what its labels ask; ``Refused`` (as a
+        whole) when the applicable grant does not allow all of it."""
+        grant, rule = self.grant_for(service)
+        client_id = ask.client_id or service.name
+        if not grant.allows_client_id(client_id, service):
+            allowed = (
+                f"ids matching {', '.join(grant.client_ids)}"
+                if grant.client_ids
+                else "ids starting with its own stack's namespace and '_'"
             )
-        return DesiredIdentity(client_id, scopes, audiences, target)
+            raise Refused(
+                "client_id_not_allowed",
+                f"{SERVICE_CLIENT_ID_LABEL}={client_id} is not allowed by {rule} "
+                f"(it allows the service name and {allowed})",
+            )
+        for label, asked, within, code in (
+            (SCOPES_LABEL, ask.scopes, grant.scopes_within(ask.scopes), "scope_not_allowed"),
+            (
+                AUDIENCE_LABEL,
+                ask.audiences,
+                grant.audiences_within(ask.audiences),
+                "audience_not_allowed",
+            ),
+        ):
+            refused = [item for item in asked if item not in within]
+            if refused:
+                raise Refused(
+                    code, f"{label} asks for {' '.join(refused)}, which {rule} does not allow"
+                )
+        return DesiredIdentity(
+            client_id, ask.scopes, ask.audiences, ask.target, ask.uid, ask.gid, ask.mode
+        )
 
-    def wanted_client(self, service: ObservedService | None) -> str | None:
-        """The client id this service should own, or None if it should own none.
 
-        ``InvalidLabels`` propagates: a typo in a label must not cost a running service
-        its identity, so callers keep what exists.
-        """
-        if service is None or not self.selected(service):
-            return None
-        return self.desired(service).client_id
+SAFE_DEFAULT = RegistrationPolicy()
+"""The policy without a policy file: own-stack client ids, no label scopes or audiences."""
 
 
-def client_metadata(service: ObservedService, incarnation: str) -> dict[str, str]:
-    """What the registrar records on a client it registers for ``service``."""
-    return {
-        "managed_by": MANAGED_BY,
-        "service_id": service.id,
-        "service_name": service.name,
-        "incarnation": incarnation,
-    }
-
-
-def _words(value: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(value.split()))
+def _any(value: str, globs: Iterable[str]) -> bool:
+    return any(fnmatchcase(value, glob) for glob in globs)

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from swarm_oauth.registrar.model import (
     ClientInfo,
+    DockerConfig,
     DockerSecret,
     FreshSecret,
     ObservedService,
@@ -63,6 +64,18 @@ class Swarm(Protocol):
 
     def delete_secret(self, secret_id: str) -> bool:
         """Delete a Docker secret; False if it was already gone."""
+        ...
+
+    def list_configs(self, labels: Mapping[str, str]) -> list[DockerConfig]:
+        """Docker configs carrying all these labels."""
+        ...
+
+    def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> DockerConfig:
+        """Create a Docker config holding ``data``."""
+        ...
+
+    def delete_config(self, config_id: str) -> bool:
+        """Delete a Docker config; False if it was already gone."""
         ...
 
     def ping(self) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
+from swarm_oauth.registrar.identities import Identities
+from swarm_oauth.registrar.labels import InvalidLabels
 from swarm_oauth.registrar.model import (
     ClientInfo,
     DesiredIdentity,
@@ -23,9 +26,11 @@ from swarm_oauth.registrar.model import (
     FreshSecret,
     Key,
     ObservedService,
+    Reservation,
     SecretRef,
+    client_metadata,
 )
-from swarm_oauth.registrar.policy import InvalidLabels, Policy, client_metadata
+from swarm_oauth.registrar.policy import Refused
 from swarm_oauth.registrar.ports import (
     ClientRegistry,
     Rejected,
@@ -34,16 +39,22 @@ from swarm_oauth.registrar.ports import (
     TransientError,
 )
 from swarm_oauth.registrar.spec import (
+    RESERVATION,
+    RESERVED_CLIENT_LABEL,
     SECRET_CLIENT_ID_LABEL,
     attach,
     client_secrets_filter,
     detach,
     is_current,
+    reservation_labels,
+    reservation_name,
+    reservation_of,
     secret_labels,
     secret_name,
     service_secrets_filter,
     target_taken,
 )
+from swarm_oauth.registrar.status import ServiceStatus, State, StatusBoard
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +68,8 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
     REMOVED = "removed"
     CHANGED = "changed"
-    INVALID = "invalid"  # its labels ask for an impossible identity; nothing was touched
+    INVALID = "invalid"  # its labels ask for an impossible identity; nothing was added
+    REFUSED = "refused"  # its labels ask for more than the policy allows; nothing was added
     CONFLICT = "conflict"  # someone else owns the client id or the secret target
     FAILED = "failed"  # an unexpected error; the next pass tries again
     RETRY = "retry"  # a transient failure; worth retrying soon
@@ -89,6 +101,9 @@ class Observer(Protocol):
     def reconciled(self, outcome: Outcome) -> None:
         """One key's reconcile ended."""
 
+    def refused(self, code: str) -> None:
+        """A service was refused; ``code`` says why (``scope_not_allowed``, ...)."""
+
 
 class NullObserver:
     """An observer that keeps nothing."""
@@ -99,6 +114,9 @@ class NullObserver:
     def reconciled(self, outcome: Outcome) -> None:
         """Ignore a reconcile."""
 
+    def refused(self, code: str) -> None:
+        """Ignore a refusal."""
+
 
 StepHook = Callable[[str], None]
 """Called after each write with its name; a test raises in it to simulate a crash."""
@@ -108,6 +126,9 @@ class _Conflict(Exception):
     """Someone else owns what the service would need; the message says what."""
 
 
+DEFAULT_RESERVATION_SECONDS = 600.0
+
+
 class Reconciler:
     """``reconcile(key)``: the one entry point of every trigger's work."""
 
@@ -115,21 +136,22 @@ class Reconciler:
         self,
         swarm: Swarm,
         registry: ClientRegistry,
-        policy: Policy,
+        identities: Identities,
         *,
+        board: StatusBoard | None = None,
+        reservation_seconds: float = DEFAULT_RESERVATION_SECONDS,
         after_step: StepHook | None = None,
         observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._swarm = swarm
         self._registry = registry
-        self._policy = policy
+        self.identities = identities
+        self.board = board or StatusBoard()
+        self._reservation_seconds = reservation_seconds
         self._after_step = after_step or (lambda step: None)
         self._observer: Observer = observer or NullObserver()
-
-    @property
-    def policy(self) -> Policy:
-        """What decides which services are managed and how."""
-        return self._policy
+        self._clock = clock
 
     def reconcile(self, key: Key) -> Result:
         """Bring ``key`` to its desired state as Docker reports it now; never raises."""
@@ -138,28 +160,44 @@ class Reconciler:
             result = work(key.id)
         except TransientError as exc:
             logger.warning("%s: transient failure, will retry: %s", key, exc)
+            self._mark_pending(key, f"a transient failure, retried soon: {exc}")
             result = Result(Outcome.RETRY)
         except ServiceGone:
             logger.info("%s: the service disappeared while being reconciled", key)
             result = Result(Outcome.RETRY)
-        except Exception:
+        except Exception as exc:
             logger.exception("%s: reconcile failed", key)
+            self._mark_pending(key, f"an unexpected error ({type(exc).__name__}); see the log")
             result = Result(Outcome.FAILED)
         self._observer.reconciled(result.outcome)
         return result
+
+    def _mark_pending(self, key: Key, reason: str) -> None:
+        if key.kind != "service":
+            return
+        known = self.board.get(key.id)
+        self.board.record(
+            ServiceStatus(
+                key.id,
+                known.service_name if known else key.id,
+                State.PENDING,
+                known.client_id if known else None,
+                reason,
+                known.secret if known else None,
+            )
+        )
 
     # -- a service ---------------------------------------------------------------------
 
     def _service(self, service_id: str) -> Result:
         service = self._swarm.get_service(service_id)
-        if service is None or not self._policy.selected(service):
+        if service is None or not self.identities.selected(service):
+            self.board.forget(service_id)
             return self._retire_service(service_id, service)
         try:
-            desired = self._policy.desired(service)
-        except InvalidLabels as exc:
-            logger.warning("service %s: not managed, invalid labels: %s", service.name, exc)
-            return Result(Outcome.INVALID)
-        return self._converge(service, desired)
+            return self._converge(service, self.identities.desired(service))
+        except InvalidLabels as refusal:  # malformed labels, or more than the policy allows
+            return self._refused(service, refusal)
 
     def _converge(self, service: ObservedService, desired: DesiredIdentity) -> Result:
         """The steps for a selected service, each checking before it acts."""
@@ -173,11 +211,29 @@ class Reconciler:
             client, changed = self._usable_client(service, desired)
         except _Conflict as exc:
             logger.warning("service %s: conflict, %s; leaving it alone", service.name, exc)
+            self.board.record(
+                ServiceStatus(service.id, service.name, State.CONFLICT, desired.client_id, str(exc))
+            )
             return Result(Outcome.CONFLICT)
         fresh = None
         if client is None:
+            reservation = self._reservation(desired.client_id)
+            if reservation is not None and reservation.service_name != service.name:
+                raise Refused(
+                    "client_id_reserved",
+                    f"client id {desired.client_id} is reserved for service "
+                    f"{reservation.service_name} until {_iso(reservation.until)} (its service "
+                    "was removed; `swarm-oauth registrar release` frees it sooner)",
+                )
             fresh = self._add_client(service, desired)
             client, changed = fresh.client, True
+            if reservation is not None:  # its own, or expired: no longer needed
+                self._act(
+                    "delete_reservation",
+                    service.name,
+                    functools.partial(self._swarm.delete_config, reservation.config_id),
+                    f"deleted the reservation of client id {desired.client_id}",
+                )
         current = next((s for s in managed if is_current(s, client, service.id)), None)
         if current is None:
             if fresh is None:
@@ -197,7 +253,44 @@ class Reconciler:
         # Secrets of another client id (the label changed): that client is retired next.
         others = {s.labels.get(SECRET_CLIENT_ID_LABEL) for s in stale} - {desired.client_id, None}
         then = tuple(Key.client(client_id) for client_id in sorted(o for o in others if o))
+        self.board.record(
+            ServiceStatus(
+                service.id, service.name, State.REGISTERED, desired.client_id, "", current.name
+            )
+        )
         return Result(Outcome.CHANGED if changed else Outcome.UNCHANGED, then)
+
+    def _refused(self, service: ObservedService, refusal: InvalidLabels) -> Result:
+        """Refused as a whole: no new client or secret. A client the service already has
+        keeps its grants, minus what the policy no longer allows (an update in place)."""
+        logger.warning(
+            "service %s: refused: %s",
+            service.name,
+            refusal.reason,
+            extra={"service": service.name, "refusal": refusal.code},
+        )
+        self._observer.refused(refusal.code)
+        grant = self.identities.grant(service)
+        managed = self._swarm.list_secrets(service_secrets_filter(service.id))
+        client_id = None
+        for held in sorted({s.labels.get(SECRET_CLIENT_ID_LABEL) or "" for s in managed} - {""}):
+            client = self._registry.get(held)
+            if client is None or not client.managed or client.service_id != service.id:
+                continue
+            client_id = held
+            scopes = grant.scopes_within(client.scopes)
+            audiences = grant.audiences_within(client.audiences)
+            if (scopes, audiences) != (client.scopes, client.audiences):
+                self._act(
+                    "update_client",
+                    service.name,
+                    functools.partial(self._registry.update, held, scopes, audiences),
+                    f"took from client {held} what the policy no longer allows",
+                )
+        self.board.record(
+            ServiceStatus(service.id, service.name, State.REFUSED, client_id, refusal.reason)
+        )
+        return Result(Outcome.REFUSED if isinstance(refusal, Refused) else Outcome.INVALID)
 
     def _usable_client(
         self, service: ObservedService, desired: DesiredIdentity
@@ -238,7 +331,7 @@ class Reconciler:
             return False
         other = self._swarm.get_service(client.service_id)
         try:
-            return self._policy.wanted_client(other) == client.client_id
+            return self.identities.wanted_client(other) == client.client_id
         except InvalidLabels:
             return True  # its owner may come back once its labels are fixed
 
@@ -263,7 +356,7 @@ class Reconciler:
         managed_ids: Collection[str],
     ) -> bool:
         def edit(observed: ObservedService) -> tuple[Sequence[SecretRef], Sequence[str]] | None:
-            return attach(observed, desired, current, managed_ids, self._policy.token_url)
+            return attach(observed, desired, current, managed_ids, self.identities.token_url)
 
         if edit(service) is None:
             return False
@@ -301,6 +394,8 @@ class Reconciler:
         changed |= self._delete_secrets(name, managed)
         why = "its service is gone" if service is None else "its service is no longer selected"
         for client in ours:
+            if service is None:
+                changed |= self._reserve(client)
             changed |= self._remove_client(name, client, why)
         return Result(Outcome.REMOVED if changed else Outcome.UNCHANGED)
 
@@ -327,7 +422,7 @@ class Reconciler:
         service_id = client.service_id
         service = self._swarm.get_service(service_id) if service_id else None
         try:
-            wanted = self._policy.wanted_client(service)
+            wanted = self.identities.wanted_client(service)
         except InvalidLabels:
             return Result(Outcome.INVALID)  # keep it: its owner's labels may be fixed
         if wanted == client_id:
@@ -350,8 +445,78 @@ class Reconciler:
             why = "its service is no longer selected"
         else:
             why = f"its service now uses client {wanted}"
+        if service is None:
+            changed |= self._reserve(client)
         changed |= self._remove_client(name, client, why)
         return Result(Outcome.REMOVED if changed else Outcome.UNCHANGED)
+
+    # -- client-id reservations --------------------------------------------------------
+
+    def _reservation(self, client_id: str) -> Reservation | None:
+        """The newest reservation of ``client_id``, expired or not."""
+        found = [
+            r
+            for config in self._swarm.list_configs(
+                {**RESERVATION, RESERVED_CLIENT_LABEL: client_id}
+            )
+            if (r := reservation_of(config)) is not None
+        ]
+        return max(found, key=lambda r: r.until, default=None)
+
+    def _reserve(self, client: ClientInfo) -> bool:
+        """Keep ``client``'s id for its service's name for a while, before the client goes
+        (so a crash in between leaves the reservation, not an unprotected id)."""
+        name = client.service_name
+        if not name or self._reservation_seconds <= 0:
+            return False
+        until = self._clock() + self._reservation_seconds
+        existing = self._reservation(client.client_id)
+        if existing is not None and existing.service_name == name and existing.until >= until - 60:
+            return False
+        return bool(
+            self._act(
+                "create_reservation",
+                name,
+                functools.partial(
+                    self._swarm.create_config,
+                    reservation_name(client.client_id, secrets.token_hex(4)),
+                    f"client id {client.client_id} reserved for service {name}\n".encode(),
+                    reservation_labels(client.client_id, name, until),
+                ),
+                f"reserved client id {client.client_id} for service {name} "
+                f"for {self._reservation_seconds:g} s",
+            )
+        )
+
+    def reservations(self) -> list[Reservation]:
+        """Every reservation, expired ones included, soonest to end first."""
+        found = [r for c in self._swarm.list_configs(RESERVATION) if (r := reservation_of(c))]
+        return sorted(found, key=lambda r: r.until)
+
+    def release(self, client_id: str) -> bool:
+        """An operator frees ``client_id`` before its reservation ends; False if none."""
+        released = False
+        for reservation in self.reservations():
+            if reservation.client_id == client_id:
+                released |= self._act(
+                    "delete_reservation",
+                    reservation.service_name,
+                    functools.partial(self._swarm.delete_config, reservation.config_id),
+                    f"released client id {client_id} (by request)",
+                )
+        return released
+
+    def prune_reservations(self) -> None:
+        """Delete the reservations that have ended (run by every full pass)."""
+        now = self._clock()
+        for reservation in self.reservations():
+            if reservation.until < now:
+                self._act(
+                    "delete_reservation",
+                    reservation.service_name,
+                    functools.partial(self._swarm.delete_config, reservation.config_id),
+                    f"the reservation of client id {reservation.client_id} ended",
+                )
 
     # -- single writes: counted, logged, then the step hook ----------------------------
 
@@ -410,3 +575,7 @@ class Reconciler:
                     "service %s: cannot delete Docker secret %s: %s", service_name, secret.name, exc
                 )
         return deleted
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -1,19 +1,28 @@
-"""The registrar assembled: adapters, reconciler, controller, triggers and the ASGI app."""
+"""The registrar assembled: adapters, rules, reconciler, controller, triggers, HTTP app."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from starlette.applications import Starlette
 
+from swarm_oauth.admin_token import SharedSecret
 from swarm_oauth.registrar.app import create_app
 from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
+from swarm_oauth.registrar.identities import Identities
+from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
 from swarm_oauth.registrar.metrics import RegistrarMetrics
-from swarm_oauth.registrar.policy import DEFAULT_SELECTOR, Policy, Selector
-from swarm_oauth.registrar.reconcile import Reconciler
+from swarm_oauth.registrar.policy import RegistrationPolicy
+from swarm_oauth.registrar.policy_file import PolicyFile
+from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, Reconciler
+from swarm_oauth.registrar.status import StatusBoard
 from swarm_oauth.registrar.triggers import EventWatcher, Resync
+
+log = logging.getLogger("swarm_oauth.registrar")
 
 
 @dataclass(frozen=True)
@@ -28,24 +37,42 @@ class RegistrarSettings:
     resync_seconds: float = 60.0
     events: bool = True
     workers: int = 4
+    policy_file: Path | None = None
+    reservation_seconds: float = DEFAULT_RESERVATION_SECONDS
+    notify_token: str | None = field(default=None, repr=False)
 
 
 class Registrar:
     """Owns every part; ``app`` starts the triggers with the server and stops them after."""
 
     def __init__(self, settings: RegistrarSettings) -> None:
+        """Connect the parts; ``PolicyError`` when the policy file is unusable."""
         self.settings = settings
         self.swarm = DockerSwarm.from_url(settings.docker_host)
         self.registry = ClientsAPI(settings.clients_url, settings.admin_token)
-        self.metrics = RegistrarMetrics()
+        self.identities = Identities(Selector.parse(settings.selector), settings.token_url)
+        self.policy_file = (
+            PolicyFile(settings.policy_file, self._apply_policy)
+            if settings.policy_file is not None
+            else None
+        )
+        board = StatusBoard()
+        self.metrics = RegistrarMetrics(board)
         reconciler = Reconciler(
             self.swarm,
             self.registry,
-            Policy(Selector.parse(settings.selector), settings.token_url),
+            self.identities,
+            board=board,
+            reservation_seconds=settings.reservation_seconds,
             observer=self.metrics,
         )
         self.controller = Controller(
-            self.swarm, self.registry, reconciler, workers=settings.workers, observer=self.metrics
+            self.swarm,
+            self.registry,
+            reconciler,
+            workers=settings.workers,
+            observer=self.metrics,
+            before_pass=self.policy_file.refresh if self.policy_file else lambda: None,
         )
         self.metrics.watch_queue(self.controller.queue.depth)
         self.resync = Resync(self.controller, settings.resync_seconds)
@@ -56,17 +83,33 @@ class Registrar:
             self.controller,
             self.swarm,
             self.registry,
-            self.metrics.registry,
+            self.metrics,
+            admin_token=SharedSecret.of(settings.admin_token),
+            notify_token=SharedSecret.of(settings.notify_token) if settings.notify_token else None,
             on_start=self.start,
             on_stop=self.stop,
         )
 
+    def _apply_policy(self, policy: RegistrationPolicy) -> None:
+        self.identities.policy = policy
+
     def start(self) -> None:
         """Start the workers, the event watcher and the periodic full pass (the first now)."""
+        if self.policy_file is None:
+            log.warning(
+                "no registration policy: a service may take its own name as client id, or "
+                "one starting with its stack's namespace and '_'; scopes and audiences asked "
+                "for by labels are refused. Pass --policy FILE (SWARM_OAUTH_POLICY_FILE) to "
+                "allow them."
+            )
         self.controller.start()
         if self.watcher is not None:
             self.watcher.start()
         self.resync.start()
+
+    def reload(self) -> None:
+        """Re-read the policy file now and run a full pass (what SIGHUP does)."""
+        self.controller.full_pass()
 
     def stop(self) -> None:
         """Stop the triggers, finish the runs in progress, close connections."""

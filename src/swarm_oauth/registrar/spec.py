@@ -7,8 +7,10 @@ from collections.abc import Collection, Sequence
 from swarm_oauth.registrar.model import (
     ClientInfo,
     DesiredIdentity,
+    DockerConfig,
     DockerSecret,
     ObservedService,
+    Reservation,
     SecretRef,
 )
 
@@ -18,6 +20,9 @@ SECRET_CLIENT_ID_LABEL = "swarm-oauth.client-id"
 SERVICE_ID_LABEL = "swarm-oauth.service-id"
 VERSION_LABEL = "swarm-oauth.secret-version"
 INCARNATION_LABEL = "swarm-oauth.incarnation"
+RESERVED_CLIENT_LABEL = "swarm-oauth.reserved-client-id"
+RESERVED_FOR_LABEL = "swarm-oauth.reserved-for"
+RESERVED_UNTIL_LABEL = "swarm-oauth.reserved-until"
 
 ENV_CLIENT_ID = "OAUTH_CLIENT_ID"
 ENV_TOKEN_URL = "OAUTH_TOKEN_URL"
@@ -36,6 +41,37 @@ MANAGED = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 def service_secrets_filter(service_id: str) -> dict[str, str]:
     """The label filter matching the registrar's Docker secrets for one service."""
     return {**MANAGED, SERVICE_ID_LABEL: service_id}
+
+
+RESERVATION = {**MANAGED, "swarm-oauth.record": "client-id-reservation"}
+"""The label filter matching every client-id reservation (a Docker config)."""
+
+
+def reservation_labels(client_id: str, service_name: str, until: float) -> dict[str, str]:
+    """Labels of the Docker config that reserves ``client_id`` for a service name."""
+    return {
+        **RESERVATION,
+        RESERVED_CLIENT_LABEL: client_id,
+        RESERVED_FOR_LABEL: service_name,
+        RESERVED_UNTIL_LABEL: str(int(until)),
+    }
+
+
+def reservation_of(config: DockerConfig) -> Reservation | None:
+    """The reservation a Docker config records, or None if its labels are not one."""
+    labels = config.labels
+    client_id, service_name = labels.get(RESERVED_CLIENT_LABEL), labels.get(RESERVED_FOR_LABEL)
+    until = labels.get(RESERVED_UNTIL_LABEL, "")
+    if not client_id or not service_name or not until.isdigit():
+        return None
+    return Reservation(config.id, client_id, service_name, float(until))
+
+
+def reservation_name(client_id: str, nonce: str) -> str:
+    """A unique, valid Docker config name (for people reading ``docker config ls``)."""
+    suffix = f"-{nonce}"
+    room = MAX_SECRET_NAME - len("oauth-reserved-") - len(suffix)
+    return f"oauth-reserved-{client_id[:room].strip('._-') or 'client'}{suffix}"
 
 
 def client_secrets_filter(client_id: str, service_id: str) -> dict[str, str]:
@@ -87,7 +123,9 @@ def attach(
     Refs to the registrar's other secrets (``managed_ids``) are dropped; every other ref
     and variable is kept as it is, in order.
     """
-    wanted = SecretRef(current.id, current.name, desired.target)
+    wanted = SecretRef(
+        current.id, current.name, desired.target, desired.uid, desired.gid, desired.mode
+    )
     kept = [ref for ref in service.secret_refs if ref.secret_id not in managed_ids]
     ours = [ref for ref in service.secret_refs if ref.secret_id in managed_ids]
     refs = service.secret_refs if ours == [wanted] else (*kept, wanted)
