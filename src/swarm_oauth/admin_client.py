@@ -8,7 +8,9 @@ prints it, the registrar makes ``ClientInfo`` of it).
 from __future__ import annotations
 
 import builtins
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -36,14 +38,28 @@ class AdminAPIUnreachable(Exception):
     """No HTTP answer came back (connection refused, timeout, TLS failure)."""
 
 
+def ca_context(ca_bundle: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the CAs of ``ca_bundle`` (PEM) and no others."""
+    return ssl.create_default_context(cafile=str(ca_bundle))
+
+
 class AdminClient:
     """``/api/clients/*`` of ``base_url``; the admin token goes in every request."""
 
     def __init__(
-        self, base_url: str, admin_token: str, *, timeout: float = 10.0, **client: Any
+        self,
+        base_url: str,
+        admin_token: str,
+        *,
+        timeout: float = 10.0,
+        ca_bundle: Path | None = None,
+        **client: Any,
     ) -> None:
-        """``client`` is passed to ``httpx.Client`` (``verify=`` for a CA bundle, ...)."""
+        """``ca_bundle``: a PEM file of the CAs an https ``base_url`` is checked against
+        (default: the system's). ``client`` is passed to ``httpx.Client``."""
         self.base_url = base_url.rstrip("/")
+        if ca_bundle is not None:
+            client["verify"] = ca_context(ca_bundle)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {admin_token}"},

@@ -96,6 +96,9 @@ def configure_logging(level: str = "info", log_format: str = "json") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # Each app logs its requests itself (api/observe.py); uvicorn's own line would repeat
+    # them, and in a worker process nothing else would silence it.
+    logging.getLogger("uvicorn.access").propagate = False
     # The pool logs every failed connect; the watcher already logs an outage once.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     if level.lower() != "debug":

@@ -19,7 +19,12 @@ from swarm_oauth.keys import (
     ensure_signing_key,
 )
 from swarm_oauth.keys.timeline import KeyTimeline
-from swarm_oauth.secretfiles import create_once, read_secret_file, secret_from_env
+from swarm_oauth.secretfiles import (
+    create_once,
+    make_private_dir,
+    read_secret_file,
+    secret_from_env,
+)
 from swarm_oauth.store import ChangeBatch, Store, open_store
 from swarm_oauth.tokens import TokenIssuer
 from swarm_oauth.watcher import ChangeWatcher
@@ -35,7 +40,7 @@ def load_master_key(settings: ServerSettings, *, create: bool = True) -> MasterK
     when ``create``; commands that only add keys must never invent a master key)."""
     if settings.master_key_file is not None:
         return MasterKey.from_text(read_secret_file(settings.master_key_file))
-    configured = secret_from_env(ENV_MASTER_KEY)
+    configured = settings.master_key or secret_from_env(ENV_MASTER_KEY)
     if configured is not None:
         return MasterKey.from_text(configured)
     path = settings.data_dir / MASTER_KEY_FILENAME
@@ -79,7 +84,8 @@ class Runtime:
         self.default_audiences = (settings.issuer_url,)
         self.admin_token = (
             SharedSecret.of(
-                resolve_admin_token(
+                settings.admin_token
+                or resolve_admin_token(
                     settings.admin_token_file,
                     settings.data_dir / ADMIN_TOKEN_FILENAME,
                     create=True,
@@ -92,7 +98,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: ServerSettings) -> Runtime:
         """Prepare the data dir, store and keys (idempotent), and build the runtime."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir)
         store = open_store(settings.database_url, settings.data_dir)
         store.migrate()
         master = None

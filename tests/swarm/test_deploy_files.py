@@ -46,13 +46,20 @@ def test_stack_has_the_topology_of_the_design() -> None:
     )
 
     assert set(services) == {"oauth-clients", "oauth-tokens", "registrar"}
-    assert networks["service-management"] == {"driver": "overlay", "internal": True}
+    encrypted = {"encrypted": ""}
+    assert networks["service-management"] == {
+        "driver": "overlay",
+        "internal": True,
+        "driver_opts": encrypted,
+    }
+    assert networks["oauth-public"]["driver_opts"] == encrypted
     assert networks["oauth-public"]["attachable"] is True
     assert networks["oauth-public"]["name"] == "oauth-public"
     assert set(clients["networks"]) == set(registrar["networks"]) == {"service-management"}
     assert set(tokens["networks"]) == {"oauth-public"}
     for service in services.values():
         assert service["init"] is True
+        assert service["read_only"] is True
         assert service["deploy"]["endpoint_mode"] == "dnsrr"
     assert clients["command"] == ["serve", "--role", "clients"]
     assert tokens["command"] == ["serve", "--role", "tokens"]
@@ -65,10 +72,11 @@ def test_stack_has_the_topology_of_the_design() -> None:
         assert server["environment"]["SWARM_OAUTH_ISSUER"] == ISSUER
     assert clients["deploy"]["placement"] == tokens["deploy"]["placement"]
     # The secrets are the operator's, read through *_FILE; the public part lacks the admin
-    # token.
+    # token, the admin part the master key (it never decrypts a signing key).
     assert all(secret["external"] for secret in stack["secrets"].values())
+    assert "SWARM_OAUTH_MASTER_KEY_FILE" not in clients["environment"]
     for service, wanted in (
-        (clients, {"master-key": "MASTER_KEY", "admin-token": "ADMIN_TOKEN"}),
+        (clients, {"admin-token": "ADMIN_TOKEN"}),
         (tokens, {"master-key": "MASTER_KEY"}),
         (registrar, {"admin-token": "ADMIN_TOKEN"}),
     ):
@@ -127,7 +135,10 @@ def test_postgres_override_gives_both_servers_the_database_url_secret() -> None:
         "service-management",
         "database",
     }
-    assert stack["networks"]["database"] == {"driver": "overlay"}
+    assert stack["networks"]["database"] == {
+        "driver": "overlay",
+        "driver_opts": {"encrypted": ""},
+    }
 
 
 def test_publish_override_publishes_the_token_endpoint_in_host_mode() -> None:

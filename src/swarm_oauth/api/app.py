@@ -7,8 +7,8 @@ goes through a Starlette router. Both sit inside ``Observed`` for logs and metri
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,7 +23,7 @@ from swarm_oauth.api.health import health_routes
 from swarm_oauth.api.observe import Observed
 from swarm_oauth.api.openapi import openapi_document
 from swarm_oauth.api.token_endpoint import TokenEndpoint
-from swarm_oauth.config import SETTINGS_ENV, ServerSettings
+from swarm_oauth.config import ServerSettings
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.runtime import Runtime
 
@@ -83,8 +83,14 @@ def create_app(runtime: Runtime) -> ASGIApp:
     return Observed(Dispatch(endpoint, router))
 
 
-def app_from_env() -> ASGIApp:
-    """Factory for uvicorn worker processes: settings come from ``SWARM_OAUTH_SETTINGS_JSON``."""
-    settings = ServerSettings.from_json(os.environ[SETTINGS_ENV])
-    configure_logging(settings.log_level, settings.log_format)
-    return create_app(Runtime.open(settings))
+@dataclass(frozen=True)
+class WorkerApp:
+    """The app factory uvicorn calls in each worker process. uvicorn pickles it to the
+    worker over a pipe, so the settings (and any secret in them) never pass through the
+    worker's environment or command line."""
+
+    settings: ServerSettings
+
+    def __call__(self) -> ASGIApp:
+        configure_logging(self.settings.log_level, self.settings.log_format)
+        return create_app(Runtime.open(self.settings))

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from swarm_oauth.clients import ClientNotFound, InvalidClientData
-from swarm_oauth.store import ClientExists, StoreError, StoreUnavailable
+from swarm_oauth.store import ClientExists, StoreError, StoreRejected, StoreUnavailable
 from swarm_oauth.web import EXCEPTION_HANDLERS as WEB_HANDLERS
 from swarm_oauth.web import Handler, error_response
 
@@ -32,6 +32,10 @@ async def _unavailable(_: Request, exc: Exception) -> Response:
     return error_response(503, "the store cannot be reached; retry later")
 
 
+async def _rejected(_: Request, exc: Exception) -> Response:
+    return error_response(400, "the store cannot hold a value of this request")
+
+
 async def _store_error(_: Request, exc: Exception) -> Response:
     log.error("the store refused an operation", extra={"error": str(exc)})
     return error_response(500, "the store refused the operation")
@@ -42,6 +46,7 @@ EXCEPTION_HANDLERS: dict[Any, Handler] = {
     ClientNotFound: _not_found,
     ClientExists: _exists,
     StoreUnavailable: _unavailable,
+    StoreRejected: _rejected,
     StoreError: _store_error,
     **WEB_HANDLERS,
 }

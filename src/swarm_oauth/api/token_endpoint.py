@@ -18,12 +18,13 @@ from swarm_oauth.api.observe import log_field
 from swarm_oauth.api.responses import NO_STORE, send_json, send_raw_json
 from swarm_oauth.identifiers import is_client_id
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.store import StoreError
+from swarm_oauth.store import StoreError, StoreRejected
 from swarm_oauth.tokens import (
     IssuedToken,
     NoSigningKey,
     OAuthError,
     grant,
+    invalid_client,
     parse_form,
     parse_token_request,
 )
@@ -116,6 +117,10 @@ class TokenEndpoint:
         if not cached:
             try:
                 client = await asyncio.to_thread(runtime.client_cache.load, request.client_id)
+            except StoreRejected:
+                # The store cannot even hold this id, so no client has it; an outage it
+                # is not, and answering 503 would let anyone make the server look down.
+                raise invalid_client() from None
             except StoreError:
                 raise OAuthError(
                     "temporarily_unavailable", "the client store cannot be reached", 503

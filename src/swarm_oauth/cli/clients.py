@@ -8,6 +8,7 @@ the admin token where ``serve`` keeps it (``DATA_DIR/admin-token``) unless told.
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, resolve_admin_token
 from swarm_oauth.cli.options import (
     LateOptionsGroup,
     admin_token_file_option,
+    ca_bundle_option,
     data_dir_option,
     fail,
     setting,
@@ -54,7 +56,10 @@ def default_url(env: dict[str, str] | None = None) -> str:
     "Default: SWARM_OAUTH_ADMIN_TOKEN(_FILE), else DATA_DIR/admin-token as serve keeps it."
 )
 @data_dir_option("The server's data dir, where its admin token is found.")
-def clients(url: str | None, admin_token_file: Path | None, data_dir: Path) -> None:
+@ca_bundle_option("PEM file of the CAs to check an https --url against. Default: the system's.")
+def clients(
+    url: str | None, admin_token_file: Path | None, data_dir: Path, ca_bundle: Path | None
+) -> None:
     """Manage clients through the clients API (options may follow the subcommand too)."""
 
 
@@ -63,11 +68,15 @@ def _api(ctx: click.Context) -> AdminClient:
     assert ctx.parent is not None
     options = ctx.parent.params
     data_dir: Path = options["data_dir"]
+    ca_bundle: Path | None = options["ca_bundle"]
     try:
         token = resolve_admin_token(options["admin_token_file"], data_dir / ADMIN_TOKEN_FILENAME)
+        api = AdminClient(options["url"] or default_url(), token, ca_bundle=ca_bundle)
     except SecretConfigError as exc:
         fail(str(exc))
-    return ctx.with_resource(AdminClient(options["url"] or default_url(), token))
+    except ssl.SSLError as exc:
+        fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
+    return ctx.with_resource(api)
 
 
 def _request(ctx: click.Context, call: Callable[[AdminClient], T]) -> T:

@@ -7,6 +7,7 @@ registrar's included, which must not load the server's packages.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +18,13 @@ import click
 from swarm_oauth.durations import InvalidDuration, format_duration, parse_duration
 from swarm_oauth.logs import LOG_FORMATS
 from swarm_oauth.secretfiles import secret_from_env
+from swarm_oauth.serving import limits as http_limits
+from swarm_oauth.serving.limits import HttpLimits, TlsConfigError, TlsFiles
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 DEFAULT_DATA_DIR = Path("data")
+ENV_DATABASE_URL = "SWARM_OAUTH_DATABASE_URL"
 
 
 def setting(*names: str, env: str, **kwargs: Any) -> Decorator:
@@ -67,7 +71,7 @@ def duration_setting(
 def resolve_database_url(flag: str | None) -> str | None:
     """``--database-url``, else ``SWARM_OAUTH_DATABASE_URL`` or the file its ``_FILE``
     variable names (a URL may carry a password)."""
-    return flag or secret_from_env("SWARM_OAUTH_DATABASE_URL")
+    return flag or secret_from_env(ENV_DATABASE_URL)
 
 
 host_option = setting("--host", env="HOST", default="127.0.0.1")
@@ -216,3 +220,88 @@ class LateOptionsGroup(click.Group):
 def _record_in_group(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value is not None and ctx.parent is not None and param.name is not None:
         ctx.parent.params[param.name] = value
+
+
+def ca_bundle_option(help: str) -> Decorator:
+    """``--ca-bundle``: the CA certificates an https URL's server is checked against."""
+    return setting(
+        "--ca-bundle",
+        env="CA_BUNDLE",
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
+        help=help,
+    )
+
+
+_FILE = click.Path(path_type=Path, dir_okay=False)
+_LISTENER_OPTIONS = (
+    setting(
+        "--tls-cert-file",
+        env="TLS_CERT_FILE",
+        type=_FILE,
+        help="PEM certificate chain: serve HTTPS instead of HTTP.",
+    ),
+    setting(
+        "--tls-key-file",
+        env="TLS_KEY_FILE",
+        type=_FILE,
+        help="PEM private key of --tls-cert-file. Default: inside the certificate file.",
+    ),
+    setting(
+        "--max-connections",
+        env="MAX_CONNECTIONS",
+        type=click.IntRange(1),
+        default=http_limits.MAX_CONNECTIONS,
+        help="Open connections per worker process; more are answered 503 and closed.",
+    ),
+    setting(
+        "--max-header-bytes",
+        env="MAX_HEADER_BYTES",
+        type=click.IntRange(1024),
+        default=http_limits.MAX_HEADER_BYTES,
+        help="Bytes of a request line and headers together; more are answered 431.",
+    ),
+    setting(
+        "--max-headers",
+        env="MAX_HEADERS",
+        type=click.IntRange(1),
+        default=http_limits.MAX_HEADERS,
+        help="Header fields in a request; more are answered 431.",
+    ),
+    setting(
+        "--request-timeout",
+        env="REQUEST_TIMEOUT",
+        type=click.FloatRange(0.1),
+        default=http_limits.REQUEST_TIMEOUT_SECONDS,
+        help="Seconds a request (headers and body) may take to arrive; then 408 and close.",
+    ),
+)
+
+
+def listener_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The listener's TLS files and limits, handed to the command as ``limits``
+    (``HttpLimits``) and ``tls`` (``TlsFiles`` or None, already loaded once)."""
+
+    @functools.wraps(fn)
+    def command(
+        *args: Any,
+        tls_cert_file: Path | None,
+        tls_key_file: Path | None,
+        max_connections: int,
+        max_header_bytes: int,
+        max_headers: int,
+        request_timeout: float,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            tls = TlsFiles.of(tls_cert_file, tls_key_file)
+            if tls is not None:
+                tls.check()
+        except TlsConfigError as exc:
+            fail(str(exc))
+        limits = HttpLimits(max_header_bytes, max_headers, request_timeout, max_connections)
+        return fn(*args, limits=limits, tls=tls, **kwargs)
+
+    decorated: Callable[..., Any] = command
+    for option in reversed(_LISTENER_OPTIONS):
+        decorated = option(decorated)
+    return decorated

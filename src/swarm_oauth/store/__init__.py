@@ -8,6 +8,7 @@ from swarm_oauth.store.base import (
     KeyRecord,
     Store,
     StoreError,
+    StoreRejected,
     StoreUnavailable,
 )
 from swarm_oauth.store.factory import open_store, sqlite_path
@@ -20,6 +21,7 @@ __all__ = [
     "KeyRecord",
     "Store",
     "StoreError",
+    "StoreRejected",
     "StoreUnavailable",
     "open_store",
     "sqlite_path",

@@ -20,6 +20,11 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached right now; the operation may succeed later."""
 
 
+class StoreRejected(StoreError):
+    """The store refused a value it was given (PostgreSQL's text holds no NUL, for one):
+    the caller's input is at fault, not the store, which is up."""
+
+
 class ClientExists(StoreError):
     """A client with this id is already registered."""
 

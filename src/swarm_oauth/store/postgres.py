@@ -28,7 +28,7 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from swarm_oauth.store.base import StoreError, StoreUnavailable
+from swarm_oauth.store.base import StoreError, StoreRejected, StoreUnavailable
 from swarm_oauth.store.records import CHANGE_LOG_KEEP
 from swarm_oauth.store.sql import Executor, SQLStore, T
 
@@ -225,6 +225,10 @@ class PostgresStore(SQLStore):
             raise StoreUnavailable(f"postgresql: no connection within {timeout:g} s") from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(_describe(exc)) from None
+        except psycopg.DataError as exc:
+            # SQLSTATE class 22 (and psycopg's own refusal of NUL in text): a value the
+            # server cannot hold, which says nothing about whether it is up.
+            raise StoreRejected(_describe(exc)) from None
         except psycopg.Error as exc:
             raise StoreError(_describe(exc)) from None
 

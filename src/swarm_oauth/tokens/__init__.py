@@ -4,6 +4,7 @@ from swarm_oauth.tokens.grant import (
     OAuthError,
     TokenRequest,
     grant,
+    invalid_client,
     parse_form,
     parse_token_request,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "TokenIssuer",
     "TokenRequest",
     "grant",
+    "invalid_client",
     "parse_form",
     "parse_token_request",
 ]

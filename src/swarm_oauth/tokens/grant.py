@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
 from swarm_oauth.clients.secrets import verify_secret
-from swarm_oauth.identifiers import is_audience, is_scope_token
+from swarm_oauth.identifiers import is_audience, is_client_id, is_scope_token
 from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens.issuer import IssuedToken, TokenIssuer
 
@@ -112,7 +112,9 @@ def _space_list(
 
 
 def parse_token_request(form: dict[str, list[str]], authorization: str | None) -> TokenRequest:
-    """Validate the form and client authentication method; no secret is checked here."""
+    """Validate the form and client authentication method; no secret is checked here.
+
+    A client id outside the client-id grammar is ``invalid_client`` at once."""
     for name, values in form.items():
         if len(values) > 1 and name not in REPEATABLE:
             raise OAuthError("invalid_request", f"parameter {name!r} is repeated")
@@ -135,6 +137,10 @@ def parse_token_request(form: dict[str, list[str]], authorization: str | None) -
         client_id, client_secret = body_id, body_secret
     else:
         raise invalid_client("client authentication required")
+    if not is_client_id(client_id):
+        # No client can have it: refused before any cache or store sees it, so hostile
+        # ids neither fill the cache nor reach a store that may choke on them (NUL).
+        raise invalid_client("malformed client_id")
 
     scopes = _space_list(_single(form, "scope"), "scope", "invalid_scope", is_scope_token)
     audience = _space_list(_single(form, "audience"), "audience", "invalid_target", is_audience)
