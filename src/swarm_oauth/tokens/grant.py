@@ -111,6 +111,24 @@ def _space_list(
     return items
 
 
+def client_credentials(form: dict[str, list[str]], authorization: str | None) -> tuple[str, str]:
+    """The client id and secret of ``client_secret_basic`` or ``client_secret_post``
+    (RFC 6749 §2.3.1): exactly one of them, else an ``OAuthError``."""
+    body_id, body_secret = _single(form, "client_id"), _single(form, "client_secret")
+    if authorization:
+        if body_secret is not None:
+            raise OAuthError(
+                "invalid_request", "use one client authentication method, not Basic and the body"
+            )
+        client_id, client_secret = _basic_credentials(authorization)
+        if body_id is not None and body_id != client_id:
+            raise OAuthError("invalid_request", "client_id differs from the Basic credentials")
+        return client_id, client_secret
+    if body_id is not None and body_secret is not None:
+        return body_id, body_secret
+    raise invalid_client("client authentication required")
+
+
 def parse_token_request(form: dict[str, list[str]], authorization: str | None) -> TokenRequest:
     """Validate the form and client authentication method; no secret is checked here."""
     for name, values in form.items():
@@ -121,21 +139,7 @@ def parse_token_request(form: dict[str, list[str]], authorization: str | None) -
         raise OAuthError("invalid_request", "missing grant_type")
     if grant_type != GRANT_TYPE:
         raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
-
-    body_id, body_secret = _single(form, "client_id"), _single(form, "client_secret")
-    if authorization:
-        if body_secret is not None:
-            raise OAuthError(
-                "invalid_request", "use one client authentication method, not Basic and the body"
-            )
-        client_id, client_secret = _basic_credentials(authorization)
-        if body_id is not None and body_id != client_id:
-            raise OAuthError("invalid_request", "client_id differs from the Basic credentials")
-    elif body_id is not None and body_secret is not None:
-        client_id, client_secret = body_id, body_secret
-    else:
-        raise invalid_client("client authentication required")
-
+    client_id, client_secret = client_credentials(form, authorization)
     scopes = _space_list(_single(form, "scope"), "scope", "invalid_scope", is_scope_token)
     audience = _space_list(_single(form, "audience"), "audience", "invalid_target", is_audience)
     resources = form.get("resource")
