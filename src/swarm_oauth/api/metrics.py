@@ -31,3 +31,9 @@ TOKEN_ISSUE_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+FORWARD_AUTH = Counter(
+    "swarm_oauth_forward_auth_requests",
+    "Forward-auth checks (GET /api/verify) by outcome: allowed, or the error code.",
+    ["outcome"],
+    registry=REGISTRY,
+)

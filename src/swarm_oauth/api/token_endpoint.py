@@ -13,16 +13,15 @@ import time
 from starlette.types import Receive, Scope, Send
 
 from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
+from swarm_oauth.api.forms import form_of, load_client
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
 from swarm_oauth.api.responses import NO_STORE, send_json, send_raw_json
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.store import StoreError
 from swarm_oauth.tokens import (
     IssuedToken,
     NoSigningKey,
     OAuthError,
     grant,
-    parse_form,
     parse_token_request,
 )
 from swarm_oauth.web import error_body
@@ -30,7 +29,6 @@ from swarm_oauth.web import error_body
 log = logging.getLogger("swarm_oauth.tokens")
 
 MAX_BODY_BYTES = 8192
-FORM_TYPE = "application/x-www-form-urlencoded"
 CHALLENGE = (b"www-authenticate", b'Basic realm="swarm-oauth", charset="UTF-8"')
 
 
@@ -97,21 +95,13 @@ class TokenEndpoint:
     async def _respond(
         self, content_type: str | None, authorization: str | None, body: bytes
     ) -> bytes:
-        media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if media_type != FORM_TYPE:
-            raise OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}")
-        request = parse_token_request(parse_form(body), authorization)
+        request = parse_token_request(form_of(content_type, body), authorization)
         runtime = self.runtime
-        if not runtime.watcher.fresh():
-            raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)
-        cached, client = runtime.client_cache.peek(request.client_id)
-        if not cached:
-            try:
-                client = await asyncio.to_thread(runtime.client_cache.load, request.client_id)
-            except StoreError:
-                raise OAuthError(
-                    "temporarily_unavailable", "the client store cannot be reached", 503
-                ) from None
+        client = await load_client(runtime, request.client_id)
+        delay = runtime.revocations.issue_delay(request.client_id, time.time())
+        if delay:
+            # Its tokens were just revoked up to this second: a token issued now would be.
+            await asyncio.sleep(delay)
         started = time.perf_counter()
         try:
             issued = grant(
