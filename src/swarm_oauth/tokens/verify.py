@@ -86,6 +86,11 @@ class TokenVerifier:
         self._keys: dict[str, LoadedKey] = {}
         self._remembered: dict[str, VerifiedToken] = {}
 
+    @property
+    def remembered(self) -> int:
+        """How many verified tokens are remembered (at most ``max_remembered``)."""
+        return len(self._remembered)
+
     def check(self, token: str, now: float) -> VerifiedToken:
         """The token's claims if it is ours, current and not revoked; else ``InvalidToken``."""
         ring = self._keyring()
