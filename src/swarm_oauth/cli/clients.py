@@ -96,6 +96,14 @@ def clients_rotate(ctx: click.Context, client_id: str, grace_seconds: int) -> No
     )
 
 
+@clients.command("revoke-tokens")
+@click.argument("client_id")
+@click.pass_context
+def clients_revoke_tokens(ctx: click.Context, client_id: str) -> None:
+    """Revoke every token issued to a client until now (with a leaked secret, rotate too)."""
+    _call(ctx, "POST", "/api/clients/revoke-tokens", {"client_id": client_id})
+
+
 @clients.command("show")
 @click.argument("client_id")
 @click.pass_context
