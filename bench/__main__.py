@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import machine, registration, report, tokens
+from bench import forward_auth, machine, registration, report, tokens
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -38,7 +38,11 @@ def token_part(args: argparse.Namespace, workdir: Path) -> list[str]:
     return report.render(plan, results)
 
 
-PARTS: dict[str, Part] = {"tokens": token_part, "registration": registration.part}
+PARTS: dict[str, Part] = {
+    "tokens": token_part,
+    "forward-auth": forward_auth.part,
+    "registration": registration.part,
+}
 
 
 def run_benchmarks(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ the proxy's own mistake, a malformed query.
 
 from __future__ import annotations
 
+import functools
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from swarm_oauth.api.metrics import FORWARD_AUTH
 from swarm_oauth.api.responses import NO_STORE, send_json
 from swarm_oauth.identifiers import is_audience, is_scope_token
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.sdk.bearer import InvalidRequest, bearer_token, challenge
+from swarm_oauth.sdk.bearer import challenge
 from swarm_oauth.tokens import InsufficientScope, InvalidToken, TokenVerifier, VerifiedToken
 from swarm_oauth.web import error_body
 
@@ -37,10 +39,38 @@ RETRY_AFTER_SECONDS = b"1"
 ALLOWED = FORWARD_AUTH.labels("allowed")
 
 
+# RFC 6750 §2.1's b64token, which every JWT is. One regular expression, because this runs
+# on every request: a scan in Python of the token's characters cost more than the rest of
+# the check.
+B64TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+class MalformedCredentials(ValueError):
+    """The Authorization header is there but holds no usable Bearer credential."""
+
+
+def bearer_token(authorization: list[str]) -> str | None:
+    """The Bearer token of the request's ``Authorization`` values; ``None`` without one
+    (another scheme included, RFC 6750 §3.1)."""
+    if not authorization:
+        return None
+    if len(authorization) > 1:
+        raise MalformedCredentials("more than one Authorization header")
+    scheme, _, token = authorization[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if B64TOKEN.fullmatch(token) is None:
+        raise MalformedCredentials("the Bearer credential must be one token (RFC 6750 b64token)")
+    return token
+
+
 class BadQuery(ValueError):
     """The proxy's query string is not one this endpoint understands."""
 
 
+# A proxy sends one query string per protected route, on every request.
+@functools.lru_cache(maxsize=256)
 def requirements(query_string: bytes) -> tuple[str | None, tuple[str, ...]]:
     """The ``audience`` and the space-separated ``scope`` that a token must carry.
 
@@ -98,7 +128,7 @@ def decide(
     """The token that lets the request pass, or why it may not."""
     try:
         token = bearer_token(authorization)
-    except InvalidRequest as exc:
+    except MalformedCredentials as exc:
         return refusal(401, "invalid_request", str(exc))
     if token is None:
         return NO_TOKEN

@@ -77,6 +77,8 @@ class TokenVerifier:
         leeway: float = VERIFY_LEEWAY_SECONDS,
         max_remembered: int = MAX_REMEMBERED,
     ) -> None:
+        if max_remembered < 1:
+            raise ValueError("max_remembered must be at least 1")
         self.issuer = issuer
         self.leeway = leeway
         self._keyring = keyring
