@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.support.proxies import PROXIES, WHOAMI_PATH, Process, start_upstream
+from tests.support.proxies import PROXIES, RECIPES, WHOAMI_PATH, Process, start_upstream
 from tests.support.server import ServerProcess
 
 
@@ -125,3 +125,9 @@ def test_revoked_tokens_are_refused_within_a_second(protected):
     assert wait_refused(protected, other, time.monotonic()).status_code == 401
     # A token issued after the revocation passes.
     assert passed(protected.call(protected.token(scope="read", audience="orders")))
+
+
+def test_the_documented_recipes_are_the_tested_ones():
+    guide = (RECIPES.parents[1] / "docs" / "proxies.md").read_text()
+    for name in ("nginx.conf", "Caddyfile", "traefik.yml"):
+        assert (RECIPES / name).read_text() in guide, f"docs/proxies.md differs from {name}"
