@@ -104,6 +104,7 @@ def test_two_authorization_headers_are_refused(inprocess, bearer):
         (b"scope=%5C", "malformed scope"),
         (b"audience=%ff", "malformed"),
         (b"a=1&b=2&c=3", "malformed"),
+        (b"scope=" + b"s+" * 1100, "longer than 2048 bytes"),
     ],
 )
 def test_a_query_the_endpoint_does_not_understand_is_refused(inprocess, bearer, query, reason):

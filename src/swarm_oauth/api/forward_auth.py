@@ -35,6 +35,7 @@ VERIFY_PATH = "/api/verify"
 REALM = "swarm-oauth"
 PARAMETERS = frozenset({"audience", "scope"})
 RETRY_AFTER_SECONDS = b"1"
+MAX_QUERY_BYTES = 2048
 
 ALLOWED = FORWARD_AUTH.labels("allowed")
 
@@ -77,6 +78,8 @@ def requirements(query_string: bytes) -> tuple[str | None, tuple[str, ...]]:
     An unknown or repeated parameter is refused rather than ignored: a proxy configured
     with ``scopes=`` instead of ``scope=`` must not let every token through.
     """
+    if len(query_string) > MAX_QUERY_BYTES:  # also what bounds the cache's memory
+        raise BadQuery(f"the query string is longer than {MAX_QUERY_BYTES} bytes")
     try:
         pairs = parse_qsl(
             query_string.decode("ascii"), keep_blank_values=True, max_num_fields=len(PARAMETERS)
