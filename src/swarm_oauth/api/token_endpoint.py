@@ -29,6 +29,7 @@ from swarm_oauth.web import error_body
 log = logging.getLogger("swarm_oauth.tokens")
 
 MAX_BODY_BYTES = 8192
+TIMER_SLACK_SECONDS = 0.005
 CHALLENGE = (b"www-authenticate", b'Basic realm="swarm-oauth", charset="UTF-8"')
 
 
@@ -101,7 +102,8 @@ class TokenEndpoint:
         delay = runtime.revocations.issue_delay(request.client_id, time.time())
         if delay:
             # Its tokens were just revoked up to this second: a token issued now would be.
-            await asyncio.sleep(delay)
+            # uvloop's timers count whole milliseconds and may fire that much early.
+            await asyncio.sleep(delay + TIMER_SLACK_SECONDS)
         started = time.perf_counter()
         try:
             issued = grant(
