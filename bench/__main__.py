@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import machine, registration, report, tokens, verify
+from bench import forward_auth, machine, registration, report, tokens, verify
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -41,6 +41,7 @@ def token_part(args: argparse.Namespace, workdir: Path) -> list[str]:
 
 PARTS: dict[str, Part] = {
     "tokens": token_part,
+    "forward-auth": forward_auth.part,
     "registration": registration.part,
     "verify": verify.part,
 }

@@ -150,6 +150,13 @@ class AdminClient:
         response = self.call("POST", "/api/clients/update", json=body, ok=(200, 404))
         return None if response.status_code == 404 else _object(response)
 
+    def revoke_tokens(self, client_id: str) -> JSON | None:
+        """Revoke every token issued to a client until now: the answer names the instant
+        (``issued_before``). None when the client is unknown."""
+        body = {"client_id": client_id}
+        response = self.call("POST", "/api/clients/revoke-tokens", json=body, ok=(200, 404))
+        return None if response.status_code == 404 else _object(response)
+
     # -- transport -----------------------------------------------------------------------
 
     def send(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, SharedSecret, resolve_admin_token
@@ -25,8 +26,8 @@ from swarm_oauth.secretfiles import (
     read_secret_file,
     secret_from_env,
 )
-from swarm_oauth.store import ChangeBatch, Store, open_store
-from swarm_oauth.tokens import TokenIssuer
+from swarm_oauth.store import ChangeBatch, RevocationRecord, Store, open_store
+from swarm_oauth.tokens import RevocationList, TokenIssuer, TokenVerifier
 from swarm_oauth.watcher import ChangeWatcher
 
 log = logging.getLogger("swarm_oauth.runtime")
@@ -76,10 +77,15 @@ class Runtime:
         # of the watcher looks, so the log says when the signing key changed.
         self.key_timeline = KeyTimeline()
         self._observe_keys()
+        self.revocations = self._load_revocations()
+        self._revocations_lock = threading.Lock()
         self.client_cache = ClientCache(store)
         self.clients = ClientService(store, on_change=self.client_cache.forget)
         self.issuer = TokenIssuer(
             settings.issuer_url, lambda: self.keyring, lifetime=settings.token_lifetime
+        )
+        self.verifier = TokenVerifier(
+            settings.issuer_url, lambda: self.keyring, lambda: self.revocations
         )
         self.default_audiences = (settings.issuer_url,)
         self.admin_token = (
@@ -136,11 +142,29 @@ class Runtime:
     def _load_keyring(self) -> KeyRing:
         return KeyRing() if self.master is None else KeyRing.load(self.store, self.master)
 
+    def _load_revocations(self) -> RevocationList:
+        # Only the roles that verify tokens consult it.
+        if not self.settings.serves_tokens:
+            return RevocationList()
+        return RevocationList(self.store.list_revocations(time.time()))
+
     def _apply_changes(self, batch: ChangeBatch) -> None:
         self.client_cache.apply(batch)
-        if not batch.complete or any(change.kind == "key" for change in batch.changes):
+        kinds = {change.kind for change in batch.changes}
+        if not batch.complete or "key" in kinds:
             self.keyring = self._load_keyring()
+        if not batch.complete or "revocation" in kinds:
+            loaded = self._load_revocations()
+            with self._revocations_lock:
+                self.revocations = loaded
         self._observe_keys()
+
+    def note_revocation(self, record: RevocationRecord) -> None:
+        """Apply a revocation this process just stored, ahead of the change log."""
+        # Under the lock, so that a list the watcher loads meanwhile is not overwritten
+        # by one made from the list before it.
+        with self._revocations_lock:
+            self.revocations = self.revocations.with_record(record)
 
     def _observe_keys(self) -> None:
         if self.master is not None:

@@ -71,6 +71,9 @@ def test_clients_commands_talk_to_the_api(token_server):
     listed = json.loads(run(*base, "list", env=env).stdout)
     assert [c["client_id"] for c in listed["clients"]] == ["orders"]
     assert run(*base, "add", "orders", env=env).returncode == 1  # 409 → non-zero
+    revoked = run(*base, "revoke-tokens", "orders", env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout)["client_id"] == "orders"
     assert run(*base, "remove", "orders", env=env).returncode == 0
     assert run(*base, "remove", "orders", env=env).returncode == 1
 

@@ -5,7 +5,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROUTES = ["/api/token", "/api/clients/add", "/api/clients/remove", "/api/clients/rotate"]
+ROUTES = [
+    "/api/token",
+    "/api/clients/add",
+    "/api/clients/remove",
+    "/api/clients/rotate",
+    "/api/clients/revoke-tokens",
+    "/api/introspect",
+    "/api/revoke",
+    "/api/verify",
+]
 CONTENT_TYPES = [
     "application/x-www-form-urlencoded",
     "application/json",
@@ -19,7 +28,8 @@ bodies = st.one_of(
     st.binary(max_size=300),
     st.dictionaries(
         st.sampled_from(["grant_type", "client_id", "client_secret", "scope", "audience",
-                         "resource", "metadata", "scopes", "grace_seconds", "x"]),
+                         "resource", "metadata", "scopes", "grace_seconds", "token",
+                         "token_type_hint", "x"]),
         st.one_of(form_values, st.integers(), st.lists(form_values, max_size=3), st.none()),
         max_size=5,
     ),

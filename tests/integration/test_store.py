@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from swarm_oauth.store import ClientExists, ClientRecord, KeyRecord, Store, open_store
+from swarm_oauth.store import (
+    ClientExists,
+    ClientRecord,
+    KeyRecord,
+    RevocationRecord,
+    Store,
+    open_store,
+)
 from swarm_oauth.store.postgres import PostgresStore
 from swarm_oauth.store.sqlite import SQLiteStore
 from tests.support.race import race
@@ -276,6 +283,38 @@ def test_list_keys_hides_unpublished_keys(store: Store) -> None:
     store.schedule_key_retirement("gone", now - 900, now - 1)
     store.schedule_key_retirement("kept", now - 400, now + 1000)
     assert [k.kid for k in store.list_keys()] == ["kept"]
+
+
+# -- revocations --------------------------------------------------------------------------
+
+
+def test_revocations_merge_by_key_and_are_logged(store: Store) -> None:
+    now = time.time()
+    cursor = store.last_change()
+    token = RevocationRecord("svc-a", now + 100, jti="jti-1")
+    store.add_revocation(token, now)
+    store.add_revocation(token, now)
+    store.add_revocation(RevocationRecord("svc-a", now + 1000, issued_before=now - 10), now)
+    # A later cut-off with a shorter life, then an earlier one: the latest of each wins.
+    store.add_revocation(RevocationRecord("svc-a", now + 500, issued_before=now), now)
+    store.add_revocation(RevocationRecord("svc-a", now + 10, issued_before=now - 100), now)
+
+    cutoff = RevocationRecord("svc-a", now + 1000, issued_before=now)
+    assert sorted(store.list_revocations(now), key=lambda r: r.key) == [cutoff, token]
+    changes = store.changes_since(cursor).changes
+    assert [(c.kind, c.key) for c in changes] == [("revocation", "jti:jti-1")] * 2 + [
+        ("revocation", "client:svc-a")
+    ] * 3
+
+
+def test_revocations_are_kept_only_until_they_expire(store: Store) -> None:
+    now = time.time()
+    store.add_revocation(RevocationRecord("svc-a", now + 100, jti="short"), now)
+    store.add_revocation(RevocationRecord("svc-a", now + 1000, issued_before=now), now)
+    assert [r.key for r in store.list_revocations(now + 200)] == ["client:svc-a"]
+    # The next revocation deletes what expired (everything still stored is listed at 0).
+    store.add_revocation(RevocationRecord("svc-b", now + 5000, jti="long"), now + 200)
+    assert sorted(r.key for r in store.list_revocations(0)) == ["client:svc-a", "jti:long"]
 
 
 # -- change log ---------------------------------------------------------------------------

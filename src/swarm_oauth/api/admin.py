@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from swarm_oauth.api.admin_bodies import (
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     REMOVE,
+    REVOKE_TOKENS,
     ROTATE,
     UPDATE,
     Body,
@@ -26,7 +28,8 @@ from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.clients import IssuedSecret, issued_view, public_record
 from swarm_oauth.identifiers import InvalidClientData, validate_client_id
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.store import ClientRecord
+from swarm_oauth.store import ClientRecord, RevocationRecord
+from swarm_oauth.tokens.revocation import revoke_client_tokens
 from swarm_oauth.web import ApiError
 
 MAX_JSON_BYTES = 65536
@@ -154,6 +157,17 @@ def admin_routes(runtime: Runtime) -> list[Route]:
     def removed(_: None, data: dict[str, Any]) -> dict[str, Any]:
         return {"client_id": data["client_id"], "removed": True}
 
+    def revoke_tokens(client_id: object) -> RevocationRecord:
+        """Revoke every token issued to a client until now (e.g. with a leaked secret,
+        together with a rotation)."""
+        record = revoke_client_tokens(runtime.store, client_id, time.time())
+        runtime.note_revocation(record)
+        return record
+
+    def revoked(result: RevocationRecord, _: dict[str, Any]) -> dict[str, Any]:
+        # Unix time, as `keys list` gives it: the instant matters below the second.
+        return {"client_id": result.client_id, "issued_before": result.issued_before}
+
     post = ["POST"]
     return [
         Route("/api/clients", guarded(list_clients), methods=["GET"]),
@@ -169,5 +183,10 @@ def admin_routes(runtime: Runtime) -> list[Route]:
             methods=post,
         ),
         Route("/api/clients/update", guarded(write(UPDATE, service.update, record)), methods=post),
+        Route(
+            "/api/clients/revoke-tokens",
+            guarded(write(REVOKE_TOKENS, revoke_tokens, revoked)),
+            methods=post,
+        ),
         Route("/api/clients/{client_id}", guarded(show), methods=["GET"]),
     ]

@@ -68,6 +68,7 @@ ADD = Body(("client_id", "scopes", "audiences", "metadata"))
 UPDATE = Body(("client_id", "scopes", "audiences", "metadata"))
 ROTATE = Body(("client_id", "grace_seconds", "replace_current"))
 REMOVE = Body(("client_id",))
+REVOKE_TOKENS = Body(("client_id",))
 
 
 # ``GET /api/clients`` answers in pages, so a registry of thousands stays listable.

@@ -14,6 +14,7 @@ from swarm_oauth.runtime import Runtime
 # Verifiers may cache these for a while; a new key is published ahead of use (see
 # keys.keyring), so a short max-age costs nothing and keeps rotation quick.
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=60"}
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 def metadata(runtime: Runtime) -> dict[str, Any]:
@@ -28,7 +29,11 @@ def metadata(runtime: Runtime) -> dict[str, Any]:
         # fields are there because discovery clients that read openid-configuration
         # reject a document without them.
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint": f"{issuer}/api/introspect",
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint": f"{issuer}/api/revoke",
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": runtime.keyring.algorithms(time.time()),
     }

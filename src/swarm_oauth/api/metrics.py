@@ -37,6 +37,12 @@ TOKEN_ISSUE_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+FORWARD_AUTH = Counter(
+    "swarm_oauth_forward_auth_requests",
+    "Forward-auth checks (GET /api/verify) by outcome: allowed, or the error code.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 # The store as each process sees it. With several workers (multiprocess mode) the live
 # workers' values are combined: the store is up only if every worker reaches it, the

@@ -10,6 +10,7 @@ from swarm_oauth.api.admin_bodies import (
     CLIENT_ID,
     LIST_PARAMETERS,
     REMOVE,
+    REVOKE_TOKENS,
     ROTATE,
     UPDATE,
     Body,
@@ -52,6 +53,50 @@ SCHEMAS: dict[str, Any] = {
             {"type": "object", "properties": {"client_secret": {"type": "string"}}},
         ]
     },
+    "Introspection": {
+        "type": "object",
+        "required": ["active"],
+        "description": "RFC 7662 §2.2; only active is present for an inactive token.",
+        "properties": {
+            "active": {"type": "boolean"},
+            "client_id": {"type": "string"},
+            "sub": {"type": "string"},
+            "scope": {"type": "string"},
+            "aud": {"oneOf": [{"type": "string"}, _STRINGS]},
+            "iss": {"type": "string"},
+            "exp": {"type": "integer"},
+            "iat": {"type": "integer"},
+            "jti": {"type": "string"},
+            "token_type": {"const": "Bearer"},
+        },
+    },
+    "RevocationList": {
+        "type": "object",
+        "properties": {
+            "tokens": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "jti": {"type": "string"},
+                        "client_id": {"type": "string"},
+                        "expires_at": {"type": "number"},
+                    },
+                },
+            },
+            "clients": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "client_id": {"type": "string"},
+                        "issued_before": {"type": "number"},
+                        "expires_at": {"type": "number"},
+                    },
+                },
+            },
+        },
+    },
     "TokenResponse": {
         "type": "object",
         "required": ["access_token", "token_type", "expires_in"],
@@ -68,6 +113,17 @@ SCHEMAS: dict[str, Any] = {
 def _body(body: Body) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": body.schema()}}}
 
+
+def _form(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {
+        "required": True,
+        "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+    }
+
+
+# client_secret_post's fields; client_secret_basic sends them in Authorization instead.
+_CLIENT_FORM = {"client_id": {"type": "string"}, "client_secret": {"type": "string"}}
 
 _ADMIN: dict[str, Any] = {"security": [{"adminToken": []}]}
 
@@ -147,6 +203,26 @@ CLIENT_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/api/clients/revoke-tokens": {
+        "post": {
+            **_ADMIN,
+            "summary": "Revoke every token issued to a client until now",
+            "requestBody": _body(REVOKE_TOKENS),
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "client_id": CLIENT_ID,
+                            "issued_before": {"type": "number", "description": "Unix time"},
+                        },
+                    },
+                    "tokens issued up to issued_before no longer validate",
+                ),
+                **_errors(400, 401, 404, 413, 415),
+            },
+        },
+    },
     "/api/clients/{client_id}": {
         "get": {
             **_ADMIN,
@@ -167,28 +243,73 @@ TOKEN_PATHS: dict[str, Any] = {
         "post": {
             "summary": "Client credentials grant (RFC 6749 §4.4); returns an RFC 9068 JWT",
             "security": [{"clientBasic": []}, {}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["grant_type"],
-                            "properties": {
-                                "grant_type": {"const": "client_credentials"},
-                                "client_id": {"type": "string"},
-                                "client_secret": {"type": "string"},
-                                "scope": {"type": "string"},
-                                "audience": {"type": "string"},
-                                "resource": {"type": "string"},
-                            },
-                        }
-                    }
+            "requestBody": _form(
+                {
+                    "grant_type": {"const": "client_credentials"},
+                    **_CLIENT_FORM,
+                    "scope": {"type": "string"},
+                    "audience": {"type": "string"},
+                    "resource": {"type": "string"},
                 },
-            },
+                ["grant_type"],
+            ),
             "responses": {
                 "200": _json({"$ref": "#/components/schemas/TokenResponse"}, "token"),
                 **_errors(400, 401, 405, 413, 503),
+            },
+        }
+    },
+    "/api/verify": {
+        "get": {
+            "summary": "Forward-auth for reverse proxies (answers every method alike)",
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "audience", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "scope",
+                    "in": "query",
+                    "description": "space-separated scopes the token must all grant",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "the token may pass; its identity in X-Auth-Client-Id, "
+                    "X-Auth-Scope and X-Auth-Audience"
+                },
+                **_errors(400, 401, 403, 503),
+            },
+        }
+    },
+    "/api/introspect": {
+        "post": {
+            "summary": "Token introspection (RFC 7662)",
+            "security": [{"clientBasic": []}, {}],
+            "requestBody": _form({"token": {"type": "string"}, **_CLIENT_FORM}, ["token"]),
+            "responses": {
+                "200": _json({"$ref": "#/components/schemas/Introspection"}, "introspection"),
+                **_errors(400, 401, 413, 503),
+            },
+        }
+    },
+    "/api/revoke": {
+        "post": {
+            "summary": "Revoke one of the caller's own tokens (RFC 7009)",
+            "security": [{"clientBasic": []}, {}],
+            "requestBody": _form({"token": {"type": "string"}, **_CLIENT_FORM}, ["token"]),
+            "responses": {
+                "200": {"description": "revoked, or not a valid token"},
+                **_errors(400, 401, 413, 503),
+            },
+        }
+    },
+    "/api/revocations": {
+        "get": {
+            "summary": "The revocations in force, for verifiers that check them offline",
+            "responses": {
+                "200": _json({"$ref": "#/components/schemas/RevocationList"}, "revocations"),
+                "304": {"description": "unchanged since the ETag given in If-None-Match"},
+                **_errors(503),
             },
         }
     },
@@ -247,6 +368,7 @@ def openapi_document(serves_tokens: bool, serves_clients: bool, issuer: str) -> 
     if serves_tokens:
         paths.update(TOKEN_PATHS)
         schemes["clientBasic"] = {"type": "http", "scheme": "basic"}
+        schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     if serves_clients:
         paths.update(CLIENT_PATHS)
         schemes["adminToken"] = {"type": "http", "scheme": "bearer"}

@@ -159,6 +159,18 @@ def clients_rotate(
     _show_record(output, rotated)
 
 
+@clients.command("revoke-tokens")
+@click.argument("client_id")
+@output_option
+@click.pass_context
+def clients_revoke_tokens(ctx: click.Context, client_id: str, output: str | None) -> None:
+    """Revoke every token issued to a client until now (with a leaked secret, rotate too)."""
+    revoked = _request(ctx, lambda api: api.revoke_tokens(client_id))
+    if revoked is None:
+        _refuse(f"no client {client_id!r}")
+    show(output, revoked, f"revoked the tokens of client {client_id} issued until now")
+
+
 @clients.command("show")
 @click.argument("client_id")
 @output_option

@@ -1,4 +1,4 @@
-"""Stores for clients and keys: SQLite (embedded default) and PostgreSQL."""
+"""Stores for clients, keys and revocations: SQLite (embedded default) and PostgreSQL."""
 
 from swarm_oauth.store.base import (
     Change,
@@ -6,6 +6,7 @@ from swarm_oauth.store.base import (
     ClientExists,
     ClientRecord,
     KeyRecord,
+    RevocationRecord,
     Store,
     StoreError,
     StoreRejected,
@@ -19,6 +20,7 @@ __all__ = [
     "ClientExists",
     "ClientRecord",
     "KeyRecord",
+    "RevocationRecord",
     "Store",
     "StoreError",
     "StoreRejected",

@@ -74,7 +74,24 @@ class KeyRecord:
         return self.unpublish_at is None or now < self.unpublish_at
 
 
-ChangeKind = Literal["client", "key"]
+@dataclass(frozen=True, slots=True)
+class RevocationRecord:
+    """Revoked access tokens: one token (``jti``), or every token of ``client_id`` issued
+    at or before ``issued_before``. Kept until ``expires_at``, when every token it covers
+    has expired."""
+
+    client_id: str
+    expires_at: float
+    jti: str | None = None
+    issued_before: float | None = None
+
+    @property
+    def key(self) -> str:
+        """What identifies it: a later revocation with the same key replaces it."""
+        return f"jti:{self.jti}" if self.jti is not None else f"client:{self.client_id}"
+
+
+ChangeKind = Literal["client", "key", "revocation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +117,8 @@ class ChangeBatch:
 
 
 class Store(Protocol):
-    """Persistence for clients and signing keys, shared by every server process."""
+    """Persistence for clients, signing keys and revocations, shared by every server
+    process."""
 
     def migrate(self) -> None:
         """Create or upgrade the schema; safe when several processes start at once."""
@@ -158,6 +176,13 @@ class Store(Protocol):
     ) -> ClientRecord | None:
         """Replace the given fields of a client, leaving its secret alone. None when the
         client is unknown."""
+
+    def add_revocation(self, record: RevocationRecord, now: float) -> None:
+        """Store a revocation and forget those expired at ``now``. A client's cut-off
+        only ever moves later, and is kept as long as the longest one asked for."""
+
+    def list_revocations(self, now: float) -> list[RevocationRecord]:
+        """Every revocation still in force at ``now``."""
 
     def list_keys(self) -> list[KeyRecord]:
         """Every signing key that is still published or will be, oldest first."""

@@ -80,6 +80,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE changes_pruned (through_seq BIGINT NOT NULL)",
         "INSERT INTO changes_pruned (through_seq) VALUES (0)",
     ),
+    (
+        # key: "jti:<jti>" for one token, "client:<client_id>" for a client's cut-off.
+        """CREATE TABLE revocations (
+            key TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            jti TEXT,
+            issued_before DOUBLE PRECISION,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX revocations_expires_at ON revocations (expires_at)",
+    ),
 )
 
 

@@ -34,16 +34,20 @@ from swarm_oauth.store.base import (
     ClientExists,
     ClientRecord,
     KeyRecord,
+    RevocationRecord,
 )
 from swarm_oauth.store.records import (
     CHANGE_LOG_KEEP,
     CLIENT_COLUMNS,
     KEY_COLUMNS,
+    REVOCATION_COLUMNS,
     client_from_row,
     client_grants,
     client_params,
     key_from_row,
     key_params,
+    revocation_from_row,
+    revocation_params,
 )
 
 T = TypeVar("T")
@@ -111,6 +115,20 @@ class Statements:
         self.insert_key = f"INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ({marks(KEY_COLUMNS)})"
         self.retire_key = (
             f"UPDATE signing_keys SET retires_at = {mark}, unpublish_at = {mark} WHERE kid = {mark}"
+        )
+        # A second revocation of the same key keeps the later cut-off and expiry (CASE,
+        # not max() or greatest(): the one spelling both backends know).
+        self.add_revocation = (
+            f"INSERT INTO revocations ({REVOCATION_COLUMNS})"
+            f" VALUES ({marks(REVOCATION_COLUMNS)}) ON CONFLICT (key) DO UPDATE SET"
+            " issued_before = CASE WHEN excluded.issued_before > revocations.issued_before"
+            " THEN excluded.issued_before ELSE revocations.issued_before END,"
+            " expires_at = CASE WHEN excluded.expires_at > revocations.expires_at"
+            " THEN excluded.expires_at ELSE revocations.expires_at END"
+        )
+        self.prune_revocations = f"DELETE FROM revocations WHERE expires_at <= {mark}"
+        self.list_revocations = (
+            f"SELECT {REVOCATION_COLUMNS} FROM revocations WHERE expires_at > {mark}"
         )
         self.log_change = f"INSERT INTO changes (kind, key) VALUES ({mark}, {mark}) RETURNING seq"
         self.prune_changes = f"DELETE FROM changes WHERE seq <= {mark}"
@@ -298,6 +316,24 @@ class SQLStore(ABC):
             return updated
 
         return self._write(go)
+
+    # -- revocations -----------------------------------------------------------------------
+
+    def add_revocation(self, record: RevocationRecord, now: float) -> None:
+        """Store a revocation (merging with one of the same key) and drop expired ones."""
+
+        def go(conn: Executor) -> None:
+            conn.execute(self._sql.add_revocation, revocation_params(record))
+            # Expired entries need no change-log entry: every reader ignores them anyway.
+            conn.execute(self._sql.prune_revocations, (now,))
+            self._log(conn, "revocation", record.key)
+
+        self._write(go)
+
+    def list_revocations(self, now: float) -> list[RevocationRecord]:
+        """Every revocation still in force at ``now``."""
+        rows = self._read(lambda conn: conn.execute(self._sql.list_revocations, (now,)).fetchall())
+        return [revocation_from_row(row) for row in rows]
 
     # -- keys ------------------------------------------------------------------------------
 

@@ -55,6 +55,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE changes_pruned (through_seq INTEGER NOT NULL)",
         "INSERT INTO changes_pruned (through_seq) SELECT coalesce(min(seq) - 1, 0) FROM changes",
     ),
+    (
+        # key: "jti:<jti>" for one token, "client:<client_id>" for a client's cut-off.
+        """CREATE TABLE revocations (
+            key TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            jti TEXT,
+            issued_before REAL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX revocations_expires_at ON revocations (expires_at)",
+    ),
 )
 
 
