@@ -80,6 +80,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE changes_pruned (through_seq BIGINT NOT NULL)",
         "INSERT INTO changes_pruned (through_seq) VALUES (0)",
     ),
+    # RFC 7592: the SHA-256 of a dynamically registered client's registration access token.
+    ("ALTER TABLE clients ADD COLUMN registration_token_hash TEXT",),
 )
 
 

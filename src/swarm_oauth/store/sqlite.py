@@ -54,6 +54,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE changes_pruned (through_seq INTEGER NOT NULL)",
         "INSERT INTO changes_pruned (through_seq) SELECT coalesce(min(seq) - 1, 0) FROM changes",
     ),
+    # RFC 7592: the SHA-256 of a dynamically registered client's registration access token.
+    ("ALTER TABLE clients ADD COLUMN registration_token_hash TEXT",),
 )
 
 
