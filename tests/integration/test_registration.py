@@ -3,6 +3,8 @@ server process with SQLite and with PostgreSQL."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -222,3 +224,21 @@ def test_the_registration_access_token_and_secret_stay_out_of_the_admin_api_and_
         headers={"Authorization": f"Bearer {server.admin_token}"},
     ).json()
     assert shown["metadata"]["client_name"] == "orders"
+
+
+def test_registered_in_the_clients_role_served_and_deleted_in_the_tokens_role(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "shared"
+    clients = server_factory(data_dir=data, role="clients")
+    tokens = server_factory(data_dir=data, role="tokens")
+    registered = register(clients, scope="read")
+    client_id, secret = registered["client_id"], registered["client_secret"]
+    assert registered["registration_client_uri"] == f"{clients.url}/api/register/{client_id}"
+    assert basic_token(tokens, client_id, secret).status_code == 200
+    assert configure("DELETE", registered).status_code == 204
+    deleted_at = time.monotonic()
+    while basic_token(tokens, client_id, secret).status_code == 200:
+        assert time.monotonic() - deleted_at < 1.0, "tokens still issued a second after DELETE"
+        time.sleep(0.02)
+    assert basic_token(tokens, client_id, secret).json()["error"] == "invalid_client"

@@ -166,3 +166,16 @@ def test_the_tokens_role_neither_serves_nor_advertises_registration(tmp_path: Pa
         assert not any(path.startswith("/api/register") for path in paths)
     finally:
         server.close()
+
+
+def test_a_wrong_token_is_refused_before_the_body_is_looked_at(
+    inprocess: InProcessServer,
+) -> None:
+    client_id = inprocess.admin("POST", "/api/register", json={}).json()["client_id"]
+    response = inprocess.request(
+        "PUT",
+        f"/api/register/{client_id}",
+        content=b"{not json",
+        headers={"Authorization": "Bearer wrong", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 401 and response.json()["error"] == "invalid_token"

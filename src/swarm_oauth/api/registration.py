@@ -92,10 +92,10 @@ def registration_routes(runtime: Runtime) -> list[Route]:
         if request.method == "DELETE":
             await _run(service.delete, client_id, token)
             return Response(status_code=204)
+        # Authenticated before the body is even read: a wrong token is a 401 whatever it sent.
+        record = await _run(service.read, client_id, token)
         if request.method == "PUT":
             record = await _run(service.replace, client_id, token, await json_object(request))
-        else:
-            record = await _run(service.read, client_id, token)
         info = client_information(
             record, access_token=token, configuration_uri=configuration_uri(request, client_id)
         )
