@@ -18,10 +18,10 @@ from swarm_oauth.api.registration import CONFIGURATION_PATH, REGISTER_PATH
 from swarm_oauth.clients.registration import (
     AUTH_METHODS,
     DEFAULT_AUTH_METHOD,
-    GRANT_TYPE,
     LIST_FIELDS,
     TEXT_FIELDS,
 )
+from swarm_oauth.tokens.grant import GRANT_TYPE
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 

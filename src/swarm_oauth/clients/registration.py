@@ -28,8 +28,8 @@ from swarm_oauth.clients.service import (
 )
 from swarm_oauth.identifiers import InvalidClientData, is_client_id, validate_list
 from swarm_oauth.store import ClientRecord
+from swarm_oauth.tokens.grant import GRANT_TYPE
 
-GRANT_TYPE = "client_credentials"
 # What /api/token accepts (tokens.grant): HTTP Basic, or both credentials in the form.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 DEFAULT_AUTH_METHOD = "client_secret_basic"
@@ -242,16 +242,17 @@ class RegistrationService:
         record = self.read(client_id, access_token)
         if body.get("client_id") != client_id:
             raise InvalidClientMetadata("client_id must be given and equal the client's")
-        sent = [name for name in SERVER_FIELDS if name in body]
+        sent = [name for name in SERVER_FIELDS if not _absent(body.get(name))]
         if sent:
             raise InvalidClientMetadata(
                 f"an update must not include {', '.join(sent)}: the server sets them",
                 "invalid_request",
             )
-        if "client_secret" in body:
-            secret = body["client_secret"]
-            if not isinstance(secret, str) or not verify_secret(secret, record.secret_hash):
-                raise InvalidClientMetadata("client_secret is not the client's current secret")
+        secret = body.get("client_secret")
+        if not _absent(secret) and not (
+            isinstance(secret, str) and verify_secret(secret, record.secret_hash)
+        ):
+            raise InvalidClientMetadata("client_secret is not the client's current secret")
         metadata = parse_metadata(body)
         try:
             return self._clients.update(
