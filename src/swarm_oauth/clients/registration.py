@@ -124,7 +124,7 @@ def parse_metadata(body: Mapping[str, Any]) -> ClientMetadata:
     when it asks for what a client credentials client cannot have."""
     grant_types = body.get("grant_types")
     if grant_types is not None and set(_strings("grant_types", grant_types)) != {GRANT_TYPE}:
-        raise InvalidClientMetadata(f"grant_types must be [{GRANT_TYPE!r}]: the only grant here")
+        raise InvalidClientMetadata(f'grant_types must be ["{GRANT_TYPE}"]: the only grant here')
     if not _absent(body.get("response_types")):
         raise InvalidClientMetadata(
             "response_types must be empty: there is no authorization endpoint"
