@@ -48,31 +48,42 @@ def error_body(error: str, description: str) -> dict[str, str]:
 
 
 def error_response(
-    status: int, description: str, headers: Mapping[str, str] | None = None
+    status: int,
+    description: str,
+    headers: Mapping[str, str] | None = None,
+    error: str | None = None,
 ) -> Response:
-    """``{"error", "error_description"}`` with the code derived from the status."""
+    """``{"error", "error_description"}`` with the code ``error``, else derived from the
+    status."""
     return JSONResponse(
-        error_body(HTTP_ERROR_CODES.get(status, "error"), description),
+        error_body(error or HTTP_ERROR_CODES.get(status, "error"), description),
         status_code=status,
         headers=dict(headers) if headers else None,
     )
 
 
 class ApiError(Exception):
-    """A 4xx/5xx with a human-readable reason; the code follows from the status."""
+    """A 4xx/5xx with a human-readable reason; the code follows from the status unless
+    ``error`` names one (a protocol's own, e.g. RFC 7591's ``invalid_client_metadata``)."""
 
     def __init__(
-        self, status: int, description: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        description: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        error: str | None = None,
     ) -> None:
         super().__init__(description)
         self.status = status
         self.description = description
         self.headers = headers
+        self.error = error
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.description, exc.headers)
+    return error_response(exc.status, exc.description, exc.headers, exc.error)
 
 
 async def _http_exception(_: Request, exc: Exception) -> Response:

@@ -17,7 +17,10 @@ from swarm_oauth.store import (
     Store,
     open_store,
 )
+from swarm_oauth.store import postgres as postgres_store
+from swarm_oauth.store import sqlite as sqlite_store
 from swarm_oauth.store.postgres import PostgresStore
+from swarm_oauth.store.records import CLIENT_COLUMNS, client_params
 from swarm_oauth.store.sqlite import SQLiteStore
 from tests.support.race import race
 
@@ -419,3 +422,50 @@ def test_concurrent_migrate_from_several_processes(store_url: str, tmp_path: Pat
         assert [c.key for c in store.changes_since(0).changes] == ["svc-a"]
     finally:
         store.close()
+
+
+def test_registration_token_hash_is_kept_through_updates_and_rotations(store: Store) -> None:
+    registered = client("dcr-a", registration_token_hash="sha256$rat")
+    store.add_client(registered)
+    assert store.get_client("dcr-a") == registered
+    store.update_client("dcr-a", scopes=("read",), now=1_700_000_001.0)
+    store.rotate_client_secret("dcr-a", "hash-2", None, 1_700_000_002.0)
+    kept = store.get_client("dcr-a")
+    assert kept is not None and kept.registration_token_hash == "sha256$rat"
+    store.add_client(client("svc-b"))
+    assert [c.registration_token_hash for c in store.list_clients()] == ["sha256$rat", None]
+
+
+def test_the_registration_token_column_is_added_to_an_existing_database(
+    backend: str, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = sqlite_store if backend == "sqlite" else postgres_store
+    migrations = module.MIGRATIONS
+    adds_column = next(
+        n for n, steps in enumerate(migrations) if "registration_token_hash" in " ".join(steps)
+    )
+    # The database as the program before that migration made and filled it.
+    monkeypatch.setattr(module, "MIGRATIONS", migrations[:adds_column])
+    previous = open_store(store_url, tmp_path)
+    previous.migrate()
+    old_columns = CLIENT_COLUMNS.replace(", registration_token_hash", "")
+    marks = ", ".join([type(previous).placeholder] * len(old_columns.split(",")))
+    existing = client("svc-old")
+    previous._write(
+        lambda conn: conn.execute(
+            f"INSERT INTO clients ({old_columns}) VALUES ({marks})",  # noqa: S608
+            client_params(existing)[:-1],
+        )
+    )
+    previous.close()
+
+    monkeypatch.setattr(module, "MIGRATIONS", migrations)
+    current = open_store(store_url, tmp_path)
+    try:
+        current.migrate()
+        assert current.get_client("svc-old") == existing  # no registration token
+        current.add_client(client("dcr-new", registration_token_hash="sha256$rat"))
+        registered = current.get_client("dcr-new")
+        assert registered is not None and registered.registration_token_hash == "sha256$rat"
+    finally:
+        current.close()

@@ -38,16 +38,26 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="swarm-oauth-admin"'}
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _authorize(runtime: Runtime, request: Request) -> None:
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, None without one."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _authorize(runtime: Runtime, request: Request) -> None:
+    token = bearer_token(request)
+    if token is None:
         raise ApiError(401, "an admin bearer token is required", CHALLENGE)
     assert runtime.admin_token is not None
-    if not runtime.admin_token.matches(token.strip()):
+    if not runtime.admin_token.matches(token):
         raise ApiError(401, "the admin token is not valid", CHALLENGE)
 
 
-async def _json_object(request: Request, body: Body) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object body, at most ``MAX_JSON_BYTES``; a 4xx with the reason
+    when it is not one (415, 413 or 400)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(415, "Content-Type must be application/json")
@@ -68,6 +78,12 @@ async def _json_object(request: Request, body: Body) -> dict[str, Any]:
         raise ApiError(400, "the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
+    return data
+
+
+async def _fields(request: Request, body: Body) -> dict[str, Any]:
+    """The JSON object body, holding exactly ``body``'s fields (its required ones at least)."""
+    data = await json_object(request)
     unknown = sorted(set(data) - set(body.fields))
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
@@ -124,7 +140,7 @@ def admin_routes(runtime: Runtime) -> list[Route]:
         """A POST route: the body's fields are ``operation``'s keyword arguments."""
 
         async def endpoint(request: Request) -> Response:
-            data = await _json_object(request, body)
+            data = await _fields(request, body)
             result = await run_in_threadpool(operation, **data)
             # A response that carries a secret must not be kept by any cache on the way.
             headers = {"Cache-Control": "no-store"} if shows_secret else None

@@ -25,6 +25,7 @@ from swarm_oauth.api.health import health_routes
 from swarm_oauth.api.introspection import introspection_routes
 from swarm_oauth.api.observe import Observed
 from swarm_oauth.api.openapi import openapi_document
+from swarm_oauth.api.registration import registration_routes
 from swarm_oauth.api.token_endpoint import TokenEndpoint
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.logs import configure_logging
@@ -66,6 +67,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         routes += introspection_routes(runtime)
     if settings.serves_clients:
         routes += admin_routes(runtime)
+        routes += registration_routes(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -15,6 +15,14 @@ from swarm_oauth.api.admin_bodies import (
     UPDATE,
     Body,
 )
+from swarm_oauth.api.registration import CONFIGURATION_PATH, REGISTER_PATH
+from swarm_oauth.clients.registration import (
+    AUTH_METHODS,
+    DEFAULT_AUTH_METHOD,
+    LIST_FIELDS,
+    TEXT_FIELDS,
+)
+from swarm_oauth.tokens.grant import GRANT_TYPE
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -238,6 +246,86 @@ CLIENT_PATHS: dict[str, Any] = {
     },
 }
 
+# RFC 7591/7592, described from the table the endpoints check against.
+_METADATA = {
+    "type": "object",
+    "description": "RFC 7591 client metadata; fields not listed here are ignored.",
+    "properties": {
+        "grant_types": {"type": "array", "items": {"const": GRANT_TYPE}},
+        "response_types": {"type": "array", "maxItems": 0},
+        "redirect_uris": {"type": "array", "maxItems": 0},
+        "token_endpoint_auth_method": {"enum": list(AUTH_METHODS), "default": DEFAULT_AUTH_METHOD},
+        "scope": {"type": "string", "description": "Space-separated scope values."},
+        **{name: {"type": "string"} for name in TEXT_FIELDS},
+        **{name: _STRINGS for name in LIST_FIELDS},
+    },
+}
+_INFORMATION = {
+    "allOf": [
+        _METADATA,
+        {
+            "type": "object",
+            "required": [
+                "client_id",
+                "client_id_issued_at",
+                "client_secret_expires_at",
+                "registration_access_token",
+                "registration_client_uri",
+            ],
+            "properties": {
+                "client_id": CLIENT_ID,
+                "client_secret": {"type": "string", "description": "At registration only."},
+                "client_id_issued_at": {"type": "integer"},
+                "client_secret_expires_at": {"const": 0},
+                "registration_access_token": {"type": "string"},
+                "registration_client_uri": {"type": "string", "format": "uri"},
+            },
+        },
+    ]
+}
+_CONFIGURATION = {
+    "security": [{"registrationAccessToken": []}],
+    "parameters": [{"name": "client_id", "in": "path", "required": True, "schema": CLIENT_ID}],
+}
+_METADATA_BODY = {"required": True, "content": {"application/json": {"schema": _METADATA}}}
+
+REGISTRATION_PATHS: dict[str, Any] = {
+    REGISTER_PATH: {
+        "post": {
+            "security": [{"adminToken": []}],
+            "summary": "Register a client (RFC 7591); the admin token is the initial access "
+            "token, the client id is the server's choice",
+            "requestBody": _METADATA_BODY,
+            "responses": {
+                "201": _json(_INFORMATION, "the client with its secret and access token"),
+                **_errors(400, 401, 413, 415),
+            },
+        },
+    },
+    CONFIGURATION_PATH: {
+        "get": {
+            **_CONFIGURATION,
+            "summary": "Read a registered client (RFC 7592 §2.1)",
+            "responses": {"200": _json(_INFORMATION, "the client"), **_errors(401)},
+        },
+        "put": {
+            **_CONFIGURATION,
+            "summary": "Replace a registered client's metadata (RFC 7592 §2.2); the body "
+            "repeats client_id, the secret is kept",
+            "requestBody": _METADATA_BODY,
+            "responses": {
+                "200": _json(_INFORMATION, "the client"),
+                **_errors(400, 401, 413, 415),
+            },
+        },
+        "delete": {
+            **_CONFIGURATION,
+            "summary": "Delete a registered client (RFC 7592 §2.3)",
+            "responses": {"204": {"description": "deleted"}, **_errors(401)},
+        },
+    },
+}
+
 TOKEN_PATHS: dict[str, Any] = {
     "/api/token": {
         "post": {
@@ -371,7 +459,9 @@ def openapi_document(serves_tokens: bool, serves_clients: bool, issuer: str) -> 
         schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     if serves_clients:
         paths.update(CLIENT_PATHS)
+        paths.update(REGISTRATION_PATHS)
         schemes["adminToken"] = {"type": "http", "scheme": "bearer"}
+        schemes["registrationAccessToken"] = {"type": "http", "scheme": "bearer"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "swarm-oauth", "version": __version__},

@@ -86,8 +86,14 @@ class ClientService:
         scopes: object = None,
         audiences: object = None,
         metadata: object = None,
+        *,
+        registration_token_hash: str | None = None,
     ) -> IssuedSecret:
-        """Register a client with a fresh secret; ``ClientExists`` if the id is taken."""
+        """Register a client with a fresh secret; ``ClientExists`` if the id is taken.
+
+        ``registration_token_hash``: the hashed RFC 7592 registration access token of a
+        client registered through RFC 7591 (see ``clients.registration``).
+        """
         now = self._clock()
         secret = generate_secret()
         record = ClientRecord(
@@ -98,6 +104,7 @@ class ClientService:
             metadata=validate_metadata(metadata),
             created_at=now,
             updated_at=now,
+            registration_token_hash=registration_token_hash,
         )
         self._store.add_client(record)
         self._changed("client added", record)

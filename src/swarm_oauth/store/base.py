@@ -45,6 +45,9 @@ class ClientRecord:
     secret_version: int = 1
     previous_secret_hash: str | None = field(default=None, repr=False)
     previous_secret_expires_at: float | None = None
+    # The hash of the RFC 7592 registration access token of a client registered through
+    # RFC 7591; None for clients added through the admin API (no RFC 7592 access).
+    registration_token_hash: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

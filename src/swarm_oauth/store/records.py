@@ -10,7 +10,7 @@ from swarm_oauth.store.base import ClientRecord, KeyRecord, RevocationRecord
 
 CLIENT_COLUMNS = (
     "client_id, secret_hash, scopes, audiences, metadata, created_at, updated_at, "
-    "secret_version, previous_secret_hash, previous_secret_expires_at"
+    "secret_version, previous_secret_hash, previous_secret_expires_at, registration_token_hash"
 )
 KEY_COLUMNS = (
     "kid, alg, private_key_encrypted, certificate_pem, created_at, activates_at, "
@@ -47,6 +47,7 @@ def client_params(record: ClientRecord) -> tuple[Any, ...]:
         record.secret_version,
         record.previous_secret_hash,
         record.previous_secret_expires_at,
+        record.registration_token_hash,
     )
 
 
@@ -63,6 +64,7 @@ def client_from_row(row: Sequence[Any]) -> ClientRecord:
         secret_version=int(row[7]),
         previous_secret_hash=row[8],
         previous_secret_expires_at=None if row[9] is None else float(row[9]),
+        registration_token_hash=row[10],
     )
 
 

@@ -66,6 +66,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX revocations_expires_at ON revocations (expires_at)",
     ),
+    # RFC 7592: the SHA-256 of a dynamically registered client's registration access token.
+    ("ALTER TABLE clients ADD COLUMN registration_token_hash TEXT",),
 )
 
 
