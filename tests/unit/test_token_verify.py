@@ -132,6 +132,9 @@ def test_expiry_is_checked_on_every_call_with_the_leeway(world):
         world.verifier().check(world.issue(at=NOW - 2000), NOW)  # never seen before
     with pytest.raises(InvalidToken, match="not valid yet"):
         world.verifier().check(world.issue(at=NOW + VERIFY_LEEWAY_SECONDS + 60), NOW)
+    # The caller's clock decides, whatever the machine's says.
+    later = NOW + 3600
+    assert world.verifier().check(world.issue(at=later), later).issued_at == int(later)
 
 
 def test_revocations_count_at_once_even_for_a_remembered_token(world):

@@ -107,7 +107,7 @@ class TokenVerifier:
                 # The oldest goes first: dicts keep insertion order.
                 del self._remembered[next(iter(self._remembered))]
             self._remembered[token] = verified
-        elif verified.expires_at <= now - self.leeway:  # PyJWT's own test of exp
+        elif verified.expires_at <= now - self.leeway:
             del self._remembered[token]
             raise InvalidToken("the token has expired")
         if self._revocations().revoked(verified.client_id, verified.jti, verified.issued_at):
@@ -149,28 +149,45 @@ class TokenVerifier:
                 key.private_key.public_key(),
                 algorithms=[key.alg],
                 issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": REQUIRED_CLAIMS, "verify_aud": False},
+                # The times are checked below against ``now``, the caller's clock, as a
+                # remembered token is: PyJWT would read the clock itself.
+                options={
+                    "require": REQUIRED_CLAIMS,
+                    "verify_aud": False,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("the token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise InvalidToken("the token is not valid yet") from None
         except jwt.InvalidIssuerError:
             raise InvalidToken("the token was not issued here") from None
         except jwt.InvalidSignatureError:
             raise InvalidToken("the token's signature does not verify") from None
         except jwt.PyJWTError:
             raise InvalidToken("the token's claims are malformed") from None
-        return _verified(claims)
+        verified = _verified(claims)
+        if verified.expires_at <= now - self.leeway:
+            raise InvalidToken("the token has expired")
+        nbf = claims.get("nbf", verified.issued_at)
+        if not _is_number(nbf):
+            raise InvalidToken("the token's claims are malformed")
+        if max(verified.issued_at, float(nbf)) > now + self.leeway:
+            raise InvalidToken("the token is not valid yet")
+        return verified
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _verified(claims: dict[str, Any]) -> VerifiedToken:
-    """The claims checked for the types this server writes (PyJWT checked the times')."""
+    """The claims checked for the types this server writes."""
     client_id, jti, scope, aud = (claims.get(name) for name in ("client_id", "jti", "scope", "aud"))
     audiences = (aud,) if isinstance(aud, str) else aud
     if (
-        not isinstance(client_id, str)
+        not _is_number(claims.get("exp"))
+        or not _is_number(claims.get("iat"))
+        or not isinstance(client_id, str)
         or not isinstance(jti, str)
         or not isinstance(scope, str | None)
         or not isinstance(audiences, list | tuple)
