@@ -1,5 +1,6 @@
-"""The ``dcr`` backend on the real swarm, against a real RFC 7591/7592 server: panva's
-oidc-provider, a certified OpenID provider, reachable from service containers.
+"""The ``dcr`` backend on the real swarm, against two independent RFC 7591/7592 servers:
+panva's oidc-provider, a certified OpenID provider, and swarm-oauth's own token server
+(``POST /api/register``), each reachable from service containers.
 
 The registrar runs in-process (so a test can stop it between two steps) and, once, as the
 real ``swarm-oauth registrar --backend dcr`` process.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.reconcile import Outcome
 from swarm_oauth.registrar.registrations import Registration, RegistrationBook
 from swarm_oauth.registrar.sealing import Sealer
-from tests.support.node_tools import OidcProvider, oidc_provider
+from tests.support.node_tools import oidc_provider
 from tests.support.registrar import InProcessRegistrar, crash_at
 from tests.support.rig import TARGET, Rig, gateway, open_rig
 from tests.support.swarm import wait_for
@@ -38,14 +40,49 @@ def rig(
         yield opened
 
 
-@pytest.fixture(scope="module")
+@dataclass(frozen=True)
+class DcrServer:
+    """What the tests need of a registration server."""
+
+    issuer: str
+    registration_url: str
+    initial_access_token: str
+    token_url: str
+    jwks_url: str
+    audience: str
+
+
+@pytest.fixture(scope="module", params=["oidc-provider", "swarm-oauth"])
 def oidc(
-    docker_client: docker.DockerClient, node_tools: Path, tmp_path_factory: Any
-) -> Iterator[OidcProvider]:
-    """oidc-provider on every interface, its issuer at the address containers reach."""
+    request: pytest.FixtureRequest,
+    rig: Rig,
+    docker_client: docker.DockerClient,
+    node_tools: Path,
+    tmp_path_factory: Any,
+) -> Iterator[DcrServer]:
+    """oidc-provider on every interface, its issuer at the address containers reach; or
+    the rig's own token server, whose initial access token is its admin token."""
+    if request.param == "swarm-oauth":
+        issuer = rig.token_url.removesuffix("/api/token")
+        yield DcrServer(
+            issuer,
+            f"{rig.clients_url}/api/register",
+            rig.server.admin_token,
+            rig.token_url,
+            f"{rig.clients_url}/.well-known/jwks.json",
+            issuer,
+        )
+        return
     log_dir = tmp_path_factory.mktemp("oidc")
     with oidc_provider(node_tools, log_dir, "0.0.0.0", gateway(docker_client)) as provider:
-        yield provider
+        yield DcrServer(
+            provider.issuer,
+            provider.registration_url,
+            provider.initial_access_token,
+            provider.token_url,
+            provider.jwks_url,
+            provider.audience,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +100,7 @@ def book(rig: Rig, key_file: Path) -> RegistrationBook:
 
 @pytest.fixture
 def reconcilers(
-    rig: Rig, oidc: OidcProvider, book: RegistrationBook
+    rig: Rig, oidc: DcrServer, book: RegistrationBook
 ) -> Iterator[Callable[..., InProcessRegistrar]]:
     """In-process registrars with the dcr backend; each stands for one process."""
     made: list[tuple[InProcessRegistrar, DynamicRegistration]] = []
@@ -105,7 +142,7 @@ def gone(book: RegistrationBook, record: Registration) -> bool:
     return at_server(book, record).status_code == 401
 
 
-def converged(rig: Rig, oidc: OidcProvider, book: RegistrationBook, name: str) -> Registration:
+def converged(rig: Rig, oidc: DcrServer, book: RegistrationBook, name: str) -> Registration:
     """Wait until ``name`` has one registration, its secret mounted and the environment
     naming the client the server chose; that registration."""
     state: dict[str, Any] = {}

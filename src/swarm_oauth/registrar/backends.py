@@ -8,10 +8,12 @@ its ``Capabilities``.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from swarm_oauth.admin_client import ca_context
 from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.dcr_api import DynamicRegistration
 from swarm_oauth.registrar.hydra_api import HydraAdmin
@@ -38,6 +40,8 @@ class BackendSettings:
     registration_url: str | None = None
     initial_access_token: str | None = field(default=None, repr=False)
     registration_key_file: Path | None = None
+    # The CAs an https registry URL is checked against; None: the system's.
+    ca_bundle: Path | None = None
 
     def check(self) -> None:
         """``BackendConfigError`` naming the options the chosen backend misses."""
@@ -66,16 +70,18 @@ class BackendSettings:
 
 
 def open_registry(settings: BackendSettings, swarm: Swarm) -> ClientRegistry:
-    """The chosen backend's registry; ``BackendConfigError`` or ``SealingError`` when its
-    settings are unusable."""
+    """The chosen backend's registry; ``BackendConfigError``, ``SealingError`` or
+    ``ssl.SSLError`` when its settings are unusable."""
     settings.check()
+    verify: ssl.SSLContext | bool = ca_context(settings.ca_bundle) if settings.ca_bundle else True
     if settings.name == "hydra":
-        return HydraAdmin(str(settings.hydra_admin_url))
+        return HydraAdmin(str(settings.hydra_admin_url), verify=verify)
     if settings.name == "dcr":
         book = RegistrationBook(swarm, Sealer.from_file(str(settings.registration_key_file)))
         return DynamicRegistration(
             str(settings.registration_url),
             book,
             initial_access_token=settings.initial_access_token,
+            verify=verify,
         )
-    return ClientsAPI(str(settings.clients_url), settings.admin_token)
+    return ClientsAPI(str(settings.clients_url), settings.admin_token, ca_bundle=settings.ca_bundle)

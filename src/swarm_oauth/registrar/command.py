@@ -18,12 +18,15 @@ from typing import Any
 import click
 import httpx
 
-from swarm_oauth.admin_token import resolve_admin_token
+from swarm_oauth.admin_client import ca_context
+from swarm_oauth.admin_token import ENV_ADMIN_TOKEN, resolve_admin_token
 from swarm_oauth.cli.options import (
     admin_token_file_option,
+    ca_bundle_option,
     duration_setting,
     fail,
     host_option,
+    listener_options,
     log_format_option,
     log_level_option,
     port_option,
@@ -36,7 +39,8 @@ from swarm_oauth.registrar.backends import BACKENDS, BackendName, BackendSetting
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR
 from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, DEFAULT_ROTATION_GRACE
-from swarm_oauth.secretfiles import SecretConfigError, read_secret_file
+from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, withhold_from_children
+from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 from swarm_oauth.timestamps import relative
 
 log = logging.getLogger("swarm_oauth.registrar")
@@ -149,6 +153,11 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     help="Seconds between full passes over every service.",
 )
 @setting("--events/--no-events", env="EVENTS", default=True, help="Follow Docker's event stream.")
+@ca_bundle_option(
+    "PEM file of the CAs that an https registry URL (--clients-url, --hydra-admin-url, "
+    "--registration-url) is checked against. Default: the system's."
+)
+@listener_options
 @log_level_option
 @log_format_option
 @click.pass_context
@@ -173,6 +182,9 @@ def registrar(
     rotation_grace: float,
     resync_seconds: float,
     events: bool,
+    ca_bundle: Path | None,
+    limits: HttpLimits,
+    tls: TlsFiles | None,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -180,13 +192,14 @@ def registrar(
     away when the service goes."""
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
+    import ssl
 
     from swarm_oauth.registrar.labels import Selector
     from swarm_oauth.registrar.policy_file import PolicyError
     from swarm_oauth.registrar.ports import RegistrarError
     from swarm_oauth.registrar.runner import Registrar, RegistrarSettings
     from swarm_oauth.registrar.sealing import SealingError
+    from swarm_oauth.serving.run import serve as serve_http
 
     configure_logging(log_level, log_format)
     if not token_url:
@@ -204,6 +217,7 @@ def registrar(
             if initial_access_token_file
             else None,
             registration_key_file=registration_key_file,
+            ca_bundle=ca_bundle,
         )
         settings = RegistrarSettings(
             backend=backend_settings,
@@ -219,9 +233,13 @@ def registrar(
             secret_max_age=secret_max_age,
             rotation_grace=rotation_grace,
         )
+        # Read once: no process it starts inherits the token.
+        withhold_from_children(ENV_ADMIN_TOKEN)
         runner = Registrar(settings)
     except (SecretConfigError, ValueError, RegistrarError, PolicyError, SealingError) as exc:
         fail(str(exc))
+    except ssl.SSLError as exc:
+        fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
     # SIGHUP: re-read the policy now. Installed before uvicorn, which leaves it alone.
     signal.signal(signal.SIGHUP, lambda *_: runner.reload())
     log.info(
@@ -237,14 +255,7 @@ def registrar(
             "notify_token": notify_token_file is not None,
         },
     )
-    uvicorn.run(
-        runner.app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    serve_http(runner.app, host=host, port=port, limits=limits, tls=tls)
 
 
 @registrar.command("check-policy")
@@ -267,14 +278,29 @@ url_option = setting(
 token_option = admin_token_file_option(
     "Default: SWARM_OAUTH_ADMIN_TOKEN(_FILE), else ./data/admin-token."
 )
+registrar_ca_option = ca_bundle_option(
+    "PEM file of the CAs an https --url is checked against. Default: the system's."
+)
 
 
-def _ask(method: str, url: str, path: str, token_file: Path | None, body: Any = None) -> Any:
+def _ask(
+    method: str,
+    url: str,
+    path: str,
+    token_file: Path | None,
+    ca_bundle: Path | None,
+    body: Any = None,
+) -> Any:
     """One request to the registrar's API with the admin token; its JSON, or a clear exit."""
+    import ssl
+
     try:
         token = resolve_admin_token(token_file, Path("data") / "admin-token")
+        verify: ssl.SSLContext | bool = ca_context(ca_bundle) if ca_bundle else True
     except SecretConfigError as exc:
         fail(str(exc))
+    except ssl.SSLError as exc:
+        fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
     try:
         response = httpx.request(
             method,
@@ -282,6 +308,7 @@ def _ask(method: str, url: str, path: str, token_file: Path | None, body: Any = 
             json=body,
             headers={"Authorization": f"Bearer {token}"},
             timeout=600,  # a rotation waits for its reconcile
+            verify=verify,
         )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the registrar at {url}: {type(exc).__name__}: {exc}")
@@ -299,11 +326,14 @@ def _ask(method: str, url: str, path: str, token_file: Path | None, body: Any = 
 @registrar.command("status")
 @url_option
 @token_option
+@registrar_ca_option
 @output_option
-def status(url: str, admin_token_file: Path | None, output: str | None) -> None:
+def status(
+    url: str, admin_token_file: Path | None, ca_bundle: Path | None, output: str | None
+) -> None:
     """Every selected service: its client id, state, the reason for a refusal or conflict,
     its Docker secret and when it last converged."""
-    services = _ask("GET", url, "/v1/services", admin_token_file)["services"]
+    services = _ask("GET", url, "/v1/services", admin_token_file, ca_bundle)["services"]
     now = time.time()
     rows = [
         (
@@ -335,12 +365,18 @@ def status(url: str, admin_token_file: Path | None, output: str | None) -> None:
 )
 @url_option
 @token_option
-def rotate(service: str, grace: float | None, url: str, admin_token_file: Path | None) -> None:
+@registrar_ca_option
+def rotate(
+    service: str,
+    grace: float | None,
+    url: str,
+    admin_token_file: Path | None,
+    ca_bundle: Path | None,
+) -> None:
     """Give a managed service a new client secret now, and roll its tasks onto it."""
     body = None if grace is None else {"grace_seconds": grace}
-    click.echo(
-        json.dumps(_ask("POST", url, f"/v1/services/{service}/rotate", admin_token_file, body))
-    )
+    path = f"/v1/services/{service}/rotate"
+    click.echo(json.dumps(_ask("POST", url, path, admin_token_file, ca_bundle, body)))
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -354,6 +390,10 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
 @click.argument("client_id")
 @url_option
 @token_option
-def release(client_id: str, url: str, admin_token_file: Path | None) -> None:
+@registrar_ca_option
+def release(
+    client_id: str, url: str, admin_token_file: Path | None, ca_bundle: Path | None
+) -> None:
     """Free a client id reserved for a removed service, before its reservation ends."""
-    click.echo(json.dumps(_ask("DELETE", url, f"/v1/reservations/{client_id}", admin_token_file)))
+    path = f"/v1/reservations/{client_id}"
+    click.echo(json.dumps(_ask("DELETE", url, path, admin_token_file, ca_bundle)))
