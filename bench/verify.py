@@ -47,12 +47,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from swarm_oauth.keys.signing import generate_private_key, public_jwk, thumbprint
 
 from bench import machine, wrk
 from bench.procs import Server, free_port
 from bench.targets import LOAD_CORE, REPO, SERVER_CORE
 from bench.tokens import spread
+from swarm_oauth.keys.material import generate_private_key, public_jwk, thumbprint
 from swarm_oauth.sdk import BearerTokenMiddleware, Verifier
 from swarm_oauth.sdk.verifier import REQUIRED_CLAIMS
 from swarm_oauth.tokens.jws import compact, header_segment, signer_for
