@@ -342,14 +342,19 @@ def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) ->
 
         def load(name: str, seconds: float) -> tuple[float, float]:
             """Requests per second and CPU microseconds per request."""
-            pid = servers[name].proc.pid
-            used = cpu_seconds(pid)
-            result = wrk.run(f"{servers[name].url}/items", connections=CONNECTIONS,
-                             seconds=seconds, body="", authorization=authorization,
-                             cores=LOAD_CORE)  # fmt: skip
+            server = servers[name]
+            used = cpu_seconds(server.proc.pid)
+            try:
+                result = wrk.run(f"{server.url}/items", connections=CONNECTIONS,
+                                 seconds=seconds, body="", authorization=authorization,
+                                 cores=LOAD_CORE)  # fmt: skip
+            except wrk.LoadError as error:
+                state = "running" if server.proc.poll() is None else "exited"
+                log = server.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} ({state}): {error}; its log:\n{log}") from None
             if result.non2xx:
                 raise RuntimeError(f"{name}: {result.non2xx} responses were not 2xx")
-            return result.rate, (cpu_seconds(pid) - used) / result.requests * 1e6
+            return result.rate, (cpu_seconds(server.proc.pid) - used) / result.requests * 1e6
 
         for name in servers:
             load(name, 1)  # warm-up; the guarded app fetches the keys here
