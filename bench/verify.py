@@ -9,11 +9,14 @@ Three measurements, each beside its baseline from the same run:
   alternate in small batches, so the machine's drift hits them alike.
 - In process, as ASGI calls (no server, no socket): a Starlette route bare and behind
   ``BearerTokenMiddleware`` with a repeated token, alternating batches; what the
-  middleware adds, in microseconds per request.
-- Served: the same two apps on uvicorn (uvloop, httptools, one worker pinned to a core)
+  middleware adds, in microseconds per request. Beside them the floors, what any
+  middleware in its place costs at least: one that does nothing, one that finds the
+  ``Authorization`` header and looks its value up in a dict, and one that looks up the
+  SHA-256 of the value instead, as the verifier's cache does.
+- Served: the same apps on uvicorn (uvloop, httptools, one worker pinned to a core)
   loaded by wrk from the other core, as ``bench/wrk.py`` does for the token endpoint;
-  requests per second bare and guarded, alternating runs. Issue 18's 10% target is
-  read here, where a request costs what it costs in a service.
+  requests per second and CPU per request, runs alternating in a rotating order. Issue
+  18's 10% target is read here, where a request costs what it costs in a service.
 
 Tokens are the product's: ES256, the token server's claims, signed by its JWS code; the
 verifier fetches the JWKS once over real HTTP from a server in this process. Run alone
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import datetime
 import functools
+import hashlib
 import json
 import os
 import secrets
@@ -47,12 +51,13 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from swarm_oauth.keys.signing import generate_private_key, public_jwk, thumbprint
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bench import machine, wrk
 from bench.procs import Server, free_port
 from bench.targets import LOAD_CORE, REPO, SERVER_CORE
 from bench.tokens import spread
+from swarm_oauth.keys.material import generate_private_key, public_jwk, thumbprint
 from swarm_oauth.sdk import BearerTokenMiddleware, Verifier
 from swarm_oauth.sdk.verifier import REQUIRED_CLAIMS
 from swarm_oauth.tokens.jws import compact, header_segment, signer_for
@@ -66,7 +71,15 @@ REPEATED_TARGET = 20.0  # a repeated token at least this many times PyJWT's rate
 NEW_TOKEN_TARGET = 1.2  # a new token at most this many times PyJWT's cost
 MIDDLEWARE_TARGET = 0.10  # served, at most this much slower than the bare route
 # How the served app finds its configuration (it runs in a uvicorn subprocess).
-JWKS_ENV, GUARD_ENV = "BENCH_VERIFY_JWKS_URL", "BENCH_VERIFY_GUARD"
+JWKS_ENV, APP_ENV = "BENCH_VERIFY_JWKS_URL", "BENCH_VERIFY_APP"
+# The apps compared, each a Starlette route: bare, behind a floor middleware, or behind
+# ``BearerTokenMiddleware`` ("guarded").
+APPS = ("bare", "empty", "lookup", "digest", "guarded")
+FLOORS = {
+    "empty": "a middleware that does nothing",
+    "lookup": "a middleware that looks the header up in a dict",
+    "digest": "a middleware that looks up the header's SHA-256",
+}
 
 
 @dataclass(frozen=True)
@@ -203,25 +216,68 @@ async def ok(request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-def build_app(jwks_url: str, guard: bool) -> Starlette:
-    """The service: one route, bare or behind the middleware requiring scope ``read``."""
+class Passthrough:
+    """A floor: the least any middleware costs, one more ASGI layer that does nothing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class Lookup(Passthrough):
+    """A floor: the least a cache of verified tokens costs per request. The
+    ``Authorization`` header is found and its value (or, with ``digest``, the SHA-256 of
+    its value) looked up in a dict, filled on first sight; the result goes into
+    ``scope["state"]``. No check of any kind."""
+
+    def __init__(self, app: ASGIApp, digest: bool) -> None:
+        super().__init__(app)
+        self.digest = digest
+        self.known: dict[bytes, dict[str, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                key = hashlib.sha256(value).digest() if self.digest else value
+                if (claims := self.known.get(key)) is None:
+                    claims = self.known[key] = {}
+                scope.setdefault("state", {})["token_claims"] = claims
+        await self.app(scope, receive, send)
+
+
+def build_app(jwks_url: str, name: str) -> Starlette:
+    """The service: one route, bare or behind the middleware ``name`` (see ``APPS``); the
+    guarded one requires scope ``read``."""
     routes = [Route("/items", ok, methods=["GET", "POST"])]
-    if not guard:
-        return Starlette(routes=routes)
-    verifier = ready_verifier(jwks_url)
-    return Starlette(routes=routes, middleware=[
-        Middleware(BearerTokenMiddleware, verifier=verifier, scopes=["read"])])  # fmt: skip
+    middleware = {
+        "bare": [],
+        "empty": [Middleware(Passthrough)],
+        "lookup": [Middleware(Lookup, digest=False)],
+        "digest": [Middleware(Lookup, digest=True)],
+    }
+    if name == "guarded":
+        verifier = ready_verifier(jwks_url)
+        return Starlette(routes=routes, middleware=[
+            Middleware(BearerTokenMiddleware, verifier=verifier, scopes=["read"])])  # fmt: skip
+    return Starlette(routes=routes, middleware=middleware[name])
 
 
 def service_app() -> Starlette:
     """``uvicorn --factory bench.verify:service_app``: configured from the environment."""
-    return build_app(os.environ[JWKS_ENV], os.environ.get(GUARD_ENV) == "1")
+    return build_app(os.environ[JWKS_ENV], os.environ[APP_ENV])
+
+
+def rotated(names: tuple[str, ...], turn: int) -> tuple[str, ...]:
+    """``names`` starting at another one each turn, so that no app always comes first."""
+    start = turn % len(names)
+    return names[start:] + names[:start]
 
 
 def asgi_round(issuer: Issuer, plan: Plan, figures: Figures) -> None:
-    """Both apps called in process with one repeated token, batches alternating."""
-    apps = {name: build_app(issuer.jwks_url, name == "asgi guarded") for name in
-            ("asgi bare", "asgi guarded")}  # fmt: skip
+    """Every app called in process with one repeated token, batches alternating."""
+    apps = {f"asgi {name}": build_app(issuer.jwks_url, name) for name in APPS}
     headers = [(b"host", b"svc"), (b"authorization", f"Bearer {issuer.token()}".encode())]
     statuses: list[int] = []
 
@@ -246,10 +302,10 @@ def asgi_round(issuer: Issuer, plan: Plan, figures: Figures) -> None:
         for app in apps.values():
             await calls(app, 100)  # warm-up; the guarded app fetches the keys here
         rates: dict[str, list[float]] = {name: [] for name in apps}
-        for _ in range(plan.batches):
-            for name, app in apps.items():
+        for batch in range(plan.batches):
+            for name in rotated(tuple(apps), batch):
                 started = time.perf_counter()
-                await calls(app, plan.requests)
+                await calls(apps[name], plan.requests)
                 rates[name].append(plan.requests / (time.perf_counter() - started))
         return rates
 
@@ -266,18 +322,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) -> None:
-    """Both apps on uvicorn pinned to the same core, loaded in turn by wrk from the other
-    core, ``plan.pairs`` times over (the idle one costs nothing meanwhile): requests per
+    """Every app on uvicorn pinned to the same core, loaded in turn by wrk from the other
+    core, ``plan.pairs`` times over (the idle ones cost nothing meanwhile): requests per
     second, and the server's CPU time per request."""
     authorization = f"Bearer {issuer.token()}"
     with ExitStack() as stack:
         servers = {}
-        for name, guard in (("served bare", "0"), ("served guarded", "1")):
+        for app in APPS:
+            name = f"served {app}"
             port = free_port()
             cmd = [sys.executable, "-m", "uvicorn", "--factory", "bench.verify:service_app",
                    "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                    "--no-access-log", "--log-level", "warning"]  # fmt: skip
-            env = {"PYTHONPATH": str(REPO), JWKS_ENV: issuer.jwks_url, GUARD_ENV: guard}
+            env = {"PYTHONPATH": str(REPO), JWKS_ENV: issuer.jwks_url, APP_ENV: app}
             log = workdir / f"verify-{name.replace(' ', '-')}.log"
             server = stack.enter_context(Server(name, cmd, port, log, env=env, cores=SERVER_CORE))
             server.wait_listening()
@@ -285,21 +342,26 @@ def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) ->
 
         def load(name: str, seconds: float) -> tuple[float, float]:
             """Requests per second and CPU microseconds per request."""
-            pid = servers[name].proc.pid
-            used = cpu_seconds(pid)
-            result = wrk.run(f"{servers[name].url}/items", connections=CONNECTIONS,
-                             seconds=seconds, body="", authorization=authorization,
-                             cores=LOAD_CORE)  # fmt: skip
+            server = servers[name]
+            used = cpu_seconds(server.proc.pid)
+            try:
+                result = wrk.run(f"{server.url}/items", connections=CONNECTIONS,
+                                 seconds=seconds, body="", authorization=authorization,
+                                 cores=LOAD_CORE)  # fmt: skip
+            except wrk.LoadError as error:
+                state = "running" if server.proc.poll() is None else "exited"
+                log = server.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} ({state}): {error}; its log:\n{log}") from None
             if result.non2xx:
                 raise RuntimeError(f"{name}: {result.non2xx} responses were not 2xx")
-            return result.rate, (cpu_seconds(pid) - used) / result.requests * 1e6
+            return result.rate, (cpu_seconds(server.proc.pid) - used) / result.requests * 1e6
 
         for name in servers:
             load(name, 1)  # warm-up; the guarded app fetches the keys here
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
-        for _ in range(plan.pairs):
-            for name, outcomes in runs.items():
-                outcomes.append(load(name, plan.seconds))
+        for turn in range(plan.pairs):
+            for name in rotated(tuple(servers), turn):
+                runs[name].append(load(name, plan.seconds))
     for name, outcomes in runs.items():
         figures.add(name, statistics.median(rate for rate, _ in outcomes))
         figures.add(f"{name} cpu", statistics.median(cpu for _, cpu in outcomes))
@@ -333,12 +395,18 @@ def render(plan: Plan, figures: Figures) -> list[str]:
     """The "Verification in a service" section of the report."""
     faster = figures.ratios("repeated", "pyjwt")
     cost = [1 / r for r in figures.ratios("new", "pyjwt")]
-    added_us = [
-        (1 / guarded - 1 / bare) * 1e6
-        for guarded, bare in zip(
-            figures.rates["asgi guarded"], figures.rates["asgi bare"], strict=True
-        )
-    ]
+
+    def added_us(app: str) -> list[float]:
+        """Per round, the microseconds ``app`` adds to a request in process."""
+        pairs = zip(figures.rates[f"asgi {app}"], figures.rates["asgi bare"], strict=True)
+        return [(1 / rate - 1 / bare) * 1e6 for rate, bare in pairs]
+
+    def cpu_more(app: str) -> tuple[list[float], list[float]]:
+        """Per round, the share and the microseconds of CPU ``app`` adds, served."""
+        pairs = list(zip(figures.rates[f"served {app} cpu"], figures.rates["served bare cpu"],
+                         strict=True))  # fmt: skip
+        return [cpu / bare - 1 for cpu, bare in pairs], [cpu - bare for cpu, bare in pairs]
+
     asgi_slower = [1 / r - 1 for r in figures.ratios("asgi guarded", "asgi bare")]
 
     def row(label: str, name: str, unit: str, compared: str) -> str:
@@ -361,11 +429,15 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         "`jwt.decode` with the key in hand (a `PyJWK`) and the verifier's checks (issuer, "
         "audience, required claims, leeway) on new tokens; `Verifier.verify` on new tokens "
         "and on one repeated token, scope `read` required. Middleware: one Starlette route, "
-        "bare and behind `BearerTokenMiddleware` (scope `read`), called in process as ASGI "
+        "bare, behind `BearerTokenMiddleware` (scope `read`), and behind the floors (a "
+        "middleware that does nothing; one that finds the `Authorization` header and looks "
+        "its value up in a dict, no check at all; the same keyed by the SHA-256 of the "
+        "value, as the verifier's cache is), called in process as ASGI "
         "apps with the same `Authorization` header, and served by uvicorn (uvloop, "
         f"httptools, 1 worker on core {SERVER_CORE}) under wrk ({CONNECTIONS} connections, "
-        f"core {LOAD_CORE}), both servers up, {plan.pairs} run(s) of {plan.seconds:g} s each "
-        "per round (the median of those), bare and guarded alternating; CPU per request is "
+        f"core {LOAD_CORE}), all servers up, {plan.pairs} run(s) of {plan.seconds:g} s each "
+        "per round (the median of those), the apps taking turns in a rotating order; CPU "
+        "per request is "
         "the server process's user and system time over the requests wrk completed. "
         "1-minute load average at "
         "each round's start: " + ", ".join(f"{a:.2f}" for a in figures.load_average) + ".",
@@ -378,9 +450,12 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         row("`Verifier.verify`, repeated token", "repeated", "verifications/s",
             f"{_ratio(faster, '.0f')}x PyJWT's rate"),
         row("in process: bare route", "asgi bare", "requests/s", "baseline"),
+        *(row(f"in process: route behind {label}", f"asgi {app}", "requests/s",
+              f"{_ratio(added_us(app), '.1f')} µs added per request")
+          for app, label in FLOORS.items()),
         row("in process: route behind the middleware, repeated token", "asgi guarded",
             "requests/s", f"{_ratio(asgi_slower, '.0%')} slower; "
-            f"{_ratio(added_us, '.1f')} µs added per request"),
+            f"{_ratio(added_us('guarded'), '.1f')} µs added per request"),
     ]  # fmt: skip
     targets = [
         f"- a repeated token at least {REPEATED_TARGET:.0f}x PyJWT's rate: "
@@ -389,29 +464,33 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         f"- a new token at most {NEW_TOKEN_TARGET}x PyJWT's cost: "
         f"{statistics.median(cost):.2f}x, " + verdict(statistics.median(cost) <= NEW_TOKEN_TARGET),
     ]
-    fewer = [1 - r for r in figures.ratios("served guarded", "served bare")]
-    cpu_more = [r - 1 for r in figures.ratios("served guarded cpu", "served bare cpu")]
-    cpu_added = [
-        guarded - bare
-        for guarded, bare in zip(
-            figures.rates["served guarded cpu"], figures.rates["served bare cpu"], strict=True
-        )
-    ]
+
+    def served(label: str, app: str) -> str:
+        fewer = [1 - r for r in figures.ratios(f"served {app}", "served bare")]
+        more, added = cpu_more(app)
+        return row(f"served: route behind {label}", f"served {app}", "requests/s",
+                   f"{_ratio(fewer, '.1%')} fewer; "
+                   f"{figures.median(f'served {app} cpu'):.1f} µs CPU per request, "
+                   f"{_ratio(more, '.1%')} more ({_ratio(added, '.1f')} µs)")  # fmt: skip
+
     lines += [
         row("served: bare route", "served bare", "requests/s",
             f"baseline; {figures.median('served bare cpu'):.1f} µs CPU per request"),
-        row("served: route behind the middleware, repeated token", "served guarded",
-            "requests/s", f"{_ratio(fewer, '.1%')} fewer; "
-            f"{figures.median('served guarded cpu'):.1f} µs CPU per request, "
-            f"{_ratio(cpu_more, '.1%')} more ({_ratio(cpu_added, '.1f')} µs)"),
+        *(served(label, app) for app, label in FLOORS.items()),
+        served("the middleware, repeated token", "guarded"),
     ]  # fmt: skip
-    slower, more = statistics.median(fewer), statistics.median(cpu_more)
+    fewer = [1 - r for r in figures.ratios("served guarded", "served bare")]
+    slower, more = statistics.median(fewer), statistics.median(cpu_more("guarded")[0])
     targets.append(
         f"- served, the middleware within {MIDDLEWARE_TARGET:.0%} of the bare route for a "
         f"repeated token: {more:.1%} more CPU per request, {slower:.1%} fewer requests per "
         "second: " + verdict(max(more, slower) <= MIDDLEWARE_TARGET)
     )
-    return [*lines, "", "Targets (issue 18):", *targets]
+    floors = ", ".join(
+        f"{label} {statistics.median(cpu_more(app)[0]):.1%}" for app, label in FLOORS.items()
+    )
+    floor = f"- the floor, served, in more CPU per request than the bare route: {floors}"
+    return [*lines, "", "Targets (issue 18):", *targets, floor]
 
 
 def part(args: argparse.Namespace, workdir: Path) -> list[str]:

@@ -474,3 +474,58 @@ def test_misconfigured_issuer_is_a_500_and_a_jwks_outage_a_503(
     for response in unavailable:
         assert (response.status_code, response.json()["error"]) == (503, "temporarily_unavailable")
         assert response.headers["retry-after"] == "5"
+
+
+def test_a_revoked_token_is_401_and_an_unknown_revocation_list_503(
+    token_server: ServerProcess, secret_file: Path
+) -> None:
+    revoked, kept = (source_for(token_server, secret_file, scope="read").token() for _ in range(2))
+    verifier = Verifier(
+        issuer=token_server.url,
+        audience="inventory",
+        check_revocations=True,
+        revocation_refresh=1.0,
+    )
+    apps = (middleware_app(verifier), fastapi_app(verifier))
+    headers = [{"Authorization": f"Bearer {token}"} for token in (revoked, kept)]
+    assert [r.status_code for app in apps for r in answers(app, headers)] == [200] * 4
+    secret = secret_file.read_text()
+    response = httpx.post(
+        f"{token_server.url}/api/revoke", data={"token": revoked}, auth=("orders", secret)
+    )
+    assert response.status_code == 200
+    deadline = time.monotonic() + 1.0 + 1  # the refresh interval plus about a second
+    while answers(apps[0], headers[:1])[0].status_code == 200:
+        assert time.monotonic() < deadline, "the revoked token still passes"
+        time.sleep(0.05)
+    for app in apps:
+        refused, allowed = answers(app, headers)
+        assert refusal(refused) == (
+            401,
+            {"error": "invalid_token", "error_description": "token has been revoked"},
+            "application/json",
+            "no-store",
+            'Bearer error="invalid_token", error_description="token has been revoked"',
+            None,
+        )
+        assert allowed.status_code == 200
+
+    nowhere = Verifier(
+        issuer=token_server.url,
+        audience="inventory",
+        check_revocations=True,
+        revocations_url=f"http://127.0.0.1:{free_port()}/api/revocations",
+    )
+    for app in (middleware_app(nowhere), fastapi_app(nowhere)):
+        (unavailable,) = answers(app, headers[1:])
+        assert refusal(unavailable) == (
+            503,
+            {
+                "error": "temporarily_unavailable",
+                "error_description": "revocations cannot be checked",
+            },
+            "application/json",
+            "no-store",
+            None,
+            "5",
+        )

@@ -248,7 +248,7 @@ def test_key_rotation_is_picked_up_by_a_running_verifier(
 def refreshed(verifier: Verifier) -> None:
     """Wait for the end of a background key refresh that the last call started, if any."""
     deadline = time.monotonic() + 30
-    while verifier.keys._refreshing:
+    while verifier.keys.refreshing:
         assert time.monotonic() < deadline, "the key refresh did not end"
         time.sleep(0.01)
 
@@ -355,8 +355,9 @@ def test_a_cached_token_is_still_checked_for_scopes_and_audience(
     with pytest.raises(InsufficientScope, match="write"):
         verifier.verify(token, scopes=["read", "write"])
     again = asyncio.run(verifier.averify(token, scopes=["read"]))
-    assert again == first
-    again["scope"] = "read write"  # the caller's copy, not the cache's
+    assert again is first  # the same read-only claims, not a copy per call
+    with pytest.raises(TypeError, match="read-only"):
+        again["scope"] = "read write"
     with pytest.raises(InsufficientScope):
         verifier.verify(token, scopes=["write"])
     with pytest.raises(InvalidAudience):  # another service's verifier has its own cache

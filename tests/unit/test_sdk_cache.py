@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import pickle
+
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from swarm_oauth.sdk import InsufficientScope
-from swarm_oauth.sdk.cache import Verified, VerifiedCache
+from swarm_oauth.sdk.cache import Claims, Verified, VerifiedCache
 
 
 def key(kid: str) -> jwt.PyJWK:
@@ -21,7 +25,7 @@ PUBLISHED = {"k1": K1}
 
 def verified(jti: str = "j1", client_id: str = "orders", iat: int = 1000, until: float = 2000.0,
              signer: jwt.PyJWK = K1) -> Verified:  # fmt: skip
-    claims = {"jti": jti, "client_id": client_id, "iat": iat, "scope": "read write"}
+    claims = Claims({"jti": jti, "client_id": client_id, "iat": iat, "scope": "read write"})
     return Verified(claims, frozenset({"read", "write"}), until, signer.key_id or "", signer)
 
 
@@ -33,17 +37,42 @@ class Clock:
         return self.now
 
 
-def test_a_hit_is_a_fresh_copy_of_the_claims() -> None:
+def test_a_hit_is_the_same_read_only_claims() -> None:
     cache = VerifiedCache(clock=Clock(1500))
     cache.put("token", verified(), cache.epoch)
     first = cache.get("token", PUBLISHED)
     assert first is not None
     claims = first.grant([])
-    claims["scope"] = "admin"  # the caller's copy; the cache keeps its own
-    second = cache.get("token", PUBLISHED)
+    for change in (
+        lambda: claims.__setitem__("scope", "admin"),
+        lambda: claims.update(scope="admin"),
+        lambda: claims.setdefault("admin", True),
+        lambda: claims.pop("scope"),
+        lambda: claims.__delitem__("scope"),
+        claims.popitem,
+        claims.clear,
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+    with pytest.raises(TypeError, match="read-only"):
+        claims |= {"scope": "admin"}
+    second = cache.get(b"token", PUBLISHED)  # a header's bytes find the same entry
     assert second is not None
-    assert second.grant([])["scope"] == "read write"
+    assert second.grant([]) is claims
+    assert claims["scope"] == "read write"
     assert cache.get("another token", PUBLISHED) is None
+
+
+def test_claims_are_a_dict_to_readers_and_copies_may_change() -> None:
+    claims = verified().claims
+    assert isinstance(claims, dict)
+    assert json.loads(json.dumps(claims)) == claims
+    pickled = pickle.loads(pickle.dumps(claims))  # noqa: S301 (our own bytes, just made)
+    for copied in (dict(claims), claims.copy(), copy.deepcopy(claims), pickled):
+        assert type(copied) is dict
+        assert copied == claims
+        copied["scope"] = "admin"
+    assert claims["scope"] == "read write"
 
 
 def test_scopes_are_checked_on_every_call() -> None:
@@ -106,9 +135,11 @@ def test_revocation_hooks_drop_by_jti_and_by_client_issued_before() -> None:
     cache.put("t3", verified(jti="j3", client_id="billing", iat=1000), cache.epoch)
     assert cache.drop_jti("j3") == 1
     assert cache.get("t3", PUBLISHED) is None
-    assert cache.drop_client("orders", issued_before=1100) == 1
+    assert cache.drop_client("orders", issued_before=1099.5) == 1
     assert cache.get("t1", PUBLISHED) is None
-    assert cache.get("t2", PUBLISHED) is not None  # issued at the cut-off: kept
+    assert cache.get("t2", PUBLISHED) is not None  # issued after the cut-off: kept
+    assert cache.drop_client("orders", issued_before=1100) == 1  # at it: revoked
+    assert cache.get("t2", PUBLISHED) is None
     assert cache.drop_jti("unknown") == 0
 
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import jwt
 import pytest
@@ -16,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from swarm_oauth.sdk import IssuerConfigurationError, KeySetUnavailable
 from swarm_oauth.sdk.jwks import KeySet, jwks_uri_from_metadata, metadata_url, parse_jwks
+from tests.unit.sdk_document_server import DocumentServer
 
 
 def jwk(kid: str | None, **extra: object) -> dict[str, object]:
@@ -87,53 +84,9 @@ def test_failed_fetch_is_not_retried_within_the_refetch_interval() -> None:
     assert keys._attempted_at == now[0]
 
 
-class JWKSServer:
-    """Serves ``document`` at /jwks; while ``gate`` is clear, a request waits for it."""
-
-    def __init__(self, document: dict[str, Any]) -> None:
-        self.document = document
-        self.gate = threading.Event()
-        self.gate.set()
-        self.arrived = threading.Event()
-        self.answered = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.arrived.set()
-                server.gate.wait(30)
-                body = json.dumps(server.document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                server.answered += 1
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def hold(self) -> None:
-        """Make the next request wait until ``release``."""
-        self.arrived.clear()
-        self.gate.clear()
-
-    def release(self) -> None:
-        self.gate.set()
-
-    def close(self) -> None:
-        self.release()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def jwks_server() -> Iterator[JWKSServer]:
-    server = JWKSServer({"keys": [jwk("old")]})
+def jwks_server() -> Iterator[DocumentServer]:
+    server = DocumentServer({"keys": [jwk("old")]}, "/jwks")
     yield server
     server.close()
 
@@ -145,7 +98,7 @@ def eventually(predicate: Callable[[], bool]) -> None:
         time.sleep(0.01)
 
 
-def stale_keys(server: JWKSServer, now: list[float]) -> KeySet:
+def stale_keys(server: DocumentServer, now: list[float]) -> KeySet:
     """A KeySet holding key "old", fetched long enough ago to be past ``max_age``; the
     next fetch is held, and brings key "new" as well."""
     keys = KeySet("http://issuer", server.url, refetch_interval=5, max_age=60, timeout=2,
@@ -165,11 +118,11 @@ def test_keys_past_max_age_are_served_while_a_thread_refreshes_them(jwks_server)
     assert keys._flight.busy  # get() did not wait for the refresh, which is still held
     keys.get("old")  # one refresh at a time
     jwks_server.release()
-    eventually(lambda: not keys._refreshing)
-    assert jwks_server.answered == 2
+    eventually(lambda: not keys.refreshing)
+    assert len(jwks_server.answered) == 2
     # The refresh brought "new", so asking for it costs no request (none is allowed yet).
     assert keys.get("new").key_id == "new"
-    assert jwks_server.answered == 2
+    assert len(jwks_server.answered) == 2
 
 
 def test_keys_past_max_age_are_served_while_a_task_refreshes_them(jwks_server):
@@ -182,9 +135,9 @@ def test_keys_past_max_age_are_served_while_a_task_refreshes_them(jwks_server):
         assert keys._flight.busy
         await keys.aget("old")
         jwks_server.release()
-        while keys._refreshing:
+        while keys.refreshing:
             await asyncio.sleep(0.01)
         assert (await keys.aget("new")).key_id == "new"
 
     asyncio.run(main())
-    assert jwks_server.answered == 2
+    assert len(jwks_server.answered) == 2

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from threading import Lock
+from threading import Lock, Thread
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -94,6 +94,66 @@ class SingleFlight(Generic[T]):
                 return await asyncio.wrap_future(future)
             except _Abandoned:
                 continue
+
+
+class Background:
+    """Runs a refresh through a ``SingleFlight`` without anyone waiting for it: in a thread
+    for blocking callers, in a task on the caller's event loop for async ones.
+
+    At most one background refresh runs at a time; a caller that must have the result
+    joins the flight itself instead.
+    """
+
+    def __init__(
+        self,
+        flight: SingleFlight[None],
+        fetch: Callable[[], None],
+        afetch: Callable[[], Awaitable[None]],
+        name: str,
+    ) -> None:
+        """Run ``fetch`` (in a thread named ``name``) or ``afetch`` (in a task) in ``flight``."""
+        self._flight = flight
+        self._fetch = fetch
+        self._afetch = afetch
+        self._name = name
+        self._lock = Lock()
+        self._running = False
+        self._tasks: set[asyncio.Task[None]] = set()  # keeps running tasks alive
+
+    @property
+    def running(self) -> bool:
+        """Whether a background refresh is under way."""
+        return self._running
+
+    def start(self, wanted: Callable[[], bool]) -> None:
+        """Start a refresh in a thread if none runs and ``wanted()`` (asked under the lock)."""
+        if self._claim(wanted):
+            Thread(target=self._run, name=self._name, daemon=True).start()
+
+    def astart(self, wanted: Callable[[], bool]) -> None:
+        """Like ``start``, in a task on the running event loop."""
+        if self._claim(wanted):
+            task = asyncio.get_running_loop().create_task(self._flight.arun(self._afetch))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _claim(self, wanted: Callable[[], bool]) -> bool:
+        with self._lock:
+            if self._running or not wanted():
+                return False
+            self._running = True
+            return True
+
+    def _run(self) -> None:
+        try:
+            self._flight.run(self._fetch)
+        finally:
+            self._running = False
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # A callback, not a ``finally``: it also runs for a task cancelled before it started.
+        self._tasks.discard(task)
+        self._running = False
 
 
 def _refuse_blocking(owner_loop: asyncio.AbstractEventLoop | None) -> None:

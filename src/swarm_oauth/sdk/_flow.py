@@ -11,16 +11,22 @@ into the flow at its ``yield``, so the flow handles it where it made the request
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Generator, Mapping
 from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
 
+from swarm_oauth.sdk.errors import ConfigurationError
+
 T = TypeVar("T")
 
+# Where ``from_env`` constructors read ``ca_bundle``, as the server's commands do.
+CA_BUNDLE_VARIABLE = "SWARM_OAUTH_CA_BUNDLE"
 # What a failed request raises: no response, a broken connection, or a bad URL.
 REQUEST_FAILURES = (httpx.HTTPError, httpx.InvalidURL)
 
@@ -70,11 +76,31 @@ class _Course(Generic[T]):
             self.step, self.result = None, done.value
 
 
+def describe(error: Exception) -> str:
+    """Why a request failed, for a message that also names the URL; with a hint when the
+    server's certificate is not trusted (the usual cause: a private CA not configured)."""
+    text = f"{type(error).__name__}: {error}"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        text += f" (give the CA that signed it as ca_bundle, or {CA_BUNDLE_VARIABLE})"
+    return text
+
+
+def trust(ca_bundle: str | Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the CAs in the PEM file ``ca_bundle`` and no others."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigurationError(
+            f"ca_bundle {ca_bundle}: not a readable PEM file of CA certificates ({error})"
+        ) from None
+
+
 class Runner:
     """Performs flows' steps with the caller's httpx clients, or short-lived ones.
 
     A short-lived client is made on a flow's first request and closed when the flow
-    ends; ``timeout`` applies to it only (the caller's clients keep their own).
+    ends; ``timeout`` and ``ca_bundle`` apply to it only (the caller's clients keep
+    their own settings, so giving both is a ``ConfigurationError``).
     """
 
     def __init__(
@@ -82,11 +108,20 @@ class Runner:
         timeout: float = 5.0,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        ca_bundle: str | Path | None = None,
     ) -> None:
-        """Use these clients when given; else make one per flow with ``timeout``."""
+        """Use these clients when given; else make one per flow with ``timeout``, trusting
+        the CAs of ``ca_bundle`` if given (else the system's)."""
         self.timeout = timeout
         self._client = http_client
         self._async_client = async_http_client
+        self._verify: ssl.SSLContext | bool = True
+        if ca_bundle is not None:
+            if http_client is not None or async_http_client is not None:
+                raise ConfigurationError(
+                    "give ca_bundle or your own http clients (with their own verify=), not both"
+                )
+            self._verify = trust(ca_bundle)
 
     def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its end, blocking on each step; its return value."""
@@ -99,7 +134,9 @@ class Runner:
                     course.reply(None)
                     continue
                 if client is None:
-                    client = stack.enter_context(httpx.Client(timeout=self.timeout))
+                    client = stack.enter_context(
+                        httpx.Client(timeout=self.timeout, verify=self._verify)
+                    )
                 try:
                     response = client.request(**_arguments(step))
                 except REQUEST_FAILURES as error:
@@ -119,7 +156,7 @@ class Runner:
                     course.reply(None)
                     continue
                 if client is None:
-                    client = httpx.AsyncClient(timeout=self.timeout)
+                    client = httpx.AsyncClient(timeout=self.timeout, verify=self._verify)
                     await stack.enter_async_context(client)
                 try:
                     response = await client.request(**_arguments(step))

@@ -56,14 +56,29 @@ class BearerTokenMiddleware:
         if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        authorization = [
-            value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"
-        ]
-        outcome = await authenticate(self.verifier, authorization, self.scopes, self.realm)
-        if isinstance(outcome, Rejection):
-            await _refuse(scope, send, outcome)
-            return
-        scope.setdefault("state", {})[self.state_key] = outcome
+        # The fast path, for a token the verifier remembers sent the usual way: anything
+        # else (another spelling, a new token, a refusal) takes the general one below.
+        # A loop, not a comprehension: this runs on every request, and 3.11 gives a
+        # comprehension a frame of its own.
+        authorization, count = b"", 0
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization, count = value, count + 1
+        claims = None
+        if count == 1 and authorization.startswith(b"Bearer "):
+            claims = self.verifier.recall(authorization[7:], self.scopes)
+        if claims is None:
+            values = [
+                value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name == b"authorization"
+            ]
+            outcome = await authenticate(self.verifier, values, self.scopes, self.realm)
+            if isinstance(outcome, Rejection):
+                await _refuse(scope, send, outcome)
+                return
+            claims = outcome
+        scope.setdefault("state", {})[self.state_key] = claims
         await self.app(scope, receive, send)
 
 

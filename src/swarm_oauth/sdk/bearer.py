@@ -18,6 +18,7 @@ from swarm_oauth.sdk.errors import (
     InsufficientScope,
     IssuerConfigurationError,
     KeySetUnavailable,
+    RevocationsUnavailable,
     TokenError,
 )
 from swarm_oauth.sdk.verifier import Verifier
@@ -95,6 +96,13 @@ class Rejection:
         return {"Content-Type": "application/json", "Cache-Control": "no-store", **self.headers}
 
 
+def unavailable(description: str) -> Rejection:
+    """A 503 refusal: the request may succeed later (RFC 6749 §5.2's error code)."""
+    return Rejection(
+        503, "temporarily_unavailable", description, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
 async def authenticate(
     verifier: Verifier,
     authorization: Sequence[str],
@@ -119,15 +127,12 @@ async def authenticate(
         return Rejection(
             error.status_code, error.error, error.description, {"WWW-Authenticate": header}
         )
-    # Neither is the caller's fault: the detail (URLs, causes) goes to the log, not the client.
+    # None is the caller's fault: the detail (URLs, causes) goes to the log, not the client.
     except KeySetUnavailable as error:
         log.error("cannot verify bearer tokens: %s", error)
-        return Rejection(
-            503,
-            "temporarily_unavailable",
-            "token verification keys are unavailable",
-            {"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        return unavailable("token verification keys are unavailable")
+    except RevocationsUnavailable:
+        return unavailable("revocations cannot be checked")  # logged once per outage
     except IssuerConfigurationError as error:
         log.error("cannot verify bearer tokens, the verifier's issuer is misconfigured: %s", error)
         return Rejection(500, "server_error", "this service cannot verify tokens")

@@ -26,15 +26,56 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import jwt
 
 from swarm_oauth.sdk.scopes import require_granted
 
-Claims = dict[str, Any]
-
 DEFAULT_SIZE = 4096
+
+
+class Claims(dict[str, Any]):
+    """A token's verified claims: a ``dict`` that refuses changes, so that every call
+    presenting the token can be handed the same one instead of a copy.
+
+    It is still a ``dict`` for everything that reads (``json.dumps``, ``isinstance``);
+    ``dict(claims)`` is a copy you may change, and so is what ``copy`` and ``pickle``
+    make of it. Nested values (an ``aud`` list) are shared: treat them as read-only.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self) -> NoReturn:
+        raise TypeError("verified claims are read-only; dict(claims) is a copy you may change")
+
+    def __setitem__(self, key: str, value: Any) -> NoReturn:
+        self._refuse()
+
+    def __delitem__(self, key: str) -> NoReturn:
+        self._refuse()
+
+    # The ignore is typeshed's own on dict.__ior__: an in-place | is not the | of dict.
+    def __ior__(self, other: Any) -> NoReturn:  # type: ignore[misc]
+        self._refuse()
+
+    def clear(self) -> NoReturn:
+        self._refuse()
+
+    def pop(self, key: str, default: Any = None) -> NoReturn:
+        self._refuse()
+
+    def popitem(self) -> NoReturn:
+        self._refuse()
+
+    def setdefault(self, key: str, default: Any = None) -> NoReturn:
+        self._refuse()
+
+    def update(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._refuse()
+
+    def __reduce__(self) -> tuple[type[dict[str, Any]], tuple[dict[str, Any]]]:
+        return dict, (dict(self),)
 
 
 class Verified(NamedTuple):
@@ -47,9 +88,9 @@ class Verified(NamedTuple):
     key: jwt.PyJWK
 
     def grant(self, scopes: Iterable[str]) -> Claims:
-        """A copy of the claims if they grant ``scopes``; else ``InsufficientScope``."""
+        """The claims if they grant ``scopes``; else ``InsufficientScope``."""
         require_granted(self.scopes, scopes)
-        return dict(self.claims)
+        return self.claims
 
 
 def _digest(token: str) -> bytes:
@@ -70,12 +111,13 @@ class VerifiedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: str, published: Mapping[str, jwt.PyJWK] | None) -> Verified | None:
+    def get(self, token: str | bytes, published: Mapping[str, jwt.PyJWK] | None) -> Verified | None:
         """The verified result for ``token`` if it still holds, given the keys now
         ``published``; ``None`` means verify it in full."""
         if not self._entries:
             return None
-        digest = _digest(token)
+        # A token is ASCII (base64url and dots): as text or as a header's bytes, one digest.
+        digest = hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
         found = self._entries.get(digest)  # lock-free: a single dict read
         if found is None:
             return None
@@ -111,14 +153,14 @@ class VerifiedCache:
 
     def drop_jti(self, jti: str) -> int:
         """Forget the token with this ``jti`` (it was revoked); how many entries went."""
-        return self._drop(lambda claims: claims.get("jti") == jti)
+        return self.drop(lambda claims: claims.get("jti") == jti)
 
     def drop_client(self, client_id: str, issued_before: float) -> int:
-        """Forget the tokens of ``client_id`` issued (``iat``) before ``issued_before``,
-        e.g. after the client was revoked or its secret rotated; how many entries went."""
-        return self._drop(
+        """Forget the tokens of ``client_id`` issued (``iat``) at or before
+        ``issued_before``, as the token server revokes them; how many entries went."""
+        return self.drop(
             lambda claims: (
-                claims.get("client_id") == client_id and float(claims["iat"]) < issued_before
+                claims.get("client_id") == client_id and float(claims["iat"]) <= issued_before
             )
         )
 
@@ -128,7 +170,9 @@ class VerifiedCache:
             self._drops += 1
             self._entries.clear()
 
-    def _drop(self, matches: Callable[[Claims], bool]) -> int:
+    def drop(self, matches: Callable[[Claims], bool]) -> int:
+        """Forget the tokens whose claims ``matches`` (e.g. a new revocation list's
+        ``revoked``); how many entries went."""
         with self._lock:
             self._drops += 1
             doomed = [digest for digest, v in self._entries.items() if matches(v.claims)]

@@ -4,7 +4,8 @@
 answers them with 401 (or 403 for ``InsufficientScope``) per RFC 6750 §3.1, and
 ``error``/``description`` are what goes into the ``WWW-Authenticate`` challenge.
 ``KeySetUnavailable`` means the verifier could not get the issuer's keys: not the
-caller's fault, so glue answers 503. ``IssuerConfigurationError`` means it could not
+caller's fault, so glue answers 503, as it does ``RevocationsUnavailable`` (a verifier that
+checks revocations has no list recent enough). ``IssuerConfigurationError`` means it could not
 even find them, most likely because its ``issuer`` setting is wrong: glue answers 500.
 ``TokenSourceError`` and its subclasses are what a service sees when it cannot obtain
 its own token; ``ConfigurationError`` is a setting that cannot work. No message ever
@@ -69,6 +70,11 @@ class InvalidAudience(TokenError):
     """``aud`` does not name this service."""
 
 
+class RevokedToken(TokenError):
+    """The issuer revoked the token: by its ``jti``, or every token of its client issued
+    up to an instant. Raised only by a verifier that checks revocations."""
+
+
 class InsufficientScope(TokenError):
     """The token is valid but lacks a required scope (RFC 6750 §3.1: 403)."""
 
@@ -82,6 +88,12 @@ class InsufficientScope(TokenError):
 
 class KeySetUnavailable(SwarmOAuthError):
     """The issuer's metadata or JWKS could not be fetched or used, and no keys are cached."""
+
+
+class RevocationsUnavailable(SwarmOAuthError):
+    """The verifier checks revocations but has no list it may trust: none could be fetched
+    yet, or none for longer than its ``revocation_max_stale``. Not the caller's fault:
+    glue answers 503, as the token server's own forward-auth does."""
 
 
 class ConfigurationError(SwarmOAuthError, ValueError):

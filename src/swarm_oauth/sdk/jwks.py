@@ -23,19 +23,18 @@ unreachable from here), which ``IssuerConfigurationError`` says with the URL and
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import jwt
 
-from swarm_oauth.sdk._flight import SingleFlight
-from swarm_oauth.sdk._flow import REQUEST_FAILURES, Flow, Request, Runner
+from swarm_oauth.sdk._flight import Background, SingleFlight
+from swarm_oauth.sdk._flow import REQUEST_FAILURES, Flow, Request, Runner, describe
 from swarm_oauth.sdk.errors import IssuerConfigurationError, KeySetUnavailable, UnknownKey
 
 log = logging.getLogger("swarm_oauth.sdk")
@@ -117,7 +116,7 @@ def _json_at(url: str) -> Flow[Any]:
     try:
         response = yield Request("GET", url)
     except REQUEST_FAILURES as error:
-        raise KeySetUnavailable(f"{type(error).__name__}: {error}") from None
+        raise KeySetUnavailable(describe(error)) from None
     if response.status_code != 200:
         raise KeySetUnavailable(f"answered HTTP {response.status_code}")
     try:
@@ -148,30 +147,28 @@ class KeySet:
         timeout: float = 5.0,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        ca_bundle: str | Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Configure; nothing is fetched until a key is first asked for."""
+        """Configure; nothing is fetched until a key is first asked for. ``ca_bundle``: a
+        PEM file of the CAs an https issuer is checked against (default: the system's)."""
         self.issuer = issuer
         self.jwks_url = jwks_url
         self.refetch_interval = refetch_interval
         self.max_age = max_age
-        self._runner = Runner(timeout, http_client, async_http_client)
+        self._runner = Runner(timeout, http_client, async_http_client, ca_bundle)
         self._clock = clock
         self._flight: SingleFlight[None] = SingleFlight()
-        self._lock = threading.Lock()
-        self._refreshing = False  # a background refresh is under way
-        self._tasks: set[asyncio.Task[None]] = set()  # keeps running refresh tasks alive
+        self._background = Background(self._flight, self._fetch, self._afetch, "jwks-refresh")
         self._keys: dict[str, PublishedKey] | None = None
+        # The keys as last fetched, by ``kid`` (``None`` before the first fetch); an
+        # attribute rather than a property because every cached verification reads it.
+        self.published: Mapping[str, jwt.PyJWK] | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._failure: KeySetUnavailable | IssuerConfigurationError = KeySetUnavailable(
             "no fetch attempted yet"
         )
-
-    @property
-    def published(self) -> Mapping[str, jwt.PyJWK] | None:
-        """The keys as last fetched, by ``kid`` (``None`` before the first fetch)."""
-        return self._keys
 
     def get(self, kid: str) -> jwt.PyJWK:
         """The key ``kid``, fetching the JWKS first if it is not cached (blocking)."""
@@ -189,17 +186,20 @@ class KeySet:
             self.arefresh_if_due()
         return self._find(kid)
 
+    @property
+    def refreshing(self) -> bool:
+        """Whether a background refresh is under way."""
+        return self._background.running
+
     def refresh_if_due(self) -> None:
         """Refresh keys older than ``max_age`` in a background thread; never waits."""
-        if self._claim_refresh():
-            threading.Thread(target=self._refresh, name="jwks-refresh", daemon=True).start()
+        if self._clock() - self._fetched_at >= self.max_age:  # decided without the lock
+            self._background.start(self._attempt_allowed)
 
     def arefresh_if_due(self) -> None:
         """Like ``refresh_if_due`` in a task on the running event loop."""
-        if self._claim_refresh():
-            task = asyncio.get_running_loop().create_task(self._flight.arun(self._afetch))
-            self._tasks.add(task)
-            task.add_done_callback(self._refreshed)
+        if self._clock() - self._fetched_at >= self.max_age:
+            self._background.astart(self._attempt_allowed)
 
     def _must_fetch(self, kid: str) -> bool:
         """Whether the caller has to wait for a fetch: ``kid`` is not cached."""
@@ -208,27 +208,6 @@ class KeySet:
             return False
         # A fetch under way may bring this key; else try one if the throttle allows.
         return self._flight.busy or self._attempt_allowed()
-
-    def _claim_refresh(self) -> bool:
-        """Whether this caller starts the background refresh of keys past ``max_age``."""
-        if self._clock() - self._fetched_at < self.max_age:
-            return False  # the common case, decided without the lock
-        with self._lock:
-            if self._refreshing or not self._attempt_allowed():
-                return False
-            self._refreshing = True
-            return True
-
-    def _refresh(self) -> None:
-        try:
-            self._flight.run(self._fetch)
-        finally:
-            self._refreshing = False
-
-    def _refreshed(self, task: asyncio.Task[None]) -> None:
-        # A callback, not a ``finally``: it also runs for a task cancelled before it started.
-        self._tasks.discard(task)
-        self._refreshing = False
 
     def _attempt_allowed(self) -> bool:
         return self._clock() - self._attempted_at >= self.refetch_interval
@@ -272,7 +251,8 @@ class KeySet:
             raise IssuerConfigurationError(f"issuer metadata at {url}: {error}") from None
 
     def _loaded(self, keys: dict[str, PublishedKey]) -> None:
-        self._keys, self._fetched_at = keys, self._attempted_at
+        self._keys = self.published = keys
+        self._fetched_at = self._attempted_at
         log.info("loaded %d signing key(s) for %s", len(keys), self.issuer)
 
     def _failed(self, error: KeySetUnavailable | IssuerConfigurationError) -> None:

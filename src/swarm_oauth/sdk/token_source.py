@@ -24,7 +24,14 @@ from urllib.parse import quote
 import httpx
 
 from swarm_oauth.sdk._flight import SingleFlight
-from swarm_oauth.sdk._flow import REQUEST_FAILURES, Flow, Request, Runner
+from swarm_oauth.sdk._flow import (
+    CA_BUNDLE_VARIABLE,
+    REQUEST_FAILURES,
+    Flow,
+    Request,
+    Runner,
+    describe,
+)
 from swarm_oauth.sdk.errors import ConfigurationError, TokenRequestError, TokenSourceError
 from swarm_oauth.sdk.secret_file import SecretFile
 
@@ -33,13 +40,15 @@ log = logging.getLogger("swarm_oauth.sdk")
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 # RFC 6749 §5.1 only recommends expires_in; without it assume a short life and refresh soon.
 DEFAULT_LIFETIME_SECONDS = 60.0
-# What the registrar sets for a managed service, plus two optional request settings.
+# What the registrar sets for a managed service, two optional request settings, and the
+# CA bundle of a token server that serves HTTPS with a private CA.
 _ENVIRONMENT = {
     "client_id": "OAUTH_CLIENT_ID",
     "token_url": "OAUTH_TOKEN_URL",
     "client_secret_file": "OAUTH_CLIENT_SECRET_FILE",
     "scope": "OAUTH_SCOPE",
     "audience": "OAUTH_AUDIENCE",
+    "ca_bundle": CA_BUNDLE_VARIABLE,
 }
 
 
@@ -117,6 +126,7 @@ class TokenSource:
         timeout: float = 10.0,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        ca_bundle: str | Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Configure a source; nothing is read or fetched until the first ``token()``.
@@ -125,7 +135,9 @@ class TokenSource:
         up to ``secret_wait`` seconds) and ``client_secret``. ``http_client`` and
         ``async_http_client`` are used as given (TLS settings, proxies, event hooks);
         without them a short-lived client is made per request, which is cheap at one
-        request per token lifetime. ``invalidate`` keeps a token younger than
+        request per token lifetime. ``ca_bundle`` is a PEM file of the CAs an https
+        ``token_url`` is checked against (default: the system's), for those short-lived
+        clients; your own clients bring their own. ``invalidate`` keeps a token younger than
         ``min_token_age`` seconds. ``clock`` (monotonic seconds) decides when a token is
         due for refresh; tests move it instead of sleeping.
         """
@@ -149,7 +161,7 @@ class TokenSource:
             SecretFile(client_secret_file, secret_wait) if client_secret_file is not None else None
         )
         self._static_secret = client_secret or ""  # used only when there is no file
-        self._runner = Runner(timeout, http_client, async_http_client)
+        self._runner = Runner(timeout, http_client, async_http_client, ca_bundle)
         self._clock = clock
         self._flight: SingleFlight[CachedToken] = SingleFlight()
         self._lock = threading.Lock()
@@ -161,13 +173,17 @@ class TokenSource:
         """A source configured the way the registrar configures a managed service.
 
         Reads ``OAUTH_CLIENT_ID``, ``OAUTH_TOKEN_URL`` and ``OAUTH_CLIENT_SECRET_FILE``
-        (required) and ``OAUTH_SCOPE``, ``OAUTH_AUDIENCE`` (optional). Keyword
-        ``options`` are passed to the constructor and win over the environment.
+        (required) and ``OAUTH_SCOPE``, ``OAUTH_AUDIENCE``, ``SWARM_OAUTH_CA_BUNDLE``
+        (optional). Keyword ``options`` are passed to the constructor and win over the
+        environment; ``SWARM_OAUTH_CA_BUNDLE`` is for the clients the source makes, so it
+        is not read when you give your own ``http_client`` or ``async_http_client``.
         """
         env = os.environ if environ is None else environ
         settings: dict[str, Any] = {
             key: env[name] for key, name in _ENVIRONMENT.items() if env.get(name)
         }
+        if any(options.get(name) is not None for name in ("http_client", "async_http_client")):
+            settings.pop("ca_bundle", None)  # your own clients bring their own verify=
         settings.update(options)
         required = ["client_id", "token_url", "client_secret_file"]
         if settings.get("client_secret") is not None:  # an explicit secret replaces the file
@@ -251,7 +267,7 @@ class TokenSource:
                 response = yield Request("POST", self.token_url, headers, data)
             except REQUEST_FAILURES as error:
                 raise TokenRequestError(
-                    f"token endpoint {self.token_url} unreachable: {type(error).__name__}: {error}"
+                    f"token endpoint {self.token_url} unreachable: {describe(error)}"
                 ) from None
             return self._store(response, sent_at)
         except TokenSourceError as error:

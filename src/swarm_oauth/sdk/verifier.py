@@ -6,9 +6,10 @@ key); ``typ`` is ``at+jwt`` (RFC 9068 §4, so an ID token or another JWT cannot 
 an access token); ``kid`` names a published key whose own algorithm is that ``alg``;
 the signature verifies with that key; the RFC 9068 §2.2 claims are present; ``iss`` is
 the issuer; ``aud`` names this service; ``exp``/``nbf``/``iat`` hold within ``leeway``;
-the lifetime ``exp - iat`` is at most ``max_lifetime`` when one is set; and, when asked,
-the ``scope`` claim grants every required scope. Keys come from a cached ``KeySet``, so
-the steady state makes no request per token.
+the lifetime ``exp - iat`` is at most ``max_lifetime`` when one is set; when asked, the
+token is not revoked; and, when asked, the ``scope`` claim grants every required scope.
+Keys come from a cached ``KeySet`` and revocations from a ``Revocations`` list refreshed
+in the background, so the steady state makes no request per token.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 
+from swarm_oauth.sdk._flow import Runner
 from swarm_oauth.sdk.cache import DEFAULT_SIZE, Claims, Verified, VerifiedCache
 from swarm_oauth.sdk.errors import (
     ConfigurationError,
@@ -33,10 +36,12 @@ from swarm_oauth.sdk.errors import (
     InvalidTokenType,
     MalformedToken,
     NotYetValid,
+    RevokedToken,
     TokenError,
     UnknownKey,
 )
 from swarm_oauth.sdk.jwks import KeySet
+from swarm_oauth.sdk.revocations import PATH, RevocationList, Revocations
 from swarm_oauth.sdk.scopes import scopes_of
 
 # What the token server can sign with; never "none" nor an HMAC algorithm.
@@ -95,8 +100,13 @@ class Verifier:
         timeout: float = 5.0,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        ca_bundle: str | Path | None = None,
+        check_revocations: bool = False,
+        revocations_url: str | None = None,
+        revocation_refresh: float = 5.0,
+        revocation_max_stale: float = 60.0,
     ) -> None:
-        """Configure; the keys are fetched on first use, not here.
+        """Configure; the keys (and revocations) are fetched on first use, not here.
 
         ``audience`` may be several names, any one of which the token's ``aud`` must
         contain. ``max_lifetime`` (seconds, off by default) refuses tokens whose
@@ -105,6 +115,12 @@ class Verifier:
         ``refetch_interval`` bounds how often an unknown ``kid`` can make the verifier
         refetch the JWKS; ``max_age`` is how long fetched keys are used before a refresh
         in the background (they keep being used meanwhile, and when it fails).
+        ``ca_bundle`` is a PEM file of the CAs an https issuer is checked against
+        (default: the system's; your own http clients bring their own ``verify=``).
+        ``check_revocations`` refuses revoked tokens, by the list at ``revocations_url``
+        (default ``{issuer}/api/revocations``), never older than ``revocation_refresh``
+        seconds while the issuer answers; after ``revocation_max_stale`` seconds without
+        a refresh every call raises ``RevocationsUnavailable`` (see ``revocations``).
         """
         self.issuer = issuer
         self.audience = audience if isinstance(audience, str) else list(audience)
@@ -128,31 +144,79 @@ class Verifier:
             timeout=timeout,
             http_client=http_client,
             async_http_client=async_http_client,
+            ca_bundle=ca_bundle,
         )
+        self.revocations: Revocations | None = None
+        if check_revocations:
+            self.revocations = Revocations(
+                revocations_url or issuer.rstrip("/") + PATH,
+                Runner(timeout, http_client, async_http_client, ca_bundle),
+                refresh=revocation_refresh,
+                max_stale=revocation_max_stale,
+                keep=leeway,  # a token is accepted up to exp + leeway
+                on_change=self._revoked,
+            )
+        elif revocations_url is not None:
+            raise ConfigurationError("revocations_url is used only with check_revocations=True")
 
     def verify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
-        """The token's claims if it is valid (and grants ``scopes``); else a ``TokenError``."""
+        """The token's claims if it is valid (and grants ``scopes``); else a ``TokenError``.
+
+        The claims are read-only and shared by every call with the same token.
+        """
+        # Both read before the cache: a revocation list that arrives later drops what
+        # it revokes from the cache, and keeps a verification under way from adding it.
+        epoch = self.cache.epoch
+        revoked = self.revocations.current() if self.revocations is not None else None
         if (verified := self._cached(token)) is not None:
             self.keys.refresh_if_due()  # so a key that left the JWKS is noticed
         else:
             alg, kid = self._header(token)
-            verified = self._verified(token, alg, kid, self.keys.get(kid))
+            verified = self._verified(token, alg, kid, self.keys.get(kid), revoked, epoch)
         return verified.grant(scopes)
 
     async def averify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
-        """Like ``verify``; a JWKS fetch, when one is due, does not block the event loop."""
+        """Like ``verify``; a fetch, when one is due, does not block the event loop."""
+        required = frozenset(scopes)
+        if isinstance(token, str) and (claims := self.recall(token, required)) is not None:
+            return claims
+        epoch = self.cache.epoch
+        revoked = await self.revocations.acurrent() if self.revocations is not None else None
         if (verified := self._cached(token)) is not None:
             self.keys.arefresh_if_due()
         else:
             alg, kid = self._header(token)
-            verified = self._verified(token, alg, kid, await self.keys.aget(kid))
-        return verified.grant(scopes)
+            key = await self.keys.aget(kid)
+            verified = self._verified(token, alg, kid, key, revoked, epoch)
+        return verified.grant(required)
+
+    def recall(self, token: str | bytes, scopes: frozenset[str]) -> Claims | None:
+        """The claims ``averify`` would return at once from the cache for ``token`` (text,
+        or the bytes of a header) and ``scopes``; ``None`` when it would have to do more
+        (verify, wait, or refuse).
+
+        The fast path of async glue: no coroutine, no exception. A refresh that is due
+        is started in a task on the running event loop.
+        """
+        if self.revocations is not None and self.revocations.ready() is None:
+            return None
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None
+        verified = self.cache.get(token, self.keys.published)
+        if verified is None or not scopes <= verified.scopes:
+            return None
+        self.keys.arefresh_if_due()  # so a key that left the JWKS is noticed
+        return verified.claims
 
     def _cached(self, token: object) -> Verified | None:
         """What an earlier call proved about ``token``, if that still holds."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             return None  # _header says what is wrong with it
         return self.cache.get(token, self.keys.published)
+
+    def _revoked(self, revocations: RevocationList) -> None:
+        """Forget the verified tokens a new revocation list revokes."""
+        self.cache.drop(revocations.revoked)
 
     def _header(self, token: str) -> tuple[str, str]:
         """The ``alg`` and ``kid`` of a token whose header passes the checks before keys."""
@@ -183,17 +247,26 @@ class Verifier:
             self._headers[encoded] = (alg, kid)
         return alg, kid
 
-    def _verified(self, token: str, alg: str, kid: str, key: jwt.PyJWK) -> Verified:
-        """The token verified in full with ``key``, and remembered for the next call."""
+    def _verified(
+        self,
+        token: str,
+        alg: str,
+        kid: str,
+        key: jwt.PyJWK,
+        revoked: RevocationList | None,
+        epoch: int,
+    ) -> Verified:
+        """The token verified in full with ``key`` (and checked against the ``revoked``
+        list), and remembered for the next call unless the cache dropped anything since
+        ``epoch``."""
         # Checked here, not left to PyJWT: before 2.13 it verified with the key's own
         # algorithm whatever the header said, so an HMAC key or a mislabelled token passed.
         if key.algorithm_name != alg:
             raise InvalidAlgorithm(
                 f"alg {alg} is not the algorithm of key {kid!r} ({key.algorithm_name})"
             )
-        epoch = self.cache.epoch
         try:
-            claims: Claims = jwt.decode(
+            decoded = jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
@@ -204,6 +277,7 @@ class Verifier:
             )
         except jwt.PyJWTError as error:
             raise self._explain(error, token) from None
+        claims = Claims(decoded)
         expires = float(claims["exp"])
         if self.max_lifetime is not None:
             lifetime = expires - float(claims["iat"])
@@ -211,6 +285,8 @@ class Verifier:
                 raise ExcessiveLifetime(
                     f"token lifetime {lifetime:g}s (exp - iat) exceeds {self.max_lifetime:g}s"
                 )
+        if revoked is not None and revoked.revoked(claims):
+            raise RevokedToken("token has been revoked")
         verified = Verified(claims, scopes_of(claims), expires + self.leeway, kid, key)
         self.cache.put(token, verified, epoch)
         return verified
