@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.inprocess",
     "tests.support.swarm_listener",
     "tests.support.rig",
+    "tests.support.multinode",
 ]
