@@ -155,13 +155,24 @@ def _ready(cluster: Cluster, service: str, replicas: int) -> bool:
     return False
 
 
+def _gather_servers(config: dict[str, Any], node: Node) -> None:
+    """Put the servers and the database of ``config`` on ``node``, with no registrar and
+    one token replica: only what callers elsewhere send crosses to another node."""
+    services = config["services"]
+    services["registrar"]["deploy"]["replicas"] = 0
+    services["oauth-tokens"]["deploy"]["replicas"] = 1
+    for name in ("oauth-clients", "oauth-tokens", "postgres"):
+        services[name]["deploy"]["placement"] = {"constraints": [f"node.id == {node.node_id}"]}
+
+
 @contextlib.contextmanager
 def open_deployment(
-    cluster: Cluster, tmp: Path, stack: str, encrypted: bool, registrar: bool = True
+    cluster: Cluster, tmp: Path, stack: str, encrypted: bool, servers_on: Node | None = None
 ) -> Iterator[Deployment]:
     """Deploy the stack as ``stack``, its overlays ``encrypted`` or not, and wait until
-    every part is ready; without ``registrar`` its registrar has no replica (two registrars
-    on one swarm would each take away what the other made). Removed on the way out."""
+    every part is ready. ``servers_on``: a second deployment beside the first, its servers
+    and database on that node and without a registrar (two registrars on one swarm would
+    each take away what the other made). Removed on the way out."""
     password = secrets.token_urlsafe(24)
     values = {
         "master-key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
@@ -186,8 +197,8 @@ def open_deployment(
         "SWARM_OAUTH_TOKENS_REPLICAS": "2",
     }
     config = set_encryption(stack_config(STACK_FILE, POSTGRES_STACK_FILE, env=variables), encrypted)
-    if not registrar:
-        config["services"]["registrar"]["deploy"]["replicas"] = 0
+    if servers_on is not None:
+        _gather_servers(config, servers_on)
     merged = tmp / f"{stack}.json"
     merged.write_text(json.dumps(config, indent=2))  # JSON is YAML
     try:
@@ -201,9 +212,9 @@ def open_deployment(
             stack,
             env=cluster.cli_env(),
         )
-        wanted = {"oauth-tokens": 2, "oauth-clients": 1, "registrar": 1 if registrar else 0}
-        for name, replicas in wanted.items():
-            if replicas:
+        for name, spec in config["services"].items():
+            replicas = spec["deploy"]["replicas"]
+            if name != "postgres" and replicas:  # the servers are ready only with it
                 wait_for(
                     lambda n=name, r=replicas: _ready(cluster, deployment.service(n), r),
                     180,
