@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.support.inprocess",
     "tests.support.swarm_listener",
     "tests.support.rig",
+    "tests.support.node_tools",
     "tests.support.multinode",
 ]

@@ -5,6 +5,7 @@
     python -m bench --repeat 3      # three rounds: medians and the noise between them
     python -m bench profile         # py-spy profile of the token path under load
     python -m bench compare fast=/tmp/copy/src   # A/B a change to the token path
+    python -m bench attack          # legitimate clients while the server is attacked
 
 The report is printed and, unless ``--no-write``, saved to ``bench/RESULTS.md``.
 """
@@ -20,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import machine, registration, report, tokens
+from bench import forward_auth, machine, registration, report, tokens, verify
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -38,7 +39,12 @@ def token_part(args: argparse.Namespace, workdir: Path) -> list[str]:
     return report.render(plan, results)
 
 
-PARTS: dict[str, Part] = {"tokens": token_part, "registration": registration.part}
+PARTS: dict[str, Part] = {
+    "tokens": token_part,
+    "forward-auth": forward_auth.part,
+    "registration": registration.part,
+    "verify": verify.part,
+}
 
 
 def run_benchmarks(args: argparse.Namespace) -> int:
@@ -88,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import compare
 
         return compare.main(argv[1:])
+    if argv[:1] == ["attack"]:
+        from bench import attack
+
+        return attack.main(argv[1:])
     args = parser.parse_args(argv)
     unknown = [name for name in args.parts if name not in PARTS]
     if unknown:

@@ -1,8 +1,12 @@
--- wrk script: one form POST to the token endpoint, credentials from the environment.
--- BENCH_BODY is the form body; BENCH_AUTH the Authorization header value (may be empty).
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+-- wrk script: one request per call, as the environment says. BENCH_METHOD is the method
+-- (default POST); BENCH_BODY the form body, if any; BENCH_AUTH the Authorization header
+-- value (may be empty).
+wrk.method = os.getenv("BENCH_METHOD") or "POST"
+local body = os.getenv("BENCH_BODY")
+if body ~= nil and body ~= "" then
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+end
 local auth = os.getenv("BENCH_AUTH")
 if auth ~= nil and auth ~= "" then
   wrk.headers["Authorization"] = auth

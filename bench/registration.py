@@ -78,7 +78,7 @@ class Rig:
     def __init__(self, workdir: Path, selector: str) -> None:
         self.selector = selector
         self.docker = docker.from_env(max_pool_size=64, timeout=60)
-        data = workdir / f"server-{selector}"
+        data = self.data = workdir / f"server-{selector}"
         port = free_port()
         self.server = Server(
             "token server",
@@ -296,6 +296,63 @@ def registration(rig: Rig, count: int, progress: Progress) -> Burst:
     return Burst(latencies, running, count - len(latencies), len(attached) - len(running))
 
 
+@dataclass
+class Rotation:
+    """One on-demand rotation of a two-replica service: seconds from the request to the
+    new secret mounted (the request's answer), and to the old Docker secret deleted (the
+    rolling update done, no task using it)."""
+
+    mounted: float
+    deleted: float
+
+
+def rotation(rig: Rig, progress: Progress) -> Rotation:
+    """Register a 2-replica service (start-first), then rotate its secret on demand."""
+    import docker.types
+
+    progress("  rotating the secret of a 2-replica service")
+    name = f"bench-rot-{RUN_ID}-{rig.selector[-6:]}"
+    create_service(
+        rig.docker,
+        name,
+        rig.labels,
+        mode=docker.types.ServiceMode("replicated", replicas=2),
+        update_config=docker.types.UpdateConfig(order="start-first"),
+    )
+    old = wait_for(
+        lambda: rig.docker.api.secrets(filters={"label": [f"{SERVICE_ID_LABEL}={_id(rig, name)}"]}),
+        ATTACH_WAIT_S,
+        message="the service got no secret",
+    )
+    wait_for(lambda: _running(rig, name) == 2, RUNNING_WAIT_S, message="tasks not running")
+    assert rig.registrar is not None
+    token = (rig.data / "admin-token").read_text().strip()
+    started = time.monotonic()
+    response = httpx.post(
+        f"{rig.registrar.url}/v1/services/{name}/rotate",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=300,
+    )
+    response.raise_for_status()
+    mounted = time.monotonic() - started
+    wait_for(
+        lambda: not rig.docker.api.secrets(filters={"id": old[0]["ID"]}),
+        RUNNING_WAIT_S,
+        interval=0.1,
+        message="the old secret was not deleted",
+    )
+    return Rotation(mounted, time.monotonic() - started)
+
+
+def _id(rig: Rig, name: str) -> str:
+    return str(rig.docker.api.inspect_service(name)["ID"])
+
+
+def _running(rig: Rig, name: str) -> int:
+    tasks = rig.docker.api.tasks(filters={"service": name, "desired-state": "running"})
+    return sum(1 for t in tasks if t["Status"]["State"] == "running")
+
+
 def _first_running(
     rig: Rig, service_ids: list[str], started: dict[str, float], ids: dict[str, str]
 ) -> list[float]:
@@ -444,6 +501,7 @@ class Round:
     burst: Burst
     passes: list[FullPass]
     services: int
+    rotation: Rotation | None = None
 
 
 @dataclass
@@ -480,6 +538,18 @@ FIGURES: list[tuple[str, Callable[[Round], float | None], str, float | None]] = 
     ("first running task with the secret, max (s)", lambda r: _max(r.burst.running), "", None),
     ("full pass over converged services (s)", _pass_seconds, "< 5 s", PASS_TARGET_S),
     ("writes during the full passes", _pass_writes, "0", None),
+    (
+        "secret rotation of a 2-replica service: new secret mounted (s)",
+        lambda r: r.rotation.mounted if r.rotation else None,
+        "",
+        None,
+    ),
+    (
+        "secret rotation of a 2-replica service: old secret deleted (s)",
+        lambda r: r.rotation.deleted if r.rotation else None,
+        "",
+        None,
+    ),
 ]
 
 
@@ -519,7 +589,9 @@ def render(figures: Figures) -> list[str]:
         "each Docker service event. Full pass: `POST /v1/reconcile` over "
         f"{rounds[0].services} converged services with replicas 0, checked to write "
         "nothing (the registrar's write counters, every service's version and spec, their "
-        "Docker secrets).",
+        "Docker secrets). Rotation: `POST /v1/services/{name}/rotate` on a selected service "
+        "with 2 replicas and `order: start-first`, from the request to its answer (the new "
+        "secret mounted) and to the old Docker secret deleted (the rolling update done).",
         "",
         "| figure | value | target | ok |",
         "|---|---:|---|---|",
@@ -595,7 +667,10 @@ def measure(
         with _rig(workdir, f"{RUN_ID}-r{n}b", progress) as rig:
             out = profile / f"round{n}.txt" if profile else None
             done = full_passes(rig, converged, passes, progress, out)
-        figures.rounds.append(Round(result, done, converged))
+        progress(f"round {n}/{repeat}: an on-demand secret rotation")
+        with _rig(workdir, f"{RUN_ID}-r{n}c", progress) as rig:
+            rotated = rotation(rig, progress)
+        figures.rounds.append(Round(result, done, converged, rotated))
         figures.load_average.append(os.getloadavg())
     return figures
 

@@ -70,8 +70,10 @@ def run(
     body: str,
     authorization: str,
     cores: str | None,
+    method: str = "POST",
 ) -> Load:
-    """POST ``body`` to ``url`` from ``connections`` connections for ``seconds``."""
+    """Send ``method`` requests (with ``body``, if any) to ``url`` from ``connections``
+    connections for ``seconds``."""
     cmd = [
         wrk_path(),
         "-t1",
@@ -83,7 +85,7 @@ def run(
         str(SCRIPT),
         url,
     ]
-    env = {**os.environ, "BENCH_BODY": body, "BENCH_AUTH": authorization}
+    env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": body, "BENCH_AUTH": authorization}
     done = subprocess.run(
         pinned(cmd, cores), env=env, capture_output=True, text=True, timeout=seconds + 60
     )

@@ -7,7 +7,10 @@ prints it, the registrar makes ``ClientInfo`` of it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import builtins
+import ssl
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -35,14 +38,28 @@ class AdminAPIUnreachable(Exception):
     """No HTTP answer came back (connection refused, timeout, TLS failure)."""
 
 
+def ca_context(ca_bundle: Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the CAs of ``ca_bundle`` (PEM) and no others."""
+    return ssl.create_default_context(cafile=str(ca_bundle))
+
+
 class AdminClient:
     """``/api/clients/*`` of ``base_url``; the admin token goes in every request."""
 
     def __init__(
-        self, base_url: str, admin_token: str, *, timeout: float = 10.0, **client: Any
+        self,
+        base_url: str,
+        admin_token: str,
+        *,
+        timeout: float = 10.0,
+        ca_bundle: Path | None = None,
+        **client: Any,
     ) -> None:
-        """``client`` is passed to ``httpx.Client`` (``verify=`` for a CA bundle, ...)."""
+        """``ca_bundle``: a PEM file of the CAs an https ``base_url`` is checked against
+        (default: the system's). ``client`` is passed to ``httpx.Client``."""
         self.base_url = base_url.rstrip("/")
+        if ca_bundle is not None:
+            client["verify"] = ca_context(ca_bundle)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {admin_token}"},
@@ -68,10 +85,23 @@ class AdminClient:
         return None if response.status_code == 404 else _object(response)
 
     def list(self) -> list[JSON]:
-        """Every client's record."""
-        body = _object(self.call("GET", "/api/clients", ok=(200,)))
-        clients = body.get("clients")
-        return [c for c in clients if isinstance(c, dict)] if isinstance(clients, list) else []
+        """Every client's record, following the API's pages to the last."""
+        records: builtins.list[JSON] = []
+        for page in self.pages():
+            records.extend(page)
+        return records
+
+    def pages(self, limit: int | None = None) -> Iterator[builtins.list[JSON]]:
+        """The clients a page at a time (``limit`` per page; None: the API's default)."""
+        params: dict[str, Any] = {} if limit is None else {"limit": limit}
+        while True:
+            body = _object(self.call("GET", "/api/clients", ok=(200,), params=params))
+            clients = body.get("clients")
+            yield [c for c in clients if isinstance(c, dict)] if isinstance(clients, list) else []
+            following = body.get("next_cursor")
+            if not isinstance(following, str) or not following:
+                return
+            params = {**params, "cursor": following}
 
     def add(
         self,
@@ -92,10 +122,15 @@ class AdminClient:
         body = {"client_id": client_id}
         return self.call("POST", "/api/clients/remove", json=body, ok=(200, 404)).status_code == 200
 
-    def rotate(self, client_id: str, grace_seconds: int = 0) -> JSON | None:
-        """A new secret (in ``client_secret``); the old one works ``grace_seconds`` longer.
-        None when the client is unknown."""
-        body = {"client_id": client_id, "grace_seconds": grace_seconds}
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> JSON | None:
+        """A new secret (in ``client_secret``); the old one works ``grace_seconds`` longer
+        (with ``replace_current``: the current one is discarded, the previous one keeps
+        its grace). None when the client is unknown."""
+        body: JSON = {"client_id": client_id, "grace_seconds": grace_seconds}
+        if replace_current:
+            body["replace_current"] = True
         response = self.call("POST", "/api/clients/rotate", json=body, ok=(200, 404))
         return None if response.status_code == 404 else _object(response)
 
@@ -115,20 +150,35 @@ class AdminClient:
         response = self.call("POST", "/api/clients/update", json=body, ok=(200, 404))
         return None if response.status_code == 404 else _object(response)
 
+    def revoke_tokens(self, client_id: str) -> JSON | None:
+        """Revoke every token issued to a client until now: the answer names the instant
+        (``issued_before``). None when the client is unknown."""
+        body = {"client_id": client_id}
+        response = self.call("POST", "/api/clients/revoke-tokens", json=body, ok=(200, 404))
+        return None if response.status_code == 404 else _object(response)
+
     # -- transport -----------------------------------------------------------------------
 
-    def send(self, method: str, path: str, *, json: Any = None) -> httpx.Response:
+    def send(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
         """Send one request and return whatever the API answered."""
         try:
-            return self._http.request(method, path, json=json)
+            return self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
             raise AdminAPIUnreachable(f"{method} {path}: {type(exc).__name__}: {exc}") from None
 
     def call(
-        self, method: str, path: str, *, ok: tuple[int, ...], json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...],
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """Send one request; ``AdminAPIError`` unless the status is in ``ok``."""
-        response = self.send(method, path, json=json)
+        response = self.send(method, path, json=json, params=params)
         if response.status_code not in ok:
             raise AdminAPIError(f"{method} {path}", response.status_code, _json(response))
         return response

@@ -6,19 +6,24 @@ variable; secrets are never flags, only ``SWARM_OAUTH_X`` or ``SWARM_OAUTH_X_FIL
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from swarm_oauth.keys.keyring import UNPUBLISH_MARGIN_SECONDS
+from swarm_oauth.keys.rotation import (
+    DEFAULT_PUBLISH_AHEAD_SECONDS,
+    DEFAULT_ROTATION_INTERVAL_SECONDS,
+)
+
 Role = Literal["all", "tokens", "clients"]
 ROLES: tuple[Role, ...] = ("all", "tokens", "clients")
-SETTINGS_ENV = "SWARM_OAUTH_SETTINGS_JSON"
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    """Everything a server process needs, secrets excluded (they are read from files)."""
+    """Everything a server process needs. Secrets are kept out of ``repr``; worker
+    processes receive this object pickled over a pipe, never through their environment."""
 
     role: Role = "all"
     host: str = "127.0.0.1"
@@ -28,17 +33,29 @@ class ServerSettings:
     signing_alg: str = "ES256"
     token_lifetime: int = 900
     workers: int = 1
+    # Seconds; an interval of 0 turns automatic key rotation off.
+    key_rotation_interval: float = DEFAULT_ROTATION_INTERVAL_SECONDS
+    key_publish_ahead: float = DEFAULT_PUBLISH_AHEAD_SECONDS
+    key_unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS
     log_level: str = "info"
+    log_format: str = "json"
+    # Whether the listener serves HTTPS (the default issuer's scheme follows it).
+    tls: bool = False
     # Where the secrets live; None means "the environment, else generated in data_dir".
     master_key_file: Path | None = None
     admin_token_file: Path | None = None
     # May carry a password: kept out of repr, read from SWARM_OAUTH_DATABASE_URL(_FILE).
     database_url: str | None = field(default=None, repr=False)
+    # The values of SWARM_OAUTH_MASTER_KEY / SWARM_OAUTH_ADMIN_TOKEN when the secrets came
+    # from the environment: ``serve`` moves them here and out of the environment.
+    master_key: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
 
     @property
     def issuer_url(self) -> str:
-        """The ``iss`` of every token: the configured issuer, else ``http://HOST:PORT``."""
-        return (self.issuer or f"http://{self.host}:{self.port}").rstrip("/")
+        """The ``iss`` of every token: the configured issuer, else ``http(s)://HOST:PORT``."""
+        scheme = "https" if self.tls else "http"
+        return (self.issuer or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
     @property
     def serves_tokens(self) -> bool:
@@ -47,16 +64,3 @@ class ServerSettings:
     @property
     def serves_clients(self) -> bool:
         return self.role in ("all", "clients")
-
-    def to_json(self) -> str:
-        """A form that worker processes read back with ``from_json``."""
-        return json.dumps(asdict(self), default=str)
-
-    @classmethod
-    def from_json(cls, text: str) -> ServerSettings:
-        """Inverse of ``to_json``."""
-        raw = json.loads(text)
-        for name in ("data_dir", "master_key_file", "admin_token_file"):
-            if raw.get(name) is not None:
-                raw[name] = Path(raw[name])
-        return cls(**raw)

@@ -18,11 +18,17 @@ class InvalidClientData(ValueError):
     """A client field is malformed; the message says which and why."""
 
 
+def is_client_id(value: str) -> bool:
+    """Whether ``value`` is 1-128 characters of ``[A-Za-z0-9._-]``: what every client id
+    is, so anything else names no client and needs no lookup (and is safe to log)."""
+    return _CLIENT_ID.fullmatch(value) is not None
+
+
 def validate_client_id(client_id: object) -> str:
     """Return ``client_id`` if it is 1-128 characters of ``[A-Za-z0-9._-]``."""
     if not isinstance(client_id, str):
         raise InvalidClientData("client_id must be a string")
-    if not _CLIENT_ID.fullmatch(client_id):
+    if not is_client_id(client_id):
         raise InvalidClientData("client_id must be 1-128 characters of A-Z a-z 0-9 . _ -")
     return client_id
 

@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, on stderr.
+"""Structured logs: one JSON object per line on stderr, or for a person at a terminal
+one line of text with the same fields (``--log-format text``).
 
 Callers pass context with ``extra={...}``; a secret or token is never among it (the
 values that would be are wrapped in types whose repr is redacted).
@@ -18,6 +19,14 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "taskName",
     "color_message",
 }
+
+
+LOG_FORMATS = ("json", "text")
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, object]:
+    """What the caller passed in ``extra``."""
+    return {name: value for name, value in vars(record).items() if name not in _STANDARD}
 
 
 class JSONFormatter(logging.Formatter):
@@ -43,16 +52,35 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name, value in vars(record).items():
-            if name not in _STANDARD:
-                entry[name] = value
+        entry.update(extra_fields(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "info") -> None:
-    """Send every logger, uvicorn's included, through the JSON formatter on stderr."""
+class TextFormatter(JSONFormatter):
+    """``12:00:01.234Z info  swarm_oauth.tokens  message  key=value ...``: the JSON
+    line's fields, for reading; values with spaces are quoted as JSON strings."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self._timestamp(record).partition("T")[2]
+        pairs = " ".join(f"{k}={_text_value(v)}" for k, v in extra_fields(record).items())
+        line = f"{stamp} {record.levelname.lower():<7} {record.name}  {record.getMessage()}"
+        if pairs:
+            line += f"  {pairs}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _text_value(value: object) -> str:
+    if isinstance(value, str) and value and not any(c.isspace() or c in '"=' for c in value):
+        return value
+    return json.dumps(value, default=str)
+
+
+def configure_logging(level: str = "info", log_format: str = "json") -> None:
+    """Send every logger, uvicorn's included, to stderr in ``log_format`` (json or text)."""
     # Nothing here uses the caller's file and line, threads or processes in a line; not
     # collecting them is the logging HOWTO's own advice for a hot path.
     logging._srcfile = None
@@ -60,7 +88,7 @@ def configure_logging(level: str = "info") -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter())
+    handler.setFormatter(TextFormatter() if log_format == "text" else JSONFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -68,6 +96,9 @@ def configure_logging(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # Each app logs its requests itself (api/observe.py); uvicorn's own line would repeat
+    # them, and in a worker process nothing else would silence it.
+    logging.getLogger("uvicorn.access").propagate = False
     # The pool logs every failed connect; the watcher already logs an outage once.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     if level.lower() != "debug":

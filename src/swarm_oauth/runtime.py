@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, SharedSecret, resolve_admin_token
@@ -11,14 +12,22 @@ from swarm_oauth.clients.cache import ClientCache
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.keys import (
     KeyRing,
+    KeyRotator,
     MasterKey,
     MasterKeyError,
+    RotationPolicy,
     check_master_key,
     ensure_signing_key,
 )
-from swarm_oauth.secretfiles import create_once, read_secret_file, secret_from_env
-from swarm_oauth.store import ChangeBatch, Store, open_store
-from swarm_oauth.tokens import TokenIssuer
+from swarm_oauth.keys.timeline import KeyTimeline
+from swarm_oauth.secretfiles import (
+    create_once,
+    make_private_dir,
+    read_secret_file,
+    secret_from_env,
+)
+from swarm_oauth.store import ChangeBatch, RevocationRecord, Store, open_store
+from swarm_oauth.tokens import RevocationList, TokenIssuer, TokenVerifier
 from swarm_oauth.watcher import ChangeWatcher
 
 log = logging.getLogger("swarm_oauth.runtime")
@@ -32,7 +41,7 @@ def load_master_key(settings: ServerSettings, *, create: bool = True) -> MasterK
     when ``create``; commands that only add keys must never invent a master key)."""
     if settings.master_key_file is not None:
         return MasterKey.from_text(read_secret_file(settings.master_key_file))
-    configured = secret_from_env(ENV_MASTER_KEY)
+    configured = settings.master_key or secret_from_env(ENV_MASTER_KEY)
     if configured is not None:
         return MasterKey.from_text(configured)
     path = settings.data_dir / MASTER_KEY_FILENAME
@@ -63,15 +72,26 @@ class Runtime:
         # commits in between is applied at its first poll instead of being lost.
         self.watcher = ChangeWatcher(store, self._apply_changes)
         self.keyring = self._load_keyring()
+        self.rotator = self._key_rotator()
+        # Keys activate and retire by the clock, without a change to apply: every round
+        # of the watcher looks, so the log says when the signing key changed.
+        self.key_timeline = KeyTimeline()
+        self._observe_keys()
+        self.revocations = self._load_revocations()
+        self._revocations_lock = threading.Lock()
         self.client_cache = ClientCache(store)
         self.clients = ClientService(store, on_change=self.client_cache.forget)
         self.issuer = TokenIssuer(
             settings.issuer_url, lambda: self.keyring, lifetime=settings.token_lifetime
         )
+        self.verifier = TokenVerifier(
+            settings.issuer_url, lambda: self.keyring, lambda: self.revocations
+        )
         self.default_audiences = (settings.issuer_url,)
         self.admin_token = (
             SharedSecret.of(
-                resolve_admin_token(
+                settings.admin_token
+                or resolve_admin_token(
                     settings.admin_token_file,
                     settings.data_dir / ADMIN_TOKEN_FILENAME,
                     create=True,
@@ -84,7 +104,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: ServerSettings) -> Runtime:
         """Prepare the data dir, store and keys (idempotent), and build the runtime."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir)
         store = open_store(settings.database_url, settings.data_dir)
         store.migrate()
         master = None
@@ -99,13 +119,56 @@ class Runtime:
                 log.info("created a signing key", extra={"alg": settings.signing_alg})
         return cls(settings, store, master)
 
+    def _key_rotator(self) -> KeyRotator | None:
+        settings = self.settings
+        if self.master is None or settings.key_rotation_interval <= 0:
+            return None
+        policy = RotationPolicy(
+            interval=settings.key_rotation_interval,
+            publish_ahead=settings.key_publish_ahead,
+            alg=settings.signing_alg,
+            issuer=settings.issuer_url,
+            token_lifetime=settings.token_lifetime,
+            unpublish_margin=settings.key_unpublish_margin,
+        )
+        return KeyRotator(self.store, self.master, policy)
+
+    def start(self) -> None:
+        """Start the background work: following changes and, if on, rotating keys."""
+        self.watcher.start()
+        if self.rotator is not None:
+            self.rotator.start()
+
     def _load_keyring(self) -> KeyRing:
         return KeyRing() if self.master is None else KeyRing.load(self.store, self.master)
 
+    def _load_revocations(self) -> RevocationList:
+        # Only the roles that verify tokens consult it.
+        if not self.settings.serves_tokens:
+            return RevocationList()
+        return RevocationList(self.store.list_revocations(time.time()))
+
     def _apply_changes(self, batch: ChangeBatch) -> None:
         self.client_cache.apply(batch)
-        if not batch.complete or any(change.kind == "key" for change in batch.changes):
+        kinds = {change.kind for change in batch.changes}
+        if not batch.complete or "key" in kinds:
             self.keyring = self._load_keyring()
+        if not batch.complete or "revocation" in kinds:
+            loaded = self._load_revocations()
+            with self._revocations_lock:
+                self.revocations = loaded
+        self._observe_keys()
+
+    def note_revocation(self, record: RevocationRecord) -> None:
+        """Apply a revocation this process just stored, ahead of the change log."""
+        # Under the lock, so that a list the watcher loads meanwhile is not overwritten
+        # by one made from the list before it.
+        with self._revocations_lock:
+            self.revocations = self.revocations.with_record(record)
+
+    def _observe_keys(self) -> None:
+        if self.master is not None:
+            self.key_timeline.observe((key.record for key in self.keyring.keys), time.time())
 
     def ready(self) -> tuple[bool, str]:
         """Whether this process can serve: store reachable, its changes followed, and
@@ -123,6 +186,8 @@ class Runtime:
         return True, "ready"
 
     def close(self) -> None:
-        """Stop following changes and release the store."""
+        """Stop the background work and release the store."""
+        if self.rotator is not None:
+            self.rotator.close()
         self.watcher.close()
         self.store.close()

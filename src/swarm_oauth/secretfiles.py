@@ -1,11 +1,18 @@
 """Secret values from the environment or files (the Docker-secret ``*_FILE`` convention),
-and files created once with owner-only permissions."""
+and files and directories that only their owner may read, whatever the umask."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 from pathlib import Path
+
+log = logging.getLogger("swarm_oauth.files")
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 
 
 class SecretConfigError(ValueError):
@@ -30,6 +37,50 @@ def secret_from_env(name: str, env: dict[str, str] | None = None) -> str | None:
         return env[name]
     file_name = env.get(f"{name}_FILE")
     return read_secret_file(file_name) if file_name else None
+
+
+def withhold_from_children(*names: str) -> None:
+    """Remove these variables from this process's environment once they have been read,
+    so that no process it starts (uvicorn's workers) inherits the secrets they hold."""
+    for name in names:
+        os.environ.pop(name, None)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if needed and make it mode 0700, whatever the
+    umask: it holds the store and may hold generated secrets. One owned by another user
+    is left as it is, with a warning if others may read it."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    info = path.stat()
+    if stat.S_IMODE(info.st_mode) == PRIVATE_DIR_MODE:
+        return
+    if info.st_uid == os.geteuid():
+        # mkdir's mode passes through the umask; an existing directory keeps its own.
+        path.chmod(PRIVATE_DIR_MODE)
+    elif stat.S_IMODE(info.st_mode) & 0o077:
+        log.warning(
+            "the data dir belongs to another user and others may read it: it holds the "
+            "store and may hold generated secrets",
+            extra={"path": str(path)},
+        )
+
+
+def make_private_file(path: Path, *, create: bool = True) -> None:
+    """Make ``path`` mode 0600 (creating it empty when ``create`` and missing), whatever
+    the umask; a file owned by another user is left alone."""
+    flags = os.O_RDONLY | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    except FileNotFoundError:
+        if create:
+            raise
+        return
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != PRIVATE_FILE_MODE:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    finally:
+        os.close(fd)
 
 
 def create_once(path: Path, content: str) -> bool:

@@ -46,18 +46,29 @@ class ChangeWatcher:
         self._failing = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="change-watcher", daemon=True)
+        self._listeners: list[Callable[[ChangeBatch | None], None]] = []
+
+    def add_listener(self, listener: Callable[[ChangeBatch | None], None]) -> None:
+        """Call ``listener`` on the watcher's thread after every round, with the batch
+        applied, or None when the store did not answer (metrics follow the store so)."""
+        self._listeners.append(listener)
+
+    def seconds_since_success(self) -> float:
+        """How long ago the last successful poll started."""
+        return time.monotonic() - self._last_success
 
     def fresh(self) -> bool:
         """Whether the last successful poll is recent enough to trust the caches."""
-        return time.monotonic() - self._last_success < self._stale_after
+        return self.seconds_since_success() < self._stale_after
 
-    def poll(self) -> None:
-        """One blocking round: fetch what changed since the cursor and apply it."""
+    def poll(self) -> ChangeBatch:
+        """One blocking round: fetch what changed since the cursor, apply it, return it."""
         started = time.monotonic()
         batch = self._store.changes_since(self._cursor)
         self._apply(batch)
         self._cursor = batch.cursor
         self._last_success = started
+        return batch
 
     def start(self) -> None:
         """Start following the change log."""
@@ -67,8 +78,9 @@ class ChangeWatcher:
         # Failures are logged once per streak and retried; meanwhile ``fresh`` turns
         # false, so nothing is served from a view that may be stale.
         while not self._stop.is_set():
+            batch = None
             try:
-                self.poll()
+                batch = self.poll()
                 if self._failing:
                     log.info("following the store's changes again")
                     self._failing = False
@@ -76,6 +88,11 @@ class ChangeWatcher:
                 self._failed("store unreachable", exc)
             except Exception as exc:  # a bug must not silently end the watcher
                 self._failed("applying store changes failed", exc, exc_info=True)
+            for listener in self._listeners:
+                try:
+                    listener(batch)
+                except Exception:  # a listener's bug must not end the watcher either
+                    log.exception("a change-watcher listener failed")
             # PostgreSQL wakes this at once on NOTIFY; SQLite just sleeps the interval.
             self._store.wait_for_change(self._interval)
 

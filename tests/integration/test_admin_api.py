@@ -5,6 +5,8 @@ import time
 import httpx
 import pytest
 
+from swarm_oauth.admin_client import AdminClient
+
 
 def clients_of(server):
     with server.admin() as admin:
@@ -266,3 +268,16 @@ def test_changes_made_here_apply_to_the_next_request_of_this_process(token_serve
     with token_server.admin() as admin:
         admin.post("/api/clients/remove", json={"client_id": "orders"})
     assert token_server.token("orders", old).status_code == 401
+
+
+def test_the_admin_client_revokes_a_clients_tokens(token_server):
+    secret = token_server.add_client("orders")["client_secret"]
+    issued = token_server.token("orders", secret).json()["access_token"]
+    with AdminClient(token_server.url, token_server.admin_token) as api:
+        answer = api.revoke_tokens("orders")
+        assert answer is not None and answer["client_id"] == "orders"
+        assert api.revoke_tokens("ghost") is None
+    refused = httpx.get(
+        f"{token_server.url}/api/verify", headers={"Authorization": f"Bearer {issued}"}
+    )
+    assert refused.status_code == 401

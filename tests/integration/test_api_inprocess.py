@@ -102,3 +102,31 @@ def test_the_tokens_role_routes_no_admin_path(tmp_path):
         assert "/api/clients/add" not in server.request("GET", "/openapi.json").json()["paths"]
     finally:
         server.close()
+
+
+def test_replacing_the_current_secret_keeps_the_previous_one_in_its_grace(inprocess):
+    def token_status(secret: str) -> int:
+        return inprocess.request(
+            "POST",
+            "/api/token",
+            data={"grant_type": "client_credentials"},
+            auth=("orders", secret),
+        ).status_code
+
+    first = inprocess.admin("POST", "/api/clients/add", json={"client_id": "orders"}).json()
+    second = inprocess.admin(
+        "POST", "/api/clients/rotate", json={"client_id": "orders", "grace_seconds": 600}
+    ).json()
+    # The holder of the second secret lost it before handing it out: replace just that one.
+    third = inprocess.admin(
+        "POST", "/api/clients/rotate", json={"client_id": "orders", "replace_current": True}
+    ).json()
+    assert third["secret_version"] == 3
+    assert third["previous_secret_expires_at"] == second["previous_secret_expires_at"]
+    assert token_status(first["client_secret"]) == 200  # the tasks' secret, in its grace
+    assert token_status(second["client_secret"]) == 401
+    assert token_status(third["client_secret"]) == 200
+    bad = inprocess.admin(
+        "POST", "/api/clients/rotate", json={"client_id": "orders", "replace_current": "yes"}
+    )
+    assert bad.status_code == 400 and "replace_current" in bad.json()["error_description"]

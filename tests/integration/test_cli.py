@@ -7,18 +7,26 @@ import sys
 import pytest
 
 from swarm_oauth.keys import MasterKey
+from tests.support.cli import run_cli
+
+run = run_cli
 
 
-def run(*args, env=None, timeout=30):
-    import os
+def key_list(data_dir):
+    """``keys list`` as a program reads it (JSON, since stdout is a pipe)."""
+    listed = run("keys", "list", "--data-dir", str(data_dir))
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)["keys"]
 
-    return subprocess.run(
-        [sys.executable, "-m", "swarm_oauth", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+
+def make_store(data_dir):
+    """A store as ``serve`` leaves it, without starting one."""
+    from swarm_oauth.store import open_store
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(None, data_dir)
+    store.migrate()
+    store.close()
 
 
 def test_help_lists_the_commands():
@@ -63,37 +71,39 @@ def test_clients_commands_talk_to_the_api(token_server):
     listed = json.loads(run(*base, "list", env=env).stdout)
     assert [c["client_id"] for c in listed["clients"]] == ["orders"]
     assert run(*base, "add", "orders", env=env).returncode == 1  # 409 → non-zero
+    revoked = run(*base, "revoke-tokens", "orders", env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout)["client_id"] == "orders"
     assert run(*base, "remove", "orders", env=env).returncode == 0
     assert run(*base, "remove", "orders", env=env).returncode == 1
 
 
 def test_db_upgrade_and_keys_list(tmp_path):
+    make_store(tmp_path)
     assert run("db", "upgrade", "--data-dir", str(tmp_path)).returncode == 0
-    assert run("keys", "list", "--data-dir", str(tmp_path)).stdout == ""
+    assert key_list(tmp_path) == []
     assert not (tmp_path / "master.key").exists()  # listing never needs nor makes one
 
 
 def test_keys_rotate_never_invents_a_master_key(tmp_path):
+    make_store(tmp_path)
     refused = run("keys", "rotate", "--data-dir", str(tmp_path))
     assert refused.returncode == 2 and "no master key" in refused.stderr
     assert not (tmp_path / "master.key").exists()
     (tmp_path / "master.key").write_text(MasterKey.generate_text())
     rotated = run("keys", "rotate", "--data-dir", str(tmp_path), "--alg", "EdDSA")
     assert rotated.returncode == 0, rotated.stderr
-    listed = run("keys", "list", "--data-dir", str(tmp_path)).stdout.splitlines()
-    assert [json.loads(line)["alg"] for line in listed] == ["EdDSA"]
+    assert [key["alg"] for key in key_list(tmp_path)] == ["EdDSA"]
     other = tmp_path / "other.key"
     other.write_text(MasterKey.generate_text())
     wrong = run("keys", "rotate", "--data-dir", str(tmp_path), "--master-key-file", str(other))
     assert wrong.returncode == 2 and "does not open with this master key" in wrong.stderr
-    assert len(run("keys", "list", "--data-dir", str(tmp_path)).stdout.splitlines()) == 1
+    assert len(key_list(tmp_path)) == 1
 
 
 def test_keys_retire_withdraws_a_key_but_never_the_last(token_server):
     data = str(token_server.data_dir)
-    (only,) = [
-        json.loads(line) for line in run("keys", "list", "--data-dir", data).stdout.splitlines()
-    ]
+    (only,) = key_list(token_server.data_dir)
     refused = run("keys", "retire", "--data-dir", data, only["kid"])
     assert refused.returncode == 2 and "rotate" in refused.stderr
     secret = token_server.add_client("orders")["client_secret"]

@@ -5,7 +5,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROUTES = ["/api/token", "/api/clients/add", "/api/clients/remove", "/api/clients/rotate"]
+# (method, path); {registered} is a client registered through RFC 7591 before the run.
+ROUTES = [
+    ("POST", "/api/token"),
+    ("POST", "/api/clients/add"),
+    ("POST", "/api/clients/remove"),
+    ("POST", "/api/clients/rotate"),
+    ("POST", "/api/register"),
+    ("PUT", "/api/register/{registered}"),
+    ("POST", "/api/clients/revoke-tokens"),
+    ("POST", "/api/introspect"),
+    ("POST", "/api/revoke"),
+    ("POST", "/api/verify"),
+]
 CONTENT_TYPES = [
     "application/x-www-form-urlencoded",
     "application/json",
@@ -19,7 +31,10 @@ bodies = st.one_of(
     st.binary(max_size=300),
     st.dictionaries(
         st.sampled_from(["grant_type", "client_id", "client_secret", "scope", "audience",
-                         "resource", "metadata", "scopes", "grace_seconds", "x"]),
+                         "resource", "metadata", "scopes", "grace_seconds", "token",
+                         "token_type_hint", "x", "grant_types", "redirect_uris",
+                         "token_endpoint_auth_method", "client_name", "contacts",
+                         "registration_access_token"]),
         st.one_of(form_values, st.integers(), st.lists(form_values, max_size=3), st.none()),
         max_size=5,
     ),
@@ -32,6 +47,8 @@ def server(tmp_path_factory):
 
     proc = ServerProcess(data_dir=tmp_path_factory.mktemp("fuzz")).start()
     proc.add_client("fuzzed", scopes=["read"])
+    with proc.admin() as admin:
+        proc.registered = admin.post("/api/register", json={"scope": "read"}).json()
     yield proc
     proc.stop()
 
@@ -44,14 +61,21 @@ def server(tmp_path_factory):
     content_type=st.sampled_from(CONTENT_TYPES),
     body=bodies,
     # Values an HTTP client can send: no leading or trailing white space (h11 refuses it).
-    authorization=st.one_of(st.none(), st.sampled_from(["admin", "Basic Zm9vOmJhcg==", "Bearer x"]),
+    authorization=st.one_of(st.none(), st.sampled_from(["admin", "registration",
+                                                        "Basic Zm9vOmJhcg==", "Bearer x"]),
                             st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
                                     min_size=1, max_size=30).filter(lambda v: v == v.strip())),
+    # An update names its client: with the right id, its metadata is what gets checked.
+    own_id=st.booleans(),
 )  # fmt: skip
-def test_random_requests_get_a_4xx_with_a_reason(server, route, content_type, body, authorization):
+def test_random_requests_get_a_4xx_with_a_reason(
+    server, route, content_type, body, authorization, own_id
+):
     import json
     from urllib.parse import urlencode
 
+    if isinstance(body, dict) and own_id:
+        body = {**body, "client_id": server.registered["client_id"]}
     if isinstance(body, dict):
         content = json.dumps(body) if "json" in content_type else urlencode(body, doseq=True)
         content = content.encode()
@@ -60,9 +84,15 @@ def test_random_requests_get_a_4xx_with_a_reason(server, route, content_type, bo
     headers = {"Content-Type": content_type} if content_type else {}
     if authorization == "admin":
         headers["Authorization"] = f"Bearer {server.admin_token}"
+    elif authorization == "registration":
+        headers["Authorization"] = f"Bearer {server.registered['registration_access_token']}"
     elif authorization is not None:
         headers["Authorization"] = authorization
-    response = httpx.post(server.url + route, content=content, headers=headers, timeout=10)
+    method, path = route
+    path = path.format(registered=server.registered["client_id"])
+    response = httpx.request(
+        method, server.url + path, content=content, headers=headers, timeout=10
+    )
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         payload = response.json()
@@ -73,6 +103,13 @@ def test_random_requests_get_a_4xx_with_a_reason(server, route, content_type, bo
 def test_state_survived_the_fuzzing(server):
     with server.admin() as admin:
         ids = [c["client_id"] for c in admin.get("/api/clients").json()["clients"]]
-    # Only JSON bodies that were valid adds may have created clients; "fuzzed" is intact.
+    # Only valid adds and registrations may have created clients, and only a valid update
+    # changed the registered one; "fuzzed" is intact, the registered client still there.
     assert "fuzzed" in ids
+    registered = server.registered
+    read = httpx.get(
+        registered["registration_client_uri"],
+        headers={"Authorization": f"Bearer {registered['registration_access_token']}"},
+    )
+    assert read.status_code == 200 and read.json()["client_id"] == registered["client_id"]
     assert "Traceback" not in server.log()

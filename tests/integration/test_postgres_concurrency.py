@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import pytest
 
 from swarm_oauth.store import ClientExists, ClientRecord, KeyRecord
 from swarm_oauth.store.postgres import PostgresStore
+from tests.support.race import race
 
 pytestmark = pytest.mark.postgres
 
@@ -93,18 +93,8 @@ def _first_start(url: str, kid: str, barrier: Any, results: Any) -> None:
 
 
 def test_several_processes_starting_at_once_create_exactly_one_key(migrated_url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
     count = 6
-    barrier, results = ctx.Barrier(count), ctx.Queue()
-    procs = [
-        ctx.Process(target=_first_start, args=(migrated_url, f"kid-{n}", barrier, results))
-        for n in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    outcomes = dict(results.get(timeout=120) for _ in procs)
-    for proc in procs:
-        proc.join(30)
+    outcomes = dict(race(_first_start, [(migrated_url, f"kid-{n}") for n in range(count)]))
 
     assert sorted(outcomes.values(), key=str) == [False] * (count - 1) + [True]
     winner = next(kid for kid, created in outcomes.items() if created is True)

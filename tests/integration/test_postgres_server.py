@@ -194,3 +194,45 @@ def test_postgres_outage_gives_503_then_service_resumes_with_nothing_lost(
         assert [k.kid for k in store.list_keys()] == published
     finally:
         store.close()
+
+
+def test_revocations_reach_every_tokens_replica_within_a_second(
+    server_factory: Start, postgres_url: str, tmp_path: Path
+) -> None:
+    # One issuer for all, as in the stack: each replica's default would name its own port.
+    env = {**shared_env(postgres_url, tmp_path), "SWARM_OAUTH_ISSUER": "http://oauth-tokens.test"}
+    (admin_server,) = start_replicas(server_factory, env, tmp_path, "clients", 1)
+    replicas = start_replicas(server_factory, env, tmp_path, "tokens", 3)
+    secret = admin_server.add_client("orders")["client_secret"]
+    first, second = (replicas[0].token("orders", secret).json()["access_token"] for _ in "12")
+
+    def passes(replica: ServerProcess, token: str) -> bool:
+        headers = {"Authorization": f"Bearer {token}"}
+        answer = httpx.get(f"{replica.url}/api/verify", headers=headers, timeout=10)
+        assert answer.status_code in (200, 401), answer.text
+        return answer.status_code == 200
+
+    def refused_everywhere_within_a_second(token: str) -> None:
+        since = time.monotonic()
+        for replica in replicas:
+            while passes(replica, token):
+                assert time.monotonic() - since < 1.0, f"{replica.url} still lets it through"
+                time.sleep(0.02)
+
+    for replica in replicas:  # every replica now remembers both tokens
+        assert passes(replica, first) and passes(replica, second)
+
+    # RFC 7009 at one replica: the others learn it from the change log.
+    revoked = httpx.post(
+        f"{replicas[0].url}/api/revoke", data={"token": first}, auth=("orders", secret), timeout=10
+    )
+    assert revoked.status_code == 200
+    refused_everywhere_within_a_second(first)
+    assert all(passes(replica, second) for replica in replicas)
+
+    with admin_server.admin() as admin:
+        answer = admin.post("/api/clients/revoke-tokens", json={"client_id": "orders"})
+    assert answer.status_code == 200, answer.text
+    refused_everywhere_within_a_second(second)
+    fresh = replicas[1].token("orders", secret).json()["access_token"]
+    assert all(passes(replica, fresh) for replica in replicas)

@@ -6,6 +6,7 @@ Tokens come from a real token server; nothing is mocked.
 # No "from __future__ import annotations": FastAPI must evaluate the route signatures,
 # whose dependencies are local variables.
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -439,3 +440,37 @@ def test_middleware_on_a_fastapi_app(token_server: ServerProcess, secret_file: P
     refused, allowed = asyncio.run(calls())
     assert refused.status_code == 401
     assert (allowed.status_code, allowed.json()) == (200, {"sub": "orders"})
+
+
+def test_misconfigured_issuer_is_a_500_and_a_jwks_outage_a_503(
+    token_server: ServerProcess, secret_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = source_for(token_server, secret_file, scope="read").token()
+    headers = {"Authorization": f"Bearer {token}"}
+    wrong_issuer = Verifier(issuer=f"{token_server.url}/tenant", audience="inventory")
+    outage = Verifier(
+        issuer=token_server.url, audience="inventory", jwks_url=f"http://127.0.0.1:{free_port()}"
+    )
+    with caplog.at_level(logging.ERROR, logger="swarm_oauth.sdk"):
+        misconfigured = [
+            answers(app, [headers])[0]
+            for app in (middleware_app(wrong_issuer), fastapi_app(wrong_issuer))
+        ]
+        unavailable = [
+            answers(app, [headers])[0] for app in (middleware_app(outage), fastapi_app(outage))
+        ]
+    for response in misconfigured:
+        assert response.status_code == 500
+        # The caller learns nothing of the setup; the log says which URL and why.
+        assert response.json() == {
+            "error": "server_error",
+            "error_description": "this service cannot verify tokens",
+        }
+        assert "www-authenticate" not in response.headers
+    assert (
+        f"issuer metadata at {token_server.url}/.well-known/oauth-authorization-server/tenant: "
+        "answered HTTP 404"
+    ) in caplog.text
+    for response in unavailable:
+        assert (response.status_code, response.json()["error"]) == (503, "temporarily_unavailable")
+        assert response.headers["retry-after"] == "5"

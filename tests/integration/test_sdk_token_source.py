@@ -258,8 +258,13 @@ def test_unreachable_token_endpoint(identity: Identity) -> None:
     assert caught.value.status_code is None
 
 
-def test_secret_file_that_never_appears(identity: Identity, tmp_path: Path) -> None:
+def test_secret_file_that_never_appears(
+    identity: Identity, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="swarm_oauth.sdk")
     source = identity.source(client_secret_file=tmp_path / "absent", secret_wait=0.3)
     with pytest.raises(SecretFileError, match="absent"):
         source.token()
     assert identity.counter.requests == 0
+    # The wait itself is logged, naming the file, not only its end as the error.
+    assert f"client secret file {tmp_path / 'absent'} is missing or empty" in caplog.text

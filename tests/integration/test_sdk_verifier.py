@@ -27,11 +27,13 @@ from swarm_oauth.sdk import (
     InvalidAudience,
     InvalidIssuer,
     InvalidSignature,
+    IssuerConfigurationError,
     KeySetUnavailable,
     UnknownKey,
     Verifier,
 )
-from tests.support.server import ServerProcess
+from swarm_oauth.sdk.jwks import metadata_url
+from tests.support.server import ServerProcess, free_port
 
 METADATA = "/.well-known/oauth-authorization-server"
 JWKS = "/.well-known/jwks.json"
@@ -118,6 +120,7 @@ def test_expired_token(server_factory: Any) -> None:
     token = issue(server, register(server))
     strict = Verifier(issuer=server.url, audience="inventory", leeway=0)
     assert strict.verify(token)["sub"] == "orders"
+    assert len(strict.cache) == 1  # so the refusal below is the cache's as well
     expires = jwt.decode(token, options={"verify_signature": False})["exp"]
     while time.time() < expires:
         time.sleep(0.1)
@@ -293,10 +296,46 @@ def test_cached_keys_stay_in_use_when_the_issuer_is_down(
     assert "keeping cached keys" in caplog.text
 
 
-def test_metadata_of_another_issuer_is_refused(token_server: ServerProcess, secret: str) -> None:
+def test_metadata_of_another_issuer_is_an_issuer_configuration_error(
+    token_server: ServerProcess, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A trailing slash is another issuer (RFC 8414 §3.3 compares exactly).
     verifier = Verifier(issuer=f"{token_server.url}/", audience="inventory")
-    with pytest.raises(KeySetUnavailable, match="names issuer"):
-        verifier.verify(issue(token_server, secret))
+    token = issue(token_server, secret)
+    with (
+        caplog.at_level(logging.ERROR, logger="swarm_oauth.sdk"),
+        pytest.raises(IssuerConfigurationError) as caught,
+    ):
+        verifier.verify(token)
+    reason = f"names issuer {token_server.url!r}, not '{token_server.url}/'"
+    assert f"issuer metadata at {token_server.url}{METADATA}: it {reason}" in str(caught.value)
+    assert reason in caplog.text
+
+
+@pytest.mark.parametrize("wrong", ["path", "port"])
+def test_issuer_whose_metadata_cannot_be_fetched_names_the_url_and_why(
+    token_server: ServerProcess, secret: str, wrong: str
+) -> None:
+    if wrong == "path":
+        issuer, reason = f"{token_server.url}/tenant", "answered HTTP 404"
+    else:
+        issuer, reason = f"http://127.0.0.1:{free_port()}", "ConnectError"
+    verifier = Verifier(issuer=issuer, audience="inventory", timeout=2)
+    with pytest.raises(IssuerConfigurationError) as caught:
+        asyncio.run(verifier.averify(issue(token_server, secret)))
+    assert f"issuer metadata at {metadata_url(issuer)}: {reason}" in str(caught.value)
+
+
+def test_jwks_outage_is_not_an_issuer_configuration_error(
+    token_server: ServerProcess, secret: str
+) -> None:
+    token = issue(token_server, secret)
+    verifier = Verifier(
+        issuer=token_server.url, audience="inventory", jwks_url=f"{token_server.url}/nope"
+    )
+    with pytest.raises(KeySetUnavailable, match=r"JWKS at .*/nope: answered HTTP 404") as caught:
+        verifier.verify(token)
+    assert not isinstance(caught.value, IssuerConfigurationError)
 
 
 def test_explicit_jwks_url_skips_discovery(token_server: ServerProcess, secret: str) -> None:
@@ -304,6 +343,49 @@ def test_explicit_jwks_url_skips_discovery(token_server: ServerProcess, secret: 
     verifier = verifier_for(token_server, recorder, jwks_url=f"{token_server.url}{JWKS}")
     assert verifier.verify(issue(token_server, secret))["sub"] == "orders"
     assert recorder.paths == [JWKS]
+
+
+def test_a_cached_token_is_still_checked_for_scopes_and_audience(
+    token_server: ServerProcess, secret: str
+) -> None:
+    token = issue(token_server, secret, scope="read")
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    first = verifier.verify(token, scopes=["read"])
+    assert len(verifier.cache) == 1
+    with pytest.raises(InsufficientScope, match="write"):
+        verifier.verify(token, scopes=["read", "write"])
+    again = asyncio.run(verifier.averify(token, scopes=["read"]))
+    assert again == first
+    again["scope"] = "read write"  # the caller's copy, not the cache's
+    with pytest.raises(InsufficientScope):
+        verifier.verify(token, scopes=["write"])
+    with pytest.raises(InvalidAudience):  # another service's verifier has its own cache
+        Verifier(issuer=token_server.url, audience="billing").verify(token)
+
+
+def test_a_cached_token_is_refused_once_its_key_leaves_the_jwks(
+    token_server: ServerProcess, secret: str
+) -> None:
+    verifier = Verifier(
+        issuer=token_server.url, audience="inventory", refetch_interval=0.2, max_age=0.2
+    )
+    token = issue(token_server, secret)
+    assert verifier.verify(token)["sub"] == "orders"
+    old_kid = kid_of(token)
+    rotate_keys(token_server, publish_ahead=0)
+    token_with_new_key(token_server, secret, old_kid)
+    subprocess.run(
+        [sys.executable, "-m", "swarm_oauth", "keys", "retire", old_kid,
+         "--data-dir", str(token_server.data_dir)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    # Served from the cache until a refresh (keys past max_age) finds the key gone.
+    deadline = time.monotonic() + 30
+    with pytest.raises(UnknownKey, match=old_kid[:20]):
+        while time.monotonic() < deadline:
+            verifier.verify(token)
+            time.sleep(0.05)
+    assert len(verifier.cache) == 0
 
 
 def test_missing_scope(token_server: ServerProcess, secret: str) -> None:

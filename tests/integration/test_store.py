@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,9 +9,20 @@ from typing import Any
 
 import pytest
 
-from swarm_oauth.store import ClientExists, ClientRecord, KeyRecord, Store, open_store
+from swarm_oauth.store import (
+    ClientExists,
+    ClientRecord,
+    KeyRecord,
+    RevocationRecord,
+    Store,
+    open_store,
+)
+from swarm_oauth.store import postgres as postgres_store
+from swarm_oauth.store import sqlite as sqlite_store
 from swarm_oauth.store.postgres import PostgresStore
+from swarm_oauth.store.records import CLIENT_COLUMNS, client_params
 from swarm_oauth.store.sqlite import SQLiteStore
+from tests.support.race import race
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -104,6 +114,31 @@ def test_add_get_list_remove(store: Store) -> None:
     assert store.list_clients() == [b]
 
 
+def test_clients_in_pages_and_counted(store: Store) -> None:
+    ids = [f"svc-{n:02d}" for n in range(7)]
+    for client_id in reversed(ids):
+        store.add_client(client(client_id))
+    assert store.count_clients() == 7
+    pages, after = [], None
+    while page := store.list_clients(limit=3, after=after):
+        pages.append([c.client_id for c in page])
+        after = page[-1].client_id
+    assert pages == [ids[0:3], ids[3:6], ids[6:7]]
+    assert [c.client_id for c in store.list_clients(after="svc-03")] == ids[4:]
+    store.remove_client("svc-00")
+    assert store.count_clients() == 6
+
+
+def test_only_a_migrated_store_counts_as_initialized(store_url: str, tmp_path: Path) -> None:
+    fresh = open_store(store_url, tmp_path)
+    try:
+        assert fresh.initialized() is False
+        fresh.migrate()
+        assert fresh.initialized() is True
+    finally:
+        fresh.close()
+
+
 def test_duplicate_add_raises_client_exists_and_keeps_the_first(store: Store) -> None:
     first = client("svc-a")
     store.add_client(first)
@@ -188,6 +223,56 @@ def test_rotate_keys_adds_and_retires_in_one_step(store: Store) -> None:
     assert [c.key for c in store.changes_since(cursor).changes] == ["k2", "k1"]
 
 
+def test_rotate_keys_only_when_no_key_began_signing_since(store: Store) -> None:
+    now = time.time()
+    store.add_key(key("k1", created_at=now - 100))
+    # A key withdrawn by hand does not count, however recent.
+    store.add_key(key("withdrawn", created_at=now - 20))
+    store.schedule_key_retirement("withdrawn", now - 10, now - 10)
+    cursor = store.last_change()
+
+    early = key("early", created_at=now, activates_at=now + 5)
+    assert store.rotate_keys(early, now + 900, unless_activated_after=now - 200) is None
+    assert [k.kid for k in store.list_keys()] == ["k1"]
+    assert not store.changes_since(cursor).changes  # nothing written, nothing announced
+
+    due = key("due", created_at=now, activates_at=now + 5)
+    assert store.rotate_keys(due, now + 900, unless_activated_after=now - 50) == ["k1"]
+    # The key just published counts, although it signs only later: no second rotation.
+    again = key("again", created_at=now + 1, activates_at=now + 6)
+    assert store.rotate_keys(again, now + 900, unless_activated_after=now - 50) is None
+    assert [k.kid for k in store.list_keys()] == ["k1", "due"]
+
+
+def _rotate_in_process(url: str, data_dir: str, kid: str, barrier: Any, results: Any) -> None:
+    try:
+        store = open_store(url, Path(data_dir))
+        store.ping()
+        now = time.time()
+        record = key(kid, created_at=now, activates_at=now + 5)
+        barrier.wait(60)
+        retired = store.rotate_keys(record, now + 900, unless_activated_after=now - 60)
+        store.close()
+        results.put((kid, retired))
+    except BaseException as exc:
+        results.put((kid, f"{type(exc).__name__}: {exc}"))
+
+
+def test_processes_racing_for_one_due_rotation_make_exactly_one(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    store.add_key(key("old", created_at=time.time() - 3600))
+    count = 6
+    outcomes = dict(
+        race(_rotate_in_process, [(store_url, str(tmp_path), f"k{n}") for n in range(count)])
+    )
+
+    winners = [kid for kid, retired in outcomes.items() if retired == ["old"]]
+    assert len(winners) == 1, outcomes
+    assert sorted(outcomes.values(), key=str) == [None] * (count - 1) + [["old"]]
+    assert [k.kid for k in store.list_keys()] == ["old", winners[0]]
+
+
 def test_a_key_due_to_sign_later_counts_as_active(store: Store) -> None:
     now = time.time()
     assert store.add_key(key("future", created_at=now, activates_at=now + 600)) is True
@@ -201,6 +286,38 @@ def test_list_keys_hides_unpublished_keys(store: Store) -> None:
     store.schedule_key_retirement("gone", now - 900, now - 1)
     store.schedule_key_retirement("kept", now - 400, now + 1000)
     assert [k.kid for k in store.list_keys()] == ["kept"]
+
+
+# -- revocations --------------------------------------------------------------------------
+
+
+def test_revocations_merge_by_key_and_are_logged(store: Store) -> None:
+    now = time.time()
+    cursor = store.last_change()
+    token = RevocationRecord("svc-a", now + 100, jti="jti-1")
+    store.add_revocation(token, now)
+    store.add_revocation(token, now)
+    store.add_revocation(RevocationRecord("svc-a", now + 1000, issued_before=now - 10), now)
+    # A later cut-off with a shorter life, then an earlier one: the latest of each wins.
+    store.add_revocation(RevocationRecord("svc-a", now + 500, issued_before=now), now)
+    store.add_revocation(RevocationRecord("svc-a", now + 10, issued_before=now - 100), now)
+
+    cutoff = RevocationRecord("svc-a", now + 1000, issued_before=now)
+    assert sorted(store.list_revocations(now), key=lambda r: r.key) == [cutoff, token]
+    changes = store.changes_since(cursor).changes
+    assert [(c.kind, c.key) for c in changes] == [("revocation", "jti:jti-1")] * 2 + [
+        ("revocation", "client:svc-a")
+    ] * 3
+
+
+def test_revocations_are_kept_only_until_they_expire(store: Store) -> None:
+    now = time.time()
+    store.add_revocation(RevocationRecord("svc-a", now + 100, jti="short"), now)
+    store.add_revocation(RevocationRecord("svc-a", now + 1000, issued_before=now), now)
+    assert [r.key for r in store.list_revocations(now + 200)] == ["client:svc-a"]
+    # The next revocation deletes what expired (everything still stored is listed at 0).
+    store.add_revocation(RevocationRecord("svc-b", now + 5000, jti="long"), now + 200)
+    assert sorted(r.key for r in store.list_revocations(0)) == ["client:svc-a", "jti:long"]
 
 
 # -- change log ---------------------------------------------------------------------------
@@ -294,18 +411,8 @@ def _migrate_in_process(url: str, data_dir: str, barrier: Any, results: Any) -> 
 
 
 def test_concurrent_migrate_from_several_processes(store_url: str, tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
     count = 5
-    barrier, results = ctx.Barrier(count), ctx.Queue()
-    procs = [
-        ctx.Process(target=_migrate_in_process, args=(store_url, str(tmp_path), barrier, results))
-        for _ in range(count)
-    ]
-    for proc in procs:
-        proc.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(30)
+    outcomes = race(_migrate_in_process, [(store_url, str(tmp_path))] * count)
     assert outcomes == ["ok"] * count
 
     store = open_store(store_url, tmp_path)
@@ -315,3 +422,50 @@ def test_concurrent_migrate_from_several_processes(store_url: str, tmp_path: Pat
         assert [c.key for c in store.changes_since(0).changes] == ["svc-a"]
     finally:
         store.close()
+
+
+def test_registration_token_hash_is_kept_through_updates_and_rotations(store: Store) -> None:
+    registered = client("dcr-a", registration_token_hash="sha256$rat")
+    store.add_client(registered)
+    assert store.get_client("dcr-a") == registered
+    store.update_client("dcr-a", scopes=("read",), now=1_700_000_001.0)
+    store.rotate_client_secret("dcr-a", "hash-2", None, 1_700_000_002.0)
+    kept = store.get_client("dcr-a")
+    assert kept is not None and kept.registration_token_hash == "sha256$rat"
+    store.add_client(client("svc-b"))
+    assert [c.registration_token_hash for c in store.list_clients()] == ["sha256$rat", None]
+
+
+def test_the_registration_token_column_is_added_to_an_existing_database(
+    backend: str, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = sqlite_store if backend == "sqlite" else postgres_store
+    migrations = module.MIGRATIONS
+    adds_column = next(
+        n for n, steps in enumerate(migrations) if "registration_token_hash" in " ".join(steps)
+    )
+    # The database as the program before that migration made and filled it.
+    monkeypatch.setattr(module, "MIGRATIONS", migrations[:adds_column])
+    previous = open_store(store_url, tmp_path)
+    previous.migrate()
+    old_columns = CLIENT_COLUMNS.replace(", registration_token_hash", "")
+    marks = ", ".join([type(previous).placeholder] * len(old_columns.split(",")))
+    existing = client("svc-old")
+    previous._write(
+        lambda conn: conn.execute(
+            f"INSERT INTO clients ({old_columns}) VALUES ({marks})",  # noqa: S608
+            client_params(existing)[:-1],
+        )
+    )
+    previous.close()
+
+    monkeypatch.setattr(module, "MIGRATIONS", migrations)
+    current = open_store(store_url, tmp_path)
+    try:
+        current.migrate()
+        assert current.get_client("svc-old") == existing  # no registration token
+        current.add_client(client("dcr-new", registration_token_hash="sha256$rat"))
+        registered = current.get_client("dcr-new")
+        assert registered is not None and registered.registration_token_hash == "sha256$rat"
+    finally:
+        current.close()

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +26,13 @@ from swarm_oauth.registrar.model import (
     ObservedService,
     SecretRef,
 )
-from swarm_oauth.registrar.ports import Rejected, ServiceEdit, ServiceGone, TransientError
+from swarm_oauth.registrar.ports import (
+    Capabilities,
+    Rejected,
+    ServiceEdit,
+    ServiceGone,
+    TransientError,
+)
 from swarm_oauth.registrar.spec import (
     INCARNATION_LABEL,
     MANAGED,
@@ -50,6 +56,10 @@ class FakeSwarm:
         self.lock = threading.Lock()
         self.fail: type[Exception] | None = None
         self._ids = itertools.count(1)
+        self.clock: Callable[[], float] = time.time
+        # Secrets that tasks of a service still run with beyond its spec's (an update
+        # rolling out): service id -> secret ids.
+        self.old_tasks: dict[str, set[str]] = {}
 
     # test helpers
     def add_service(
@@ -102,7 +112,7 @@ class FakeSwarm:
         with self.lock:
             if any(s.name == name for s, _ in self.secrets.values()):
                 raise TransientError(f"secret {name} exists")
-            secret = DockerSecret(f"sec{next(self._ids):04d}", name, dict(labels))
+            secret = DockerSecret(f"sec{next(self._ids):04d}", name, dict(labels), self.clock())
             self.secrets[secret.id] = (secret, data)
             self.writes["create_secret"] += 1
         return secret
@@ -123,6 +133,12 @@ class FakeSwarm:
             self.set_service(replace(service, secret_refs=tuple(refs), env=tuple(env)))
             self.writes["update_service"] += 1
             return True
+
+    def secrets_in_use(self, service_id: str) -> set[str]:
+        self._check()
+        service = self.services.get(service_id)
+        running = {r.secret_id for r in service.secret_refs} if service else set()
+        return running | self.old_tasks.get(service_id, set())
 
     def delete_secret(self, secret_id: str) -> bool:
         self._check()
@@ -178,10 +194,17 @@ class FakeRegistry:
         self.lock = threading.Lock()
         self.fail: type[Exception] | None = None
         self.delay = 0.0
+        self.previous_of: dict[str, tuple[str, float | None]] = {}
+        self.clock: Callable[[], float] = time.time
 
     def _check(self) -> None:
         if self.fail is not None:
             raise self.fail("clients API unavailable")
+
+    capabilities = Capabilities()
+
+    def find(self, name: str, service_id: str) -> ClientInfo | None:
+        return self.get(name)
 
     def get(self, client_id: str) -> ClientInfo | None:
         self._check()
@@ -215,11 +238,24 @@ class FakeRegistry:
             self.writes["remove"] += 1
             return True
 
-    def rotate(self, client_id: str) -> FreshSecret:
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> FreshSecret:
         self._check()
         with self.lock:
             client = self.clients[client_id]
+            if not replace_current:
+                until = self.clock() + grace_seconds if grace_seconds else None
+                self.previous_of[client_id] = (self.secret_of[client_id], until)
+                client = replace(client, previous_secret_expires_at=until)
             return self._issue(replace(client, secret_version=client.secret_version + 1), "rotate")
+
+    def accepts(self, client_id: str, secret: str) -> bool:
+        """Whether a token request with this secret would be accepted now."""
+        if self.secret_of.get(client_id) == secret:
+            return True
+        previous, until = self.previous_of.get(client_id, ("", None))
+        return previous == secret and until is not None and self.clock() < until
 
     def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
         self._check()
@@ -239,8 +275,14 @@ class FakeRegistry:
         self.writes[kind] += 1
         return FreshSecret(client, secret)
 
+    def retire_previous(self, client_id: str) -> bool:
+        return False
+
     def ping(self) -> None:
         self._check()
+
+    def close(self) -> None:
+        pass
 
 
 def assert_converged(

@@ -23,15 +23,17 @@ ISSUER = "http://tokens.test"
 class InProcessServer:
     """A runtime and its app; requests run the app in this process."""
 
-    def __init__(self, data_dir: Path, role: str = "all") -> None:
+    def __init__(self, data_dir: Path, role: str = "all", **fields: Any) -> None:
+        """``fields``: further ``ServerSettings`` fields."""
         settings = ServerSettings(
             role=role,  # type: ignore[arg-type]
             data_dir=data_dir,
             issuer=ISSUER,
+            **fields,
         )
         self.runtime = Runtime.open(settings)
         # What the app's lifespan does in a server; the ASGI transport runs no lifespan.
-        self.runtime.watcher.start()
+        self.runtime.start()
         self.app = create_app(self.runtime)
         token_file = data_dir / "admin-token"
         token = token_file.read_text().strip() if token_file.exists() else ""

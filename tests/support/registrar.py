@@ -4,9 +4,11 @@ two steps (the crash cases)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from swarm_oauth.registrar.controller import Controller, PassOutcomes
 from swarm_oauth.registrar.identities import Identities
@@ -41,6 +43,7 @@ class InProcessRegistrar:
         token_url: str = TOKEN_URL,
         policy: RegistrationPolicy = PERMISSIVE,
         reservation_seconds: float = 600.0,
+        rotation_grace: float = 3600.0,
         after_step: StepHook | None = None,
         workers: int = 4,
         clock: Callable[[], float] = time.time,
@@ -54,6 +57,7 @@ class InProcessRegistrar:
             self.identities,
             board=self.board,
             reservation_seconds=reservation_seconds,
+            rotation_grace=rotation_grace,
             after_step=after_step,
             observer=self.metrics,
             clock=clock,
@@ -115,3 +119,25 @@ def crash_at(step: str, occurrence: int = 1) -> StepHook:
             raise Crash(step)
 
     return hook
+
+
+@contextlib.contextmanager
+def registrar_factory(
+    swarm: Swarm, new_registry: Callable[[], ClientRegistry], **options: Any
+) -> Iterator[Callable[..., InProcessRegistrar]]:
+    """Make in-process registrars on ``swarm``, each with a registry of its own (as each
+    process has), all closed at the end. A crashed one is simply not used again."""
+    made: list[tuple[InProcessRegistrar, ClientRegistry]] = []
+
+    def make(after_step: StepHook | None = None) -> InProcessRegistrar:
+        registry = new_registry()
+        registrar = InProcessRegistrar(swarm, registry, after_step=after_step, **options)
+        made.append((registrar, registry))
+        return registrar
+
+    try:
+        yield make
+    finally:
+        for registrar, registry in made:
+            registrar.close()
+            registry.close()

@@ -140,9 +140,12 @@ class Rig:
 
         return wait_for(read, 60, 0.5, f"no container of {name} has the secret")
 
-    def token_from_container(self, name: str) -> dict[str, Any]:
-        """Claims of a token the service's container obtained with its mounted secret,
-        verified with the server's JWKS."""
+    def token_from_container(
+        self, name: str, jwks_url: str | None = None, audience: str | None = None
+    ) -> dict[str, Any]:
+        """Claims of a token the service's container obtained with its mounted secret from
+        the token endpoint its environment names, verified with the JWKS at ``jwks_url``
+        (default: this rig's server's), and for ``audience`` if given."""
 
         def fetch() -> str | None:
             self.secret_in_container(name)
@@ -151,9 +154,10 @@ class Rig:
             return output.strip() if code == 0 else None
 
         token = wait_for(fetch, 60, 0.5, f"{name} could not obtain a token")
-        jwks = jwt.PyJWKClient(f"{self.clients_url}/.well-known/jwks.json")
+        jwks = jwt.PyJWKClient(jwks_url or f"{self.clients_url}/.well-known/jwks.json")
         key = jwks.get_signing_key_from_jwt(token).key
-        return dict(jwt.decode(token, key, algorithms=["ES256"], options={"verify_aud": False}))
+        checks = {"audience": audience} if audience else {"options": {"verify_aud": False}}
+        return dict(jwt.decode(token, key, algorithms=["ES256"], **checks))
 
 
 @contextlib.contextmanager
@@ -198,8 +202,12 @@ class RegistrarProcess:
 
     def api(self, method: str, path: str, admin_token: str) -> httpx.Response:
         """A request to the registrar's API with the admin token."""
+        return self.api_json(method, path, admin_token, None)
+
+    def api_json(self, method: str, path: str, admin_token: str, body: Any) -> httpx.Response:
+        """A request to the registrar's API with the admin token and a JSON body."""
         headers = {"Authorization": f"Bearer {admin_token}"}
-        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=60)
+        return httpx.request(method, f"{self.url}{path}", json=body, headers=headers, timeout=300)
 
     def services(self, admin_token: str) -> dict[str, dict[str, Any]]:
         """``GET /v1/services``, by service name."""

@@ -33,11 +33,14 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     args: Sequence[str] = ()
     host: str = "127.0.0.1"
+    # "https" with --tls-cert-file; ``verify`` is then the CA file httpx checks it with.
+    scheme: str = "http"
+    verify: Any = True
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -82,7 +85,8 @@ class ServerProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 break
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.url}/readyz", timeout=1, verify=self.verify)
+                if ready.status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -112,7 +116,10 @@ class ServerProcess:
     def admin(self) -> httpx.Client:
         """An HTTP client for the clients API with the admin token."""
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=10
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=10,
+            verify=self.verify,
         )
 
     def add_client(self, client_id: str, **fields: Any) -> dict[str, Any]:
@@ -130,7 +137,7 @@ class ServerProcess:
             "client_secret": client_secret,
             **form,
         }
-        return httpx.post(f"{self.url}/api/token", data=data, timeout=10)
+        return httpx.post(f"{self.url}/api/token", data=data, timeout=10, verify=self.verify)
 
 
 @pytest.fixture
@@ -144,9 +151,10 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
         env: dict[str, str] | None = None,
         args: Sequence[str] = (),
         wait: bool = True,
+        **fields: Any,
     ) -> ServerProcess:
         server = ServerProcess(
-            data_dir=data_dir or tmp_path / "data", role=role, env=env or {}, args=args
+            data_dir=data_dir or tmp_path / "data", role=role, env=env or {}, args=args, **fields
         )
         started.append(server)
         return server.start(wait=wait)

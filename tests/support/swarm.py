@@ -148,11 +148,12 @@ def exec_in(container: Container, cmd: str | Sequence[str]) -> tuple[int, str]:
 
 
 def _labelled(client: docker.DockerClient, run_id: str) -> dict[str, list[Any]]:
-    """The labelled objects by kind, in the order they must be removed."""
+    """The labelled objects by kind, in the order they must be removed (a container that
+    goes while it is listed, another session's cleanup, is no error)."""
     filters = {"label": f"{LABEL}={run_id}"}
     return {
         "service": client.services.list(filters=filters),
-        "container": client.containers.list(all=True, filters=filters),
+        "container": client.containers.list(all=True, filters=filters, ignore_removed=True),
         "secret": client.secrets.list(filters=filters),
         "network": client.networks.list(filters=filters),
     }
@@ -199,7 +200,9 @@ def _tasks_gone(client: docker.DockerClient, service_ids: Collection[str]) -> bo
     if any(task["ServiceID"] in service_ids for task in client.api.tasks()):
         return False
     return not any(
-        client.containers.list(all=True, filters={"label": f"{SERVICE_ID_LABEL}={service_id}"})
+        client.containers.list(
+            all=True, filters={"label": f"{SERVICE_ID_LABEL}={service_id}"}, ignore_removed=True
+        )
         for service_id in service_ids
     )
 
@@ -213,10 +216,11 @@ def remove_test_objects(
     """Remove every service, container, secret and network labelled with ``run_id``.
 
     Objects whose id is in ``keep`` stay. Services go first and their task containers are
-    awaited, since a secret or network in use cannot be removed. Secrets the registrar made
-    for a removed service go too: they carry the service's id under a ``swarm-oauth.``
-    label, not the test label. Everything is attempted; whatever could not be removed is
-    reported at the end in one ``AssertionError``, so a leak shows without hiding the rest.
+    awaited, since a secret or network in use cannot be removed. Secrets and configs the
+    registrar made for a removed service go too: they carry the service's id under a
+    ``swarm-oauth.`` label, not the test label. Everything is attempted; whatever could not
+    be removed is reported at the end in one ``AssertionError``, so a leak shows without
+    hiding the rest.
     """
     problems: list[str] = []
     try:
@@ -229,6 +233,11 @@ def remove_test_objects(
             secret
             for secret in client.secrets.list()
             if secret.id not in keep and _made_for(secret, service_ids)
+        ]
+        found["config"] = [
+            config
+            for config in client.configs.list()
+            if config.id not in keep and _made_for(config, service_ids)
         ]
         problems += _remove_all(found.pop("service"), "service", timeout)
         try:

@@ -27,7 +27,7 @@ from typing import Any
 
 import docker
 import pytest
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 
 from tests.support.deploy import (
@@ -371,7 +371,7 @@ def test_image_runs_unprivileged_with_a_health_check_and_no_secret(
 
     assert config["User"] == "swarm-oauth"
     assert config["Entrypoint"] == ["swarm-oauth"]
-    assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
+    assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "swarm_oauth.healthcheck"]
     names = {item.partition("=")[0] for item in config["Env"]}
     assert not {n for n in names if any(w in n for w in ("TOKEN", "KEY", "SECRET", "PASSWORD"))}
     probe = docker_cli(
@@ -442,6 +442,81 @@ def test_only_the_management_network_reaches_the_clients_api(
     assert status == 200
     assert jwks["keys"]
     assert outside["get"][f"{ISSUER}/api/clients"][0] == 404
+
+
+# Inside each part: which secrets it was given, and whether its root filesystem takes a
+# write.
+SECRETS_AND_ROOT = """
+import errno, json, os
+try:
+    open("/opt/swarm-oauth/planted", "w").close()
+    root = "writable"
+except OSError as exc:
+    root = errno.errorcode[exc.errno]
+print(json.dumps({"secrets": sorted(os.listdir("/run/secrets")), "root": root}))
+"""
+
+
+def test_parts_are_read_only_and_only_the_tokens_role_has_the_master_key(
+    deployment: Deployment,
+) -> None:
+    seen = {
+        part: exec_json(deployment.container(part), SECRETS_AND_ROOT)
+        for part in ("oauth-clients", "oauth-tokens", "registrar")
+    }
+    assert {part: found["root"] for part, found in seen.items()} == dict.fromkeys(seen, "EROFS")
+    assert seen["oauth-clients"]["secrets"] == ["swarm-oauth-admin-token"]
+    assert seen["oauth-tokens"]["secrets"] == ["swarm-oauth-master-key"]
+    assert seen["registrar"]["secrets"] == ["swarm-oauth-admin-token"]
+    for name in (
+        f"{deployment.stack}_service-management",
+        deployment.env["SWARM_OAUTH_PUBLIC_NETWORK"],
+    ):
+        network = deployment.client.networks.get(name)
+        assert network.attrs["Options"].get("encrypted") == "", network.name
+
+
+def test_keys_rotate_runs_as_a_one_off_task_that_mounts_the_master_key(
+    deployment: Deployment, demo: Demo
+) -> None:
+    """The job of docs/operations.md, flag for flag, with this deployment's names."""
+    name = unique_name("keys")
+    callee = running_container(deployment.client, f"{demo.stack}_callee")
+    jwks_url = f"{ISSUER}/.well-known/jwks.json"
+
+    def published() -> int:
+        status, jwks = probe(callee, get=[jwks_url])["get"][jwks_url]
+        assert status == 200
+        return len(jwks["keys"])
+
+    before = published()
+    secret = deployment.env["SWARM_OAUTH_MASTER_KEY_SECRET"]
+    labels = [f"--label={key}={value}" for key, value in with_test_label().items()]
+    try:
+        docker_cli(
+            "service", "create", "--name", name, "--mode", "replicated-job",
+            "--detach=false", "--quiet", *labels,
+            "--constraint", "node.labels.swarm-oauth.store==true",
+            "--mount", f"type=volume,source={deployment.stack}_data,target=/var/lib/swarm-oauth",
+            "--secret",
+            f"source={secret},target=swarm-oauth-master-key,uid=10001,gid=10001,mode=0400",
+            "--env", "SWARM_OAUTH_MASTER_KEY_FILE=/run/secrets/swarm-oauth-master-key",
+            "--env", f"SWARM_OAUTH_ISSUER={ISSUER}",
+            "--read-only", deployment.env["SWARM_OAUTH_IMAGE"], "keys", "rotate",
+            timeout=180,
+        )  # fmt: skip
+        tasks = deployment.client.api.tasks(filters={"service": name})
+        assert [task["Status"]["State"] for task in tasks] == ["complete"]
+        assert '"kid"' in docker_cli("service", "logs", "--raw", name).stdout
+    finally:
+        docker_cli("service", "rm", name)
+        # A finished job's container stays on its node, and with it a hold on the volume.
+        job = {"label": f"com.docker.swarm.service.name={name}"}
+        for container in deployment.client.containers.list(all=True, filters=job):
+            with contextlib.suppress(NotFound):  # unless Docker removed it meanwhile
+                container.remove(force=True)
+    # Published at once, and every server process follows the store within a second.
+    wait_for(lambda: published() == before + 1, 30, 1.0, "the new key was never published")
 
 
 def test_removing_the_caller_removes_its_client_and_its_secret(demo: Demo) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from swarm_oauth.registrar.app import LISTENER_PREFIX
+from swarm_oauth.registrar.command import registrar
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
 from tests.support.deploy import DEMO_STACK_FILE, DEPLOY_DIR, STACK_FILE, stack_config
 from tests.support.requirements import unavailable
@@ -45,13 +46,20 @@ def test_stack_has_the_topology_of_the_design() -> None:
     )
 
     assert set(services) == {"oauth-clients", "oauth-tokens", "registrar"}
-    assert networks["service-management"] == {"driver": "overlay", "internal": True}
+    encrypted = {"encrypted": ""}
+    assert networks["service-management"] == {
+        "driver": "overlay",
+        "internal": True,
+        "driver_opts": encrypted,
+    }
+    assert networks["oauth-public"]["driver_opts"] == encrypted
     assert networks["oauth-public"]["attachable"] is True
     assert networks["oauth-public"]["name"] == "oauth-public"
     assert set(clients["networks"]) == set(registrar["networks"]) == {"service-management"}
     assert set(tokens["networks"]) == {"oauth-public"}
     for service in services.values():
         assert service["init"] is True
+        assert service["read_only"] is True
         assert service["deploy"]["endpoint_mode"] == "dnsrr"
     assert clients["command"] == ["serve", "--role", "clients"]
     assert tokens["command"] == ["serve", "--role", "tokens"]
@@ -64,10 +72,11 @@ def test_stack_has_the_topology_of_the_design() -> None:
         assert server["environment"]["SWARM_OAUTH_ISSUER"] == ISSUER
     assert clients["deploy"]["placement"] == tokens["deploy"]["placement"]
     # The secrets are the operator's, read through *_FILE; the public part lacks the admin
-    # token.
+    # token, the admin part the master key (it never decrypts a signing key).
     assert all(secret["external"] for secret in stack["secrets"].values())
+    assert "SWARM_OAUTH_MASTER_KEY_FILE" not in clients["environment"]
     for service, wanted in (
-        (clients, {"master-key": "MASTER_KEY", "admin-token": "ADMIN_TOKEN"}),
+        (clients, {"admin-token": "ADMIN_TOKEN"}),
         (tokens, {"master-key": "MASTER_KEY"}),
         (registrar, {"admin-token": "ADMIN_TOKEN"}),
     ):
@@ -126,7 +135,10 @@ def test_postgres_override_gives_both_servers_the_database_url_secret() -> None:
         "service-management",
         "database",
     }
-    assert stack["networks"]["database"] == {"driver": "overlay"}
+    assert stack["networks"]["database"] == {
+        "driver": "overlay",
+        "driver_opts": {"encrypted": ""},
+    }
 
 
 def test_publish_override_publishes_the_token_endpoint_in_host_mode() -> None:
@@ -161,3 +173,37 @@ def test_dockerfile_builds_without_a_registry_frontend() -> None:
     assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
     assert re.search(r"^ARG BASE_IMAGE=python:3\.12-slim$", text, re.MULTILINE)
     assert re.findall(r"^FROM (\S+)", text, re.MULTILINE) == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
+
+
+@pytest.mark.parametrize(
+    ("file", "env", "backend"),
+    [
+        (
+            "registrar.hydra.yml",
+            {"HYDRA_ADMIN_URL": "http://hydra:4445", "HYDRA_TOKEN_URL": "https://idp/token"},
+            "hydra",
+        ),
+        (
+            "registrar.dcr.yml",
+            {"REGISTRATION_URL": "https://idp/register", "TOKEN_URL": "https://idp/token"},
+            "dcr",
+        ),
+    ],
+)
+def test_a_registrar_stack_for_your_own_oauth_server(file, env, backend) -> None:
+    stack = stack_config(DEPLOY_DIR / file, env=env)
+
+    assert set(stack["services"]) == {"registrar"}  # no token server of ours
+    service = stack["services"]["registrar"]
+    environment = service["environment"]
+    assert environment["SWARM_OAUTH_BACKEND"] == backend
+    assert environment["SWARM_OAUTH_TOKEN_URL"] == "https://idp/token"
+    # Every setting the file gives is one the registrar reads, and every file it names is
+    # mounted there.
+    known = {p.envvar for p in registrar.params if isinstance(p.envvar, str)}
+    assert set(environment) <= known
+    mounted = set(secret_files(service).values()) | {
+        c["target"] for c in service.get("configs", [])
+    }
+    files = {v for k, v in environment.items() if k.endswith("_FILE")}
+    assert files <= mounted

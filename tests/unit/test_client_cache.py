@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from swarm_oauth.clients import ClientService
-from swarm_oauth.clients.cache import ClientCache
+from swarm_oauth.clients.cache import ENTRY_OVERHEAD_BYTES, ClientCache, record_size
 from swarm_oauth.store.sqlite import SQLiteStore
 
 
@@ -70,11 +70,57 @@ def test_incomplete_batch_clears_everything(store):
     assert cache.peek("a") == (False, None)
 
 
-def test_bounded_size(store):
-    cache = ClientCache(store, max_entries=3)
-    for name in ("a", "b", "c", "d"):
-        cache.load(name)
-    assert sum(cache.peek(n)[0] for n in "abcd") <= 3
+def test_unknown_ids_are_bounded_by_entries_and_the_oldest_go_first(store):
+    cache = ClientCache(store, max_unknown_entries=3)
+    for n in range(10):
+        assert cache.load(f"nobody-{n}") is None
+    assert cache.usage()["unknown_entries"] == 3
+    assert [cache.peek(f"nobody-{n}")[0] for n in range(10)] == [False] * 7 + [True] * 3
+
+
+def test_unknown_ids_are_bounded_by_bytes(store):
+    budget = 4 * (ENTRY_OVERHEAD_BYTES + 128)
+    cache = ClientCache(store, max_unknown_bytes=budget)
+    for n in range(50):
+        cache.load(f"{n:03d}" + "x" * 125)
+    usage = cache.usage()
+    assert usage["unknown_entries"] == 4
+    assert usage["unknown_bytes"] <= budget
+
+
+def test_a_flood_of_unknown_ids_never_evicts_a_known_client(store):
+    ClientService(store).add("orders")
+    cache = ClientCache(store, max_entries=10, max_unknown_entries=5)
+    cache.load("orders")
+    for n in range(1000):
+        cache.load(f"attacker-{n}")
+    assert cache.peek("orders")[1].client_id == "orders"
+    assert cache.usage()["unknown_entries"] == 5
+
+
+def test_known_clients_are_bounded_by_bytes(store):
+    service = ClientService(store)
+    metadata = {"note": "m" * 3000}
+    for n in range(6):
+        service.add(f"big-{n}", metadata=metadata)
+    one = record_size("big-0", store.get_client("big-0"))
+    cache = ClientCache(store, max_bytes=3 * one)
+    for n in range(6):
+        assert cache.load(f"big-{n}").client_id == f"big-{n}"
+    usage = cache.usage()
+    assert usage["known_entries"] == 3
+    assert usage["known_bytes"] <= 3 * one
+    assert cache.peek("big-5")[0] and not cache.peek("big-0")[0]
+
+
+def test_an_added_client_replaces_its_unknown_entry(store):
+    cursor = store.last_change()
+    cache = ClientCache(store)
+    assert cache.load("late") is None
+    ClientService(store).add("late")
+    cache.apply(store.changes_since(cursor))
+    assert cache.load("late").client_id == "late"
+    assert cache.usage()["unknown_entries"] == 0
 
 
 def test_reads_do_not_wait_for_a_blocked_writer(store, tmp_path):

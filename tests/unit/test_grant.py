@@ -225,3 +225,31 @@ def test_empty_parameters_count_as_omitted():
 def test_non_ascii_basic_credentials_are_invalid_client():
     exc = error_of(lambda: parse_token_request(form(grant_type="client_credentials"), "Basic éééé"))
     assert (exc.error, exc.status) == ("invalid_client", 401)
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    ["a\x00b", "x" * 129, "has space", "caf\u00e9", "a/b", "a:b", "r" * 5_000_000],
+    ids=["nul", "too-long", "space", "non-ascii", "slash", "colon", "5MB"],
+)
+@pytest.mark.parametrize("method", ["basic", "body"])
+def test_an_id_outside_the_grammar_is_invalid_client_before_any_lookup(client_id, method):
+    if method == "basic":
+        values, auth = {"grant_type": "client_credentials"}, basic(client_id, "x")
+    else:
+        values = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"}
+        auth = None
+    exc = error_of(lambda: parse_token_request(form(**values), auth))
+    assert (exc.error, exc.status, exc.description) == (
+        "invalid_client",
+        401,
+        "malformed client_id",
+    )
+
+
+def test_every_id_of_the_grammar_is_accepted():
+    for client_id in ("a", "x" * 128, "svc.v2_blue-1", "A0"):
+        req = parse_token_request(
+            form(grant_type="client_credentials", client_id=client_id, client_secret="x"), None
+        )
+        assert req.client_id == client_id

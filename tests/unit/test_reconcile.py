@@ -528,3 +528,119 @@ def test_a_crash_after_reserving_is_finished_by_the_next_pass(swarm, registry):
     assert not registry.clients and not swarm.secrets
     assert len(swarm.configs) == 1  # reserved once, not twice
     restarted.close()
+
+
+# -- rotation of client secrets ------------------------------------------------------------
+
+DAY = 86400.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rotating(swarm: FakeSwarm, registry: FakeRegistry, **kwargs: Any) -> tuple[Any, Clock]:
+    clock = Clock()
+    swarm.clock = registry.clock = clock
+    policy = parse_policy("default: {secret_max_age: 30d}\n")
+    rec = make(swarm, registry, policy=policy, clock=clock, **kwargs)
+    return rec, clock
+
+
+def test_a_secret_older_than_its_maximum_is_rotated_and_the_old_one_goes_once_unused(
+    swarm, registry
+):
+    rec, clock = rotating(swarm, registry, rotation_grace=3600)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    client, old = assert_converged(swarm, registry, "orders")
+    old_secret = registry.secret_of["orders"]
+    clock.now += 29 * DAY
+    assert rec.full_pass() == Counter({Outcome.UNCHANGED: 1})
+    clock.now += 1 * DAY
+    # A task of the old spec still runs with the old secret (the update rolls out).
+    swarm.old_tasks[service.id] = {old.id}
+    assert rec.full_pass() == Counter({Outcome.CHANGED: 1})
+    secrets_now = swarm.list_secrets({**MANAGED, SERVICE_ID_LABEL: service.id})
+    assert {s.id for s in secrets_now} > {old.id}  # the old one is kept while in use
+    assert registry.clients["orders"].secret_version == client.secret_version + 1
+    # Both secrets work during the grace, so no task is cut off.
+    assert registry.accepts("orders", old_secret)
+    assert registry.accepts("orders", registry.secret_of["orders"])
+    # The rollout ends: the old secret goes at the next look (the queue looks again soon).
+    swarm.old_tasks[service.id] = set()
+    rec.hint("orders")
+    _, new = assert_converged(swarm, registry, "orders")
+    assert new.id != old.id and old.id not in swarm.secrets
+    clock.now += 3601
+    assert not registry.accepts("orders", old_secret)
+    assert (
+        rec.metrics.registry.get_sample_value(
+            "swarm_oauth_registrar_secret_rotations_total", {"reason": "age"}
+        )
+        == 1
+    )
+    rec.close()
+
+
+def test_a_label_may_ask_for_a_shorter_maximum_but_not_a_longer_one(swarm, registry):
+    rec, clock = rotating(swarm, registry)
+    swarm.add_service("short", {**SELECTED, "swarm-oauth.secret-max-age": "1d"})
+    long = swarm.add_service("long", {**SELECTED, "swarm-oauth.secret-max-age": "60d"})
+    rec.full_pass()
+    assert "short" in registry.clients and "long" not in registry.clients
+    assert "longer than the 30d of the default" in rec.board.get(long.id).reason
+    version = registry.clients["short"].secret_version
+    clock.now += DAY + 1
+    rec.full_pass()
+    assert registry.clients["short"].secret_version == version + 1
+    rec.close()
+
+
+def test_a_requested_rotation_with_no_grace_stops_the_old_secret_at_once(swarm, registry):
+    rec, _ = rotating(swarm, registry)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    old_secret = registry.secret_of["orders"]
+    outcome = rec.controller.rotate(service, 0).result(10)
+    assert outcome == {Key.service(service.id): Outcome.CHANGED}
+    rec.drain()
+    assert not registry.accepts("orders", old_secret)
+    _, secret = assert_converged(swarm, registry, "orders")
+    assert swarm.data(secret.id) == registry.secret_of["orders"].encode()
+    rec.close()
+
+
+@pytest.mark.parametrize("step", ["rotate_client", "create_secret", "update_service"])
+def test_a_crash_during_a_rotation_is_finished_without_cutting_off_the_old_tasks(
+    swarm, registry, step
+):
+    first, clock = rotating(swarm, registry, rotation_grace=3600)
+    service = swarm.add_service("orders")
+    first.hint("orders")
+    first.close()
+    old_secret = registry.secret_of["orders"]
+    _, old = assert_converged(swarm, registry, "orders")
+    swarm.old_tasks[service.id] = {old.id}  # its tasks run with the old secret
+    clock.now += 31 * DAY
+    crashing = make(
+        swarm, registry, policy=first.identities.policy, clock=clock,
+        rotation_grace=3600, after_step=crash_at(step),
+    )  # fmt: skip
+    crashing.full_pass()
+    crashing.close()
+    restarted = make(swarm, registry, policy=first.identities.policy, clock=clock)
+    restarted.full_pass()
+    # A new secret, mounted; the old one, which the running tasks hold, still works.
+    assert registry.secret_of["orders"] != old_secret
+    assert registry.accepts("orders", old_secret)
+    assert old.id in swarm.secrets  # still used by a task
+    swarm.old_tasks[service.id] = set()
+    restarted.full_pass()
+    _, secret = assert_converged(swarm, registry, "orders")
+    assert old.id not in swarm.secrets and secret.id != old.id
+    restarted.close()

@@ -39,12 +39,14 @@ class Client:
     def __init__(self, app: Starlette) -> None:
         self.app = app
 
-    def request(self, method: str, url: str, headers: dict[str, str] | None = None) -> Any:
+    def request(
+        self, method: str, url: str, headers: dict[str, str] | None = None, content: Any = None
+    ) -> Any:
         async def go() -> httpx.Response:
             # As a server would: the app's answer, not the exception, even for a 500.
             transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://rx") as client:
-                return await client.request(method, url, headers=headers)
+                return await client.request(method, url, headers=headers, content=content)
 
         return asyncio.run(go())
 
@@ -264,10 +266,15 @@ def test_health_and_readiness(parts):
     assert parts.client.get("/readyz").status_code == 200
     parts.registry.fail = TransientError
     response = parts.client.get("/readyz")
-    assert response.status_code == 503 and "clients API" in response.json()["reason"]
+    assert response.status_code == 503 and "client registry" in response.json()["reason"]
+    # Alive while only the registry is away: replacing the registrar would not bring it back.
+    assert parts.client.get("/healthz").status_code == 200
     parts.registry.fail, parts.swarm.fail = None, TransientError
     response = parts.client.get("/readyz")
     assert response.status_code == 503 and "docker" in response.json()["reason"]
+    # Without Docker it is not alive: the image's health check has the task replaced.
+    response = parts.client.get("/healthz")
+    assert response.status_code == 503 and response.json()["reason"].startswith("docker: ")
 
 
 def test_metrics_count_reconciles_actions_and_passes(parts):
@@ -350,3 +357,42 @@ def test_with_a_notify_token_notifications_and_passes_need_it(make_parts, caplog
     parts.registrar.drain()
     assert "orders" in parts.registry.clients
     assert "n0tify" not in caplog.text
+
+
+def test_a_rotation_on_request_answers_once_the_new_secret_is_mounted(parts):
+    service = parts.swarm.add_service("orders", LABELS)
+    plain = parts.swarm.add_service("plain", {})
+    send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=orders")
+    parts.registrar.drain()
+    version = parts.registry.clients["orders"].secret_version
+    path = "/v1/services/orders/rotate"
+    assert parts.client.request("POST", path).status_code == 401
+    rotated = parts.client.request("POST", path, ADMIN_HEADERS)
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["rotated"] is True and rotated.json()["grace_seconds"] == 3600
+    assert parts.registry.clients["orders"].secret_version == version + 1
+    mounted = parts.swarm.named("orders").secret_refs[0].secret_name
+    assert rotated.json()["secret"] == mounted
+    assert parts.registrar.board.get(service.id).secret == mounted
+    for name, status in (("plain", 409), ("ghost", 404), ("-x", 400)):
+        answer = parts.client.request("POST", f"/v1/services/{name}/rotate", ADMIN_HEADERS)
+        assert answer.status_code == status, (name, answer.text)
+    assert (
+        "no identity to rotate"
+        in parts.client.request("POST", "/v1/services/plain/rotate", ADMIN_HEADERS).json()[
+            "error_description"
+        ]
+    )
+    assert plain.id in parts.swarm.services
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"grace_seconds": -1}', '{"grace_seconds": "1h"}', "not json", '{"grace_seconds": 9e9}'],
+)
+def test_a_rotation_request_with_a_bad_grace_is_400(parts, body):
+    parts.swarm.add_service("orders", LABELS)
+    response = parts.client.request(
+        "POST", "/v1/services/orders/rotate", ADMIN_HEADERS, content=body
+    )
+    assert response.status_code == 400 and "grace_seconds" in response.json()["error_description"]

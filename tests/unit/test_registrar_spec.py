@@ -50,7 +50,7 @@ ENV = (
 
 
 def attach_to(observed: ObservedService, managed_ids: set[str]) -> Any:
-    return attach(observed, DESIRED, CURRENT, managed_ids, "http://t/api/token")
+    return attach(observed, DESIRED, DESIRED.client_id, CURRENT, managed_ids, "http://t/api/token")
 
 
 def test_attach_adds_the_ref_and_env_and_keeps_the_rest():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import jwt
 import pytest
@@ -88,6 +89,7 @@ def token(headers: dict[str, object], algorithm: str = "ES256", key: object = KE
         ("", MalformedToken),
         ("not-a-jwt", MalformedToken),
         ("a.b.c", MalformedToken),
+        (base64.urlsafe_b64encode(b"[" * 5000).decode() + ".e30.c2ln", MalformedToken),
         ("x" * (MAX_TOKEN_LENGTH + 1), MalformedToken),
         (jwt.encode({"sub": "x"}, None, algorithm="none"), InvalidAlgorithm),
         (token({"typ": "at+jwt", "kid": "k"}, "HS256", "k" * 32), InvalidAlgorithm),
@@ -115,6 +117,12 @@ def test_typ_may_be_the_full_media_type() -> None:
 def test_unsafe_algorithms_cannot_be_allowed(algorithms: list[str]) -> None:
     with pytest.raises(ConfigurationError, match="cannot verify"):
         Verifier(issuer="http://i", audience="a", algorithms=algorithms)
+
+
+@pytest.mark.parametrize("max_lifetime", [0, -60])
+def test_max_lifetime_must_be_positive(max_lifetime: float) -> None:
+    with pytest.raises(ConfigurationError, match="max_lifetime"):
+        Verifier(issuer="http://i", audience="a", max_lifetime=max_lifetime)
 
 
 def test_authenticate_turns_each_outcome_into_a_response() -> None:

@@ -14,7 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from swarm_oauth.sdk import KeySetUnavailable
+from swarm_oauth.sdk import IssuerConfigurationError, KeySetUnavailable
 from swarm_oauth.sdk.jwks import KeySet, jwks_uri_from_metadata, metadata_url, parse_jwks
 
 
@@ -41,19 +41,21 @@ def test_metadata_url_follows_rfc8414(issuer: str, url: str) -> None:
 def test_metadata_must_be_the_issuers_own() -> None:
     document = {"issuer": "http://a", "jwks_uri": "http://a/jwks"}
     assert jwks_uri_from_metadata(document, "http://a") == "http://a/jwks"
-    with pytest.raises(KeySetUnavailable, match="names issuer"):
+    with pytest.raises(IssuerConfigurationError, match="names issuer 'http://a', not 'http://b'"):
         jwks_uri_from_metadata(document, "http://b")
-    with pytest.raises(KeySetUnavailable, match="no jwks_uri"):
+    with pytest.raises(IssuerConfigurationError, match="no jwks_uri"):
         jwks_uri_from_metadata({"issuer": "http://a"}, "http://a")
 
 
-def test_parse_jwks_keeps_usable_signing_keys_by_kid() -> None:
+def test_parse_jwks_keeps_usable_public_signing_keys_by_kid() -> None:
     document = {
         "keys": [
             jwk("good"),
             jwk(None),
             jwk("encryption", use="enc"),
             {"kid": "broken", "kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"},
+            {"kid": "shared", "kty": "oct", "alg": "HS256", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQ"},
+            {"kid": "unknown", "kty": "XYZ", "alg": "ES256"},
             "not a key",
         ]
     }

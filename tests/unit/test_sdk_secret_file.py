@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
 
@@ -26,6 +27,29 @@ def test_missing_file_fails_after_the_bounded_wait_without_leaking(tmp_path: Pat
         asyncio.run(SecretFile(path, wait=0.2).aread())
 
 
+def test_waiting_is_logged_at_once_naming_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "absent"
+    with caplog.at_level(logging.WARNING, logger="swarm_oauth.sdk"), pytest.raises(SecretFileError):
+        # A wait far shorter than the warning interval: the first warning does not wait.
+        SecretFile(path, wait=0.3, warn_every=3600).read()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"client secret file {path} is missing or empty; waited 0s of 0.3s for it"
+    ]
+
+
+def test_waiting_is_logged_again_every_warn_every_seconds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "absent"
+    with caplog.at_level(logging.WARNING, logger="swarm_oauth.sdk"), pytest.raises(SecretFileError):
+        asyncio.run(SecretFile(path, wait=1, warn_every=0.1).aread())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) >= 2
+    assert all(str(path) in message for message in warnings)
+
+
 def test_empty_file_counts_as_not_there_yet(tmp_path: Path) -> None:
     path = tmp_path / "secret"
     path.write_text("\n")
@@ -33,7 +57,8 @@ def test_empty_file_counts_as_not_there_yet(tmp_path: Path) -> None:
         SecretFile(path, wait=0).read()
 
 
-def test_waits_for_the_file_to_appear(tmp_path: Path) -> None:
+def test_waits_for_the_file_to_appear(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="swarm_oauth.sdk")
     path = tmp_path / "late"
     secret = SecretFile(path, wait=30)
     checked = threading.Event()
@@ -53,6 +78,8 @@ def test_waits_for_the_file_to_appear(tmp_path: Path) -> None:
     path.write_text("arrived")  # ...then the secret is mounted
     reader.join(30)
     assert result == ["arrived"]
+    assert f"client secret file {path} is missing or empty" in caplog.text
+    assert f"client secret file {path} appeared" in caplog.text
 
 
 def test_async_read_waits_for_the_file_too(tmp_path: Path) -> None:

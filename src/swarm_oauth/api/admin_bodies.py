@@ -39,6 +39,11 @@ FIELDS: dict[str, dict[str, Any]] = {
         "description": f"Any JSON object of at most {MAX_METADATA_BYTES} bytes once encoded.",
     },
     "grace_seconds": {"type": "integer", "minimum": 0, "maximum": MAX_GRACE_SECONDS},
+    "replace_current": {
+        "type": "boolean",
+        "description": "Replace the current secret, which was never handed out, and keep "
+        "the previous one and its grace (grace_seconds is then ignored).",
+    },
 }
 
 
@@ -61,5 +66,30 @@ class Body:
 
 ADD = Body(("client_id", "scopes", "audiences", "metadata"))
 UPDATE = Body(("client_id", "scopes", "audiences", "metadata"))
-ROTATE = Body(("client_id", "grace_seconds"))
+ROTATE = Body(("client_id", "grace_seconds", "replace_current"))
 REMOVE = Body(("client_id",))
+REVOKE_TOKENS = Body(("client_id",))
+
+
+# ``GET /api/clients`` answers in pages, so a registry of thousands stays listable.
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+LIST_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "Clients per page.",
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": LIST_LIMIT_MAX,
+            "default": LIST_LIMIT_DEFAULT,
+        },
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "The next_cursor of the previous page; absent for the first page.",
+        "schema": {"type": "string"},
+    },
+]

@@ -1,14 +1,15 @@
 """The server's ASGI application for a role.
 
-``/api/token`` is dispatched before the framework (it is the hot path); everything else
-goes through a Starlette router. Both sit inside ``Observed`` for logs and metrics.
+``/api/token`` and ``/api/verify`` are dispatched before the framework (they are the hot
+paths); everything else goes through a Starlette router. All sit inside ``Observed`` for
+logs and metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,11 +20,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from swarm_oauth.api.admin import admin_routes
 from swarm_oauth.api.discovery import discovery_routes
 from swarm_oauth.api.errors import EXCEPTION_HANDLERS
+from swarm_oauth.api.forward_auth import VERIFY_PATH, ForwardAuthEndpoint
 from swarm_oauth.api.health import health_routes
+from swarm_oauth.api.introspection import introspection_routes
 from swarm_oauth.api.observe import Observed
 from swarm_oauth.api.openapi import openapi_document
+from swarm_oauth.api.registration import registration_routes
 from swarm_oauth.api.token_endpoint import TokenEndpoint
-from swarm_oauth.config import SETTINGS_ENV, ServerSettings
+from swarm_oauth.config import ServerSettings
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.runtime import Runtime
 
@@ -31,20 +35,17 @@ TOKEN_PATH = "/api/token"
 
 
 class Dispatch:
-    """Sends the token path to its bare endpoint and the rest to the router."""
+    """Sends the hot paths to their bare endpoints and the rest to the router."""
 
-    def __init__(self, token_endpoint: TokenEndpoint | None, router: ASGIApp) -> None:
-        self.token_endpoint = token_endpoint
+    def __init__(self, endpoints: Mapping[str, ASGIApp], router: ASGIApp) -> None:
+        self.endpoints = endpoints
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.token_endpoint is not None
-            and scope["type"] == "http"
-            and scope["path"] == TOKEN_PATH
-        ):
-            scope["swarm_oauth.route"] = TOKEN_PATH
-            await self.token_endpoint(scope, receive, send)
+        endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" else None
+        if endpoint is not None:
+            scope["swarm_oauth.route"] = scope["path"]
+            await endpoint(scope, receive, send)
         else:
             await self.router(scope, receive, send)
 
@@ -63,12 +64,14 @@ def create_app(runtime: Runtime) -> ASGIApp:
     routes = [*health_routes(runtime), Route("/openapi.json", openapi, methods=["GET"])]
     if settings.serves_tokens:
         routes += discovery_routes(runtime)
+        routes += introspection_routes(runtime)
     if settings.serves_clients:
         routes += admin_routes(runtime)
+        routes += registration_routes(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        runtime.watcher.start()
+        runtime.start()
         try:
             yield
         finally:
@@ -79,12 +82,20 @@ def create_app(runtime: Runtime) -> ASGIApp:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    endpoint = TokenEndpoint(runtime) if settings.serves_tokens else None
-    return Observed(Dispatch(endpoint, router))
+    endpoints: dict[str, ASGIApp] = {}
+    if settings.serves_tokens:
+        endpoints = {TOKEN_PATH: TokenEndpoint(runtime), VERIFY_PATH: ForwardAuthEndpoint(runtime)}
+    return Observed(Dispatch(endpoints, router))
 
 
-def app_from_env() -> ASGIApp:
-    """Factory for uvicorn worker processes: settings come from ``SWARM_OAUTH_SETTINGS_JSON``."""
-    settings = ServerSettings.from_json(os.environ[SETTINGS_ENV])
-    configure_logging(settings.log_level)
-    return create_app(Runtime.open(settings))
+@dataclass(frozen=True)
+class WorkerApp:
+    """The app factory uvicorn calls in each worker process. uvicorn pickles it to the
+    worker over a pipe, so the settings (and any secret in them) never pass through the
+    worker's environment or command line."""
+
+    settings: ServerSettings
+
+    def __call__(self) -> ASGIApp:
+        configure_logging(self.settings.log_level, self.settings.log_format)
+        return create_app(Runtime.open(self.settings))

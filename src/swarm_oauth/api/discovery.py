@@ -9,17 +9,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from swarm_oauth.api.registration import REGISTER_PATH
+from swarm_oauth.clients.registration import AUTH_METHODS
 from swarm_oauth.runtime import Runtime
 
 # Verifiers may cache these for a while; a new key is published ahead of use (see
 # keys.keyring), so a short max-age costs nothing and keeps rotation quick.
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=60"}
+CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
 
 def metadata(runtime: Runtime) -> dict[str, Any]:
     """RFC 8414 authorization server metadata for the client credentials grant."""
     issuer = runtime.settings.issuer_url
-    return {
+    document = {
         "issuer": issuer,
         "token_endpoint": f"{issuer}/api/token",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
@@ -28,10 +31,19 @@ def metadata(runtime: Runtime) -> dict[str, Any]:
         # fields are there because discovery clients that read openid-configuration
         # reject a document without them.
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint": f"{issuer}/api/introspect",
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint": f"{issuer}/api/revoke",
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": runtime.keyring.algorithms(time.time()),
     }
+    # Only where this process also serves the clients role (all): a tokens process cannot
+    # tell at which URL the clients role, on the management network, is reachable.
+    if runtime.settings.serves_clients:
+        document["registration_endpoint"] = f"{issuer}{REGISTER_PATH}"
+    return document
 
 
 def discovery_routes(runtime: Runtime) -> list[Route]:

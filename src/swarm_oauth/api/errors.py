@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from swarm_oauth.clients import ClientNotFound, InvalidClientData
-from swarm_oauth.store import ClientExists, StoreError, StoreUnavailable
+from swarm_oauth.store import ClientExists, StoreError, StoreRejected, StoreUnavailable
+from swarm_oauth.tokens import OAuthError
 from swarm_oauth.web import EXCEPTION_HANDLERS as WEB_HANDLERS
-from swarm_oauth.web import Handler, error_response
+from swarm_oauth.web import Handler, error_body, error_response
 
 log = logging.getLogger("swarm_oauth.errors")
 
@@ -32,16 +33,31 @@ async def _unavailable(_: Request, exc: Exception) -> Response:
     return error_response(503, "the store cannot be reached; retry later")
 
 
+async def _rejected(_: Request, exc: Exception) -> Response:
+    return error_response(400, "the store cannot hold a value of this request")
+
+
 async def _store_error(_: Request, exc: Exception) -> Response:
     log.error("the store refused an operation", extra={"error": str(exc)})
     return error_response(500, "the store refused the operation")
 
 
+async def _oauth_error(_: Request, exc: Exception) -> Response:
+    # RFC 6749 §5.2, on the form endpoints beside the token endpoint (which answers its own).
+    assert isinstance(exc, OAuthError)
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="swarm-oauth", charset="UTF-8"'
+    return JSONResponse(error_body(exc.error, exc.description), exc.status, headers)
+
+
 EXCEPTION_HANDLERS: dict[Any, Handler] = {
+    OAuthError: _oauth_error,
     InvalidClientData: _invalid,
     ClientNotFound: _not_found,
     ClientExists: _exists,
     StoreUnavailable: _unavailable,
+    StoreRejected: _rejected,
     StoreError: _store_error,
     **WEB_HANDLERS,
 }

@@ -1,8 +1,14 @@
-"""Prometheus metrics of the token server (one registry per process)."""
+"""Prometheus metrics of the token server: one registry per process, or with several
+workers one view of them all (``swarm_oauth.api.multiprocess``)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from swarm_oauth.runtime import Runtime
+from swarm_oauth.store import ChangeBatch, StoreError
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -31,3 +37,59 @@ TOKEN_ISSUE_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+FORWARD_AUTH = Counter(
+    "swarm_oauth_forward_auth_requests",
+    "Forward-auth checks (GET /api/verify) by outcome: allowed, or the error code.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+# The store as each process sees it. With several workers (multiprocess mode) the live
+# workers' values are combined: the store is up only if every worker reaches it, the
+# lag is the worst worker's, the client count the most recently counted.
+CLIENTS = Gauge(
+    "swarm_oauth_clients",
+    "Registered clients, counted when they change.",
+    registry=REGISTRY,
+    multiprocess_mode="livemostrecent",
+)
+STORE_UP = Gauge(
+    "swarm_oauth_store_up",
+    "1 when the last poll of the store's change log succeeded, else 0.",
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
+)
+CHANGE_LAG = Gauge(
+    "swarm_oauth_change_watcher_lag_seconds",
+    "Seconds since the change log was last read; caches are refused past one second.",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+
+
+class StoreGauges:
+    """Keeps the store gauges current from the change watcher's rounds."""
+
+    def __init__(self, runtime: Runtime, recount_every: float = 1.0) -> None:
+        self._runtime = runtime
+        self._recount_every = recount_every
+        self._dirty = True
+        self._counted_at = -recount_every
+
+    def __call__(self, batch: ChangeBatch | None) -> None:
+        """One watcher round: ``batch`` None means the store did not answer."""
+        STORE_UP.set(0 if batch is None else 1)
+        CHANGE_LAG.set(self._runtime.watcher.seconds_since_success())
+        if batch is None:
+            return
+        if not batch.complete or any(change.kind == "client" for change in batch.changes):
+            self._dirty = True
+        # Thousands of registrations in a burst cost one count a second, not one each.
+        now = time.monotonic()
+        if self._dirty and now - self._counted_at >= self._recount_every:
+            self._counted_at = now
+            try:
+                CLIENTS.set(self._runtime.store.count_clients())
+                self._dirty = False
+            except StoreError:
+                STORE_UP.set(0)

@@ -15,6 +15,14 @@ from swarm_oauth.web import error_body
 access_log = logging.getLogger("swarm_oauth.access")
 error_log = logging.getLogger("swarm_oauth.errors")
 
+LOG_FIELDS = "swarm_oauth.log"
+
+
+def log_field(scope: Scope, name: str, value: object) -> None:
+    """Add ``name=value`` to the request's access log line (e.g. the client id and the
+    OAuth error of a token request)."""
+    scope.setdefault(LOG_FIELDS, {})[name] = value
+
 
 def route_label(scope: Scope) -> str:
     """The route template (``/api/clients/{client_id}``), never the raw path, so that
@@ -79,5 +87,6 @@ class Observed:
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "remote": client[0] if client else None,
+                    **scope.get(LOG_FIELDS, {}),
                 },
             )

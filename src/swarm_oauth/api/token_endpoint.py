@@ -13,16 +13,16 @@ import time
 from starlette.types import Receive, Scope, Send
 
 from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
+from swarm_oauth.api.forms import form_of, load_client
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
+from swarm_oauth.api.observe import log_field
 from swarm_oauth.api.responses import NO_STORE, send_json, send_raw_json
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.store import StoreError
 from swarm_oauth.tokens import (
     IssuedToken,
     NoSigningKey,
     OAuthError,
     grant,
-    parse_form,
     parse_token_request,
 )
 from swarm_oauth.web import error_body
@@ -30,7 +30,7 @@ from swarm_oauth.web import error_body
 log = logging.getLogger("swarm_oauth.tokens")
 
 MAX_BODY_BYTES = 8192
-FORM_TYPE = "application/x-www-form-urlencoded"
+TIMER_SLACK_SECONDS = 0.005
 CHALLENGE = (b"www-authenticate", b'Basic realm="swarm-oauth", charset="UTF-8"')
 
 
@@ -74,11 +74,12 @@ class TokenEndpoint:
                 declared_length = int(value)
         try:
             body = await read_body(receive, MAX_BODY_BYTES, declared_length)
-            response = await self._respond(content_type, authorization, body)
+            response = await self._respond(scope, content_type, authorization, body)
         except ClientDisconnected:
             return
         except BodyTooLarge:
             TOKENS.labels("invalid_request").inc()
+            log_field(scope, "error", "invalid_request")
             await send_json(
                 send,
                 413,
@@ -88,6 +89,7 @@ class TokenEndpoint:
             return
         except OAuthError as exc:
             TOKENS.labels(exc.error).inc()
+            log_field(scope, "error", exc.error)
             headers = (*NO_STORE, CHALLENGE) if exc.status == 401 else NO_STORE
             await send_json(send, exc.status, error_body(exc.error, exc.description), headers)
             return
@@ -95,23 +97,19 @@ class TokenEndpoint:
         await send_raw_json(send, 200, response, NO_STORE)
 
     async def _respond(
-        self, content_type: str | None, authorization: str | None, body: bytes
+        self, scope: Scope, content_type: str | None, authorization: str | None, body: bytes
     ) -> bytes:
-        media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if media_type != FORM_TYPE:
-            raise OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}")
-        request = parse_token_request(parse_form(body), authorization)
+        request = parse_token_request(form_of(content_type, body), authorization)
+        # The id has the registry's grammar (or the request was refused): never a pasted
+        # secret or whatever else a caller put in the field reaches the log.
+        log_field(scope, "client_id", request.client_id)
         runtime = self.runtime
-        if not runtime.watcher.fresh():
-            raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)
-        cached, client = runtime.client_cache.peek(request.client_id)
-        if not cached:
-            try:
-                client = await asyncio.to_thread(runtime.client_cache.load, request.client_id)
-            except StoreError:
-                raise OAuthError(
-                    "temporarily_unavailable", "the client store cannot be reached", 503
-                ) from None
+        client = await load_client(runtime, request.client_id)
+        delay = runtime.revocations.issue_delay(request.client_id, time.time())
+        if delay:
+            # Its tokens were just revoked up to this second: a token issued now would be.
+            # uvloop's timers count whole milliseconds and may fire that much early.
+            await asyncio.sleep(delay + TIMER_SLACK_SECONDS)
         started = time.perf_counter()
         try:
             issued = grant(

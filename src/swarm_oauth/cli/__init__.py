@@ -1,4 +1,5 @@
-"""The ``swarm-oauth`` command: ``serve``, ``registrar``, ``keys``, ``db``, ``clients``.
+"""The ``swarm-oauth`` command: ``serve``, ``registrar``, ``keys``, ``db``, ``clients``,
+``token``.
 
 Each subcommand lives in a module of its own, imported only when it runs: ``serve`` never
 pays for the Docker client, the registrar never loads the store, and a broken optional
@@ -24,6 +25,7 @@ class LazyGroup(click.Group):
         "keys": "swarm_oauth.cli.keys:keys",
         "db": "swarm_oauth.cli.db:db",
         "clients": "swarm_oauth.cli.clients:clients",
+        "token": "swarm_oauth.cli.token:token",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

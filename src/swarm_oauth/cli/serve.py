@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Any
 
 import click
 
+from swarm_oauth.admin_token import ENV_ADMIN_TOKEN
 from swarm_oauth.cli.options import (
+    ENV_DATABASE_URL,
     admin_token_file_option,
+    duration_setting,
     fail,
     host_option,
     issuer_option,
+    listener_options,
+    log_format_option,
     log_level_option,
     master_key_option,
     port_option,
+    publish_ahead_option,
     resolve_database_url,
     setting,
     signing_alg_option,
     store_options,
     token_lifetime_option,
+    unpublish_margin_option,
 )
-from swarm_oauth.config import ROLES, SETTINGS_ENV, ServerSettings
+from swarm_oauth.config import ROLES, ServerSettings
 from swarm_oauth.keys import MasterKeyError
+from swarm_oauth.keys.rotation import DEFAULT_ROTATION_INTERVAL_SECONDS
 from swarm_oauth.logs import configure_logging
-from swarm_oauth.secretfiles import SecretConfigError
+from swarm_oauth.secretfiles import SecretConfigError, secret_from_env, withhold_from_children
+from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 from swarm_oauth.store import StoreError
 
 log = logging.getLogger("swarm_oauth.cli")
@@ -44,15 +51,24 @@ log = logging.getLogger("swarm_oauth.cli")
 @port_option(8080)
 @store_options
 @master_key_option
-@issuer_option("The iss of tokens and the base of metadata URLs. Default: http://HOST:PORT.")
+@issuer_option("The iss of tokens and the base of metadata URLs. Default: http(s)://HOST:PORT.")
 @admin_token_file_option(
     "File holding the admin API token. Default: SWARM_OAUTH_ADMIN_TOKEN, "
     "else DATA_DIR/admin-token, generated."
 )
 @signing_alg_option(
-    "--signing-alg", "Algorithm of the signing key the server creates when the store has none."
+    "--signing-alg",
+    "Algorithm of the signing keys the server creates: the first, and each automatic rotation's.",
 )
 @token_lifetime_option("Seconds an access token is valid.")
+@duration_setting(
+    "--key-rotation-interval",
+    env="KEY_ROTATION_INTERVAL",
+    default=DEFAULT_ROTATION_INTERVAL_SECONDS,
+    help="Rotate the signing key once it has signed this long (0: never by itself).",
+)
+@publish_ahead_option("--key-publish-ahead")
+@unpublish_margin_option("--key-unpublish-margin")
 @setting(
     "--workers",
     env="WORKERS",
@@ -60,7 +76,9 @@ log = logging.getLogger("swarm_oauth.cli")
     default=1,
     help="Server processes on one port.",
 )
+@listener_options
 @log_level_option
+@log_format_option
 def serve(
     role: str,
     host: str,
@@ -72,16 +90,22 @@ def serve(
     admin_token_file: Path | None,
     signing_alg: str,
     token_lifetime: int,
+    key_rotation_interval: float,
+    key_publish_ahead: float,
+    key_unpublish_margin: float,
     workers: int,
+    limits: HttpLimits,
+    tls: TlsFiles | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the token server."""
-    import uvicorn
+    from swarm_oauth.api import multiprocess
+    from swarm_oauth.api.app import WorkerApp, create_app
+    from swarm_oauth.runtime import ENV_MASTER_KEY, Runtime
+    from swarm_oauth.serving.run import serve as serve_http
 
-    from swarm_oauth.api.app import create_app
-    from swarm_oauth.runtime import Runtime
-
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     try:
         settings = ServerSettings(
             role=role,  # type: ignore[arg-type]
@@ -91,12 +115,22 @@ def serve(
             issuer=issuer,
             signing_alg=signing_alg,
             token_lifetime=token_lifetime,
+            key_rotation_interval=key_rotation_interval,
+            key_publish_ahead=key_publish_ahead,
+            key_unpublish_margin=key_unpublish_margin,
             workers=workers,
             log_level=log_level,
+            log_format=log_format,
+            tls=tls is not None,
             master_key_file=master_key_file,
             admin_token_file=admin_token_file,
             database_url=resolve_database_url(database_url),
+            # Secrets given as values in the environment travel in the settings instead,
+            # which reach worker processes through a pipe; the variables are dropped.
+            master_key=None if master_key_file else secret_from_env(ENV_MASTER_KEY),
+            admin_token=None if admin_token_file else secret_from_env(ENV_ADMIN_TOKEN),
         )
+        withhold_from_children(ENV_DATABASE_URL, ENV_MASTER_KEY, ENV_ADMIN_TOKEN)
         # Prepared once here, so workers find the files and keys already in place.
         runtime = Runtime.open(settings)
     except (SecretConfigError, MasterKeyError, StoreError, OSError) as exc:
@@ -110,18 +144,22 @@ def serve(
             "data_dir": str(data_dir),
         },
     )
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "log_config": None,
-        "access_log": False,
-        # Nothing reads X-Forwarded-* here; the middleware would cost every request.
-        "proxy_headers": False,
-        "server_header": False,
-    }
-    if workers == 1:
-        uvicorn.run(create_app(runtime), **options)
+    if workers == 1 and not multiprocess.enabled():
+        serve_http(create_app(runtime), host=host, port=port, limits=limits, tls=tls)
         return
+    # Workers are started afresh (spawn), so each imports prometheus_client with the
+    # variable already set and writes its metrics where every worker's /metrics reads.
+    metrics_dir = multiprocess.prepare_directory()
     runtime.close()
-    os.environ[SETTINGS_ENV] = settings.to_json()
-    uvicorn.run("swarm_oauth.api.app:app_from_env", factory=True, workers=workers, **options)
+    try:
+        serve_http(
+            WorkerApp(settings),
+            host=host,
+            port=port,
+            limits=limits,
+            tls=tls,
+            workers=workers,
+            factory=True,
+        )
+    finally:
+        multiprocess.remove_directory(metrics_dir)

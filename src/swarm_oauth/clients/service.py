@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from typing import Any
 from swarm_oauth.clients.secrets import generate_secret, hash_secret
 from swarm_oauth.identifiers import InvalidClientData, validate_client_id, validate_list
 from swarm_oauth.store import ClientRecord, Store
+from swarm_oauth.timestamps import iso8601
+
+log = logging.getLogger("swarm_oauth.clients")
 
 MAX_METADATA_BYTES = 4096
 MAX_GRACE_SECONDS = 30 * 86400
@@ -82,8 +86,14 @@ class ClientService:
         scopes: object = None,
         audiences: object = None,
         metadata: object = None,
+        *,
+        registration_token_hash: str | None = None,
     ) -> IssuedSecret:
-        """Register a client with a fresh secret; ``ClientExists`` if the id is taken."""
+        """Register a client with a fresh secret; ``ClientExists`` if the id is taken.
+
+        ``registration_token_hash``: the hashed RFC 7592 registration access token of a
+        client registered through RFC 7591 (see ``clients.registration``).
+        """
         now = self._clock()
         secret = generate_secret()
         record = ClientRecord(
@@ -94,9 +104,10 @@ class ClientService:
             metadata=validate_metadata(metadata),
             created_at=now,
             updated_at=now,
+            registration_token_hash=registration_token_hash,
         )
         self._store.add_client(record)
-        self._on_change(record.client_id)
+        self._changed("client added", record)
         return IssuedSecret(record, secret)
 
     def remove(self, client_id: object) -> None:
@@ -105,19 +116,34 @@ class ClientService:
         if not self._store.remove_client(client_id):
             raise ClientNotFound(client_id)
         self._on_change(client_id)
+        log.info("client removed", extra={"client_id": client_id})
 
-    def rotate(self, client_id: object, grace_seconds: object = 0) -> IssuedSecret:
-        """Give a client a new secret; the old one keeps working for ``grace_seconds``."""
+    def rotate(
+        self, client_id: object, grace_seconds: object = 0, replace_current: object = False
+    ) -> IssuedSecret:
+        """Give a client a new secret; the old one keeps working for ``grace_seconds``.
+
+        With ``replace_current``, the current secret is discarded instead (its holder lost
+        it before handing it out) and the previous one keeps its grace: a registrar that
+        crashed in the middle of a rotation finishes it without cutting off the tasks that
+        still use the previous secret.
+        """
         client_id = validate_client_id(client_id)
         grace = validate_grace(grace_seconds)
+        if not isinstance(replace_current, bool):
+            raise InvalidClientData("replace_current must be true or false")
         now = self._clock()
         secret = generate_secret()
         record = self._store.rotate_client_secret(
-            client_id, hash_secret(secret), now + grace if grace else None, now
+            client_id,
+            hash_secret(secret),
+            now + grace if grace else None,
+            now,
+            replace_current=replace_current,
         )
         if record is None:
             raise ClientNotFound(client_id)
-        self._on_change(client_id)
+        self._changed("client secret rotated", record, grace_seconds=grace)
         return IssuedSecret(record, secret)
 
     def update(
@@ -141,8 +167,22 @@ class ClientService:
         )
         if record is None:
             raise ClientNotFound(client_id)
-        self._on_change(client_id)
+        self._changed("client updated", record)
         return record
+
+    def _changed(self, message: str, record: ClientRecord, **extra: object) -> None:
+        """Drop the client from this process's caches and log the write (never a secret)."""
+        self._on_change(record.client_id)
+        log.info(
+            message,
+            extra={
+                "client_id": record.client_id,
+                "secret_version": record.secret_version,
+                "scopes": list(record.scopes),
+                "audiences": list(record.audiences),
+                **extra,
+            },
+        )
 
     def get(self, client_id: object) -> ClientRecord:
         """The client's record; ``ClientNotFound`` when unknown."""
@@ -151,9 +191,9 @@ class ClientService:
             raise ClientNotFound(client_id)
         return record
 
-    def list(self) -> list[ClientRecord]:
-        """Every client, ordered by id."""
-        return self._store.list_clients()
+    def list(self, limit: int | None = None, after: str | None = None) -> list[ClientRecord]:
+        """Clients ordered by id, after the id ``after``, at most ``limit`` of them."""
+        return self._store.list_clients(limit, after)
 
 
 def public_record(record: ClientRecord) -> dict[str, Any]:
@@ -164,18 +204,14 @@ def public_record(record: ClientRecord) -> dict[str, Any]:
         "audiences": list(record.audiences),
         "metadata": dict(record.metadata),
         "secret_version": record.secret_version,
-        "created_at": _iso(record.created_at),
-        "updated_at": _iso(record.updated_at),
+        "created_at": iso8601(record.created_at),
+        "updated_at": iso8601(record.updated_at),
     }
     if record.previous_secret_expires_at is not None:
-        view["previous_secret_expires_at"] = _iso(record.previous_secret_expires_at)
+        view["previous_secret_expires_at"] = iso8601(record.previous_secret_expires_at)
     return view
 
 
 def issued_view(issued: IssuedSecret) -> dict[str, Any]:
     """The add/rotate response: the record plus the secret, shown this once."""
     return {**public_record(issued.record), "client_secret": issued.secret}
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

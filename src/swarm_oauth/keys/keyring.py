@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +31,11 @@ from swarm_oauth.store import KeyRecord, Store
 log = logging.getLogger("swarm_oauth.keys")
 
 # How long a retired key stays in the JWKS beyond the longest token it may have signed,
-# to cover clock skew and verifiers' leeway.
+# to cover clock skew and verifiers' leeway (the default; operators may shorten it).
 UNPUBLISH_MARGIN_SECONDS = 300
+# The issuer ends every token at least this long before its key leaves the JWKS, for clock
+# skew between the token server and verifiers; so no margin may be shorter.
+UNPUBLISH_SLACK_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +166,44 @@ def rotate_keys(
     now: float,
     publish_ahead: float,
     token_lifetime: float,
+    unpublish_margin: float = UNPUBLISH_MARGIN_SECONDS,
 ) -> KeyRecord:
     """Add a key that signs after ``publish_ahead`` seconds and retire the current ones then.
 
     Verifiers see the new key in the JWKS before any token carries its kid; the retired
-    keys stay published until every token they signed has expired.
+    keys stay published until every token they signed has expired, plus
+    ``unpublish_margin``.
     """
-    activates_at = now + publish_ahead
-    record = new_key_record(master, alg, issuer, now, activates_at)
-    store.rotate_keys(record, activates_at + token_lifetime + UNPUBLISH_MARGIN_SECONDS)
+    record = new_key_record(master, alg, issuer, now, now + publish_ahead)
+    store.rotate_keys(record, unpublish_at_for(record, token_lifetime, unpublish_margin))
     return record
+
+
+def rotation_due(records: Iterable[KeyRecord], now: float, interval: float) -> bool:
+    """Whether an automatic rotation is due at ``now``: no key that still signs, or will,
+    began signing (or begins) later than ``interval`` seconds ago.
+
+    The same test as ``Store.rotate_keys(unless_activated_after=now - interval)`` makes.
+    """
+    threshold = now - interval
+    return not any(r.activates_at > threshold for r in records if _not_retired(r, now))
+
+
+def rotation_due_at(records: Iterable[KeyRecord], now: float, interval: float) -> float:
+    """When the next automatic rotation falls due: ``interval`` after the newest key that
+    signs now or will starts signing; ``now`` when no key signs now or will."""
+    starts = [r.activates_at for r in records if _not_retired(r, now)]
+    return max(starts) + interval if starts else now
+
+
+def _not_retired(record: KeyRecord, now: float) -> bool:
+    return record.retires_at is None or record.retires_at > now
+
+
+def unpublish_at_for(record: KeyRecord, token_lifetime: float, margin: float) -> float:
+    """When the keys that ``record`` replaces leave the JWKS: they sign until it
+    activates, and their last tokens expire a lifetime later; then ``margin``."""
+    return record.activates_at + token_lifetime + margin
 
 
 class UnknownKey(LookupError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,9 +24,10 @@ from starlette.routing import Route
 from swarm_oauth.admin_token import SharedSecret
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.metrics import RegistrarMetrics
-from swarm_oauth.registrar.model import is_service_ref
+from swarm_oauth.registrar.model import Key, is_service_ref
 from swarm_oauth.registrar.ports import ClientRegistry, RegistrarError, Swarm
 from swarm_oauth.registrar.queue import QueueClosed
+from swarm_oauth.registrar.reconcile import Outcome
 from swarm_oauth.registrar.status import ServiceStatus, State
 from swarm_oauth.web import (
     EXCEPTION_HANDLERS,
@@ -54,6 +56,26 @@ def _presented(request: Request, *, query: bool) -> str:
         tokens = request.query_params.getlist("token")
         return tokens[0] if tokens else ""
     return ""
+
+
+MAX_GRACE_SECONDS = 30 * 86400
+
+
+async def _grace(request: Request, default: float) -> float:
+    """``grace_seconds`` of a JSON body, if one came; ``ApiError`` when it is malformed."""
+    raw = await request.body()
+    if not raw.strip():
+        return default
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ApiError(400, 'the body must be JSON, e.g. {"grace_seconds": 0}') from None
+    grace = body.get("grace_seconds", default) if isinstance(body, dict) else None
+    if isinstance(grace, bool) or not isinstance(grace, int | float):
+        raise ApiError(400, "grace_seconds must be a number of seconds")
+    if not 0 <= grace <= MAX_GRACE_SECONDS:
+        raise ApiError(400, f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}")
+    return float(grace)
 
 
 def create_app(
@@ -181,9 +203,53 @@ def create_app(
             return error_response(404, f"client id {client_id} is not reserved")
         return JSONResponse({"client_id": client_id, "released": True})
 
+    async def rotate(request: Request) -> Response:
+        """Rotate a managed service's client secret now; the body may give
+        ``grace_seconds`` (0: the old secret stops at once, for a leaked one)."""
+        require(request, admin_token)
+        name = request.path_params["name"]
+        grace = await _grace(request, default=controller.rotation_grace)
+        if not is_service_ref(name):
+            return error_response(400, "not a Docker service name or id")
+        try:
+            service = await run_in_threadpool(swarm.get_service, name)
+        except RegistrarError as exc:
+            return error_response(503, str(exc))
+        if service is None:
+            return error_response(404, f"no service {name}")
+        known = controller.board.get(service.id)
+        if (
+            not controller.identities.selected(service)
+            or known is None
+            or (known.state is not State.REGISTERED)
+        ):
+            state = known.state.value if known else "not managed"
+            return error_response(409, f"service {name} has no identity to rotate ({state})")
+        try:
+            outcomes = await asyncio.wrap_future(controller.rotate(service, grace))
+        except QueueClosed as exc:
+            return error_response(503, str(exc))
+        outcome = outcomes[Key.service(service.id)]
+        if outcome is not Outcome.CHANGED:
+            return error_response(503, f"the rotation did not finish ({outcome.value}); retry")
+        status = controller.board.get(service.id)
+        return JSONResponse(
+            {"service": name, "rotated": True, "grace_seconds": grace,
+             "secret": status.secret if status else None}
+        )  # fmt: skip
+
+    async def docker_problem() -> str | None:
+        """Alive means Docker answers: without it the registrar can do nothing, and a
+        replaced task may reconnect where this one cannot."""
+        try:
+            await run_in_threadpool(swarm.ping)
+        except RegistrarError as exc:
+            return f"docker: {exc}"
+        return None
+
     async def readyz(_: Request) -> Response:
-        """Docker and the clients API both answer."""
-        for what, check in (("docker", swarm.ping), ("clients API", registry.ping)):
+        """Docker and the client registry both answer."""
+        for what, check in (("docker", swarm.ping), ("client registry", registry.ping)):
             try:
                 await run_in_threadpool(check)
             except RegistrarError as exc:
@@ -210,9 +276,10 @@ def create_app(
             Route(f"{LISTENER_PREFIX}/notify-remove", notify, methods=both),
             Route("/v1/reconcile", reconcile_all, methods=["POST"]),
             Route("/v1/services", services, methods=["GET"]),
+            Route("/v1/services/{name}/rotate", rotate, methods=["POST"]),
             Route("/v1/reservations", reservations, methods=["GET"]),
             Route("/v1/reservations/{client_id}", release, methods=["DELETE"]),
-            healthz_route(),
+            healthz_route(docker_problem),
             Route("/readyz", readyz, methods=["GET"]),
             metrics_route(metrics.registry),
         ],

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from swarm_oauth.admin_client import AdminAPIError, AdminAPIUnreachable, AdminClient
 from swarm_oauth.registrar.model import ClientInfo, FreshSecret
-from swarm_oauth.registrar.ports import Rejected, TransientError
+from swarm_oauth.registrar.ports import Capabilities, Rejected, TransientError
 
 _PROBE_CLIENT = "swarm-oauth-registrar-readiness-probe"
 
 
 class ClientsAPI:
-    """The clients API as the registrar's client registry.
+    """The builtin clients API as the registrar's client registry: the registrar chooses
+    client ids, clients carry audiences, and a rotation's grace is a time.
 
     Connection failures, timeouts, 429 and 5xx raise ``TransientError``; any other
     unexpected answer raises ``Rejected`` with the API's error description (never a secret).
     """
+
+    capabilities = Capabilities()
 
     def __init__(self, base_url: str, admin_token: str, **client: Any) -> None:
         """``client`` goes to ``AdminClient`` (``timeout``, ``verify``, ``transport``...)."""
@@ -27,6 +31,10 @@ class ClientsAPI:
     def close(self) -> None:
         """Close the connection pool."""
         self._api.close()
+
+    def find(self, name: str, service_id: str) -> ClientInfo | None:
+        """The client whose id is ``name`` (ids are chosen here), whoever's it is."""
+        return self.get(name)
 
     def get(self, client_id: str) -> ClientInfo | None:
         """The client's record, or None."""
@@ -58,10 +66,13 @@ class ClientsAPI:
         with _translated():
             return self._api.remove(client_id)
 
-    def rotate(self, client_id: str) -> FreshSecret:
-        """A new secret; the previous one stops at once (no Docker secret holds it)."""
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> FreshSecret:
+        """A new secret; the previous one works ``grace_seconds`` longer (or, with
+        ``replace_current``, keeps the grace it has)."""
         with _translated():
-            body = self._api.rotate(client_id, grace_seconds=0)
+            body = self._api.rotate(client_id, grace_seconds, replace_current=replace_current)
         if body is None:
             _vanished(client_id)
         return _fresh(body)
@@ -73,6 +84,10 @@ class ClientsAPI:
         if body is None:
             _vanished(client_id)
         return _client(body)
+
+    def retire_previous(self, client_id: str) -> bool:
+        """Nothing to do: a rotated-out secret here stops when its grace ends."""
+        return False
 
     def ping(self) -> None:
         """Raise unless the API answers and accepts the admin token."""
@@ -103,7 +118,22 @@ def _client(body: Mapping[str, Any]) -> ClientInfo:
         metadata=metadata if isinstance(metadata, dict) else {},
         scopes=tuple(body.get("scopes") or ()),
         audiences=tuple(body.get("audiences") or ()),
+        previous_secret_expires_at=_epoch(body.get("previous_secret_expires_at")),
     )
+
+
+def _epoch(value: Any) -> float | None:
+    """The API's ``YYYY-MM-DDTHH:MM:SSZ`` as Unix time; None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return (
+            datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+            .replace(tzinfo=datetime.UTC)
+            .timestamp()
+        )
+    except ValueError:
+        return None
 
 
 def _fresh(body: Mapping[str, Any]) -> FreshSecret:

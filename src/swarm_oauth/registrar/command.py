@@ -12,26 +12,36 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
-from swarm_oauth.admin_token import resolve_admin_token
+from swarm_oauth.admin_client import ca_context
+from swarm_oauth.admin_token import ENV_ADMIN_TOKEN, resolve_admin_token
 from swarm_oauth.cli.options import (
     admin_token_file_option,
+    ca_bundle_option,
+    duration_setting,
     fail,
     host_option,
+    listener_options,
+    log_format_option,
     log_level_option,
     port_option,
     setting,
 )
+from swarm_oauth.cli.output import Table, output_option, show
+from swarm_oauth.durations import InvalidDuration, parse_duration
 from swarm_oauth.logs import configure_logging
+from swarm_oauth.registrar.backends import BACKENDS, BackendName, BackendSettings
+from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR
-from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS
-from swarm_oauth.secretfiles import SecretConfigError, read_secret_file
+from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, DEFAULT_ROTATION_GRACE
+from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, withhold_from_children
+from swarm_oauth.serving.limits import HttpLimits, TlsFiles
+from swarm_oauth.timestamps import relative
 
 log = logging.getLogger("swarm_oauth.registrar")
 
@@ -44,9 +54,40 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
 @host_option
 @port_option(8081)
 @setting(
+    "--backend",
+    env="BACKEND",
+    type=click.Choice(BACKENDS),
+    default="builtin",
+    help="Where clients are registered: the token server's clients API (builtin), Ory "
+    "Hydra's admin API (hydra), or any RFC 7591/7592 server (dcr).",
+)
+@setting(
     "--clients-url",
     env="CLIENTS_URL",
-    help="Root of the clients API, e.g. http://oauth-clients:8080.",
+    help="builtin: root of the clients API, e.g. http://oauth-clients:8080.",
+)
+@setting(
+    "--hydra-admin-url",
+    env="HYDRA_ADMIN_URL",
+    help="hydra: root of Hydra's admin API, e.g. http://hydra:4445.",
+)
+@setting(
+    "--registration-url",
+    env="REGISTRATION_URL",
+    help="dcr: the registration endpoint (RFC 7591), e.g. https://idp.example/register.",
+)
+@setting(
+    "--initial-access-token-file",
+    env="INITIAL_ACCESS_TOKEN_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="dcr: file holding the initial access token the registration endpoint requires.",
+)
+@setting(
+    "--registration-key-file",
+    env="REGISTRATION_KEY_FILE",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="dcr: file holding 32 or more random bytes (`openssl rand -base64 32`) that seal "
+    "the registration access tokens the registrar keeps in Docker configs.",
 )
 @setting(
     "--token-url",
@@ -54,7 +95,8 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     help="The token endpoint services are told to use, e.g. http://oauth-tokens:8080/api/token.",
 )
 @admin_token_file_option(
-    "File holding the clients API's admin token. Default: SWARM_OAUTH_ADMIN_TOKEN."
+    "File holding the admin token: the registrar's API requires it, and the builtin "
+    "backend uses it with the clients API. Default: SWARM_OAUTH_ADMIN_TOKEN."
 )
 @click.option(
     "--docker-host",
@@ -89,6 +131,20 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     help="File holding a token that notifications and forced passes must carry "
     "(?token= or Authorization: Bearer). Default: none required.",
 )
+@duration_setting(
+    "--secret-max-age",
+    env="SECRET_MAX_AGE",
+    default=DEFAULT_SECRET_MAX_AGE,
+    help="The age at which a managed service's client secret is replaced (0: never); a "
+    "policy rule or a swarm-oauth.secret-max-age label may ask for a shorter one.",
+)
+@duration_setting(
+    "--rotation-grace",
+    env="ROTATION_GRACE",
+    default=DEFAULT_ROTATION_GRACE,
+    help="How long the replaced secret keeps working: long enough for the rolling update "
+    "that hands the new one to every task.",
+)
 @setting(
     "--resync-seconds",
     env="RESYNC_SECONDS",
@@ -97,13 +153,24 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     help="Seconds between full passes over every service.",
 )
 @setting("--events/--no-events", env="EVENTS", default=True, help="Follow Docker's event stream.")
+@ca_bundle_option(
+    "PEM file of the CAs that an https registry URL (--clients-url, --hydra-admin-url, "
+    "--registration-url) is checked against. Default: the system's."
+)
+@listener_options
 @log_level_option
+@log_format_option
 @click.pass_context
 def registrar(
     ctx: click.Context,
     host: str,
     port: int,
+    backend: BackendName,
     clients_url: str | None,
+    hydra_admin_url: str | None,
+    registration_url: str | None,
+    initial_access_token_file: Path | None,
+    registration_key_file: Path | None,
     token_url: str | None,
     admin_token_file: Path | None,
     docker_host: str | None,
@@ -111,33 +178,51 @@ def registrar(
     policy: Path | None,
     id_reservation_seconds: float,
     notify_token_file: Path | None,
+    secret_max_age: float,
+    rotation_grace: float,
     resync_seconds: float,
     events: bool,
+    ca_bundle: Path | None,
+    limits: HttpLimits,
+    tls: TlsFiles | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Give every selected swarm service an OAuth client and its secret, and take them
     away when the service goes."""
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
+    import ssl
 
     from swarm_oauth.registrar.labels import Selector
     from swarm_oauth.registrar.policy_file import PolicyError
     from swarm_oauth.registrar.ports import RegistrarError
     from swarm_oauth.registrar.runner import Registrar, RegistrarSettings
+    from swarm_oauth.registrar.sealing import SealingError
+    from swarm_oauth.serving.run import serve as serve_http
 
-    configure_logging(log_level)
-    missing = [
-        f"--{n}" for n, v in (("clients-url", clients_url), ("token-url", token_url)) if not v
-    ]
-    if missing:
-        fail(f"{' and '.join(missing)} required (or SWARM_OAUTH_CLIENTS_URL, _TOKEN_URL)")
+    configure_logging(log_level, log_format)
+    if not token_url:
+        fail("--token-url required (or SWARM_OAUTH_TOKEN_URL)")
     try:
         Selector.parse(selector)
+        admin_token = resolve_admin_token(admin_token_file)
+        backend_settings = BackendSettings(
+            name=backend,
+            clients_url=clients_url,
+            admin_token=admin_token,
+            hydra_admin_url=hydra_admin_url,
+            registration_url=registration_url,
+            initial_access_token=read_secret_file(initial_access_token_file)
+            if initial_access_token_file
+            else None,
+            registration_key_file=registration_key_file,
+            ca_bundle=ca_bundle,
+        )
         settings = RegistrarSettings(
-            clients_url=str(clients_url),
-            token_url=str(token_url),
-            admin_token=resolve_admin_token(admin_token_file),
+            backend=backend_settings,
+            token_url=token_url,
+            admin_token=admin_token,
             docker_host=docker_host or None,
             selector=selector,
             resync_seconds=resync_seconds,
@@ -145,16 +230,23 @@ def registrar(
             policy_file=policy,
             reservation_seconds=id_reservation_seconds,
             notify_token=read_secret_file(notify_token_file) if notify_token_file else None,
+            secret_max_age=secret_max_age,
+            rotation_grace=rotation_grace,
         )
+        # Read once: no process it starts inherits the token.
+        withhold_from_children(ENV_ADMIN_TOKEN)
         runner = Registrar(settings)
-    except (SecretConfigError, ValueError, RegistrarError, PolicyError) as exc:
+    except (SecretConfigError, ValueError, RegistrarError, PolicyError, SealingError) as exc:
         fail(str(exc))
+    except ssl.SSLError as exc:
+        fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
     # SIGHUP: re-read the policy now. Installed before uvicorn, which leaves it alone.
     signal.signal(signal.SIGHUP, lambda *_: runner.reload())
     log.info(
         "starting registrar",
         extra={
-            "clients_url": clients_url,
+            "backend": backend,
+            "registry": backend_settings.location,
             "token_url": token_url,
             "selector": selector,
             "policy": str(policy) if policy else None,
@@ -163,14 +255,7 @@ def registrar(
             "notify_token": notify_token_file is not None,
         },
     )
-    uvicorn.run(
-        runner.app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    serve_http(runner.app, host=host, port=port, limits=limits, tls=tls)
 
 
 @registrar.command("check-policy")
@@ -193,22 +278,37 @@ url_option = setting(
 token_option = admin_token_file_option(
     "Default: SWARM_OAUTH_ADMIN_TOKEN(_FILE), else ./data/admin-token."
 )
-output_option = click.option(
-    "--output",
-    type=click.Choice(["table", "json"]),
-    help="Default: a table on a terminal, JSON otherwise.",
+registrar_ca_option = ca_bundle_option(
+    "PEM file of the CAs an https --url is checked against. Default: the system's."
 )
 
 
-def _ask(method: str, url: str, path: str, token_file: Path | None) -> Any:
+def _ask(
+    method: str,
+    url: str,
+    path: str,
+    token_file: Path | None,
+    ca_bundle: Path | None,
+    body: Any = None,
+) -> Any:
     """One request to the registrar's API with the admin token; its JSON, or a clear exit."""
+    import ssl
+
     try:
         token = resolve_admin_token(token_file, Path("data") / "admin-token")
+        verify: ssl.SSLContext | bool = ca_context(ca_bundle) if ca_bundle else True
     except SecretConfigError as exc:
         fail(str(exc))
+    except ssl.SSLError as exc:
+        fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
     try:
         response = httpx.request(
-            method, url.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            method,
+            url.rstrip("/") + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=600,  # a rotation waits for its reconcile
+            verify=verify,
         )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the registrar at {url}: {type(exc).__name__}: {exc}")
@@ -226,49 +326,74 @@ def _ask(method: str, url: str, path: str, token_file: Path | None) -> Any:
 @registrar.command("status")
 @url_option
 @token_option
+@registrar_ca_option
 @output_option
-def status(url: str, admin_token_file: Path | None, output: str | None) -> None:
+def status(
+    url: str, admin_token_file: Path | None, ca_bundle: Path | None, output: str | None
+) -> None:
     """Every selected service: its client id, state, the reason for a refusal or conflict,
     its Docker secret and when it last converged."""
-    services = _ask("GET", url, "/v1/services", admin_token_file)["services"]
-    if (output or ("table" if sys.stdout.isatty() else "json")) == "json":
-        click.echo(json.dumps(services, indent=2))
-        return
+    services = _ask("GET", url, "/v1/services", admin_token_file, ca_bundle)["services"]
+    now = time.time()
     rows = [
         (
             s["service_name"],
-            s["client_id"] or "-",
+            s["client_id"],
             s["state"],
-            _ago(s["converged_at"]),
-            s["reason"] or s["secret"] or "",
+            relative(s["converged_at"], now) if s["converged_at"] else "never",
+            s["reason"] or s["secret"],
         )
         for s in services
     ]
-    click.echo(_table(("SERVICE", "CLIENT", "STATE", "CONVERGED", "SECRET / REASON"), rows))
+    show(
+        output,
+        {"services": services},
+        Table(("SERVICE", "CLIENT", "STATE", "CONVERGED", "SECRET / REASON"), rows,
+              empty="(no selected service)"),
+    )  # fmt: skip
+
+
+@registrar.command("rotate")
+@click.argument("service")
+@click.option(
+    "--grace",
+    "grace",
+    callback=lambda ctx, param, value: None if value is None else _seconds(ctx, param, value),
+    metavar="DURATION",
+    help="How long the old secret keeps working. Default: the registrar's --rotation-grace. "
+    "0 stops it at once (a leaked secret); the service's tasks are replaced either way.",
+)
+@url_option
+@token_option
+@registrar_ca_option
+def rotate(
+    service: str,
+    grace: float | None,
+    url: str,
+    admin_token_file: Path | None,
+    ca_bundle: Path | None,
+) -> None:
+    """Give a managed service a new client secret now, and roll its tasks onto it."""
+    body = None if grace is None else {"grace_seconds": grace}
+    path = f"/v1/services/{service}/rotate"
+    click.echo(json.dumps(_ask("POST", url, path, admin_token_file, ca_bundle, body)))
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except InvalidDuration as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 @registrar.command("release")
 @click.argument("client_id")
 @url_option
 @token_option
-def release(client_id: str, url: str, admin_token_file: Path | None) -> None:
+@registrar_ca_option
+def release(
+    client_id: str, url: str, admin_token_file: Path | None, ca_bundle: Path | None
+) -> None:
     """Free a client id reserved for a removed service, before its reservation ends."""
-    click.echo(json.dumps(_ask("DELETE", url, f"/v1/reservations/{client_id}", admin_token_file)))
-
-
-def _ago(epoch: float | None) -> str:
-    if epoch is None:
-        return "never"
-    seconds = max(0, int(time.time() - epoch))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in (header, *rows)
-    )
+    path = f"/v1/reservations/{client_id}"
+    click.echo(json.dumps(_ask("DELETE", url, path, admin_token_file, ca_bundle)))

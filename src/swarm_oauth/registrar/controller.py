@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Protocol
 
 from swarm_oauth.registrar.hints import full_pass_keys, keys_for_reference
 from swarm_oauth.registrar.identities import Identities
-from swarm_oauth.registrar.model import Key, Reservation
+from swarm_oauth.registrar.model import Key, ObservedService, Reservation
 from swarm_oauth.registrar.ports import ClientRegistry, RegistrarError, Swarm
 from swarm_oauth.registrar.queue import WorkQueue
 from swarm_oauth.registrar.reconcile import Outcome, Reconciler
@@ -88,6 +88,17 @@ class Controller:
     def release(self, client_id: str) -> bool:
         """Free a reserved client id now; False when it was not reserved."""
         return self._reconciler.release(client_id)
+
+    @property
+    def rotation_grace(self) -> float:
+        """Seconds the previous secret works after a rotation, unless a request says."""
+        return self._reconciler.rotation_grace
+
+    def rotate(self, service: ObservedService, grace: float) -> Future[Mapping[Key, Outcome]]:
+        """Rotate ``service``'s client secret now, the old one working ``grace`` seconds
+        longer; resolves with the outcome of its reconcile."""
+        self._reconciler.request_rotation(service.id, grace)
+        return self.queue.add([Key.service(service.id)]).future
 
     def enqueue(self, keys: Iterable[Key]) -> None:
         """Reconcile ``keys`` soon."""

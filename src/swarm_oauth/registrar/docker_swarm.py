@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,6 +24,10 @@ from swarm_oauth.registrar.model import (
 from swarm_oauth.registrar.ports import Rejected, ServiceEdit, ServiceGone, TransientError
 
 _UPDATE_ATTEMPTS = 8
+# A task in any of these states has, or is about to have, its secrets mounted.
+_LIVE_TASK_STATES = frozenset(
+    {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+)
 
 
 class DockerSwarm:
@@ -67,9 +72,25 @@ class DockerSwarm:
         with _translated("list secrets"):
             raws = self._api.secrets(filters=filters)
         return [
-            DockerSecret(raw["ID"], raw["Spec"]["Name"], dict(raw["Spec"].get("Labels") or {}))
+            DockerSecret(
+                raw["ID"],
+                raw["Spec"]["Name"],
+                dict(raw["Spec"].get("Labels") or {}),
+                _timestamp(raw.get("CreatedAt")),
+            )
             for raw in raws
         ]
+
+    def secrets_in_use(self, service_id: str) -> set[str]:
+        """Ids of the secrets that a task of the service runs with or is about to."""
+        with _translated(f"list the tasks of {service_id}"):
+            tasks = self._api.tasks(filters={"service": service_id})
+        return {
+            ref.get("SecretID", "")
+            for task in tasks
+            if (task.get("Status") or {}).get("State") in _LIVE_TASK_STATES
+            for ref in task["Spec"].get("ContainerSpec", {}).get("Secrets") or ()
+        }
 
     def list_configs(self, labels: Mapping[str, str]) -> list[DockerConfig]:
         """Docker configs carrying all these labels."""
@@ -228,6 +249,18 @@ def _translated(what: str) -> Iterator[None]:
         raise Rejected(f"{what}: {reason}") from None
     except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
         raise TransientError(f"{what}: {type(exc).__name__}") from None
+
+
+def _timestamp(value: Any) -> float:
+    """Docker's RFC 3339 time (nanoseconds, ``Z``) as Unix time; 0 when unreadable."""
+    if not isinstance(value, str):
+        return 0.0
+    whole, _, fraction = value.rstrip("Z").partition(".")
+    try:
+        moment = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC)
+        return moment.timestamp() + float(f"0.{fraction or 0}")
+    except ValueError:
+        return 0.0
 
 
 def _observed(raw: Mapping[str, Any]) -> ObservedService:

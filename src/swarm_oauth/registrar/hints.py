@@ -105,6 +105,6 @@ def orphaned(
             wanted = identities.wanted_client(live.get(client.service_id or ""))
         except InvalidLabels:
             continue
-        if wanted != client.client_id:
+        if wanted != client.name:
             found.append(client)
     return found

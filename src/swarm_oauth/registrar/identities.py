@@ -7,6 +7,10 @@ from swarm_oauth.registrar.labels import Selector, read_labels
 from swarm_oauth.registrar.model import DesiredIdentity, ObservedService
 from swarm_oauth.registrar.policy import SAFE_DEFAULT, Grant, RegistrationPolicy
 
+# The age at which a managed service's client secret is replaced, unless a policy rule or
+# its own label says a shorter one.
+DEFAULT_SECRET_MAX_AGE = 90 * 86400.0
+
 
 class Identities:
     """The registrar's rules for services.
@@ -16,11 +20,18 @@ class Identities:
     """
 
     def __init__(
-        self, selector: Selector, token_url: str, policy: RegistrationPolicy = SAFE_DEFAULT
+        self,
+        selector: Selector,
+        token_url: str,
+        policy: RegistrationPolicy = SAFE_DEFAULT,
+        secret_max_age: float = 0.0,
     ) -> None:
+        """``secret_max_age`` is the registrar's (``--secret-max-age``): the age at which a
+        client secret is rotated unless the policy or a label says otherwise."""
         self.selector = selector
         self.token_url = token_url
         self.policy = policy
+        self.secret_max_age = secret_max_age
 
     def selected(self, service: ObservedService) -> bool:
         """Whether the registrar manages this service."""
@@ -29,7 +40,7 @@ class Identities:
     def desired(self, service: ObservedService) -> DesiredIdentity:
         """The identity a selected service gets; ``InvalidLabels`` when its labels are
         malformed, ``Refused`` when they ask for more than the policy allows."""
-        return self.policy.decide(service, read_labels(service))
+        return self.policy.decide(service, read_labels(service), self.secret_max_age)
 
     def grant(self, service: ObservedService) -> Grant:
         """The policy's grant for this service: what any client of it may keep."""

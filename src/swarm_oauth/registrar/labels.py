@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from swarm_oauth.durations import InvalidDuration, parse_duration
 from swarm_oauth.identifiers import (
     InvalidClientData,
     is_audience,
@@ -24,6 +25,7 @@ TARGET_LABEL = "swarm-oauth.secret-target"
 UID_LABEL = "swarm-oauth.secret-uid"
 GID_LABEL = "swarm-oauth.secret-gid"
 MODE_LABEL = "swarm-oauth.secret-mode"
+MAX_AGE_LABEL = "swarm-oauth.secret-max-age"
 DEFAULT_SELECTOR = "swarm-oauth.client=true"
 DEFAULT_TARGET = "oauth_client_secret"
 
@@ -86,6 +88,8 @@ class Ask:
     uid: str = "0"
     gid: str = "0"
     mode: int = 0o444
+    # Seconds after which the client secret is rotated; None: the registrar's setting.
+    secret_max_age: float | None = None
 
 
 def read_labels(service: ObservedService) -> Ask:
@@ -117,7 +121,12 @@ def read_labels(service: ObservedService) -> Ask:
     if mode_text and not _MODE.fullmatch(mode_text):
         raise InvalidLabels(f"{MODE_LABEL}: must be an octal file mode such as 0400")
     mode = int(mode_text, 8) if mode_text else 0o444
-    return Ask(client_id, scopes, audiences, target, uid, gid, mode)
+    max_age_text = labels.get(MAX_AGE_LABEL, "").strip()
+    try:
+        max_age = parse_duration(max_age_text) if max_age_text else None
+    except InvalidDuration as exc:
+        raise InvalidLabels(f"{MAX_AGE_LABEL}: {exc}") from None
+    return Ask(client_id, scopes, audiences, target, uid, gid, mode, max_age)
 
 
 def _numeric(labels: Mapping[str, str], label: str) -> str:

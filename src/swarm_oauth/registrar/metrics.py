@@ -52,6 +52,12 @@ class RegistrarMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self._rotations = Counter(
+            "swarm_oauth_registrar_secret_rotations",
+            "Client secrets of managed services rotated, by reason (age, request).",
+            ["reason"],
+            registry=self.registry,
+        )
         self._ready = Gauge(
             "swarm_oauth_registrar_ready",
             "1 when the last full pass or readiness check reached Docker and the clients API.",
@@ -71,6 +77,10 @@ class RegistrarMetrics:
     def reconciled(self, outcome: Outcome) -> None:
         """Count one service reconcile."""
         self._reconciles.labels(outcome.value).inc()
+
+    def rotated(self, reason: str) -> None:
+        """Count one client-secret rotation."""
+        self._rotations.labels(reason).inc()
 
     def refused(self, code: str) -> None:
         """Count one refusal."""

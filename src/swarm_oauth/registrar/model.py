@@ -63,15 +63,19 @@ class DesiredIdentity:
     uid: str = "0"
     gid: str = "0"
     mode: int = 0o444
+    # Seconds after which its client secret is rotated (0: never).
+    secret_max_age: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class DockerSecret:
-    """A Docker secret's descriptor (Docker never gives its data back)."""
+    """A Docker secret's descriptor (Docker never gives its data back); ``created_at`` is
+    Unix time, the age of the client secret it holds."""
 
     id: str
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +107,20 @@ class ClientInfo:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     scopes: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
+    # Until when (Unix time) the previous secret still works, during a rotation's grace.
+    previous_secret_expires_at: float | None = None
 
     @property
     def managed(self) -> bool:
         """Whether the registrar registered this client (and may therefore change it)."""
         return self.metadata.get("managed_by") == MANAGED_BY
+
+    @property
+    def name(self) -> str:
+        """The id the service asked for: the client id itself where the registrar chooses
+        ids, else what the registry recorded beside the server's id."""
+        value = self.metadata.get("name")
+        return value if isinstance(value, str) and value else self.client_id
 
     @property
     def service_id(self) -> str | None:

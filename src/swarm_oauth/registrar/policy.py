@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from swarm_oauth.durations import format_duration
 from swarm_oauth.registrar.labels import (
     AUDIENCE_LABEL,
+    MAX_AGE_LABEL,
     SCOPES_LABEL,
     SERVICE_CLIENT_ID_LABEL,
     Ask,
@@ -59,6 +61,23 @@ class Grant:
     client_ids: tuple[str, ...] | None = None
     scopes: tuple[str, ...] = ()
     audiences: tuple[str, ...] = ()
+    # The longest a client secret may live, in seconds (0: no rotation by age); None: the
+    # registrar's --secret-max-age. A label may ask for a shorter one, never a longer one.
+    secret_max_age: float | None = None
+
+    def max_age_for(self, asked: float | None, default: float, rule: str) -> float:
+        """The secret max age a service gets when its label asks for ``asked``;
+        ``Refused`` when that is longer than this grant's (or the default) allows."""
+        ceiling = default if self.secret_max_age is None else self.secret_max_age
+        if asked is None:
+            return ceiling
+        if ceiling and (asked == 0 or asked > ceiling):
+            raise Refused(
+                "secret_max_age_not_allowed",
+                f"{MAX_AGE_LABEL} asks for {format_duration(asked) if asked else 'never'}, "
+                f"longer than the {format_duration(ceiling)} of {rule}",
+            )
+        return asked
 
     def allows_client_id(self, client_id: str, service: ObservedService) -> bool:
         """Whether ``service`` may take ``client_id``."""
@@ -105,9 +124,12 @@ class RegistrationPolicy:
             return self.default, f"the default of {self.source}"
         return self.default, "the built-in default (no --policy)"
 
-    def decide(self, service: ObservedService, ask: Ask) -> DesiredIdentity:
+    def decide(
+        self, service: ObservedService, ask: Ask, default_max_age: float = 0.0
+    ) -> DesiredIdentity:
         """The identity ``service`` gets for what its labels ask; ``Refused`` (as a
-        whole) when the applicable grant does not allow all of it."""
+        whole) when the applicable grant does not allow all of it. ``default_max_age`` is
+        the registrar's secret max age, for grants that set none."""
         grant, rule = self.grant_for(service)
         client_id = ask.client_id or service.name
         if not grant.allows_client_id(client_id, service):
@@ -135,8 +157,9 @@ class RegistrationPolicy:
                 raise Refused(
                     code, f"{label} asks for {' '.join(refused)}, which {rule} does not allow"
                 )
+        max_age = grant.max_age_for(ask.secret_max_age, default_max_age, rule)
         return DesiredIdentity(
-            client_id, ask.scopes, ask.audiences, ask.target, ask.uid, ask.gid, ask.mode
+            client_id, ask.scopes, ask.audiences, ask.target, ask.uid, ask.gid, ask.mode, max_age
         )
 
 

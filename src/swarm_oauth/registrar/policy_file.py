@@ -14,6 +14,7 @@ rules:                          # tried in order; the first whose match fits app
     client_id: ["shop_*"]       # globs of ids swarm-oauth.client-id may ask for
     scopes: ["orders:*", read]  # globs of scopes swarm-oauth.scopes may ask for
     audiences: [inventory]      # globs of audiences swarm-oauth.audience may ask for
+    secret_max_age: 30d         # the longest its client secret may live (labels: shorter)
 default: {scopes: [], audiences: []}   # services no rule matches
 ```
 """
@@ -28,9 +29,12 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from swarm_oauth.durations import InvalidDuration, parse_duration
 from swarm_oauth.registrar.policy import Grant, Match, RegistrationPolicy, Rule
 
 log = logging.getLogger("swarm_oauth.registrar.policy")
+
+GRANT_KEYS = ("client_id", "scopes", "audiences", "secret_max_age")
 
 
 class PolicyError(ValueError):
@@ -152,7 +156,7 @@ class _Reader:
         return RegistrationPolicy(tuple(rules), default, self.source)
 
     def rule(self, node: Node, where: str) -> Rule:
-        fields = self.mapping(node, where, ("match", "client_id", "scopes", "audiences"))
+        fields = self.mapping(node, where, ("match", *GRANT_KEYS))
         if "match" not in fields:
             raise self.fail(node, where, "needs a 'match' (use 'default' for the rest)")
         match = self.match(fields.pop("match"), f"{where}.match")
@@ -178,16 +182,22 @@ class _Reader:
         )
 
     def grant(self, node: Node, where: str) -> Grant:
-        return self.grant_fields(
-            self.mapping(node, where, ("client_id", "scopes", "audiences")), where
-        )
+        return self.grant_fields(self.mapping(node, where, GRANT_KEYS), where)
 
     def grant_fields(self, fields: dict[str, Node], where: str) -> Grant:
         def globs(key: str) -> tuple[str, ...] | None:
             return self.strings(fields[key], f"{where}.{key}") if key in fields else None
 
+        max_age = None
+        if "secret_max_age" in fields:
+            node = fields["secret_max_age"]
+            try:
+                max_age = parse_duration(self.scalar(node, f"{where}.secret_max_age"))
+            except InvalidDuration as exc:
+                raise self.fail(node, f"{where}.secret_max_age", str(exc)) from None
         return Grant(
             client_ids=globs("client_id"),
             scopes=globs("scopes") or (),
             audiences=globs("audiences") or (),
+            secret_max_age=max_age,
         )

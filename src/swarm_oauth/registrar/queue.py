@@ -5,7 +5,8 @@
   is marked dirty and processed once more when the current run ends (Docker may have
   changed meanwhile), so no per-key lock is needed.
 - A run that asks for a retry puts the key back after an exponential backoff, up to a
-  bound; a later successful run forgets the failures.
+  bound; a later successful run forgets the failures. A run may also ask to be looked at
+  again after a while (it waits for something, like a rolling update).
 - ``add`` returns a ``Ticket`` that resolves when every key it added has been processed
   by a run that started after the add, which is how a full pass waits for its keys.
 """
@@ -192,6 +193,8 @@ class WorkQueue:
                 self._schedule_retry(key)
             else:
                 self._failures.pop(key, None)
+                if result.recheck_after is not None:
+                    self._schedule(key, result.recheck_after)
 
     def _schedule_retry(self, key: Key) -> None:
         failures = self._failures.get(key, 0) + 1
@@ -204,7 +207,9 @@ class WorkQueue:
             self._failures.pop(key, None)
             return
         self._failures[key] = failures
-        delay = min(self._retry_delay * 2 ** (failures - 1), self._max_retry_delay)
+        self._schedule(key, min(self._retry_delay * 2 ** (failures - 1), self._max_retry_delay))
+
+    def _schedule(self, key: Key, delay: float) -> None:
         heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._tiebreak), key))
         self._timer.notify()
 
@@ -220,5 +225,4 @@ class WorkQueue:
                 if self._closed:
                     return
                 _, _, key = heapq.heappop(self._delayed)
-                if key in self._failures:  # a run since then may have succeeded
-                    self._enqueue(key)
+                self._enqueue(key)

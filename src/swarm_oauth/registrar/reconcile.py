@@ -11,12 +11,14 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
+from swarm_oauth.durations import format_duration
 from swarm_oauth.registrar.identities import Identities
 from swarm_oauth.registrar.labels import InvalidLabels
 from swarm_oauth.registrar.model import (
@@ -42,6 +44,7 @@ from swarm_oauth.registrar.spec import (
     RESERVATION,
     RESERVED_CLIENT_LABEL,
     SECRET_CLIENT_ID_LABEL,
+    VERSION_LABEL,
     attach,
     client_secrets_filter,
     detach,
@@ -85,10 +88,12 @@ def worst(outcomes: Iterable[Outcome]) -> Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """How a key's reconcile ended, and the keys that must be looked at after it."""
+    """How a key's reconcile ended, the keys that must be looked at after it, and when
+    to look at this one again (something it waits for, like a rolling update)."""
 
     outcome: Outcome
     then: tuple[Key, ...] = ()
+    recheck_after: float | None = None
 
 
 class Observer(Protocol):
@@ -104,6 +109,9 @@ class Observer(Protocol):
     def refused(self, code: str) -> None:
         """A service was refused; ``code`` says why (``scope_not_allowed``, ...)."""
 
+    def rotated(self, reason: str) -> None:
+        """A client secret was rotated, by ``age`` or on ``request``."""
+
 
 class NullObserver:
     """An observer that keeps nothing."""
@@ -117,6 +125,9 @@ class NullObserver:
     def refused(self, code: str) -> None:
         """Ignore a refusal."""
 
+    def rotated(self, reason: str) -> None:
+        """Ignore a rotation."""
+
 
 StepHook = Callable[[str], None]
 """Called after each write with its name; a test raises in it to simulate a crash."""
@@ -127,6 +138,11 @@ class _Conflict(Exception):
 
 
 DEFAULT_RESERVATION_SECONDS = 600.0
+# How long the previous client secret keeps working after a rotation by age: long enough
+# for a rolling update of the service to replace every task that holds it.
+DEFAULT_ROTATION_GRACE = 3600.0
+# How soon a stale Docker secret still used by a task is looked at again.
+RECHECK_SECONDS = 3.0
 
 
 class Reconciler:
@@ -140,6 +156,7 @@ class Reconciler:
         *,
         board: StatusBoard | None = None,
         reservation_seconds: float = DEFAULT_RESERVATION_SECONDS,
+        rotation_grace: float = DEFAULT_ROTATION_GRACE,
         after_step: StepHook | None = None,
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
@@ -148,10 +165,15 @@ class Reconciler:
         self._registry = registry
         self.identities = identities
         self.board = board or StatusBoard()
+        self._chosen_ids = registry.capabilities.chosen_ids
+        self._retire_on_request = registry.capabilities.retire_on_request
         self._reservation_seconds = reservation_seconds
+        self._rotation_grace = rotation_grace
         self._after_step = after_step or (lambda step: None)
         self._observer: Observer = observer or NullObserver()
         self._clock = clock
+        self._requests_lock = threading.Lock()
+        self._rotation_requests: dict[str, float] = {}
 
     def reconcile(self, key: Key) -> Result:
         """Bring ``key`` to its desired state as Docker reports it now; never raises."""
@@ -195,7 +217,14 @@ class Reconciler:
             self.board.forget(service_id)
             return self._retire_service(service_id, service)
         try:
-            return self._converge(service, self.identities.desired(service))
+            desired = self.identities.desired(service)
+            if desired.audiences and not self._registry.capabilities.audiences:
+                raise Refused(
+                    "audiences_not_supported",
+                    f"the service asks for audiences {', '.join(desired.audiences)} but this "
+                    "backend's clients cannot record audiences; remove the label",
+                )
+            return self._converge(service, desired)
         except InvalidLabels as refusal:  # malformed labels, or more than the policy allows
             return self._refused(service, refusal)
 
@@ -217,7 +246,7 @@ class Reconciler:
             return Result(Outcome.CONFLICT)
         fresh = None
         if client is None:
-            reservation = self._reservation(desired.client_id)
+            reservation = self._reservation(desired.client_id) if self._chosen_ids else None
             if reservation is not None and reservation.service_name != service.name:
                 raise Refused(
                     "client_id_reserved",
@@ -235,30 +264,109 @@ class Reconciler:
                     f"deleted the reservation of client id {desired.client_id}",
                 )
         current = next((s for s in managed if is_current(s, client, service.id)), None)
+        requested = self._take_rotation_request(service.id)
+        now = self._clock()
         if current is None:
             if fresh is None:
-                # The clear secret of the current generation is gone for good: replace it.
-                fresh = self._act(
-                    "rotate_client",
-                    service.name,
-                    lambda: self._registry.rotate(desired.client_id),
-                    f"rotated client {desired.client_id}, no Docker secret held its secret",
-                )
+                fresh = self._replace_lost_secret(service, client, managed)
             current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
             managed_ids.add(current.id)
             changed = True
-        changed |= self._mount(service, desired, current, managed_ids)
+        elif (why := self._rotation_due(current, desired, requested)) is not None:
+            grace = self._rotation_grace if requested is None else requested
+            fresh = self._act(
+                "rotate_client",
+                service.name,
+                functools.partial(self._registry.rotate, client.client_id, int(grace)),
+                f"rotated client {client.client_id} ({why}); the old secret works "
+                + (f"{format_duration(grace)} longer" if grace else "no longer"),
+            )
+            self._observer.rotated("request" if requested is not None else "age")
+            current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
+            managed_ids.add(current.id)
+            changed = True
+            if not grace and self._retire_on_request:
+                self._retire_previous(service.name, fresh.client)
+                fresh = replace(
+                    fresh, client=replace(fresh.client, previous_secret_expires_at=None)
+                )
+        if fresh is not None:  # with a server that picks ids, it may be another client now
+            client = fresh.client
+        changed |= self._mount(service, desired, client.client_id, current, managed_ids)
         stale = [s for s in managed if s.id != current.id]
-        changed |= self._delete_secrets(service.name, stale)
+        # A task still running with an old secret keeps it until it is replaced (a rolling
+        # update, a rollback): the secret goes once no task uses it, looked at again soon.
+        in_use = self._swarm.secrets_in_use(service.id) if stale else set()
+        deletable = [s for s in stale if s.id not in in_use]
+        changed |= self._delete_secrets(service.name, deletable)
+        if (
+            self._retire_on_request
+            and len(deletable) == len(stale)
+            and (client.previous_secret_expires_at or 0) > now
+        ):
+            # No task holds an old secret any more: where old secrets last until told,
+            # this is when they stop.
+            changed |= self._retire_previous(service.name, client)
         # Secrets of another client id (the label changed): that client is retired next.
-        others = {s.labels.get(SECRET_CLIENT_ID_LABEL) for s in stale} - {desired.client_id, None}
+        others = {s.labels.get(SECRET_CLIENT_ID_LABEL) for s in deletable}
+        others -= {client.client_id, None}
         then = tuple(Key.client(client_id) for client_id in sorted(o for o in others if o))
         self.board.record(
             ServiceStatus(
-                service.id, service.name, State.REGISTERED, desired.client_id, "", current.name
+                service.id, service.name, State.REGISTERED, client.client_id, "", current.name
             )
         )
-        return Result(Outcome.CHANGED if changed else Outcome.UNCHANGED, then)
+        outcome = Outcome.CHANGED if changed else Outcome.UNCHANGED
+        return Result(outcome, then, RECHECK_SECONDS if len(deletable) < len(stale) else None)
+
+    def _replace_lost_secret(
+        self, service: ObservedService, client: ClientInfo, managed: Sequence[DockerSecret]
+    ) -> FreshSecret:
+        """A new secret for a client whose current one no Docker secret holds: its clear
+        value is gone for good (a crash between making it and storing it).
+
+        If that happened in the middle of a rotation, the tasks still run with the
+        previous secret, in its grace: it is kept, and only the lost one is replaced.
+        """
+        now = self._clock()
+        in_grace = (client.previous_secret_expires_at or 0) > now and any(
+            s.labels.get(VERSION_LABEL) == str(client.secret_version - 1) for s in managed
+        )
+        return self._act(
+            "rotate_client",
+            service.name,
+            functools.partial(self._registry.rotate, client.client_id, 0, replace_current=in_grace),
+            f"rotated client {client.client_id}, no Docker secret held its secret",
+        )
+
+    def _rotation_due(
+        self, current: DockerSecret, desired: DesiredIdentity, requested: float | None
+    ) -> str | None:
+        """Why the current secret must be replaced now, or None."""
+        if requested is not None:
+            return "on request"
+        age = self._clock() - current.created_at
+        if desired.secret_max_age and current.created_at and age >= desired.secret_max_age:
+            return f"it is {format_duration(int(age))} old, its maximum is " + format_duration(
+                desired.secret_max_age
+            )
+        return None
+
+    @property
+    def rotation_grace(self) -> float:
+        """Seconds the previous secret works after a rotation by age (and by default on
+        request)."""
+        return self._rotation_grace
+
+    def request_rotation(self, service_id: str, grace: float) -> None:
+        """Rotate this service's client secret at its next reconcile, the old one working
+        ``grace`` seconds longer (0: it stops at once, for a leaked secret)."""
+        with self._requests_lock:
+            self._rotation_requests[service_id] = grace
+
+    def _take_rotation_request(self, service_id: str) -> float | None:
+        with self._requests_lock:
+            return self._rotation_requests.pop(service_id, None)
 
     def _refused(self, service: ObservedService, refusal: InvalidLabels) -> Result:
         """Refused as a whole: no new client or secret. A client the service already has
@@ -297,7 +405,7 @@ class Reconciler:
     ) -> tuple[ClientInfo | None, bool]:
         """The service's existing client, or None once a stale one is removed; and whether
         anything was removed. ``_Conflict`` if the client id is someone else's."""
-        client = self._registry.get(desired.client_id)
+        client = self._registry.find(desired.client_id, service.id)
         if client is None:
             return None, False
         if not client.managed:
@@ -320,8 +428,8 @@ class Reconciler:
             updated = self._act(
                 "update_client",
                 service.name,
-                lambda: self._registry.update(desired.client_id, desired.scopes, desired.audiences),
-                f"updated the scopes and audiences of client {desired.client_id}",
+                lambda: self._registry.update(client.client_id, desired.scopes, desired.audiences),
+                f"updated the scopes and audiences of client {client.client_id}",
             )
             return updated, True
         return client, False
@@ -331,7 +439,7 @@ class Reconciler:
             return False
         other = self._swarm.get_service(client.service_id)
         try:
-            return self.identities.wanted_client(other) == client.client_id
+            return self.identities.wanted_client(other) == client.name
         except InvalidLabels:
             return True  # its owner may come back once its labels are fixed
 
@@ -352,11 +460,14 @@ class Reconciler:
         self,
         service: ObservedService,
         desired: DesiredIdentity,
+        client_id: str,
         current: DockerSecret,
         managed_ids: Collection[str],
     ) -> bool:
+        token_url = self.identities.token_url
+
         def edit(observed: ObservedService) -> tuple[Sequence[SecretRef], Sequence[str]] | None:
-            return attach(observed, desired, current, managed_ids, self.identities.token_url)
+            return attach(observed, desired, client_id, current, managed_ids, token_url)
 
         if edit(service) is None:
             return False
@@ -425,7 +536,7 @@ class Reconciler:
             wanted = self.identities.wanted_client(service)
         except InvalidLabels:
             return Result(Outcome.INVALID)  # keep it: its owner's labels may be fixed
-        if wanted == client_id:
+        if wanted == client.name:
             return Result(Outcome.UNCHANGED)  # the service's own: its key looks after it
         leftovers = (
             self._swarm.list_secrets(client_secrets_filter(client_id, service_id))
@@ -538,6 +649,16 @@ class Reconciler:
         )
         self._after_step(kind)
         return result
+
+    def _retire_previous(self, service_name: str, client: ClientInfo) -> bool:
+        return bool(
+            self._act(
+                "retire_previous",
+                service_name,
+                functools.partial(self._registry.retire_previous, client.client_id),
+                f"the rotated-out secrets of client {client.client_id} stop working",
+            )
+        )
 
     def _remove_client(self, service_name: str, client: ClientInfo, why: str) -> bool:
         return self._act(

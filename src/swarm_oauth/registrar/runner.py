@@ -10,15 +10,19 @@ from starlette.applications import Starlette
 
 from swarm_oauth.admin_token import SharedSecret
 from swarm_oauth.registrar.app import create_app
-from swarm_oauth.registrar.clients_api import ClientsAPI
+from swarm_oauth.registrar.backends import BackendSettings, open_registry
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
-from swarm_oauth.registrar.identities import Identities
+from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE, Identities
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.policy import RegistrationPolicy
 from swarm_oauth.registrar.policy_file import PolicyFile
-from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, Reconciler
+from swarm_oauth.registrar.reconcile import (
+    DEFAULT_RESERVATION_SECONDS,
+    DEFAULT_ROTATION_GRACE,
+    Reconciler,
+)
 from swarm_oauth.registrar.status import StatusBoard
 from swarm_oauth.registrar.triggers import EventWatcher, Resync
 
@@ -29,8 +33,9 @@ log = logging.getLogger("swarm_oauth.registrar")
 class RegistrarSettings:
     """What ``swarm-oauth registrar`` is configured with."""
 
-    clients_url: str
+    backend: BackendSettings
     token_url: str
+    # Guards the registrar's own API (and, with the builtin backend, reaches the clients API).
     admin_token: str = field(repr=False)
     docker_host: str | None = None
     selector: str = DEFAULT_SELECTOR
@@ -40,17 +45,24 @@ class RegistrarSettings:
     policy_file: Path | None = None
     reservation_seconds: float = DEFAULT_RESERVATION_SECONDS
     notify_token: str | None = field(default=None, repr=False)
+    secret_max_age: float = DEFAULT_SECRET_MAX_AGE
+    rotation_grace: float = DEFAULT_ROTATION_GRACE
 
 
 class Registrar:
     """Owns every part; ``app`` starts the triggers with the server and stops them after."""
 
     def __init__(self, settings: RegistrarSettings) -> None:
-        """Connect the parts; ``PolicyError`` when the policy file is unusable."""
+        """Connect the parts; ``PolicyError`` when the policy file is unusable,
+        ``BackendConfigError`` or ``SealingError`` when the backend's settings are."""
         self.settings = settings
         self.swarm = DockerSwarm.from_url(settings.docker_host)
-        self.registry = ClientsAPI(settings.clients_url, settings.admin_token)
-        self.identities = Identities(Selector.parse(settings.selector), settings.token_url)
+        self.registry = open_registry(settings.backend, self.swarm)
+        self.identities = Identities(
+            Selector.parse(settings.selector),
+            settings.token_url,
+            secret_max_age=settings.secret_max_age,
+        )
         self.policy_file = (
             PolicyFile(settings.policy_file, self._apply_policy)
             if settings.policy_file is not None
@@ -64,6 +76,7 @@ class Registrar:
             self.identities,
             board=board,
             reservation_seconds=settings.reservation_seconds,
+            rotation_grace=settings.rotation_grace,
             observer=self.metrics,
         )
         self.controller = Controller(

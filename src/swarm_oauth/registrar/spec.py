@@ -114,11 +114,13 @@ def is_current(secret: DockerSecret, client: ClientInfo, service_id: str) -> boo
 def attach(
     service: ObservedService,
     desired: DesiredIdentity,
+    client_id: str,
     current: DockerSecret,
     managed_ids: Collection[str],
     token_url: str,
 ) -> tuple[list[SecretRef], list[str]] | None:
-    """Refs and env that mount ``current`` at the target, or None if already so.
+    """Refs and env that mount ``current`` (a secret of ``client_id``) at the target, or
+    None if already so.
 
     Refs to the registrar's other secrets (``managed_ids``) are dropped; every other ref
     and variable is kept as it is, in order.
@@ -132,7 +134,7 @@ def attach(
     env = _set_env(
         service.env,
         {
-            ENV_CLIENT_ID: desired.client_id,
+            ENV_CLIENT_ID: client_id,
             ENV_TOKEN_URL: token_url,
             ENV_SECRET_FILE: f"{SECRET_DIR}/{desired.target}",
         },

@@ -15,6 +15,7 @@ from swarm_oauth.sdk.asgi import BearerTokenMiddleware
 from swarm_oauth.sdk.auth import BearerAuth
 from swarm_oauth.sdk.errors import (
     ConfigurationError,
+    ExcessiveLifetime,
     ExpiredToken,
     InsufficientScope,
     InvalidAlgorithm,
@@ -22,6 +23,7 @@ from swarm_oauth.sdk.errors import (
     InvalidIssuer,
     InvalidSignature,
     InvalidTokenType,
+    IssuerConfigurationError,
     KeySetUnavailable,
     MalformedToken,
     NotYetValid,
@@ -32,13 +34,15 @@ from swarm_oauth.sdk.errors import (
     TokenSourceError,
     UnknownKey,
 )
+from swarm_oauth.sdk.scopes import require_scopes, scopes_of
 from swarm_oauth.sdk.token_source import TokenSource
-from swarm_oauth.sdk.verifier import Verifier, require_scopes, scopes_of
+from swarm_oauth.sdk.verifier import Verifier
 
 __all__ = [
     "BearerAuth",
     "BearerTokenMiddleware",
     "ConfigurationError",
+    "ExcessiveLifetime",
     "ExpiredToken",
     "InsufficientScope",
     "InvalidAlgorithm",
@@ -46,6 +50,7 @@ __all__ = [
     "InvalidIssuer",
     "InvalidSignature",
     "InvalidTokenType",
+    "IssuerConfigurationError",
     "KeySetUnavailable",
     "MalformedToken",
     "NotYetValid",

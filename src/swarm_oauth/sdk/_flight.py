@@ -11,8 +11,9 @@ result instead of starting its own request. The rendezvous is a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from threading import Lock
 from typing import Generic, TypeVar
 
@@ -56,18 +57,26 @@ class SingleFlight(Generic[T]):
         else:
             future.set_exception(error)
 
+    @contextmanager
+    def _owning(self, future: Future[T]) -> Iterator[Callable[[T], None]]:
+        """Settle ``future`` with the result the block hands over, or with its error."""
+        try:
+            yield lambda result: self._settle(future, result, None)
+        except asyncio.CancelledError:
+            self._settle(future, None, _Abandoned())
+            raise
+        except BaseException as error:
+            self._settle(future, None, error)
+            raise
+
     def run(self, fn: Callable[[], T]) -> T:
         """Call ``fn``, or wait for the call already in flight and return its result."""
         while True:
             future, owner = self._join(None)
             if owner:
-                try:
-                    result = fn()
-                except BaseException as error:
-                    self._settle(future, None, error)
-                    raise
-                self._settle(future, result, None)
-                return result
+                with self._owning(future) as settle:
+                    settle(fn())
+                return future.result()
             try:
                 return future.result()
             except _Abandoned:
@@ -78,16 +87,9 @@ class SingleFlight(Generic[T]):
         while True:
             future, owner = self._join(asyncio.get_running_loop())
             if owner:
-                try:
-                    result = await fn()
-                except asyncio.CancelledError:
-                    self._settle(future, None, _Abandoned())
-                    raise
-                except BaseException as error:
-                    self._settle(future, None, error)
-                    raise
-                self._settle(future, result, None)
-                return result
+                with self._owning(future) as settle:
+                    settle(await fn())
+                return future.result()
             try:
                 return await asyncio.wrap_future(future)
             except _Abandoned:

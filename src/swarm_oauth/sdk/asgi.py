@@ -28,7 +28,8 @@ class BearerTokenMiddleware:
 
     Paths in ``exempt_paths`` (exact matches, e.g. ``/healthz``) pass without a token.
     Refusals follow RFC 6750 §3: 401 ``invalid_token``, 403 ``insufficient_scope``,
-    400 ``invalid_request``; 503 when the issuer's keys cannot be had. A WebSocket
+    400 ``invalid_request``; 503 when the issuer's keys cannot be had, 500 when the
+    verifier's issuer is misconfigured. A WebSocket
     handshake without a valid token is closed with code 1008 before it is accepted.
     """
 

@@ -13,8 +13,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from swarm_oauth.sdk.errors import InsufficientScope, KeySetUnavailable, TokenError
-from swarm_oauth.sdk.verifier import Claims, Verifier
+from swarm_oauth.sdk.cache import Claims
+from swarm_oauth.sdk.errors import (
+    InsufficientScope,
+    IssuerConfigurationError,
+    KeySetUnavailable,
+    TokenError,
+)
+from swarm_oauth.sdk.verifier import Verifier
 
 log = logging.getLogger("swarm_oauth.sdk")
 
@@ -38,13 +44,13 @@ def bearer_token(authorization: Sequence[str]) -> str | None:
         return None
     if len(authorization) > 1:
         raise InvalidRequest("more than one Authorization header")
-    scheme, _, token = authorization[0].strip().partition(" ")
+    scheme, _, credentials = authorization[0].strip().partition(" ")
     if scheme.lower() != "bearer":
         return None
-    token = token.strip()
-    if not token or any(char.isspace() for char in token):
+    words = credentials.split()
+    if len(words) != 1:  # none, or whitespace inside
         raise InvalidRequest("the Bearer credential must be a single non-empty token")
-    return token
+    return words[0]
 
 
 def quoted(value: str) -> str:
@@ -113,8 +119,8 @@ async def authenticate(
         return Rejection(
             error.status_code, error.error, error.description, {"WWW-Authenticate": header}
         )
+    # Neither is the caller's fault: the detail (URLs, causes) goes to the log, not the client.
     except KeySetUnavailable as error:
-        # Not the caller's fault: the detail (URLs, causes) goes to the log, not the client.
         log.error("cannot verify bearer tokens: %s", error)
         return Rejection(
             503,
@@ -122,3 +128,6 @@ async def authenticate(
             "token verification keys are unavailable",
             {"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+    except IssuerConfigurationError as error:
+        log.error("cannot verify bearer tokens, the verifier's issuer is misconfigured: %s", error)
+        return Rejection(500, "server_error", "this service cannot verify tokens")

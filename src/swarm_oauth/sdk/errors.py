@@ -4,9 +4,11 @@
 answers them with 401 (or 403 for ``InsufficientScope``) per RFC 6750 §3.1, and
 ``error``/``description`` are what goes into the ``WWW-Authenticate`` challenge.
 ``KeySetUnavailable`` means the verifier could not get the issuer's keys: not the
-caller's fault, so glue answers 503. ``TokenSourceError`` and its subclasses are what a
-service sees when it cannot obtain its own token; ``ConfigurationError`` is a setting
-that cannot work. No message ever contains a secret or a token.
+caller's fault, so glue answers 503. ``IssuerConfigurationError`` means it could not
+even find them, most likely because its ``issuer`` setting is wrong: glue answers 500.
+``TokenSourceError`` and its subclasses are what a service sees when it cannot obtain
+its own token; ``ConfigurationError`` is a setting that cannot work. No message ever
+contains a secret or a token.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class ExpiredToken(TokenError):
     """``exp`` is in the past (beyond the leeway)."""
 
 
+class ExcessiveLifetime(TokenError):
+    """``exp - iat`` is longer than the verifier's ``max_lifetime``."""
+
+
 class NotYetValid(TokenError):
     """``nbf`` or ``iat`` is in the future (beyond the leeway)."""
 
@@ -80,6 +86,12 @@ class KeySetUnavailable(SwarmOAuthError):
 
 class ConfigurationError(SwarmOAuthError, ValueError):
     """A setting (argument or environment variable) is missing or invalid."""
+
+
+class IssuerConfigurationError(ConfigurationError):
+    """The verifier's issuer does not work: its RFC 8414 metadata cannot be fetched, or
+    names another issuer. The message says which URL and why; glue answers 500 and logs
+    it, since neither the caller nor waiting will fix it."""
 
 
 class TokenSourceError(SwarmOAuthError):

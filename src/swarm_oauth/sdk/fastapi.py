@@ -20,7 +20,8 @@ from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
 from swarm_oauth.sdk.bearer import Rejection, authenticate
-from swarm_oauth.sdk.verifier import Claims, Verifier
+from swarm_oauth.sdk.cache import Claims
+from swarm_oauth.sdk.verifier import Verifier
 
 
 class TokenRejected(HTTPException):

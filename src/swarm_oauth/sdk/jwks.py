@@ -16,7 +16,9 @@ adds the policy a service needs:
 - when a refresh fails, the keys already cached stay in use; only a verifier that never
   got any keys reports ``KeySetUnavailable``.
 
-The JWKS URL is discovered once from the issuer's RFC 8414 metadata unless given.
+The JWKS URL is discovered once from the issuer's RFC 8414 metadata unless given. If the
+metadata cannot be had or names another issuer, the verifier's ``issuer`` is wrong (or
+unreachable from here), which ``IssuerConfigurationError`` says with the URL and why.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AsyncExitStack, ExitStack
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,11 +35,14 @@ import httpx
 import jwt
 
 from swarm_oauth.sdk._flight import SingleFlight
-from swarm_oauth.sdk.errors import KeySetUnavailable, UnknownKey
+from swarm_oauth.sdk._flow import REQUEST_FAILURES, Flow, Request, Runner
+from swarm_oauth.sdk.errors import IssuerConfigurationError, KeySetUnavailable, UnknownKey
 
 log = logging.getLogger("swarm_oauth.sdk")
 
 WELL_KNOWN_METADATA = "/.well-known/oauth-authorization-server"
+# RFC 7518 §6.2, §6.3 and RFC 8037 §2: the key types that verify signatures publicly.
+PUBLIC_KEY_TYPES = frozenset({"EC", "RSA", "OKP"})
 
 
 def metadata_url(issuer: str) -> str:
@@ -52,28 +56,55 @@ def metadata_url(issuer: str) -> str:
 def jwks_uri_from_metadata(metadata: Any, issuer: str) -> str:
     """The ``jwks_uri`` of metadata that really is ``issuer``'s (RFC 8414 §3.3)."""
     if not isinstance(metadata, dict):
-        raise KeySetUnavailable("authorization server metadata is not a JSON object")
+        raise IssuerConfigurationError("it is not a JSON object")
     if metadata.get("issuer") != issuer:
-        raise KeySetUnavailable(f"metadata names issuer {metadata.get('issuer')!r}, not {issuer!r}")
+        raise IssuerConfigurationError(
+            f"it names issuer {metadata.get('issuer')!r}, not {issuer!r}"
+        )
     uri = metadata.get("jwks_uri")
     if not isinstance(uri, str) or not uri:
-        raise KeySetUnavailable("authorization server metadata has no jwks_uri")
+        raise IssuerConfigurationError("it has no jwks_uri")
     return uri
 
 
-def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
-    """The usable signing keys of a JWKS document by ``kid``; others are skipped."""
+class PublishedKey(jwt.PyJWK):
+    """A JWKS key as PyJWT parses it, with the JWK it was parsed from."""
+
+    def __init__(self, jwk: dict[str, Any]) -> None:
+        """Parse ``jwk``; raises ``jwt.PyJWTError`` if it is not a usable key."""
+        super().__init__(jwk)
+        self.jwk = jwk
+
+
+def parse_jwks(
+    document: Any, previous: Mapping[str, PublishedKey] | None = None
+) -> dict[str, PublishedKey]:
+    """The usable signing keys of a JWKS document by ``kid``; others are skipped.
+
+    Only public-key types count: a symmetric (``oct``) key in a JWKS is either a mistake
+    or an attack (a token HMAC-signed with it while its header names another ``alg``),
+    and it can never verify a third party's token, so it is never even parsed. A key
+    unchanged from ``previous`` is that same object, so "still the key that verified
+    this token" is an identity check.
+    """
+    previous = previous or {}
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise KeySetUnavailable("JWKS document has no 'keys' list")
-    keys: dict[str, jwt.PyJWK] = {}
+    keys: dict[str, PublishedKey] = {}
     for entry in document["keys"]:
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
             continue
         kid = entry.get("kid")
         if not isinstance(kid, str) or not kid:
             continue
+        if entry.get("kty") not in PUBLIC_KEY_TYPES:
+            log.warning("skipping JWKS key %r of type %r: not a public key", kid, entry.get("kty"))
+            continue
+        if (known := previous.get(kid)) is not None and known.jwk == entry:
+            keys[kid] = known
+            continue
         try:
-            keys[kid] = jwt.PyJWK(entry)
+            keys[kid] = PublishedKey(entry)
         except jwt.PyJWTError as error:
             log.warning("skipping unusable JWKS key %r: %s", kid, error)
     if not keys:
@@ -81,13 +112,27 @@ def parse_jwks(document: Any) -> dict[str, jwt.PyJWK]:
     return keys
 
 
-def _json(response: httpx.Response) -> Any:
+def _json_at(url: str) -> Flow[Any]:
+    """The JSON document at ``url``, or ``KeySetUnavailable`` saying why there is none."""
+    try:
+        response = yield Request("GET", url)
+    except REQUEST_FAILURES as error:
+        raise KeySetUnavailable(f"{type(error).__name__}: {error}") from None
     if response.status_code != 200:
-        raise KeySetUnavailable(f"GET {response.request.url} answered HTTP {response.status_code}")
+        raise KeySetUnavailable(f"answered HTTP {response.status_code}")
     try:
         return response.json()
     except ValueError:
-        raise KeySetUnavailable(f"GET {response.request.url} did not return JSON") from None
+        raise KeySetUnavailable("answered with something other than JSON") from None
+
+
+def _jwks_at(
+    url: str, previous: Mapping[str, PublishedKey] | None
+) -> Flow[dict[str, PublishedKey]]:
+    try:
+        return parse_jwks((yield from _json_at(url)), previous)
+    except KeySetUnavailable as error:
+        raise KeySetUnavailable(f"JWKS at {url}: {error}") from None
 
 
 class KeySet:
@@ -110,36 +155,51 @@ class KeySet:
         self.jwks_url = jwks_url
         self.refetch_interval = refetch_interval
         self.max_age = max_age
-        self.timeout = timeout
-        self._http_client = http_client
-        self._async_http_client = async_http_client
+        self._runner = Runner(timeout, http_client, async_http_client)
         self._clock = clock
         self._flight: SingleFlight[None] = SingleFlight()
         self._lock = threading.Lock()
         self._refreshing = False  # a background refresh is under way
         self._tasks: set[asyncio.Task[None]] = set()  # keeps running refresh tasks alive
-        self._keys: dict[str, jwt.PyJWK] | None = None
+        self._keys: dict[str, PublishedKey] | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
-        self._last_error = "no fetch attempted yet"
+        self._failure: KeySetUnavailable | IssuerConfigurationError = KeySetUnavailable(
+            "no fetch attempted yet"
+        )
+
+    @property
+    def published(self) -> Mapping[str, jwt.PyJWK] | None:
+        """The keys as last fetched, by ``kid`` (``None`` before the first fetch)."""
+        return self._keys
 
     def get(self, kid: str) -> jwt.PyJWK:
         """The key ``kid``, fetching the JWKS first if it is not cached (blocking)."""
         if self._must_fetch(kid):
             self._flight.run(self._fetch)
-        elif self._claim_refresh():
-            threading.Thread(target=self._refresh, name="jwks-refresh", daemon=True).start()
+        else:
+            self.refresh_if_due()
         return self._find(kid)
 
     async def aget(self, kid: str) -> jwt.PyJWK:
         """The key ``kid``, fetching the JWKS first if it is not cached (async)."""
         if self._must_fetch(kid):
             await self._flight.arun(self._afetch)
-        elif self._claim_refresh():
+        else:
+            self.arefresh_if_due()
+        return self._find(kid)
+
+    def refresh_if_due(self) -> None:
+        """Refresh keys older than ``max_age`` in a background thread; never waits."""
+        if self._claim_refresh():
+            threading.Thread(target=self._refresh, name="jwks-refresh", daemon=True).start()
+
+    def arefresh_if_due(self) -> None:
+        """Like ``refresh_if_due`` in a task on the running event loop."""
+        if self._claim_refresh():
             task = asyncio.get_running_loop().create_task(self._flight.arun(self._afetch))
             self._tasks.add(task)
             task.add_done_callback(self._refreshed)
-        return self._find(kid)
 
     def _must_fetch(self, kid: str) -> bool:
         """Whether the caller has to wait for a fetch: ``kid`` is not cached."""
@@ -151,9 +211,10 @@ class KeySet:
 
     def _claim_refresh(self) -> bool:
         """Whether this caller starts the background refresh of keys past ``max_age``."""
+        if self._clock() - self._fetched_at < self.max_age:
+            return False  # the common case, decided without the lock
         with self._lock:
-            due = self._clock() - self._fetched_at >= self.max_age
-            if self._refreshing or not due or not self._attempt_allowed():
+            if self._refreshing or not self._attempt_allowed():
                 return False
             self._refreshing = True
             return True
@@ -175,58 +236,50 @@ class KeySet:
     def _find(self, kid: str) -> jwt.PyJWK:
         keys = self._keys
         if keys is None:
-            raise KeySetUnavailable(f"no signing keys for {self.issuer}: {self._last_error}")
+            failure = self._failure  # a fresh error of the same kind, not a re-raise
+            raise type(failure)(f"no signing keys for {self.issuer}: {failure}")
         key = keys.get(kid)
         if key is None:
             raise UnknownKey(f"no key with kid {kid[:64]!r} is published by the issuer")
         return key
 
     def _fetch(self) -> None:
+        self._runner.run(self._fetching())
+
+    async def _afetch(self) -> None:
+        await self._runner.arun(self._fetching())
+
+    def _fetching(self) -> Flow[None]:
         # Re-checked inside the flight: a caller may arrive just after a fetch completed.
         if not self._attempt_allowed():
             return
         self._attempted_at = self._clock()
         try:
-            with ExitStack() as stack:
-                client = self._http_client or stack.enter_context(
-                    httpx.Client(timeout=self.timeout)
-                )
-                if self.jwks_url is None:
-                    metadata = _json(client.get(metadata_url(self.issuer)))
-                    self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
-                keys = parse_jwks(_json(client.get(self.jwks_url)))
-        except (KeySetUnavailable, httpx.HTTPError, httpx.InvalidURL) as error:
+            if self.jwks_url is None:
+                self.jwks_url = yield from self._discovering()
+            keys = yield from _jwks_at(self.jwks_url, self._keys)
+        except (KeySetUnavailable, IssuerConfigurationError) as error:
             self._failed(error)
             return
         self._loaded(keys)
 
-    async def _afetch(self) -> None:
-        if not self._attempt_allowed():
-            return
-        self._attempted_at = self._clock()
+    def _discovering(self) -> Flow[str]:
+        """The JWKS URL from the issuer's metadata; without it, ``issuer`` must be wrong."""
+        url = metadata_url(self.issuer)
         try:
-            async with AsyncExitStack() as stack:
-                client = self._async_http_client
-                if client is None:
-                    client = await stack.enter_async_context(
-                        httpx.AsyncClient(timeout=self.timeout)
-                    )
-                if self.jwks_url is None:
-                    metadata = _json(await client.get(metadata_url(self.issuer)))
-                    self.jwks_url = jwks_uri_from_metadata(metadata, self.issuer)
-                keys = parse_jwks(_json(await client.get(self.jwks_url)))
-        except (KeySetUnavailable, httpx.HTTPError, httpx.InvalidURL) as error:
-            self._failed(error)
-            return
-        self._loaded(keys)
+            return jwks_uri_from_metadata((yield from _json_at(url)), self.issuer)
+        except (KeySetUnavailable, IssuerConfigurationError) as error:
+            raise IssuerConfigurationError(f"issuer metadata at {url}: {error}") from None
 
-    def _loaded(self, keys: dict[str, jwt.PyJWK]) -> None:
+    def _loaded(self, keys: dict[str, PublishedKey]) -> None:
         self._keys, self._fetched_at = keys, self._attempted_at
         log.info("loaded %d signing key(s) for %s", len(keys), self.issuer)
 
-    def _failed(self, error: Exception) -> None:
-        self._last_error = f"{type(error).__name__}: {error}"
-        if self._keys is not None:
+    def _failed(self, error: KeySetUnavailable | IssuerConfigurationError) -> None:
+        self._failure = error
+        if isinstance(error, IssuerConfigurationError):
+            log.error("cannot find the signing keys of %s: %s", self.issuer, error)
+        elif self._keys is not None:
             log.warning("JWKS refresh for %s failed; keeping cached keys: %s", self.issuer, error)
         else:
             log.warning("JWKS fetch for %s failed: %s", self.issuer, error)

@@ -10,12 +10,12 @@ waits, bounded, for the file to appear.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import time
 from pathlib import Path
 
+from swarm_oauth.sdk._flow import Flow, Pause, Runner
 from swarm_oauth.sdk.errors import SecretFileError
 
 log = logging.getLogger("swarm_oauth.sdk")
@@ -26,27 +26,40 @@ POLL_SECONDS = 0.1
 class SecretFile:
     """A secret held in a file that may appear late and may be rewritten at any time."""
 
-    def __init__(self, path: str | Path, wait: float = 30.0) -> None:
+    def __init__(self, path: str | Path, wait: float = 30.0, warn_every: float = 5.0) -> None:
+        """Read ``path``, waiting up to ``wait`` seconds for it; while waiting, warn at once
+        and then every ``warn_every`` seconds, so a missing mount is seen in the log."""
         self.path = Path(path)
         self.wait = wait
+        self.warn_every = warn_every
         self._fingerprint: bytes | None = None
 
     def read(self) -> str:
         """The current secret, waiting up to ``wait`` seconds for the file to appear."""
-        deadline = time.monotonic() + self.wait
-        while (secret := self._try_read()) is None:
-            if time.monotonic() >= deadline:
-                raise self._missing()
-            time.sleep(POLL_SECONDS)
-        return secret
+        return Runner().run(self.reading())
 
     async def aread(self) -> str:
         """Like ``read`` but sleeps without blocking the event loop."""
-        deadline = time.monotonic() + self.wait
+        return await Runner().arun(self.reading())
+
+    def reading(self) -> Flow[str]:
+        """The flow of ``read``: poll until the file holds a secret or ``wait`` is over."""
+        started, warned = time.monotonic(), None
         while (secret := self._try_read()) is None:
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now - started >= self.wait:
                 raise self._missing()
-            await asyncio.sleep(POLL_SECONDS)
+            if warned is None or now - warned >= self.warn_every:
+                warned = now
+                log.warning(
+                    "client secret file %s is missing or empty; waited %.0fs of %gs for it",
+                    self.path,
+                    now - started,
+                    self.wait,
+                )
+            yield Pause(POLL_SECONDS)
+        if warned is not None:
+            log.info("client secret file %s appeared", self.path)
         return secret
 
     def _try_read(self) -> str | None:

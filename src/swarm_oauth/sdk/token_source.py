@@ -16,7 +16,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -25,6 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from swarm_oauth.sdk._flight import SingleFlight
+from swarm_oauth.sdk._flow import REQUEST_FAILURES, Flow, Request, Runner
 from swarm_oauth.sdk.errors import ConfigurationError, TokenRequestError, TokenSourceError
 from swarm_oauth.sdk.secret_file import SecretFile
 
@@ -145,13 +145,11 @@ class TokenSource:
         self.refresh_ratio = refresh_ratio
         self.retry_interval = retry_interval
         self.min_token_age = min_token_age
-        self.timeout = timeout
         self._secret_file = (
             SecretFile(client_secret_file, secret_wait) if client_secret_file is not None else None
         )
         self._static_secret = client_secret or ""  # used only when there is no file
-        self._http_client = http_client
-        self._async_http_client = async_http_client
+        self._runner = Runner(timeout, http_client, async_http_client)
         self._clock = clock
         self._flight: SingleFlight[CachedToken] = SingleFlight()
         self._lock = threading.Lock()
@@ -184,23 +182,14 @@ class TokenSource:
         """A current access token, fetching one first if none is usable."""
         if (token := self._usable()) is not None:
             return token
-        try:
-            return self._flight.run(self._refresh).access_token
-        except TokenSourceError as error:
-            if (token := self._fall_back(error)) is None:
-                raise
-            return token
+        return self._flight.run(lambda: self._runner.run(self._refreshing())).access_token
 
     async def atoken(self) -> str:
         """Like ``token`` for async code: waits without blocking the event loop."""
         if (token := self._usable()) is not None:
             return token
-        try:
-            return (await self._flight.arun(self._arefresh)).access_token
-        except TokenSourceError as error:
-            if (token := self._fall_back(error)) is None:
-                raise
-            return token
+        cached = await self._flight.arun(lambda: self._runner.arun(self._refreshing()))
+        return cached.access_token
 
     def invalidate(self, token: str | None = None) -> bool:
         """Forget the cached token (only if it is ``token``, when given): a 401 said it is bad.
@@ -235,52 +224,38 @@ class TokenSource:
         cached = self._cached
         return cached if cached is not None and self._clock() < cached.refresh_at else None
 
-    def _fall_back(self, error: TokenSourceError) -> str | None:
-        """After a failed refresh, the current token if it is still valid."""
+    def _fall_back(self, error: TokenSourceError) -> CachedToken:
+        """After a failed refresh, the current token if it is still valid; else ``error``."""
         cached, now = self._cached, self._clock()
         if cached is None or now >= cached.expires_at:
-            return None
+            raise error
         self._retry_at = now + self.retry_interval
         log.warning(
             "token refresh for %s failed (%s); using the current token until it expires",
             self.client_id,
             error,
         )
-        return cached.access_token
+        return cached
 
-    def _refresh(self) -> CachedToken:
+    def _refreshing(self) -> Flow[CachedToken]:
+        """The token to use after a refresh: a new one, or the current one if it failed."""
         if (fresh := self._fresh()) is not None:
-            return fresh
+            return fresh  # another caller's refresh just ended
         sent_at = self._clock()
-        secret = self._secret_file.read() if self._secret_file else self._static_secret
-        headers, data = self._request(secret)
         try:
-            with ExitStack() as stack:
-                client = self._http_client or stack.enter_context(
-                    httpx.Client(timeout=self.timeout)
-                )
-                response = client.post(self.token_url, headers=headers, data=data)
-        except (httpx.HTTPError, httpx.InvalidURL) as error:
-            raise self._unreachable(error) from None
-        return self._store(response, sent_at)
-
-    async def _arefresh(self) -> CachedToken:
-        if (fresh := self._fresh()) is not None:
-            return fresh
-        sent_at = self._clock()
-        secret = await self._secret_file.aread() if self._secret_file else self._static_secret
-        headers, data = self._request(secret)
-        try:
-            async with AsyncExitStack() as stack:
-                client = self._async_http_client
-                if client is None:
-                    client = await stack.enter_async_context(
-                        httpx.AsyncClient(timeout=self.timeout)
-                    )
-                response = await client.post(self.token_url, headers=headers, data=data)
-        except (httpx.HTTPError, httpx.InvalidURL) as error:
-            raise self._unreachable(error) from None
-        return self._store(response, sent_at)
+            secret = self._static_secret
+            if self._secret_file is not None:
+                secret = yield from self._secret_file.reading()
+            headers, data = self._request(secret)
+            try:
+                response = yield Request("POST", self.token_url, headers, data)
+            except REQUEST_FAILURES as error:
+                raise TokenRequestError(
+                    f"token endpoint {self.token_url} unreachable: {type(error).__name__}: {error}"
+                ) from None
+            return self._store(response, sent_at)
+        except TokenSourceError as error:
+            return self._fall_back(error)
 
     def _request(self, secret: str) -> tuple[dict[str, str], dict[str, str]]:
         """Headers and form of a client-credentials request (the secret goes in one of them)."""
@@ -303,8 +278,3 @@ class TokenSource:
             self._cached = cached
             self._retry_at = float("-inf")
         return cached
-
-    def _unreachable(self, error: Exception) -> TokenRequestError:
-        return TokenRequestError(
-            f"token endpoint {self.token_url} unreachable: {type(error).__name__}: {error}"
-        )

@@ -3,25 +3,29 @@
 Checks, in order, each failure with its own ``TokenError`` subclass: the token is a
 JWT of sane size; its ``alg`` is on the allow-list (so ``none`` and HMAC never reach a
 key); ``typ`` is ``at+jwt`` (RFC 9068 §4, so an ID token or another JWT cannot pass as
-an access token); ``kid`` names a published key; the signature verifies with that key
-(bound to its own algorithm); the RFC 9068 §2.2 claims are present; ``iss`` is the
-issuer; ``aud`` names this service; ``exp``/``nbf``/``iat`` hold within ``leeway``; and,
-when asked, the ``scope`` claim grants every required scope. Keys come from a cached
-``KeySet``, so the steady state makes no request per token.
+an access token); ``kid`` names a published key whose own algorithm is that ``alg``;
+the signature verifies with that key; the RFC 9068 §2.2 claims are present; ``iss`` is
+the issuer; ``aud`` names this service; ``exp``/``nbf``/``iat`` hold within ``leeway``;
+the lifetime ``exp - iat`` is at most ``max_lifetime`` when one is set; and, when asked,
+the ``scope`` claim grants every required scope. Keys come from a cached ``KeySet``, so
+the steady state makes no request per token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import base64
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
 import jwt
 
+from swarm_oauth.sdk.cache import DEFAULT_SIZE, Claims, Verified, VerifiedCache
 from swarm_oauth.sdk.errors import (
     ConfigurationError,
+    ExcessiveLifetime,
     ExpiredToken,
-    InsufficientScope,
     InvalidAlgorithm,
     InvalidAudience,
     InvalidIssuer,
@@ -33,40 +37,36 @@ from swarm_oauth.sdk.errors import (
     UnknownKey,
 )
 from swarm_oauth.sdk.jwks import KeySet
+from swarm_oauth.sdk.scopes import scopes_of
 
 # What the token server can sign with; never "none" nor an HMAC algorithm.
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
 MAX_TOKEN_LENGTH = 16 * 1024
-
-Claims = dict[str, Any]
-
-
-def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
-    """The scopes a token grants: its space-separated ``scope`` claim (RFC 9068 §2.2.3)."""
-    scope = claims.get("scope")
-    if isinstance(scope, str):
-        return frozenset(scope.split())
-    if isinstance(scope, list):
-        return frozenset(item for item in scope if isinstance(item, str))
-    return frozenset()
-
-
-def require_scopes(claims: Mapping[str, Any], scopes: Iterable[str]) -> None:
-    """Raise ``InsufficientScope`` unless the claims grant every one of ``scopes``."""
-    required = frozenset(scopes)
-    missing = required - scopes_of(claims)
-    if missing:
-        raise InsufficientScope(
-            f"token lacks scope(s): {' '.join(sorted(missing))}", required=required
-        )
+MAX_KNOWN_HEADERS = 64
 
 
 def _shown(value: Any) -> str:
     """A claim value fit for an error message: repr, cut short (it may be anything)."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unverified_header(encoded: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS from its first segment, not yet trusted.
+
+    Read here rather than with ``jwt.get_unverified_header``, which decodes the whole
+    token and costs a fifth of a full verification; PyJWT reads the header again
+    (the same bytes, under the signature) when it verifies.
+    """
+    try:
+        header = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, RecursionError):  # binascii.Error is a ValueError
+        raise MalformedToken("not a JWT: the header is not base64url-encoded JSON") from None
+    if not isinstance(header, dict):
+        raise MalformedToken("not a JWT: the header is not a JSON object")
+    return header
 
 
 def _claim(token: str, name: str) -> str:
@@ -88,6 +88,8 @@ class Verifier:
         *,
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
         leeway: float = 30.0,
+        max_lifetime: float | None = None,
+        cache_size: int = DEFAULT_SIZE,
         refetch_interval: float = 5.0,
         max_age: float = 300.0,
         timeout: float = 5.0,
@@ -97,10 +99,12 @@ class Verifier:
         """Configure; the keys are fetched on first use, not here.
 
         ``audience`` may be several names, any one of which the token's ``aud`` must
-        contain. ``jwks_url`` skips metadata discovery. ``refetch_interval`` bounds how
-        often an unknown ``kid`` can make the verifier refetch the JWKS; ``max_age``
-        is how long fetched keys are used before a refresh in the background (they
-        keep being used meanwhile, and when it fails).
+        contain. ``max_lifetime`` (seconds, off by default) refuses tokens whose
+        ``exp - iat`` is longer. ``cache_size`` bounds how many verified tokens are
+        kept (``cache``; 0 keeps none). ``jwks_url`` skips metadata discovery.
+        ``refetch_interval`` bounds how often an unknown ``kid`` can make the verifier
+        refetch the JWKS; ``max_age`` is how long fetched keys are used before a refresh
+        in the background (they keep being used meanwhile, and when it fails).
         """
         self.issuer = issuer
         self.audience = audience if isinstance(audience, str) else list(audience)
@@ -111,6 +115,11 @@ class Verifier:
         if unsafe:
             raise ConfigurationError(f"algorithms {unsafe} cannot verify third-party tokens")
         self.leeway = leeway
+        if max_lifetime is not None and max_lifetime <= 0:
+            raise ConfigurationError(f"max_lifetime must be positive, not {max_lifetime}")
+        self.max_lifetime = max_lifetime
+        self.cache = VerifiedCache(cache_size)
+        self._headers: dict[str, tuple[str, str]] = {}  # encoded header that passed: alg, kid
         self.keys = KeySet(
             issuer,
             jwks_url,
@@ -123,13 +132,27 @@ class Verifier:
 
     def verify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
         """The token's claims if it is valid (and grants ``scopes``); else a ``TokenError``."""
-        alg, kid = self._header(token)
-        return self._claims(token, self.keys.get(kid), alg, scopes)
+        if (verified := self._cached(token)) is not None:
+            self.keys.refresh_if_due()  # so a key that left the JWKS is noticed
+        else:
+            alg, kid = self._header(token)
+            verified = self._verified(token, alg, kid, self.keys.get(kid))
+        return verified.grant(scopes)
 
     async def averify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
         """Like ``verify``; a JWKS fetch, when one is due, does not block the event loop."""
-        alg, kid = self._header(token)
-        return self._claims(token, await self.keys.aget(kid), alg, scopes)
+        if (verified := self._cached(token)) is not None:
+            self.keys.arefresh_if_due()
+        else:
+            alg, kid = self._header(token)
+            verified = self._verified(token, alg, kid, await self.keys.aget(kid))
+        return verified.grant(scopes)
+
+    def _cached(self, token: object) -> Verified | None:
+        """What an earlier call proved about ``token``, if that still holds."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            return None  # _header says what is wrong with it
+        return self.cache.get(token, self.keys.published)
 
     def _header(self, token: str) -> tuple[str, str]:
         """The ``alg`` and ``kid`` of a token whose header passes the checks before keys."""
@@ -137,10 +160,14 @@ class Verifier:
             raise MalformedToken("token is empty")
         if len(token) > MAX_TOKEN_LENGTH:
             raise MalformedToken(f"token is longer than {MAX_TOKEN_LENGTH} characters")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as error:
-            raise MalformedToken(f"not a JWT: {error}") from None
+        encoded, dot, rest = token.partition(".")
+        if not dot or rest.count(".") != 1:
+            raise MalformedToken("not a JWT: a compact JWS has three dot-separated parts")
+        # An issuer signs all its tokens under a handful of headers (one per key): the
+        # checks below are made once per header, not once per token.
+        if (known := self._headers.get(encoded)) is not None:
+            return known
+        header = _unverified_header(encoded)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise InvalidAlgorithm(
@@ -152,9 +179,19 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise UnknownKey("token header has no kid")
+        if len(self._headers) < MAX_KNOWN_HEADERS:  # bounded: headers come from anyone
+            self._headers[encoded] = (alg, kid)
         return alg, kid
 
-    def _claims(self, token: str, key: jwt.PyJWK, alg: str, scopes: Iterable[str]) -> Claims:
+    def _verified(self, token: str, alg: str, kid: str, key: jwt.PyJWK) -> Verified:
+        """The token verified in full with ``key``, and remembered for the next call."""
+        # Checked here, not left to PyJWT: before 2.13 it verified with the key's own
+        # algorithm whatever the header said, so an HMAC key or a mislabelled token passed.
+        if key.algorithm_name != alg:
+            raise InvalidAlgorithm(
+                f"alg {alg} is not the algorithm of key {kid!r} ({key.algorithm_name})"
+            )
+        epoch = self.cache.epoch
         try:
             claims: Claims = jwt.decode(
                 token,
@@ -167,8 +204,16 @@ class Verifier:
             )
         except jwt.PyJWTError as error:
             raise self._explain(error, token) from None
-        require_scopes(claims, scopes)
-        return claims
+        expires = float(claims["exp"])
+        if self.max_lifetime is not None:
+            lifetime = expires - float(claims["iat"])
+            if lifetime > self.max_lifetime:
+                raise ExcessiveLifetime(
+                    f"token lifetime {lifetime:g}s (exp - iat) exceeds {self.max_lifetime:g}s"
+                )
+        verified = Verified(claims, scopes_of(claims), expires + self.leeway, kid, key)
+        self.cache.put(token, verified, epoch)
+        return verified
 
     def _explain(self, error: jwt.PyJWTError, token: str) -> TokenError:
         """The SDK's error for PyJWT's, naming the offending value where that helps."""

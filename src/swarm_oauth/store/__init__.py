@@ -1,4 +1,4 @@
-"""Stores for clients and keys: SQLite (embedded default) and PostgreSQL."""
+"""Stores for clients, keys and revocations: SQLite (embedded default) and PostgreSQL."""
 
 from swarm_oauth.store.base import (
     Change,
@@ -6,11 +6,13 @@ from swarm_oauth.store.base import (
     ClientExists,
     ClientRecord,
     KeyRecord,
+    RevocationRecord,
     Store,
     StoreError,
+    StoreRejected,
     StoreUnavailable,
 )
-from swarm_oauth.store.factory import open_store
+from swarm_oauth.store.factory import open_store, sqlite_path
 
 __all__ = [
     "Change",
@@ -18,8 +20,11 @@ __all__ = [
     "ClientExists",
     "ClientRecord",
     "KeyRecord",
+    "RevocationRecord",
     "Store",
     "StoreError",
+    "StoreRejected",
     "StoreUnavailable",
     "open_store",
+    "sqlite_path",
 ]

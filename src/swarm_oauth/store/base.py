@@ -20,6 +20,11 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached right now; the operation may succeed later."""
 
 
+class StoreRejected(StoreError):
+    """The store refused a value it was given (PostgreSQL's text holds no NUL, for one):
+    the caller's input is at fault, not the store, which is up."""
+
+
 class ClientExists(StoreError):
     """A client with this id is already registered."""
 
@@ -40,6 +45,9 @@ class ClientRecord:
     secret_version: int = 1
     previous_secret_hash: str | None = field(default=None, repr=False)
     previous_secret_expires_at: float | None = None
+    # The hash of the RFC 7592 registration access token of a client registered through
+    # RFC 7591; None for clients added through the admin API (no RFC 7592 access).
+    registration_token_hash: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +77,24 @@ class KeyRecord:
         return self.unpublish_at is None or now < self.unpublish_at
 
 
-ChangeKind = Literal["client", "key"]
+@dataclass(frozen=True, slots=True)
+class RevocationRecord:
+    """Revoked access tokens: one token (``jti``), or every token of ``client_id`` issued
+    at or before ``issued_before``. Kept until ``expires_at``, when every token it covers
+    has expired."""
+
+    client_id: str
+    expires_at: float
+    jti: str | None = None
+    issued_before: float | None = None
+
+    @property
+    def key(self) -> str:
+        """What identifies it: a later revocation with the same key replaces it."""
+        return f"jti:{self.jti}" if self.jti is not None else f"client:{self.client_id}"
+
+
+ChangeKind = Literal["client", "key", "revocation"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +120,15 @@ class ChangeBatch:
 
 
 class Store(Protocol):
-    """Persistence for clients and signing keys, shared by every server process."""
+    """Persistence for clients, signing keys and revocations, shared by every server
+    process."""
 
     def migrate(self) -> None:
         """Create or upgrade the schema; safe when several processes start at once."""
+
+    def initialized(self) -> bool:
+        """Whether a server has created the schema here (commands other than ``serve``
+        refuse to work on a store that was never set up)."""
 
     def close(self) -> None:
         """Release connections."""
@@ -112,17 +142,31 @@ class Store(Protocol):
     def get_client(self, client_id: str) -> ClientRecord | None:
         """The client with this id, or None."""
 
-    def list_clients(self) -> list[ClientRecord]:
-        """Every client, ordered by id."""
+    def list_clients(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ClientRecord]:
+        """Clients ordered by id: those after the id ``after`` (all when None), at most
+        ``limit`` of them (no bound when None)."""
+
+    def count_clients(self) -> int:
+        """How many clients there are."""
 
     def remove_client(self, client_id: str) -> bool:
         """Delete a client; False when there was none."""
 
     def rotate_client_secret(
-        self, client_id: str, secret_hash: str, previous_expires_at: float | None, now: float
+        self,
+        client_id: str,
+        secret_hash: str,
+        previous_expires_at: float | None,
+        now: float,
+        *,
+        replace_current: bool = False,
     ) -> ClientRecord | None:
         """Atomically make ``secret_hash`` current and keep the old hash until
-        ``previous_expires_at`` (None: drop it now). None when the client is unknown."""
+        ``previous_expires_at`` (None: drop it now). With ``replace_current``, the current
+        hash is replaced and the previous one stays as it was (the current secret was never
+        handed out). None when the client is unknown."""
 
     def update_client(
         self,
@@ -136,6 +180,13 @@ class Store(Protocol):
         """Replace the given fields of a client, leaving its secret alone. None when the
         client is unknown."""
 
+    def add_revocation(self, record: RevocationRecord, now: float) -> None:
+        """Store a revocation and forget those expired at ``now``. A client's cut-off
+        only ever moves later, and is kept as long as the longest one asked for."""
+
+    def list_revocations(self, now: float) -> list[RevocationRecord]:
+        """Every revocation still in force at ``now``."""
+
     def list_keys(self) -> list[KeyRecord]:
         """Every signing key that is still published or will be, oldest first."""
 
@@ -144,10 +195,22 @@ class Store(Protocol):
         or scheduled to sign, deciding under a lock so that concurrent first starts
         create exactly one. True when the key was inserted."""
 
-    def rotate_keys(self, record: KeyRecord, unpublish_at: float) -> list[str]:
+    def rotate_keys(
+        self,
+        record: KeyRecord,
+        unpublish_at: float,
+        *,
+        unless_activated_after: float | None = None,
+    ) -> list[str] | None:
         """Insert ``record`` and, in one transaction, retire every key that would still
         sign at its ``activates_at``: they stop then and leave the JWKS at
-        ``unpublish_at``. Returns the retired kids."""
+        ``unpublish_at``. Returns the retired kids.
+
+        With ``unless_activated_after``, first check, under the same lock, whether a key
+        that has not retired at ``record.created_at`` activated (or activates) after that
+        instant; if one did, change nothing and return None. That makes "rotate if the
+        current key is older than N" happen once however many processes decide it at
+        the same moment."""
 
     def schedule_key_retirement(self, kid: str, retires_at: float, unpublish_at: float) -> None:
         """Set when a key stops signing and when it leaves the JWKS."""

@@ -11,20 +11,30 @@ from swarm_oauth.store.sqlite import SQLiteStore
 SQLITE_FILENAME = "swarm-oauth.db"
 
 
+def sqlite_path(database_url: str | None, data_dir: Path) -> Path | None:
+    """The SQLite file ``database_url`` names (None: the one in ``data_dir``); None when
+    the URL names another kind of store."""
+    if not database_url:
+        return data_dir / SQLITE_FILENAME
+    if urlsplit(database_url).scheme != "sqlite":
+        return None
+    # As SQLAlchemy spells it: sqlite:///relative.db, sqlite:////absolute/path.db.
+    path = database_url.removeprefix("sqlite:///")
+    if path == database_url or not path:
+        raise StoreError("a sqlite URL reads sqlite:///path/to/file.db")
+    return Path(path)
+
+
 def open_store(database_url: str | None, data_dir: Path) -> Store:
     """The store for ``database_url``; None means SQLite in ``data_dir``.
 
     Accepts ``sqlite:///relative/or/absolute/path`` and ``postgresql://...``.
     """
-    if not database_url:
-        return SQLiteStore(data_dir / SQLITE_FILENAME)
+    path = sqlite_path(database_url, data_dir)
+    if path is not None:
+        return SQLiteStore(path)
+    assert database_url is not None  # sqlite_path answers for None
     scheme = urlsplit(database_url).scheme
-    if scheme == "sqlite":
-        # As SQLAlchemy spells it: sqlite:///relative.db, sqlite:////absolute/path.db.
-        path = database_url.removeprefix("sqlite:///")
-        if path == database_url or not path:
-            raise StoreError("a sqlite URL reads sqlite:///path/to/file.db")
-        return SQLiteStore(Path(path))
     if scheme in ("postgres", "postgresql"):
         from swarm_oauth.store.postgres import PostgresStore
 

@@ -28,7 +28,7 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from swarm_oauth.store.base import StoreError, StoreUnavailable
+from swarm_oauth.store.base import StoreError, StoreRejected, StoreUnavailable
 from swarm_oauth.store.records import CHANGE_LOG_KEEP
 from swarm_oauth.store.sql import Executor, SQLStore, T
 
@@ -80,6 +80,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE changes_pruned (through_seq BIGINT NOT NULL)",
         "INSERT INTO changes_pruned (through_seq) VALUES (0)",
     ),
+    (
+        # key: "jti:<jti>" for one token, "client:<client_id>" for a client's cut-off.
+        """CREATE TABLE revocations (
+            key TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            jti TEXT,
+            issued_before DOUBLE PRECISION,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX revocations_expires_at ON revocations (expires_at)",
+    ),
+    # RFC 7592: the SHA-256 of a dynamically registered client's registration access token.
+    ("ALTER TABLE clients ADD COLUMN registration_token_hash TEXT",),
 )
 
 
@@ -225,6 +238,10 @@ class PostgresStore(SQLStore):
             raise StoreUnavailable(f"postgresql: no connection within {timeout:g} s") from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(_describe(exc)) from None
+        except psycopg.DataError as exc:
+            # SQLSTATE class 22 (and psycopg's own refusal of NUL in text): a value the
+            # server cannot hold, which says nothing about whether it is up.
+            raise StoreRejected(_describe(exc)) from None
         except psycopg.Error as exc:
             raise StoreError(_describe(exc)) from None
 
@@ -254,6 +271,13 @@ class PostgresStore(SQLStore):
 
         # Unbounded: a replica waits for another's migration rather than fail its start.
         self._run(go, lock=MIGRATION_LOCK, unbounded=True)
+
+    def initialized(self) -> bool:
+        """Whether ``schema_version`` exists in this database (a server created it)."""
+        rows = self._read(
+            lambda conn: conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchall()
+        )
+        return bool(rows[0][0])
 
     def close(self) -> None:
         """Close the pool and the LISTEN connection."""

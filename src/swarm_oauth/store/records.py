@@ -6,16 +6,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from swarm_oauth.store.base import ClientRecord, KeyRecord
+from swarm_oauth.store.base import ClientRecord, KeyRecord, RevocationRecord
 
 CLIENT_COLUMNS = (
     "client_id, secret_hash, scopes, audiences, metadata, created_at, updated_at, "
-    "secret_version, previous_secret_hash, previous_secret_expires_at"
+    "secret_version, previous_secret_hash, previous_secret_expires_at, registration_token_hash"
 )
 KEY_COLUMNS = (
     "kid, alg, private_key_encrypted, certificate_pem, created_at, activates_at, "
     "retires_at, unpublish_at"
 )
+REVOCATION_COLUMNS = "key, client_id, jti, issued_before, expires_at"
 
 # How many change-log entries a backend keeps; a consumer further behind reloads all.
 CHANGE_LOG_KEEP = 10_000
@@ -46,6 +47,7 @@ def client_params(record: ClientRecord) -> tuple[Any, ...]:
         record.secret_version,
         record.previous_secret_hash,
         record.previous_secret_expires_at,
+        record.registration_token_hash,
     )
 
 
@@ -62,6 +64,7 @@ def client_from_row(row: Sequence[Any]) -> ClientRecord:
         secret_version=int(row[7]),
         previous_secret_hash=row[8],
         previous_secret_expires_at=None if row[9] is None else float(row[9]),
+        registration_token_hash=row[10],
     )
 
 
@@ -90,4 +93,19 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
         activates_at=float(row[5]),
         retires_at=None if row[6] is None else float(row[6]),
         unpublish_at=None if row[7] is None else float(row[7]),
+    )
+
+
+def revocation_params(record: RevocationRecord) -> tuple[Any, ...]:
+    """The values of ``REVOCATION_COLUMNS`` for an insert, in order."""
+    return (record.key, record.client_id, record.jti, record.issued_before, record.expires_at)
+
+
+def revocation_from_row(row: Sequence[Any]) -> RevocationRecord:
+    """A ``RevocationRecord`` from a row selected as ``REVOCATION_COLUMNS``."""
+    return RevocationRecord(
+        client_id=row[1],
+        jti=row[2],
+        issued_before=None if row[3] is None else float(row[3]),
+        expires_at=float(row[4]),
     )

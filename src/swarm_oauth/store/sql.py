@@ -34,19 +34,26 @@ from swarm_oauth.store.base import (
     ClientExists,
     ClientRecord,
     KeyRecord,
+    RevocationRecord,
 )
 from swarm_oauth.store.records import (
     CHANGE_LOG_KEEP,
     CLIENT_COLUMNS,
     KEY_COLUMNS,
+    REVOCATION_COLUMNS,
     client_from_row,
     client_grants,
     client_params,
     key_from_row,
     key_params,
+    revocation_from_row,
+    revocation_params,
 )
 
 T = TypeVar("T")
+
+# LIMIT for "every row": the largest value PostgreSQL's bigint (and SQLite) accepts.
+UNBOUNDED = 2**63 - 1
 
 
 class Executor(Protocol):
@@ -68,7 +75,12 @@ class Statements:
             f"INSERT INTO clients ({CLIENT_COLUMNS}) VALUES ({marks(CLIENT_COLUMNS)})"
         )
         self.get_client = f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = {mark}"
-        self.list_clients = f"SELECT {CLIENT_COLUMNS} FROM clients ORDER BY client_id"
+        # Keyset paging: the id is the primary key, so each page is an index range scan.
+        self.list_clients = (
+            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id > {mark}"
+            f" ORDER BY client_id LIMIT {mark}"
+        )
+        self.count_clients = "SELECT count(*) FROM clients"
         self.remove_client = f"DELETE FROM clients WHERE client_id = {mark}"
         # One statement, so no reader ever sees the new hash without the old one kept.
         self.rotate_client = (
@@ -77,6 +89,12 @@ class Statements:
             f" previous_secret_expires_at = {mark},"
             f" secret_hash = {mark}, secret_version = secret_version + 1, updated_at = {mark}"
             f" WHERE client_id = {mark} RETURNING {CLIENT_COLUMNS}"
+        )
+        # The current secret was never handed out (its holder crashed): replace it and keep
+        # the previous one, and its grace, for whoever still holds that.
+        self.replace_client_secret = (
+            f"UPDATE clients SET secret_hash = {mark}, secret_version = secret_version + 1,"
+            f" updated_at = {mark} WHERE client_id = {mark} RETURNING {CLIENT_COLUMNS}"
         )
         self.update_client = (
             f"UPDATE clients SET scopes = {mark}, audiences = {mark}, metadata = {mark},"
@@ -90,9 +108,27 @@ class Statements:
         self.signing_keys_at = (
             f"SELECT kid FROM signing_keys WHERE retires_at IS NULL OR retires_at > {mark}"
         )
+        self.keys_activated_after = (
+            "SELECT kid FROM signing_keys"
+            f" WHERE (retires_at IS NULL OR retires_at > {mark}) AND activates_at > {mark}"
+        )
         self.insert_key = f"INSERT INTO signing_keys ({KEY_COLUMNS}) VALUES ({marks(KEY_COLUMNS)})"
         self.retire_key = (
             f"UPDATE signing_keys SET retires_at = {mark}, unpublish_at = {mark} WHERE kid = {mark}"
+        )
+        # A second revocation of the same key keeps the later cut-off and expiry (CASE,
+        # not max() or greatest(): the one spelling both backends know).
+        self.add_revocation = (
+            f"INSERT INTO revocations ({REVOCATION_COLUMNS})"
+            f" VALUES ({marks(REVOCATION_COLUMNS)}) ON CONFLICT (key) DO UPDATE SET"
+            " issued_before = CASE WHEN excluded.issued_before > revocations.issued_before"
+            " THEN excluded.issued_before ELSE revocations.issued_before END,"
+            " expires_at = CASE WHEN excluded.expires_at > revocations.expires_at"
+            " THEN excluded.expires_at ELSE revocations.expires_at END"
+        )
+        self.prune_revocations = f"DELETE FROM revocations WHERE expires_at <= {mark}"
+        self.list_revocations = (
+            f"SELECT {REVOCATION_COLUMNS} FROM revocations WHERE expires_at > {mark}"
         )
         self.log_change = f"INSERT INTO changes (kind, key) VALUES ({mark}, {mark}) RETURNING seq"
         self.prune_changes = f"DELETE FROM changes WHERE seq <= {mark}"
@@ -193,10 +229,19 @@ class SQLStore(ABC):
         rows = self._read(lambda conn: conn.execute(self._sql.get_client, (client_id,)).fetchall())
         return client_from_row(rows[0]) if rows else None
 
-    def list_clients(self) -> list[ClientRecord]:
-        """Every client, ordered by id."""
-        rows = self._read(lambda conn: conn.execute(self._sql.list_clients).fetchall())
+    def list_clients(
+        self, limit: int | None = None, after: str | None = None
+    ) -> list[ClientRecord]:
+        """Clients ordered by id, after ``after``, at most ``limit`` (None: no bound)."""
+        # "" sorts before every valid id (ids are never empty).
+        params = (after or "", UNBOUNDED if limit is None else limit)
+        rows = self._read(lambda conn: conn.execute(self._sql.list_clients, params).fetchall())
         return [client_from_row(row) for row in rows]
+
+    def count_clients(self) -> int:
+        """How many clients there are."""
+        rows = self._read(lambda conn: conn.execute(self._sql.count_clients).fetchall())
+        return int(rows[0][0])
 
     def remove_client(self, client_id: str) -> bool:
         """Delete a client; False when there was none."""
@@ -210,20 +255,32 @@ class SQLStore(ABC):
         return self._write(go)
 
     def rotate_client_secret(
-        self, client_id: str, secret_hash: str, previous_expires_at: float | None, now: float
+        self,
+        client_id: str,
+        secret_hash: str,
+        previous_expires_at: float | None,
+        now: float,
+        *,
+        replace_current: bool = False,
     ) -> ClientRecord | None:
         """Make ``secret_hash`` current, keeping the old one until ``previous_expires_at``
-        (None: drop it now). None when the client is unknown."""
-        params = (
-            previous_expires_at is not None,
-            previous_expires_at,
-            secret_hash,
-            now,
-            client_id,
-        )
+        (None: drop it now); with ``replace_current``, the current one is dropped and the
+        previous one kept as it is. None when the client is unknown."""
+        params: tuple[object, ...]
+        if replace_current:
+            statement, params = self._sql.replace_client_secret, (secret_hash, now, client_id)
+        else:
+            statement = self._sql.rotate_client
+            params = (
+                previous_expires_at is not None,
+                previous_expires_at,
+                secret_hash,
+                now,
+                client_id,
+            )
 
         def go(conn: Executor) -> ClientRecord | None:
-            rows = conn.execute(self._sql.rotate_client, params).fetchall()
+            rows = conn.execute(statement, params).fetchall()
             if not rows:
                 return None
             self._log(conn, "client", client_id)
@@ -260,6 +317,24 @@ class SQLStore(ABC):
 
         return self._write(go)
 
+    # -- revocations -----------------------------------------------------------------------
+
+    def add_revocation(self, record: RevocationRecord, now: float) -> None:
+        """Store a revocation (merging with one of the same key) and drop expired ones."""
+
+        def go(conn: Executor) -> None:
+            conn.execute(self._sql.add_revocation, revocation_params(record))
+            # Expired entries need no change-log entry: every reader ignores them anyway.
+            conn.execute(self._sql.prune_revocations, (now,))
+            self._log(conn, "revocation", record.key)
+
+        self._write(go)
+
+    def list_revocations(self, now: float) -> list[RevocationRecord]:
+        """Every revocation still in force at ``now``."""
+        rows = self._read(lambda conn: conn.execute(self._sql.list_revocations, (now,)).fetchall())
+        return [revocation_from_row(row) for row in rows]
+
     # -- keys ------------------------------------------------------------------------------
 
     def list_keys(self) -> list[KeyRecord]:
@@ -287,12 +362,26 @@ class SQLStore(ABC):
 
         return self._write(go)
 
-    def rotate_keys(self, record: KeyRecord, unpublish_at: float) -> list[str]:
+    def rotate_keys(
+        self,
+        record: KeyRecord,
+        unpublish_at: float,
+        *,
+        unless_activated_after: float | None = None,
+    ) -> list[str] | None:
         """Insert ``record`` and retire, in the same transaction, every key that would
         still sign when it activates: they stop signing then and leave the JWKS at
-        ``unpublish_at``. The kids retired."""
+        ``unpublish_at``. The kids retired; None when ``unless_activated_after`` found a
+        key that has not retired and activated after it (nothing changed)."""
 
-        def go(conn: Executor) -> list[str]:
+        def go(conn: Executor) -> list[str] | None:
+            if (
+                unless_activated_after is not None
+                and conn.execute(
+                    self._sql.keys_activated_after, (record.created_at, unless_activated_after)
+                ).fetchall()
+            ):
+                return None
             retiring = [
                 str(row[0])
                 for row in conn.execute(

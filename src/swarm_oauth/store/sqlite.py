@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
-from swarm_oauth.store.base import StoreError, StoreUnavailable
+from swarm_oauth.secretfiles import make_private_file
+from swarm_oauth.store.base import StoreError, StoreRejected, StoreUnavailable
 from swarm_oauth.store.records import CHANGE_LOG_KEEP
 from swarm_oauth.store.sql import Executor, SQLStore, T
 
@@ -54,6 +55,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE changes_pruned (through_seq INTEGER NOT NULL)",
         "INSERT INTO changes_pruned (through_seq) SELECT coalesce(min(seq) - 1, 0) FROM changes",
     ),
+    (
+        # key: "jti:<jti>" for one token, "client:<client_id>" for a client's cut-off.
+        """CREATE TABLE revocations (
+            key TEXT PRIMARY KEY,
+            client_id TEXT NOT NULL,
+            jti TEXT,
+            issued_before REAL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX revocations_expires_at ON revocations (expires_at)",
+    ),
+    # RFC 7592: the SHA-256 of a dynamically registered client's registration access token.
+    ("ALTER TABLE clients ADD COLUMN registration_token_hash TEXT",),
 )
 
 
@@ -81,8 +95,20 @@ class SQLiteStore(SQLStore):
         # behind another process's lock (up to busy_timeout) must not hold up the reads
         # that the token path and the change watcher make.
         self._busy_timeout_ms = busy_timeout_ms
+        self._restrict_files()
         self._writer, self._write_lock = self._connect(), threading.Lock()
         self._reader, self._read_lock = self._connect(), threading.Lock()
+
+    def _restrict_files(self) -> None:
+        # SQLite creates its file 0644 less the umask, and gives the -wal and -shm files
+        # the main file's mode: creating it 0600 first keeps all three private. Files
+        # left readable by an older version are tightened.
+        try:
+            make_private_file(self.path)
+            for suffix in ("-wal", "-shm"):
+                make_private_file(self.path.with_name(self.path.name + suffix), create=False)
+        except OSError as exc:
+            raise StoreUnavailable(f"sqlite: {self.path}: {exc.strerror}") from None
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -111,6 +137,8 @@ class SQLiteStore(SQLStore):
                 return fn(conn)
             except sqlite3.OperationalError as exc:  # locked, disk I/O, read-only...
                 raise StoreUnavailable(f"sqlite: {exc}") from None
+            except sqlite3.DataError as exc:  # a value too big to bind
+                raise StoreRejected(f"sqlite: {exc}") from None
             except sqlite3.DatabaseError as exc:  # corrupt file, constraint we did not expect
                 raise StoreError(f"sqlite: {type(exc).__name__}") from None
 
@@ -156,6 +184,11 @@ class SQLiteStore(SQLStore):
                     conn.execute(f"PRAGMA user_version = {number}")
 
         self._write(go)
+
+    def initialized(self) -> bool:
+        """Whether the schema exists (``user_version``, which the migrations set, is not 0)."""
+        rows = self._read(lambda conn: conn.execute("PRAGMA user_version").fetchall())
+        return int(rows[0][0]) > 0
 
     def close(self) -> None:
         """Close both connections."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
 from swarm_oauth.clients.secrets import verify_secret
-from swarm_oauth.identifiers import is_audience, is_scope_token
+from swarm_oauth.identifiers import is_audience, is_client_id, is_scope_token
 from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens.issuer import IssuedToken, TokenIssuer
 
@@ -111,17 +111,9 @@ def _space_list(
     return items
 
 
-def parse_token_request(form: dict[str, list[str]], authorization: str | None) -> TokenRequest:
-    """Validate the form and client authentication method; no secret is checked here."""
-    for name, values in form.items():
-        if len(values) > 1 and name not in REPEATABLE:
-            raise OAuthError("invalid_request", f"parameter {name!r} is repeated")
-    grant_type = _single(form, "grant_type")
-    if not grant_type:
-        raise OAuthError("invalid_request", "missing grant_type")
-    if grant_type != GRANT_TYPE:
-        raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
-
+def client_credentials(form: dict[str, list[str]], authorization: str | None) -> tuple[str, str]:
+    """The client id and secret of ``client_secret_basic`` or ``client_secret_post``
+    (RFC 6749 §2.3.1): exactly one of them, else an ``OAuthError``."""
     body_id, body_secret = _single(form, "client_id"), _single(form, "client_secret")
     if authorization:
         if body_secret is not None:
@@ -135,7 +127,26 @@ def parse_token_request(form: dict[str, list[str]], authorization: str | None) -
         client_id, client_secret = body_id, body_secret
     else:
         raise invalid_client("client authentication required")
+    if not is_client_id(client_id):
+        # No client can have it: refused before any cache or store sees it, so hostile
+        # ids neither fill the cache nor reach a store that may choke on them (NUL).
+        raise invalid_client("malformed client_id")
+    return client_id, client_secret
 
+
+def parse_token_request(form: dict[str, list[str]], authorization: str | None) -> TokenRequest:
+    """Validate the form and client authentication method; no secret is checked here.
+
+    A client id outside the client-id grammar is ``invalid_client`` at once."""
+    for name, values in form.items():
+        if len(values) > 1 and name not in REPEATABLE:
+            raise OAuthError("invalid_request", f"parameter {name!r} is repeated")
+    grant_type = _single(form, "grant_type")
+    if not grant_type:
+        raise OAuthError("invalid_request", "missing grant_type")
+    if grant_type != GRANT_TYPE:
+        raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+    client_id, client_secret = client_credentials(form, authorization)
     scopes = _space_list(_single(form, "scope"), "scope", "invalid_scope", is_scope_token)
     audience = _space_list(_single(form, "audience"), "audience", "invalid_target", is_audience)
     resources = form.get("resource")

@@ -7,11 +7,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from swarm_oauth.keys import KeyRing, LoadedKey
+from swarm_oauth.keys.keyring import UNPUBLISH_SLACK_SECONDS
 from swarm_oauth.tokens.jws import Signer, compact, header_segment, signer_for
 
 DEFAULT_LIFETIME_SECONDS = 900
-# Room left between a token's expiry and its key leaving the JWKS, for clock skew.
-UNPUBLISH_SLACK_SECONDS = 60
+# The longest lifetime ``serve --token-lifetime`` accepts (cli/options.py, which stays
+# free of the server's packages, spells it out again): one day.
+MAX_LIFETIME_SECONDS = 86400
+# Clock skew allowed on ``exp``, ``nbf`` and ``iat`` wherever this server checks a token
+# (forward-auth, introspection): the SDK's ``Verifier`` default.
+VERIFY_LEEWAY_SECONDS = 30
 
 
 class NoSigningKey(RuntimeError):

@@ -1,0 +1,52 @@
+"""What the form endpoints share (token, introspection, revocation): the body's media type
+and parsing, and the calling client's authentication against the cached client records."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from swarm_oauth.runtime import Runtime
+from swarm_oauth.store import ClientRecord, StoreError, StoreRejected
+from swarm_oauth.tokens import OAuthError, TokenRequest, parse_form
+from swarm_oauth.tokens.grant import authenticate, client_credentials, invalid_client
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def form_of(content_type: str | None, body: bytes) -> dict[str, list[str]]:
+    """The parameters of a form body; ``invalid_request`` for another media type."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != FORM_TYPE:
+        raise OAuthError("invalid_request", f"Content-Type must be {FORM_TYPE}")
+    return parse_form(body)
+
+
+async def load_client(runtime: Runtime, client_id: str) -> ClientRecord | None:
+    """The client's record from the cache, else the store (off the event loop); 503 when
+    the store cannot vouch for what is cached or cannot be reached."""
+    if not runtime.watcher.fresh():
+        raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)
+    cached, client = runtime.client_cache.peek(client_id)
+    if cached:
+        return client
+    try:
+        return await asyncio.to_thread(runtime.client_cache.load, client_id)
+    except StoreRejected:
+        # The store cannot even hold this id, so no client has it; an outage it is not,
+        # and answering 503 would let anyone make the server look down.
+        raise invalid_client() from None
+    except StoreError:
+        raise OAuthError(
+            "temporarily_unavailable", "the client store cannot be reached", 503
+        ) from None
+
+
+async def authenticated_client(
+    runtime: Runtime, form: dict[str, list[str]], authorization: str | None
+) -> ClientRecord:
+    """The client whose credentials came with the request (Basic or in the form), as the
+    token endpoint authenticates it; ``invalid_client`` otherwise."""
+    client_id, secret = client_credentials(form, authorization)
+    client = await load_client(runtime, client_id)
+    return authenticate(TokenRequest(client_id, secret, None, None), client, time.time())

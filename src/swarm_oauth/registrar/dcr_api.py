@@ -1,0 +1,309 @@
+"""The ``ClientRegistry`` port on OAuth 2.0 Dynamic Client Registration (RFC 7591) and
+its management protocol (RFC 7592), for any server that implements both.
+
+Such a server picks each client's id and lists nothing back, so the registrar keeps a
+record of every registration (``registrations``): which service it is for, under which
+name, and the registration access token that alone lets it read, update or delete the
+client. What follows from that:
+
+- ``find`` asks the server about the newest record of a name (``GET`` on the client's
+  configuration URL); a server that answers 401 no longer has the client (RFC 7592 §2.1),
+  and the record goes.
+- Rotation first asks for a new secret the way RFC 7592 allows, an update (``PUT``); a
+  server may answer it with a new secret. Most keep the secret (RFC 7592 gives a client no
+  way to demand one), and then the service is registered anew: a new client id and secret,
+  while the previous client keeps working until ``retire_previous`` deletes it, once no
+  task uses its secret (``Capabilities.retire_on_request``).
+- Clients carry no audiences (RFC 7591 defines none); the reconcile refuses a service that
+  asks for them rather than drop them silently.
+
+The window the protocol leaves open: the server's answer to a registration is the only
+time the registration access token is seen, so a registrar killed between that answer and
+writing the record leaves a client that only the server's administrator can delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from swarm_oauth import __version__
+from swarm_oauth.registrar.http_peer import Peer, json_object
+from swarm_oauth.registrar.model import ClientInfo, FreshSecret
+from swarm_oauth.registrar.ports import Capabilities, RegistrarError, Rejected, TransientError
+from swarm_oauth.registrar.registrations import (
+    Credentials,
+    Registration,
+    RegistrationBook,
+    secret_digest,
+)
+
+SOFTWARE_ID = "swarm-oauth-registrar"
+# Answers of a client configuration endpoint that mean the client is gone (RFC 7592 §2.1:
+# 401 for a client that does not exist; 404 and 403 from servers that say it otherwise).
+GONE = (401, 403, 404)
+
+
+class DynamicRegistration:
+    """An RFC 7591/7592 server as the registrar's client registry."""
+
+    capabilities = Capabilities(chosen_ids=False, audiences=False, retire_on_request=True)
+
+    def __init__(
+        self,
+        registration_url: str,
+        book: RegistrationBook,
+        *,
+        initial_access_token: str | None = None,
+        **client: Any,
+    ) -> None:
+        """``client`` goes to ``Peer`` (``timeout=``, ``verify=`` for a CA bundle, ...)."""
+        self._url = registration_url
+        self._book = book
+        self._initial_token = initial_access_token
+        self._peer = Peer(**client)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._peer.close()
+
+    def find(self, name: str, service_id: str) -> ClientInfo | None:
+        """The newest client registered for the service under ``name`` that the server
+        still has; records of clients it no longer has are dropped."""
+        records = self._book.of(name, service_id)
+        for index, record in enumerate(records):
+            client = self._fetch(record, holds_previous=index + 1 < len(records))
+            if client is not None:
+                return client
+        return None
+
+    def get(self, client_id: str) -> ClientInfo | None:
+        """The client as its server describes it, or None."""
+        record = self._book.get(client_id)
+        if record is None:
+            return None
+        return self._fetch(record, holds_previous=self._has_previous(record))
+
+    def list(self) -> list[ClientInfo]:
+        """Every client the records name (from the records alone: no request each)."""
+        records = self._book.all()
+        groups: dict[tuple[str, str], list[int]] = {}
+        for r in records:
+            groups.setdefault((r.name, r.service_id), []).append(r.secret_version)
+
+        def holds_previous(r: Registration) -> bool:
+            versions = groups[(r.name, r.service_id)]
+            return r.secret_version == max(versions) and len(versions) > 1
+
+        return [_client(r, None, holds_previous(r)) for r in records]
+
+    def add(
+        self,
+        name: str,
+        scopes: Sequence[str],
+        audiences: Sequence[str],
+        metadata: Mapping[str, Any],
+    ) -> FreshSecret:
+        """Register a client for the service named in ``metadata``, under ``name``."""
+        if audiences:
+            raise Rejected("RFC 7591 registration cannot record audiences")
+        service_id = str(metadata.get("service_id", ""))
+        version = max((r.secret_version for r in self._book.of(name, service_id)), default=0)
+        record = Registration(
+            client_id="",
+            name=name,
+            service_id=service_id,
+            metadata=dict(metadata),
+            scopes=tuple(scopes),
+            secret_version=version + 1,
+        )
+        return self._register(record)
+
+    def remove(self, client_id: str) -> bool:
+        """Delete the client at its server, then its record; False if either was gone."""
+        record = self._book.get(client_id)
+        if record is None:
+            return False
+        credentials = self._book.credentials(record)
+        response = self._peer.call(
+            "DELETE", credentials.client_uri, ok=(200, 204, *GONE), bearer=credentials.access_token
+        )
+        self._book.drop(client_id)
+        return response.status_code not in GONE
+
+    def rotate(
+        self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
+    ) -> FreshSecret:
+        """A new secret: by an update where the server issues one, else by registering
+        the service anew (``grace_seconds`` is the reconcile's to act on)."""
+        record = self._existing(client_id)
+        body, record, credentials = self._update(record, record.scopes)
+        secret = body.get("client_secret")
+        if (
+            isinstance(secret, str)
+            and secret
+            and secret_digest(secret) != credentials.secret_digest
+        ):
+            renewed = replace(record, secret_version=record.secret_version + 1)
+            stored = self._book.write(
+                renewed, replace(credentials, secret_digest=secret_digest(secret))
+            )
+            return FreshSecret(_client(stored, body, self._has_previous(stored)), secret)
+        versions = (r.secret_version for r in self._book.of(record.name, record.service_id))
+        fresh = self._register(replace(record, client_id="", secret_version=max(versions) + 1))
+        if replace_current:
+            self.remove(client_id)
+        return fresh
+
+    def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
+        """Replace the client's scopes by an RFC 7592 update (the secret stays)."""
+        if audiences:
+            raise Rejected("RFC 7591 registration cannot record audiences")
+        record = self._existing(client_id)
+        body, record, _ = self._update(record, tuple(scopes))
+        return _client(record, body, self._has_previous(record))
+
+    def retire_previous(self, client_id: str) -> bool:
+        """Delete the clients this one replaced at its rotation."""
+        record = self._existing(client_id)
+        older = [
+            r
+            for r in self._book.of(record.name, record.service_id)
+            if r.secret_version < record.secret_version
+        ]
+        for previous in older:
+            self.remove(previous.client_id)
+        return bool(older)
+
+    def ping(self) -> None:
+        """Raise unless the registration endpoint answers (any answer but 5xx: a ``GET``
+        on an endpoint that takes only ``POST`` proves it is there)."""
+        self._peer.call("GET", self._url, ok=tuple(range(200, 500)))
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _existing(self, client_id: str) -> Registration:
+        record = self._book.get(client_id)
+        if record is None:
+            raise TransientError(f"client {client_id} was removed meanwhile")
+        return record
+
+    def _has_previous(self, record: Registration) -> bool:
+        return any(
+            r.secret_version < record.secret_version
+            for r in self._book.of(record.name, record.service_id)
+        )
+
+    def _fetch(self, record: Registration, *, holds_previous: bool) -> ClientInfo | None:
+        credentials = self._book.credentials(record)
+        response = self._peer.call(
+            "GET", credentials.client_uri, ok=(200, *GONE), bearer=credentials.access_token
+        )
+        if response.status_code in GONE:
+            self._book.drop(record.client_id)
+            return None
+        return _client(record, json_object(response), holds_previous)
+
+    def _register(self, record: Registration) -> FreshSecret:
+        response = self._peer.call(
+            "POST",
+            self._url,
+            ok=(200, 201),
+            json=_metadata(record.name, record.scopes),
+            bearer=self._initial_token,
+        )
+        body = json_object(response)
+        client_id, secret = body.get("client_id"), body.get("client_secret")
+        if not isinstance(client_id, str) or not client_id:
+            raise Rejected(f"POST {self._url}: the answer has no client_id")
+        if not isinstance(secret, str) or not secret:
+            raise Rejected(f"POST {self._url}: the answer has no client_secret")
+        token, uri = body.get("registration_access_token"), _client_uri(body, "")
+        if not isinstance(token, str) or not token or not uri:
+            raise Rejected(
+                f"POST {self._url}: the server registered client {client_id} but gave no "
+                "registration access token and configuration URL (RFC 7592), so the registrar "
+                "cannot remove it again (delete it at the server); the dcr backend needs a "
+                "server that manages registrations"
+            )
+        credentials = Credentials(token, uri, secret_digest(secret))
+        try:
+            stored = self._book.write(replace(record, client_id=client_id), credentials)
+        except RegistrarError:
+            # Without its record the client could never be managed again: undo it.
+            with contextlib.suppress(RegistrarError):
+                self._peer.call("DELETE", uri, ok=(200, 204, *GONE), bearer=token)
+            raise
+        return FreshSecret(_client(stored, body, self._has_previous(stored)), secret)
+
+    def _update(
+        self, record: Registration, scopes: Sequence[str]
+    ) -> tuple[dict[str, Any], Registration, Credentials]:
+        """RFC 7592 §2.2: the whole metadata again, with the client id. A server may answer
+        with a new registration access token (oidc-provider does, every time): it is
+        recorded before anything else happens."""
+        credentials = self._book.credentials(record)
+        body = {**_metadata(record.name, scopes), "client_id": record.client_id}
+        response = self._peer.call(
+            "PUT",
+            credentials.client_uri,
+            ok=(200, *GONE),
+            json=body,
+            bearer=credentials.access_token,
+        )
+        if response.status_code in GONE:
+            self._book.drop(record.client_id)
+            raise TransientError(f"client {record.client_id} is gone from its server")
+        answer = json_object(response)
+        updated = replace(record, scopes=tuple(scopes))
+        token = answer.get("registration_access_token")
+        renewed = Credentials(
+            token if isinstance(token, str) and token else credentials.access_token,
+            _client_uri(answer, credentials.client_uri),
+            credentials.secret_digest,
+        )
+        if updated != record or renewed != credentials:
+            updated = self._book.write(updated, renewed)
+        return answer, updated, renewed
+
+
+def _metadata(name: str, scopes: Sequence[str]) -> dict[str, Any]:
+    """The client metadata (RFC 7591 §2) of a client credentials client."""
+    body: dict[str, Any] = {
+        "client_name": name,
+        "grant_types": ["client_credentials"],
+        "response_types": [],
+        "redirect_uris": [],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "software_id": SOFTWARE_ID,
+        "software_version": __version__,
+    }
+    if scopes:
+        body["scope"] = " ".join(scopes)
+    return body
+
+
+def _client_uri(body: Mapping[str, Any], default: str) -> str:
+    uri = body.get("registration_client_uri")
+    return uri if isinstance(uri, str) and uri else default
+
+
+def _client(
+    record: Registration, body: Mapping[str, Any] | None, holds_previous: bool
+) -> ClientInfo:
+    """What the reconcile sees: the record, with the scopes the server reports if asked.
+    A client that replaced others at a rotation holds previous secrets (theirs), working
+    until ``retire_previous``."""
+    scope = body.get("scope") if body is not None else None
+    scopes = tuple(scope.split()) if isinstance(scope, str) else record.scopes
+    return ClientInfo(
+        client_id=record.client_id,
+        secret_version=record.secret_version,
+        metadata={**record.metadata, "name": record.name},
+        scopes=scopes,
+        audiences=(),
+        previous_secret_expires_at=math.inf if holds_previous else None,
+    )

@@ -1,0 +1,139 @@
+"""Logic that needs I/O, written once for sync and async callers alike.
+
+A *flow* is a generator that yields what it needs done, a ``Request`` to send or a
+``Pause``, and is sent back the ``httpx.Response`` (or ``None`` after a pause), the way
+``httpx.Auth`` flows work. ``Runner.run`` performs those steps blocking and
+``Runner.arun`` awaiting them; that is all that differs between an SDK method and its
+async twin. A request that fails (``httpx.HTTPError``, ``httpx.InvalidURL``) is thrown
+into the flow at its ``yield``, so the flow handles it where it made the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator, Mapping
+from contextlib import AsyncExitStack, ExitStack
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+# What a failed request raises: no response, a broken connection, or a bad URL.
+REQUEST_FAILURES = (httpx.HTTPError, httpx.InvalidURL)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An HTTP request for the runner to send; the flow is sent its ``httpx.Response``."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] | None = None
+    data: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait ``seconds`` (sleeping, or yielding the event loop) before going on."""
+
+    seconds: float
+
+
+# The send type is Any: a flow gets a Response for a Request and None for a Pause.
+Flow = Generator[Request | Pause, Any, T]
+
+
+class _Course(Generic[T]):
+    """Where a flow stands: the step it waits on (``None`` once done), then its result."""
+
+    def __init__(self, flow: Flow[T]) -> None:
+        self._flow = flow
+        self.step: Request | Pause | None = None
+        self.result: T
+        self.reply(None)
+
+    def reply(self, value: Any) -> None:
+        """Give the current step's outcome to the flow and note what it wants next."""
+        self._advance(lambda: self._flow.send(value))
+
+    def fail(self, error: Exception) -> None:
+        """Raise ``error`` in the flow at its current step."""
+        self._advance(lambda: self._flow.throw(error))
+
+    def _advance(self, resume: Callable[[], Request | Pause]) -> None:
+        try:
+            self.step = resume()
+        except StopIteration as done:
+            self.step, self.result = None, done.value
+
+
+class Runner:
+    """Performs flows' steps with the caller's httpx clients, or short-lived ones.
+
+    A short-lived client is made on a flow's first request and closed when the flow
+    ends; ``timeout`` applies to it only (the caller's clients keep their own).
+    """
+
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """Use these clients when given; else make one per flow with ``timeout``."""
+        self.timeout = timeout
+        self._client = http_client
+        self._async_client = async_http_client
+
+    def run(self, flow: Flow[T]) -> T:
+        """Run ``flow`` to its end, blocking on each step; its return value."""
+        course = _Course(flow)
+        with ExitStack() as stack:
+            client = self._client
+            while (step := course.step) is not None:
+                if isinstance(step, Pause):
+                    time.sleep(step.seconds)
+                    course.reply(None)
+                    continue
+                if client is None:
+                    client = stack.enter_context(httpx.Client(timeout=self.timeout))
+                try:
+                    response = client.request(**_arguments(step))
+                except REQUEST_FAILURES as error:
+                    course.fail(error)
+                else:
+                    course.reply(response)
+        return course.result
+
+    async def arun(self, flow: Flow[T]) -> T:
+        """Like ``run``, awaiting each step so the event loop is never blocked."""
+        course = _Course(flow)
+        async with AsyncExitStack() as stack:
+            client = self._async_client
+            while (step := course.step) is not None:
+                if isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                    course.reply(None)
+                    continue
+                if client is None:
+                    client = httpx.AsyncClient(timeout=self.timeout)
+                    await stack.enter_async_context(client)
+                try:
+                    response = await client.request(**_arguments(step))
+                except REQUEST_FAILURES as error:
+                    course.fail(error)
+                else:
+                    course.reply(response)
+        return course.result
+
+
+def _arguments(request: Request) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "url": request.url,
+        "headers": request.headers,
+        "data": request.data,
+    }

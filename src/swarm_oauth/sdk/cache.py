@@ -1,0 +1,137 @@
+"""``VerifiedCache``: what a ``Verifier`` already proved about a token, kept for its life.
+
+Verifying a signature is most of what a token costs, and a service sees the same token
+over and over (each caller sends its own until it refreshes it), so the outcome of a
+full verification is kept and a repeated token costs a hash and a lookup. The checks
+that can change between two calls are made again on every call:
+
+- the token's ``exp`` (plus the verifier's leeway) against the clock: a hit is never
+  served past it;
+- the key that verified it must still be the one the issuer publishes under its
+  ``kid``: once the key leaves the JWKS (or is replaced), its tokens are verified again;
+- the scopes the call requires (``grant``).
+
+Issuer and audience are the verifier's own, fixed, so a cache belongs to one verifier.
+Entries are keyed by the SHA-256 of the whole token: a token is a bearer credential and
+is not kept in memory, and no other token can find its entry. The cache is bounded;
+when full, the oldest entry goes first, which among tokens of one issuer (one lifetime)
+is also the first to expire. ``drop_jti`` and ``drop_client`` are for a revocation
+check to call: a revoked token's entry must not outlive the revocation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import jwt
+
+from swarm_oauth.sdk.scopes import require_granted
+
+Claims = dict[str, Any]
+
+DEFAULT_SIZE = 4096
+
+
+class Verified(NamedTuple):
+    """A token's verified claims and what a later call needs to trust them again."""
+
+    claims: Claims
+    scopes: frozenset[str]
+    valid_until: float  # exp + leeway, in time.time() seconds
+    kid: str
+    key: jwt.PyJWK
+
+    def grant(self, scopes: Iterable[str]) -> Claims:
+        """A copy of the claims if they grant ``scopes``; else ``InsufficientScope``."""
+        require_granted(self.scopes, scopes)
+        return dict(self.claims)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class VerifiedCache:
+    """Verified tokens by the SHA-256 of the token, at most ``size`` of them (0: none)."""
+
+    def __init__(self, size: int = DEFAULT_SIZE, clock: Callable[[], float] = time.time) -> None:
+        """Keep up to ``size`` results; ``clock`` is the wall clock ``exp`` is read against."""
+        self.size = size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, Verified] = OrderedDict()
+        self._drops = 0  # how many times entries were dropped on purpose, see ``put``
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str, published: Mapping[str, jwt.PyJWK] | None) -> Verified | None:
+        """The verified result for ``token`` if it still holds, given the keys now
+        ``published``; ``None`` means verify it in full."""
+        if not self._entries:
+            return None
+        digest = _digest(token)
+        found = self._entries.get(digest)  # lock-free: a single dict read
+        if found is None:
+            return None
+        if (
+            self._clock() < found.valid_until
+            and published is not None
+            and published.get(found.kid) is found.key
+        ):
+            return found
+        with self._lock:
+            self._entries.pop(digest, None)
+        return None
+
+    @property
+    def epoch(self) -> int:
+        """Read before a full verification starts, and hand it to ``put``."""
+        return self._drops
+
+    def put(self, token: str, verified: Verified, epoch: int) -> None:
+        """Remember ``verified`` for ``token``, evicting the oldest entry when full.
+
+        Not if anything was dropped since ``epoch``: a verification that was under way
+        when its token was revoked must not bring the token back into the cache.
+        """
+        if self.size <= 0:
+            return
+        with self._lock:
+            if epoch != self._drops:
+                return
+            while len(self._entries) >= self.size:
+                self._entries.popitem(last=False)
+            self._entries[_digest(token)] = verified
+
+    def drop_jti(self, jti: str) -> int:
+        """Forget the token with this ``jti`` (it was revoked); how many entries went."""
+        return self._drop(lambda claims: claims.get("jti") == jti)
+
+    def drop_client(self, client_id: str, issued_before: float) -> int:
+        """Forget the tokens of ``client_id`` issued (``iat``) before ``issued_before``,
+        e.g. after the client was revoked or its secret rotated; how many entries went."""
+        return self._drop(
+            lambda claims: (
+                claims.get("client_id") == client_id and float(claims["iat"]) < issued_before
+            )
+        )
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._drops += 1
+            self._entries.clear()
+
+    def _drop(self, matches: Callable[[Claims], bool]) -> int:
+        with self._lock:
+            self._drops += 1
+            doomed = [digest for digest, v in self._entries.items() if matches(v.claims)]
+            for digest in doomed:
+                del self._entries[digest]
+        return len(doomed)

@@ -1,0 +1,174 @@
+"""uvicorn's httptools protocol with the limits it lacks.
+
+httptools (llhttp) buffers a header of any size and uvicorn neither times out a request
+that trickles in nor caps the connections it holds (``limit_concurrency`` answers 503
+per request but still accepts and keeps every socket). This subclass adds, per
+connection and before the application sees anything:
+
+- the request line and headers together at most ``max_header_bytes``, and at most
+  ``max_headers`` header fields: otherwise 431 and the connection is closed;
+- every request (head and body) complete within ``request_timeout`` seconds of its first
+  byte, or of the connection's opening for the first one: otherwise 408 and close;
+- at most ``max_connections`` open connections per worker: a connection beyond that
+  gets 503 and is closed at once.
+
+It only hooks uvicorn's parser callbacks and calls the originals, so the request path
+itself is uvicorn's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from swarm_oauth.serving.limits import HttpLimits
+from swarm_oauth.web import HTTP_ERROR_CODES, error_body
+
+HEADERS_TOO_LARGE = 431
+REQUEST_TIMEOUT = 408
+OVERLOADED = 503
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection, bounded in what it may make the process hold."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits: HttpLimits = getattr(config, "limits", HttpLimits())
+        # Whether the bytes arriving now belong to a request line or headers.
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._refusal: tuple[int, str] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            # Not registered, so the connections being served keep their slots.
+            self.transport = transport
+            self._refusal = (OVERLOADED, "too many connections; retry shortly")
+            self._refuse(extra=b"retry-after: 1\r\n")
+            return
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return
+        # While a head is arriving, feed at most what the cap still allows (plus one
+        # byte, to tell "exactly full" from "over"), so llhttp never buffers more. Bytes
+        # after a body, in the read that completed it, are fed whole: a head may thus
+        # overshoot the cap by at most one read before it is refused.
+        limit = self.limits.max_header_bytes
+        while data and self._in_head:
+            room = limit - self._head_bytes + 1
+            piece, data = data[:room], data[room:]
+            self._head_bytes += len(piece)
+            super().data_received(piece)
+            if self._refusal is None and self._in_head and self._head_bytes > limit:
+                self._refusal = (HEADERS_TOO_LARGE, "the request headers are too large")
+            if self._refusal is not None or self.transport.is_closing():
+                break
+        else:
+            if data:
+                super().data_received(data)
+        if self._refusal is not None:
+            self._refuse()
+
+    # -- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        # The first request's clock started when the connection opened.
+        if self._deadline is None:
+            self._arm()
+        super().on_message_begin()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._header_count > self.limits.max_headers:
+            # The application never sees this request; the body that follows is ignored.
+            self._refusal = (HEADERS_TOO_LARGE, "too many request header fields")
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._refusal is None:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refusal is None:
+            self._disarm()
+            # Whatever arrives next on this connection is the next request's head.
+            self._in_head = True
+            self._head_bytes = 0
+            self._header_count = 0
+            super().on_message_complete()
+
+    # -- the read timeout ------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.limits.request_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            # Too late for a status: the application is answering while the body trickles.
+            self.transport.close()
+            return
+        self._refusal = (REQUEST_TIMEOUT, "the request did not arrive in time")
+        self._refuse()
+
+    # -- refusing ----------------------------------------------------------------------------
+
+    def _refuse(self, extra: bytes = b"") -> None:
+        """Answer the refusal in the API's error shape and close the connection."""
+        assert self._refusal is not None
+        status, description = self._refusal
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        body = json.dumps(
+            error_body(HTTP_ERROR_CODES[status], description), separators=(",", ":")
+        ).encode()
+        head = [STATUS_LINE[status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n",
+            extra,
+            b"\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()

@@ -1,0 +1,274 @@
+"""The ``dcr`` backend against a real RFC 7591/7592 server (panva's oidc-provider): the
+registry on its own, then the reconcile driving it. The Docker side is the in-memory
+swarm here; tests/swarm/test_registrar_dcr.py runs the same against the real engine."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import jwt
+import pytest
+
+from swarm_oauth.registrar.dcr_api import DynamicRegistration
+from swarm_oauth.registrar.model import FreshSecret
+from swarm_oauth.registrar.ports import Rejected
+from swarm_oauth.registrar.reconcile import Outcome
+from swarm_oauth.registrar.registrations import REGISTRATION, RegistrationBook
+from swarm_oauth.registrar.sealing import Sealer
+from tests.support.fakes import FakeSwarm
+from tests.support.node_tools import OidcProvider, oidc_provider
+from tests.support.registrar import InProcessRegistrar
+
+METADATA = {"managed_by": "swarm-oauth-registrar", "service_id": "svc1", "service_name": "web"}
+
+
+@pytest.fixture(scope="module")
+def oidc(node_tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    with oidc_provider(node_tools, tmp_path_factory.mktemp("oidc")) as provider:
+        yield provider
+
+
+@pytest.fixture
+def swarm() -> FakeSwarm:
+    return FakeSwarm()
+
+
+@pytest.fixture
+def sealer() -> Sealer:
+    return Sealer(secrets.token_bytes(32))
+
+
+@pytest.fixture
+def registry(oidc: OidcProvider, swarm: FakeSwarm, sealer: Sealer) -> Iterator[DynamicRegistration]:
+    book = RegistrationBook(swarm, sealer)
+    opened = DynamicRegistration(
+        oidc.registration_url, book, initial_access_token=oidc.initial_access_token
+    )
+    yield opened
+    opened.close()
+
+
+def token(oidc: OidcProvider, client_id: str, secret: str, scope: str = "") -> httpx.Response:
+    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+    return httpx.post(f"{oidc.local}/token", data=form, auth=(client_id, secret), timeout=10)
+
+
+def claims(oidc: OidcProvider, response: httpx.Response) -> dict[str, Any]:
+    """The access token's claims, verified with the server's JWKS."""
+    assert response.status_code == 200, response.text
+    access_token = response.json()["access_token"]
+    key = jwt.PyJWKClient(oidc.jwks_url).get_signing_key_from_jwt(access_token).key
+    return dict(jwt.decode(access_token, key, algorithms=["ES256"], audience=oidc.audience))
+
+
+def test_a_registered_client_gets_tokens_and_is_found_again(oidc, registry, swarm):
+    fresh = registry.add("web", ["read"], [], METADATA)
+    assert fresh.client.client_id != "web"  # the server chose it
+    assert fresh.client.name == "web" and fresh.client.managed
+    assert claims(oidc, token(oidc, fresh.client.client_id, fresh.secret, "read"))["client_id"] == (
+        fresh.client.client_id
+    )
+    found = registry.find("web", "svc1")
+    assert found is not None
+    assert (found.client_id, found.scopes, found.secret_version) == (
+        fresh.client.client_id,
+        ("read",),
+        1,
+    )
+    assert registry.find("web", "another-service") is None
+    assert [c.client_id for c in registry.list()] == [fresh.client.client_id]
+
+
+def test_the_record_keeps_the_registration_access_token_sealed(registry, swarm, sealer):
+    fresh = registry.add("web", [], [], METADATA)
+    [config] = swarm.list_configs(REGISTRATION)
+    shown = json.dumps(config.labels)
+    assert fresh.secret not in shown
+    record = RegistrationBook(swarm, sealer).get(fresh.client.client_id)
+    assert record is not None
+    credentials = RegistrationBook(swarm, sealer).credentials(record)
+    assert credentials.access_token not in shown
+    guess = {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}
+    assert httpx.get(credentials.client_uri, headers=guess, timeout=10).status_code == 401
+
+    stranger = DynamicRegistration("http://127.0.0.1:9", RegistrationBook(swarm, Sealer(b"k" * 32)))
+    with pytest.raises(Rejected, match=r"cannot be read: .*another key, or tampered"):
+        stranger.get(fresh.client.client_id)
+
+
+def test_an_update_changes_the_scopes_and_keeps_the_secret(oidc, registry):
+    fresh = registry.add("web", ["read"], [], METADATA)
+    client_id = fresh.client.client_id
+    # oidc-provider issues a new registration access token at every update: the record
+    # must follow, or the second update (and the removal) would be refused.
+    for scopes in (["read", "write"], ["write"]):
+        updated = registry.update(client_id, scopes, [])
+        assert updated.scopes == tuple(scopes)
+    assert claims(oidc, token(oidc, client_id, fresh.secret, "write"))["scope"] == "write"
+    assert token(oidc, client_id, fresh.secret, "read").json()["error"] == "invalid_scope"
+    assert registry.remove(client_id) is True
+
+
+def test_rotation_registers_anew_and_the_old_client_lasts_until_retired(oidc, registry):
+    first = registry.add("web", [], [], METADATA)
+    second = registry.rotate(first.client.client_id, 3600)
+    # oidc-provider keeps a client's secret through an update, so the backend registered
+    # the service again.
+    assert second.client.client_id != first.client.client_id
+    assert second.client.secret_version == 2
+    assert second.client.previous_secret_expires_at is not None
+    found = registry.find("web", "svc1")
+    assert found is not None and found.client_id == second.client.client_id
+    assert token(oidc, first.client.client_id, first.secret).status_code == 200
+
+    assert registry.retire_previous(second.client.client_id) is True
+    assert token(oidc, first.client.client_id, first.secret).json()["error"] == "invalid_client"
+    assert token(oidc, second.client.client_id, second.secret).status_code == 200
+    assert registry.retire_previous(second.client.client_id) is False
+    assert [c.client_id for c in registry.list()] == [second.client.client_id]
+
+
+def test_replacing_a_lost_current_secret_removes_that_client_at_once(oidc, registry):
+    first = registry.add("web", [], [], METADATA)
+    second = registry.rotate(first.client.client_id, 3600, replace_current=True)
+    assert token(oidc, first.client.client_id, first.secret).json()["error"] == "invalid_client"
+    assert registry.find("web", "svc1").client_id == second.client.client_id
+
+
+def test_a_client_deleted_at_the_server_is_forgotten(registry, swarm, sealer):
+    fresh = registry.add("web", [], [], METADATA)
+    book = RegistrationBook(swarm, sealer)
+    credentials = book.credentials(book.get(fresh.client.client_id))
+    bearer = {"Authorization": f"Bearer {credentials.access_token}"}
+    assert httpx.delete(credentials.client_uri, headers=bearer, timeout=10).status_code == 204
+    assert registry.find("web", "svc1") is None
+    assert swarm.list_configs(REGISTRATION) == []
+    assert registry.remove(fresh.client.client_id) is False
+
+
+def test_removal_deletes_the_client_and_its_record(oidc, registry, swarm, sealer):
+    fresh = registry.add("web", [], [], METADATA)
+    book = RegistrationBook(swarm, sealer)
+    credentials = book.credentials(book.get(fresh.client.client_id))
+    assert registry.remove(fresh.client.client_id) is True
+    bearer = {"Authorization": f"Bearer {credentials.access_token}"}
+    # RFC 7592 §2.1: the configuration endpoint answers 401 for a client it does not have.
+    assert httpx.get(credentials.client_uri, headers=bearer, timeout=10).status_code == 401
+    assert token(oidc, fresh.client.client_id, fresh.secret).json()["error"] == "invalid_client"
+    assert swarm.list_configs(REGISTRATION) == []
+
+
+def test_the_reconcile_gives_a_service_the_client_the_server_chose(oidc, registry, swarm):
+    registrar = InProcessRegistrar(swarm, registry, token_url=oidc.token_url)
+    try:
+        service = swarm.add_service("web")
+        assert registrar.hint("web") is Outcome.CHANGED
+        client = registry.find("web", service.id)
+        assert client is not None
+        env = swarm.named("web").env
+        assert f"OAUTH_CLIENT_ID={client.client_id}" in env
+        assert f"OAUTH_TOKEN_URL={oidc.token_url}" in env
+        [secret] = swarm.managed_secrets()
+        assert secret.labels["swarm-oauth.client-id"] == client.client_id
+        given = swarm.data(secret.id).decode()
+        assert token(oidc, client.client_id, given).status_code == 200
+        assert registrar.hint("web") is Outcome.UNCHANGED
+
+        registrar.controller.rotate(swarm.named("web"), 3600).result(30)
+        registrar.drain()
+        rotated = registry.find("web", service.id)
+        assert rotated is not None and rotated.client_id != client.client_id
+        assert f"OAUTH_CLIENT_ID={rotated.client_id}" in swarm.named("web").env
+        # No task holds the old secret (the in-memory swarm has none): the old client went.
+        assert token(oidc, client.client_id, given).json()["error"] == "invalid_client"
+        [secret] = swarm.managed_secrets()
+        assert token(oidc, rotated.client_id, swarm.data(secret.id).decode()).status_code == 200
+
+        del swarm.services[service.id]
+        assert registrar.hint(service.id) is not Outcome.FAILED
+        assert registry.list() == [] and swarm.managed_secrets() == []
+    finally:
+        registrar.close()
+
+
+def test_the_reconcile_refuses_audiences_it_cannot_record(registry, swarm):
+    registrar = InProcessRegistrar(swarm, registry)
+    try:
+        swarm.add_service("api", {"swarm-oauth.client": "true", "swarm-oauth.audience": "billing"})
+        assert registrar.hint("api") is Outcome.REFUSED
+        status = registrar.board.get(swarm.named("api").id)
+        assert status is not None and "cannot record audiences" in status.reason
+        assert registry.list() == []
+    finally:
+        registrar.close()
+
+
+class _RenewingServer(BaseHTTPRequestHandler):
+    """An RFC 7592 server that issues a new secret at every update, as the RFC allows and
+    oidc-provider does not: the path where a rotation keeps the client id."""
+
+    clients: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def _send(self, status: int, body: dict[str, Any] | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _issue(self, client_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        host = self.headers["Host"]
+        body = {
+            **metadata,
+            "client_id": client_id,
+            "client_secret": secrets.token_urlsafe(16),
+            "registration_access_token": secrets.token_urlsafe(16),
+            "registration_client_uri": f"http://{host}/reg/{client_id}",
+        }
+        self.clients[client_id] = body
+        return body
+
+    def do_POST(self) -> None:
+        metadata = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._send(201, self._issue(secrets.token_hex(4), metadata))
+
+    def do_PUT(self) -> None:
+        client_id = self.path.rsplit("/", 1)[-1]
+        known = self.clients.get(client_id)
+        if known is None or self.headers["Authorization"] != (
+            f"Bearer {known['registration_access_token']}"
+        ):
+            self._send(401, {"error": "invalid_token"})
+            return
+        metadata = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self._send(200, self._issue(client_id, metadata))
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_rotation_takes_a_new_secret_when_the_update_issues_one(swarm, sealer):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RenewingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
+    registry = DynamicRegistration(url, RegistrationBook(swarm, sealer))
+    try:
+        first = registry.add("web", ["read"], [], METADATA)
+        second: FreshSecret = registry.rotate(first.client.client_id)
+        assert second.client.client_id == first.client.client_id
+        assert second.secret != first.secret
+        assert second.secret == _RenewingServer.clients[first.client.client_id]["client_secret"]
+        assert second.client.secret_version == 2
+        # The new registration access token was recorded: a further update is accepted.
+        assert registry.update(first.client.client_id, ["write"], []).scopes == ("write",)
+    finally:
+        registry.close()
+        server.shutdown()

@@ -1,0 +1,224 @@
+"""The listener's limits on a real server process: header size and count, the request read
+timeout and the connection cap, each answered and closed, and none of them costing a
+legitimate client its token. Raw sockets, because an HTTP client would not misbehave."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from swarm_oauth.serving.limits import MAX_HEADER_BYTES, MAX_HEADERS
+
+REQUEST_LINE = b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+# An answer and its close take milliseconds; this only bounds a test that would hang.
+WAIT = 15.0
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident memory in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@contextlib.contextmanager
+def connection(server) -> Iterator[socket.socket]:
+    sock = socket.create_connection((server.host, server.port), timeout=WAIT)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a reset counts as
+    closed: it follows a close with unread bytes in the server's buffer)."""
+    received = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def exchange(server, data: bytes) -> bytes:
+    """Send ``data`` and read the answer until the server closes."""
+    with connection(server) as sock:
+        sock.sendall(data)
+        return read_until_closed(sock)
+
+
+def test_an_oversized_header_is_431_and_the_server_does_not_keep_it(token_server):
+    pid = token_server.proc.pid
+    exchange(token_server, REQUEST_LINE + b"\r\n")  # warm the connection path up
+    before = rss_kib(pid)
+    answers = []
+    piece = b"a" * 65536
+    for _ in range(8):
+        with connection(token_server) as sock:
+            sock.sendall(REQUEST_LINE + b"X-Big: ")
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for _ in range(80):  # 5 MiB
+                    sock.sendall(piece)
+            answers.append(read_until_closed(sock))
+    grown = rss_kib(pid) - before
+    # Before the cap, each 5 MiB header stayed in the parser and the process grew by
+    # about 73 MB over eight of them; now at most one read (256 KiB) is ever buffered.
+    assert grown < 8 * 1024, f"resident memory grew by {grown} KiB"
+    seen = [status_of(answer) for answer in answers if answer]
+    assert set(seen) <= {431}
+    assert httpx.get(token_server.url + "/healthz", timeout=10).status_code == 200
+
+
+def test_a_header_over_the_cap_is_431_with_the_reason(token_server):
+    answer = exchange(token_server, REQUEST_LINE + b"X-Big: " + b"a" * MAX_HEADER_BYTES + b"\r\n")
+    assert status_of(answer) == 431
+    assert b'"error":"request_header_fields_too_large"' in answer
+    assert b"connection: close" in answer
+
+
+def test_too_many_header_fields_are_431(token_server):
+    fields = b"".join(b"X-%d: v\r\n" % n for n in range(MAX_HEADERS + 1))
+    answer = exchange(token_server, REQUEST_LINE + fields + b"\r\n")
+    assert status_of(answer) == 431
+    assert b"too many request header fields" in answer
+
+
+def test_a_request_exactly_at_the_caps_is_served_with_its_body(token_server):
+    # Host, Connection, Content-Type, Content-Length and X-Pad make the count MAX_HEADERS.
+    fields = b"".join(b"X-%d: v\r\n" % n for n in range(MAX_HEADERS - 5))
+    line = b"POST /api/token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    head_start = line + fields + b"Content-Type: application/x-www-form-urlencoded\r\n"
+    body = b"grant_type=client_credentials&client_id=nobody&client_secret=" + b"s" * 7000
+    length = b"Content-Length: %d\r\n" % len(body)
+    padding = MAX_HEADER_BYTES - len(head_start) - len(length) - len(b"X-Pad: \r\n\r\n")
+    head = head_start + length + b"X-Pad: " + b"p" * padding + b"\r\n\r\n"
+    assert len(head) == MAX_HEADER_BYTES
+    # Head and body in one write: the body's bytes must not count against the head.
+    answer = exchange(token_server, head + body)
+    assert status_of(answer) == 401
+    assert b'"error":"invalid_client"' in answer
+
+
+def test_the_limits_are_configured_by_environment(server_factory):
+    server = server_factory(
+        env={"SWARM_OAUTH_MAX_HEADERS": "5", "SWARM_OAUTH_MAX_HEADER_BYTES": "2048"}
+    )
+    five_more = b"".join(b"X-%d: v\r\n" % n for n in range(5))  # six with Host
+    assert status_of(exchange(server, REQUEST_LINE + five_more + b"\r\n")) == 431
+    big = REQUEST_LINE + b"X-Big: " + b"a" * 2048 + b"\r\n\r\n"
+    assert status_of(exchange(server, big)) == 431
+    small = REQUEST_LINE + b"X-Big: " + b"a" * 1500 + b"\r\nConnection: close\r\n\r\n"
+    assert status_of(exchange(server, small)) == 200
+
+
+@pytest.fixture
+def impatient_server(server_factory):
+    """Requests must arrive within one second; at most 8 connections."""
+    return server_factory(args=["--request-timeout", "1", "--max-connections", "8"])
+
+
+def test_a_connection_that_sends_nothing_is_408_and_closed(impatient_server):
+    with connection(impatient_server) as sock:
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 408
+    assert b'"error":"request_timeout"' in answer
+
+
+def test_headers_trickling_in_are_408_and_closed(impatient_server):
+    with connection(impatient_server) as sock:
+        sock.sendall(REQUEST_LINE)
+        closed = False
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for n in range(100):  # one header line every 0.1 s: never done in time
+                sock.sendall(b"X-%d: v\r\n" % n)
+                time.sleep(0.1)
+                closed = bool(_readable(sock))
+                if closed:
+                    break
+        assert closed
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 408
+
+
+def test_a_body_trickling_in_is_408_and_closed(impatient_server):
+    with connection(impatient_server) as sock:
+        sock.sendall(
+            b"POST /api/token HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+            b"grant_type=client_credentials"
+        )
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 408
+
+
+def _readable(sock: socket.socket) -> bytes:
+    sock.settimeout(0)
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return b""
+    finally:
+        sock.settimeout(WAIT)
+
+
+def test_keep_alive_requests_each_get_the_full_timeout(impatient_server):
+    with httpx.Client(base_url=impatient_server.url, timeout=10) as client:
+        for _ in range(3):
+            assert client.get("/healthz").status_code == 200
+            time.sleep(0.6)  # less than the timeout between requests, more in total
+        assert client.get("/healthz").status_code == 200
+
+
+def test_connections_beyond_the_cap_are_503_and_closed(server_factory):
+    server = server_factory(args=["--request-timeout", "30", "--max-connections", "3"])
+    held = [socket.create_connection((server.host, server.port)) for _ in range(3)]
+    try:
+        with connection(server) as extra:
+            answer = read_until_closed(extra)
+        assert status_of(answer) == 503
+        assert b"retry-after: 1" in answer
+        held.pop().close()
+        deadline = time.monotonic() + WAIT
+        while True:  # the server notices the close on its next loop turn
+            answer = exchange(server, REQUEST_LINE + b"Connection: close\r\n\r\n")
+            if status_of(answer) == 200 or time.monotonic() > deadline:
+                break
+        assert status_of(answer) == 200
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_slow_sockets_cost_no_client_its_token(server_factory):
+    server = server_factory(args=["--request-timeout", "2", "--max-connections", "64"])
+    secret = server.add_client("orders")["client_secret"]
+    slow = [socket.create_connection((server.host, server.port)) for _ in range(40)]
+    try:
+        for sock in slow:
+            sock.sendall(REQUEST_LINE)
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(
+                pool.map(lambda _: server.token("orders", secret).status_code, range(60))
+            )
+        assert statuses == [200] * 60
+        answers = [read_until_closed(sock) for sock in slow]
+        assert {status_of(answer) for answer in answers} == {408}
+    finally:
+        for sock in slow:
+            sock.close()

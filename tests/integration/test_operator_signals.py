@@ -1,0 +1,210 @@
+"""What an on-call person reads: log lines (parsed as JSON, or text for a terminal) and
+metrics scraped from real server processes, one worker or several."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.cli import run_cli
+
+
+def log_lines(server):
+    return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+
+
+def wait_for_line(server, predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [line for line in log_lines(server) if predicate(line)]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no such log line; log:\n{server.log()}")
+
+
+def scrape(server):
+    """``/metrics`` as {sample name: {labels as a sorted tuple: value}}."""
+    text = httpx.get(server.url + "/metrics").text
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return text, samples
+
+
+def test_token_failures_are_logged_with_client_id_and_error_code(token_server):
+    secret = token_server.add_client("orders", audiences=["inventory"])["client_secret"]
+    token_server.token("orders", "wrong-secret")
+    token_server.token("orders", secret, audience="billing")
+    token_server.token("not a valid id", secret)
+    token_server.token("orders", secret)
+    token_server.stop()
+    access = [
+        line
+        for line in log_lines(token_server)
+        if line["logger"] == "swarm_oauth.access" and line["path"] == "/api/token"
+    ]
+    assert [(a["status"], a.get("client_id"), a.get("error")) for a in access] == [
+        (401, "orders", "invalid_client"),
+        (400, "orders", "invalid_target"),
+        (401, None, "invalid_client"),  # an id outside the grammar is not logged
+        (200, "orders", None),
+    ]
+    assert secret not in token_server.log() and "wrong-secret" not in token_server.log()
+
+
+def test_admin_writes_name_the_client(token_server):
+    secret = token_server.add_client("orders", scopes=["read"])["client_secret"]
+    with token_server.admin() as admin:
+        admin.post("/api/clients/rotate", json={"client_id": "orders", "grace_seconds": 60})
+        admin.post("/api/clients/update", json={"client_id": "orders", "scopes": ["write"]})
+        admin.post("/api/clients/remove", json={"client_id": "orders"})
+    token_server.stop()
+    events = [
+        (line["msg"], line["client_id"], line.get("secret_version"))
+        for line in log_lines(token_server)
+        if line["logger"] == "swarm_oauth.clients"
+    ]
+    assert events == [
+        ("client added", "orders", 1),
+        ("client secret rotated", "orders", 2),
+        ("client updated", "orders", 2),
+        ("client removed", "orders", None),
+    ]
+    assert secret not in token_server.log()
+
+
+def test_key_events_are_logged_as_they_happen(token_server):
+    (started,) = wait_for_line(token_server, lambda line: line["msg"] == "signing keys loaded")
+    jwks = httpx.get(token_server.url + "/.well-known/jwks.json").json()
+    first = jwks["keys"][0]["kid"]
+    assert started["signing_kid"] == first and started["keys"] == {first: "signing"}
+    env = {"SWARM_OAUTH_DATA_DIR": str(token_server.data_dir)}
+    rotated = run_cli("keys", "rotate", "--publish-ahead", "1", env=env)
+    new = json.loads(rotated.stdout)["kid"]
+    (published,) = wait_for_line(token_server, lambda line: line["msg"] == "signing key published")
+    assert (published["kid"], published["state"]) == (new, "pending")
+    # Activation is a timestamp passing, with nothing written: the process notices.
+    (signs,) = wait_for_line(
+        token_server, lambda line: line["msg"] == "signing key now signs tokens"
+    )
+    (retired,) = wait_for_line(token_server, lambda line: line["msg"] == "signing key retired")
+    assert (signs["kid"], signs["previous_state"]) == (new, "pending")
+    assert (retired["kid"], retired["previous_state"]) == (first, "signing")
+    assert "unpublish_at" in retired
+    assert run_cli("keys", "retire", first, env=env).returncode == 0
+    (removed,) = wait_for_line(
+        token_server, lambda line: line["msg"] == "signing key removed from the JWKS"
+    )
+    assert removed["kid"] == first and removed["previous_state"] == "retired"
+
+
+def test_text_logs_for_a_person(server_factory, tmp_path):
+    server = server_factory(args=["--log-format", "text"])
+    secret = server.add_client("orders")["client_secret"]
+    server.token("orders", secret + "x")
+    server.stop()
+    text = server.log()
+    assert not any(line.startswith("{") for line in text.splitlines())
+    line = next(line for line in text.splitlines() if "path=/api/token" in line)
+    assert re.match(r"\d\d:\d\d:\d\d\.\d{3}Z info +swarm_oauth\.access  request  ", line)
+    assert "client_id=orders" in line and "error=invalid_client" in line and "status=401" in line
+    assert "signing keys loaded" in text and secret not in text
+
+
+def test_metrics_describe_the_store_and_clients_without_created_series(token_server):
+    for name in ("orders", "billing"):
+        token_server.add_client(name)
+    deadline = time.monotonic() + 5
+    while True:
+        text, samples = scrape(token_server)
+        if samples.get("swarm_oauth_clients", {}).get(()) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert samples["swarm_oauth_clients"][()] == 2
+    assert samples["swarm_oauth_store_up"][()] == 1
+    assert 0 <= samples["swarm_oauth_change_watcher_lag_seconds"][()] < 1
+    assert "_created" not in text
+    with token_server.admin() as admin:
+        admin.post("/api/clients/remove", json={"client_id": "orders"})
+    deadline = time.monotonic() + 5
+    while scrape(token_server)[1]["swarm_oauth_clients"][()] != 1:
+        assert time.monotonic() < deadline, "the client count did not follow the removal"
+        time.sleep(0.1)
+
+
+def test_with_several_workers_metrics_describe_the_whole_server(server_factory):
+    server = server_factory(args=["--workers", "2"])
+    secret = server.add_client("orders")["client_secret"]
+    pids: set[int] = set()
+    healthz = 0
+    while len(pids) < 2:
+        assert healthz < 400, "the second worker never answered"
+        pids.add(httpx.get(server.url + "/healthz").json()["pid"])
+        healthz += 1
+    issued = 0
+    for _ in range(20):
+        assert server.token("orders", secret).status_code == 200
+        issued += 1
+    environ = Path(f"/proc/{min(pids)}/environ").read_bytes().split(b"\0")
+    metrics_dir = [v for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    assert metrics_dir, "the workers run without prometheus-client's multiprocess mode"
+    # Whichever worker answers, the totals are the server's.
+    for _ in range(6):
+        text, samples = scrape(server)
+        assert samples["swarm_oauth_token_requests_total"][(("outcome", "issued"),)] == issued
+        route = samples["swarm_oauth_http_requests_total"]
+        assert route[(("method", "GET"), ("route", "/healthz"), ("status", "200"))] == healthz
+        assert samples["swarm_oauth_store_up"][()] == 1
+        assert "_created" not in text
+    # A worker that dies takes its live gauges with it; uvicorn starts another.
+    os.kill(min(pids), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            text, samples = scrape(server)
+            if samples["swarm_oauth_token_requests_total"][(("outcome", "issued"),)] == issued:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "no worker answered after one was killed"
+        time.sleep(0.2)
+    server.stop()
+    directory = metrics_dir[0].split(b"=", 1)[1].decode()
+    assert not os.path.exists(directory), "serve left its metrics directory behind"
+
+
+@pytest.mark.postgres
+def test_store_up_follows_an_outage_in_every_worker(server_factory, postgres_cluster_factory):
+    from tests.support.postgres import create_database
+
+    cluster = postgres_cluster_factory()
+    env = {"SWARM_OAUTH_DATABASE_URL": create_database(cluster.url)}
+    server = server_factory(env=env, args=["--workers", "2"])
+
+    def store_up() -> float | None:
+        try:
+            return scrape(server)[1]["swarm_oauth_store_up"][()]
+        except httpx.TransportError:
+            return None
+
+    assert store_up() == 1
+    cluster.stop()
+    deadline = time.monotonic() + 20
+    while store_up() != 0:
+        assert time.monotonic() < deadline, "store_up stayed 1 with the database down"
+        time.sleep(0.2)
+    cluster.start()
+    deadline = time.monotonic() + 30
+    while store_up() != 1:
+        assert time.monotonic() < deadline, "store_up stayed 0 after the database came back"
+        time.sleep(0.2)

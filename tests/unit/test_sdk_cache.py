@@ -1,0 +1,122 @@
+"""VerifiedCache: what it serves again, and everything that makes it stop."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from swarm_oauth.sdk import InsufficientScope
+from swarm_oauth.sdk.cache import Verified, VerifiedCache
+
+
+def key(kid: str) -> jwt.PyJWK:
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return jwt.PyJWK({**jwt.algorithms.ECAlgorithm.to_jwk(public, as_dict=True), "kid": kid})
+
+
+K1 = key("k1")
+PUBLISHED = {"k1": K1}
+
+
+def verified(jti: str = "j1", client_id: str = "orders", iat: int = 1000, until: float = 2000.0,
+             signer: jwt.PyJWK = K1) -> Verified:  # fmt: skip
+    claims = {"jti": jti, "client_id": client_id, "iat": iat, "scope": "read write"}
+    return Verified(claims, frozenset({"read", "write"}), until, signer.key_id or "", signer)
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_hit_is_a_fresh_copy_of_the_claims() -> None:
+    cache = VerifiedCache(clock=Clock(1500))
+    cache.put("token", verified(), cache.epoch)
+    first = cache.get("token", PUBLISHED)
+    assert first is not None
+    claims = first.grant([])
+    claims["scope"] = "admin"  # the caller's copy; the cache keeps its own
+    second = cache.get("token", PUBLISHED)
+    assert second is not None
+    assert second.grant([])["scope"] == "read write"
+    assert cache.get("another token", PUBLISHED) is None
+
+
+def test_scopes_are_checked_on_every_call() -> None:
+    entry = verified()
+    assert entry.grant(["read"])["jti"] == "j1"
+    with pytest.raises(InsufficientScope, match=r"token lacks scope\(s\): admin"):
+        entry.grant(["read", "admin"])
+    with pytest.raises(InsufficientScope):  # any iterable, read once
+        entry.grant(scope for scope in ["admin"])
+
+
+def test_never_served_at_or_past_its_end() -> None:
+    clock = Clock(1999.999)
+    cache = VerifiedCache(clock=clock)
+    cache.put("token", verified(until=2000.0), cache.epoch)
+    assert cache.get("token", PUBLISHED) is not None
+    clock.now = 2000.0
+    assert cache.get("token", PUBLISHED) is None
+    assert len(cache) == 0  # and dropped
+
+
+@pytest.mark.parametrize(
+    "published",
+    [None, {}, {"k1": key("k1")}],
+    ids=["no-keys", "kid-left-the-jwks", "kid-now-another-key"],
+)
+def test_not_served_once_its_key_is_no_longer_published(published: object) -> None:
+    cache = VerifiedCache(clock=Clock(1500))
+    cache.put("token", verified(), cache.epoch)
+    assert cache.get("token", published) is None  # type: ignore[arg-type]
+    assert len(cache) == 0
+
+
+def test_bounded_the_oldest_going_first() -> None:
+    cache = VerifiedCache(size=2, clock=Clock(1500))
+    for name in ("a", "b", "c"):
+        cache.put(name, verified(jti=name), cache.epoch)
+    assert len(cache) == 2
+    assert cache.get("a", PUBLISHED) is None
+    assert cache.get("c", PUBLISHED) is not None
+
+
+def test_size_zero_keeps_nothing() -> None:
+    cache = VerifiedCache(size=0, clock=Clock(1500))
+    cache.put("token", verified(), cache.epoch)
+    assert cache.get("token", PUBLISHED) is None
+
+
+def test_keyed_by_a_digest_not_by_the_token() -> None:
+    cache = VerifiedCache(clock=Clock(1500))
+    cache.put("secret.bearer.token", verified(), cache.epoch)
+    assert all(isinstance(k, bytes) and len(k) == 32 for k in cache._entries)
+    assert "secret.bearer.token" not in cache._entries
+
+
+def test_revocation_hooks_drop_by_jti_and_by_client_issued_before() -> None:
+    cache = VerifiedCache(clock=Clock(1500))
+    cache.put("t1", verified(jti="j1", client_id="orders", iat=1000), cache.epoch)
+    cache.put("t2", verified(jti="j2", client_id="orders", iat=1100), cache.epoch)
+    cache.put("t3", verified(jti="j3", client_id="billing", iat=1000), cache.epoch)
+    assert cache.drop_jti("j3") == 1
+    assert cache.get("t3", PUBLISHED) is None
+    assert cache.drop_client("orders", issued_before=1100) == 1
+    assert cache.get("t1", PUBLISHED) is None
+    assert cache.get("t2", PUBLISHED) is not None  # issued at the cut-off: kept
+    assert cache.drop_jti("unknown") == 0
+
+
+def test_a_verification_under_way_during_a_drop_is_not_cached() -> None:
+    cache = VerifiedCache(clock=Clock(1500))
+    epoch = cache.epoch  # a full verification of "t1" starts...
+    cache.drop_jti("j1")  # ...its token is revoked meanwhile...
+    cache.put("t1", verified(jti="j1"), epoch)  # ...and it ends
+    assert cache.get("t1", PUBLISHED) is None
+    cache.put("t1", verified(jti="j1"), cache.epoch)
+    assert cache.get("t1", PUBLISHED) is not None
