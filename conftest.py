@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.swarm_listener",
     "tests.support.rig",
     "tests.support.node_tools",
+    "tests.support.multinode",
 ]

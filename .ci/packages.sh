@@ -3,13 +3,14 @@
 # image, Go and the Go libraries swarm-listener is built with (deploy/swarm-listener/build.sh),
 # PostgreSQL's binaries (the tests start their own private cluster from them), promtool (in
 # the prometheus package; it checks deploy/observability/), nginx, Caddy and busybox (the
-# forward-auth tests run them on loopback with configs of their own) and, where Python
-# lacks it, venv support.
+# forward-auth tests run them on loopback with configs of their own), tcpdump (the
+# multi-node tests capture the traffic between nodes) and, where Python lacks it, venv
+# support.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
-packages=(docker.io mmdebstrap prometheus)
+packages=(docker.io mmdebstrap prometheus tcpdump)
 packages+=(golang-go golang-github-docker-docker-dev golang-github-prometheus-client-golang-dev)
 packages+=(nginx caddy busybox)
 # A machine may carry PostgreSQL's binaries without Debian's metapackage; those serve as well.

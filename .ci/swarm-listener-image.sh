@@ -7,24 +7,12 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 src="$here/../deploy/swarm-listener"
+IMAGE=local/swarm-listener:$(inputs_digest "$src")
 
-digest=$({
-  printf '%s\n' "$BASE_IMAGE"
-  cat "$src"/*
-} | sha256sum | cut -c1-12)
-IMAGE=local/swarm-listener:$digest
+build() {
+  log "building $IMAGE from $BASE_IMAGE (about 30 s)"
+  BASE_IMAGE=$BASE_IMAGE IMAGE=$IMAGE bash "$src/build-image.sh"
+}
 
-present() { docker image inspect "$IMAGE" >/dev/null 2>&1; }
-
-if ! present; then
-  # Two sessions at once would both spend the build; the second waits and reuses it.
-  exec 9>"${TMPDIR:-/tmp}/swarm-oauth-swarm-listener-image.lock"
-  flock 9
-  if present; then
-    log "swarm-listener image $IMAGE built meanwhile"
-  else
-    log "building $IMAGE from $BASE_IMAGE (about 30 s)"
-    BASE_IMAGE=$BASE_IMAGE IMAGE=$IMAGE bash "$src/build-image.sh"
-  fi
-fi
+build_once "$IMAGE" build
 echo "$IMAGE"

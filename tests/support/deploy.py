@@ -68,16 +68,23 @@ def build_image(base_image: str, tag: str) -> None:
         "REBUILD_WHEELS": "1",
         "PIP": f"{sys.executable} -m pip",
     }
+    run_script(DEPLOY_DIR / "build-image.sh", env)
+
+
+def run_script(script: Path, env: Mapping[str, str], timeout: float = 900) -> str:
+    """Run the bash ``script`` with ``env`` added to the environment; its stdout.
+    ``AssertionError`` with its output if it fails."""
     result = subprocess.run(
-        ["bash", str(DEPLOY_DIR / "build-image.sh")],
+        ["bash", str(script)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         env={**os.environ, **env},
         check=False,
     )
     if result.returncode != 0:
-        raise AssertionError(f"build-image.sh failed:\n{result.stdout[-4000:]}{result.stderr}")
+        raise AssertionError(f"{script.name} failed:\n{result.stdout[-4000:]}{result.stderr}")
+    return result.stdout
 
 
 def stack_config(*files: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
