@@ -18,6 +18,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _stat(pid: str) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name; None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User and system CPU time used so far by the live processes of group ``pgid``
+    (a server and the workers it started; Linux ``/proc``)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        fields = _stat(entry) if entry.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def group_rss_bytes(pgid: int) -> dict[int, int]:
+    """Resident memory of each live process of group ``pgid``, by pid."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    sizes = {}
+    for entry in os.listdir("/proc"):
+        fields = _stat(entry) if entry.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid:
+            sizes[int(entry)] = int(fields[21]) * page
+    return sizes
+
+
 def pinned(cmd: Sequence[str], cores: str | None) -> list[str]:
     """``cmd`` run by ``taskset`` on ``cores`` (e.g. ``"0"``), or as is for None."""
     return ["taskset", "-c", cores, *cmd] if cores is not None else list(cmd)
@@ -52,6 +82,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its workers."""
+        return group_cpu_seconds(self.proc.pid)
 
     def wait_listening(self, timeout: float = 30.0) -> None:
         """Return once the port accepts connections; fail with the log's tail otherwise."""

@@ -19,6 +19,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
+from bench import wrk
 from bench.procs import Server, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,6 +75,20 @@ class Running:
     @property
     def token_url(self) -> str:
         return self.server.url + "/api/token"
+
+    def hit(self, connections: int, seconds: float, cores: str | None) -> tuple[wrk.Load, float]:
+        """Token requests from wrk on ``cores`` for ``seconds``: the outcome, and the
+        server's CPU time per request in microseconds."""
+        used = self.server.cpu_seconds()
+        load = wrk.run(
+            self.token_url,
+            connections=connections,
+            seconds=seconds,
+            body=FORM,
+            authorization=self.authorization,
+            cores=cores,
+        )
+        return load, (self.server.cpu_seconds() - used) / load.requests * 1e6
 
 
 def _pythonpath() -> dict[str, str]:
