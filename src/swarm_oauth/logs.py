@@ -150,27 +150,39 @@ class BoundedQueueHandler(QueueHandler):
 
 
 class LineWriter(logging.Handler):
-    """Formats records into lines and writes the lines gathered so far in one call."""
+    """Formats records into lines, and writes the lines gathered so far in as few calls as
+    keep each line whole: a pipe (Docker's log driver) takes up to ``PIPE_BUF`` bytes in
+    one piece, so lines from several workers sharing it never interleave."""
 
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[bytes], None]) -> None:
         super().__init__()
         self._write = write
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._lines.append(self.format(record))
+            self._lines.append(self.format(record).encode("utf-8", "backslashreplace") + b"\n")
         except Exception:
             self.handleError(record)
 
     def write_pending(self) -> None:
         """Write the lines formatted so far (blocks while stderr is full)."""
-        if self._lines:
-            text = "\n".join(self._lines) + "\n"
-            self._lines.clear()
-            # stderr closed: there is nowhere left to say so.
-            with contextlib.suppress(OSError):
-                self._write(text)
+        chunk: list[bytes] = []
+        size = 0
+        for line in self._lines:
+            if chunk and size + len(line) > select.PIPE_BUF:
+                self._write_chunk(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._write_chunk(chunk)
+        self._lines.clear()
+
+    def _write_chunk(self, lines: list[bytes]) -> None:
+        # stderr closed: there is nowhere left to say so.
+        with contextlib.suppress(OSError):
+            self._write(b"".join(lines))
 
 
 class LogWriter(QueueListener):
@@ -238,7 +250,7 @@ class LogWriter(QueueListener):
             self._write_pending()
 
 
-def _stderr_writer() -> Callable[[str], None]:
+def _stderr_writer() -> Callable[[bytes], None]:
     """Writes to file descriptor 2 when stderr is one, else to ``sys.stderr`` itself
     (a test's capture): no buffer of Python's stands between a line and the fd."""
     stream: TextIO = sys.stderr
@@ -246,17 +258,17 @@ def _stderr_writer() -> Callable[[str], None]:
         fd = stream.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):
 
-        def write_stream(text: str) -> None:
-            stream.write(text)
+        def write_stream(data: bytes) -> None:
+            stream.write(data.decode("utf-8", "replace"))
             stream.flush()
 
         return write_stream
 
-    def write_fd(text: str) -> None:
-        data = memoryview(text.encode("utf-8", "backslashreplace"))
-        while data:
+    def write_fd(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
             try:
-                data = data[os.write(fd, data) :]
+                view = view[os.write(fd, view) :]
             except BlockingIOError:  # an inherited non-blocking pipe: wait until it drains
                 select.select([], [fd], [])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import threading
 from queue import SimpleQueue
 
@@ -20,14 +21,16 @@ class Consumer:
 
     def __init__(self) -> None:
         self.text = ""
+        self.writes: list[bytes] = []
         self.open = threading.Event()
         self.open.set()
         self.writing = threading.Event()
 
-    def write(self, text: str) -> None:
+    def write(self, data: bytes) -> None:
         self.writing.set()
         self.open.wait()
-        self.text += text
+        self.writes.append(data)
+        self.text += data.decode()
 
     def lines(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.text.splitlines()]
@@ -91,3 +94,17 @@ def test_a_consumer_that_stops_reading_blocks_no_caller_and_drops_are_reported(l
     (report,) = [line for line in lines if line["logger"] == "swarm_oauth.logs"]
     assert report["dropped"] == 150
     assert report["level"] == "warning"
+
+
+def test_lines_are_written_whole_in_pieces_a_pipe_takes_at_once(logged):
+    logger, _, writer, consumer = logged
+    consumer.open.clear()
+    logger.info("first")
+    assert consumer.writing.wait(5)
+    for n in range(40):  # while the writer waits: one batch of about 8 KB
+        logger.info("x" * 150, extra={"n": n})
+    consumer.open.set()
+    writer.close()
+    assert len(consumer.writes) > 2
+    assert all(len(data) <= select.PIPE_BUF and data.endswith(b"\n") for data in consumer.writes)
+    assert [line["n"] for line in consumer.lines() if "n" in line] == list(range(40))
