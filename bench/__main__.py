@@ -6,6 +6,8 @@
     python -m bench profile         # py-spy profile of the token path under load
     python -m bench compare fast=/tmp/copy/src   # A/B a change to the token path
     python -m bench attack          # legitimate clients while the server is attacked
+    python -m bench memory          # resident memory of each process kind
+    python -m bench slow-log        # the token endpoint while stderr is read slowly
 
 The report is printed and, unless ``--no-write``, saved to ``bench/RESULTS.md``.
 """
@@ -56,6 +58,8 @@ PARTS: dict[str, Part] = {
     "forward-auth": _module_part("forward_auth"),
     "registration": _module_part("registration"),
     "verify": _module_part("verify"),
+    "memory": _module_part("memory"),
+    "slow-log": _module_part("slowlog"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,14 +55,15 @@ def pinned(cmd: Sequence[str], cores: str | None) -> list[str]:
 
 
 class Server:
-    """A server subprocess in its own process group, its output in ``log_path``."""
+    """A server subprocess in its own process group, its output in ``log_path``, or with
+    ``log_path`` None on a pipe (``proc.stdout``) for the caller to read."""
 
     def __init__(
         self,
         name: str,
         cmd: Sequence[str],
         port: int,
-        log_path: Path,
+        log_path: Path | None,
         *,
         env: dict[str, str] | None = None,
         cores: str | None = None,
@@ -69,10 +71,13 @@ class Server:
         self.name = name
         self.port = port
         self.log_path = log_path
-        with log_path.open("ab") as log:
+        with contextlib.ExitStack() as stack:
+            output = (
+                subprocess.PIPE if log_path is None else stack.enter_context(log_path.open("ab"))
+            )
             self.proc = subprocess.Popen(
                 pinned(cmd, cores),
-                stdout=log,
+                stdout=output,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
                 # Its own group, so stopping it also stops the workers it forked.
@@ -98,7 +103,7 @@ class Server:
                     return
             except OSError:
                 time.sleep(0.1)
-        tail = self.log_path.read_text(errors="replace")[-2000:]
+        tail = "" if self.log_path is None else self.log_path.read_text(errors="replace")[-2000:]
         self.stop()
         raise RuntimeError(f"{self.name} did not start listening on {self.port}:\n{tail}")
 

@@ -41,7 +41,7 @@ STAGES: tuple[tuple[str, tuple[Frame, ...]], ...] = (
     ("    TokenIssuer.issue", (ISSUE,)),
     ("      claims JSON", (ISSUE, ("json/", ""))),
     ("      signature (cryptography, DER to R||S)", (ISSUE, ("swarm_oauth/tokens/jws.py", "sign"))),
-    ("      signature off the event loop", (("swarm_oauth/tokens/", "sign"),)),
+    ("        of which on a signing thread", (("concurrent/futures/thread.py", "_worker"), ISSUE)),
     ("    response (uvicorn: headers, socket writes)", (ENDPOINT, UVICORN_SEND)),
     ("  access log (logging)", (ACCESS_LOG,)),
     ("    record (LogRecord, dispatch)", (ACCESS_LOG, ("logging/__init__.py", "makeRecord"))),

@@ -46,6 +46,9 @@ class Target:
     # ``src`` directory, put first on PYTHONPATH) and a name for it in reports.
     src: str | None = None
     variant: str = ""
+    # For ``ours`` only: its output on a pipe (``server.proc.stdout``) for the caller to
+    # read, instead of a file.
+    piped: bool = False
 
     @property
     def label(self) -> str:
@@ -130,7 +133,8 @@ def _start_ours(target: Target, workdir: Path) -> Running:
         "--workers",
         str(target.workers),
     ]
-    log = workdir / f"ours-{target.alg}-w{target.workers}{target.variant}.log"
+    name = f"ours-{target.alg}-w{target.workers}{target.variant}.log"
+    log = None if target.piped else workdir / name
     env = {"PYTHONPATH": target.src} if target.src else None
     server = Server("swarm-oauth", cmd, port, log, env=env, cores=target.server_cores)
     server.wait_listening()
