@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -107,13 +107,22 @@ EXCEPTION_HANDLERS: dict[Any, Handler] = {
 """Handlers every app installs; an app adds its own domain exceptions before ``Exception``."""
 
 
-def healthz_route() -> Route:
-    """``GET /healthz``: the process is alive and its event loop answers.
+Probe = Callable[[], Awaitable[str | None]]
+"""What a process needs to be alive: None when it is fine, else the reason it is not."""
+
+
+def healthz_route(probe: Probe | None = None) -> Route:
+    """``GET /healthz``: the process is alive and its event loop answers, and ``probe``
+    finds nothing wrong (else ``503`` with its reason), what the image's health check asks.
 
     The answer names the process, so a client can tell which of several workers answered.
     """
 
     async def healthz(_: Request) -> Response:
+        problem = await probe() if probe is not None else None
+        if problem is not None:
+            body = {"status": "unhealthy", "reason": problem, "pid": os.getpid()}
+            return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ok", "pid": os.getpid()})
 
     return Route("/healthz", healthz, methods=["GET"])

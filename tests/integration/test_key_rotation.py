@@ -183,8 +183,11 @@ def observe(
                 with seen.lock:
                     seen.records.update((record.kid, record) for record in records)
                 for name, server in servers.items():
-                    now = time.time()
                     kids = {k["kid"] for k in client.get(f"{server.url}{JWKS}").json()["keys"]}
+                    # When the answer arrived: the server decided no later than this (a key
+                    # seen published then was published before it), and a key missing from
+                    # an answer that arrived before its unpublish_at left too early.
+                    now = time.time()
                     with seen.lock:
                         published, unpublished = seen.published[name], seen.unpublished[name]
                         for kid in kids:

@@ -4,9 +4,11 @@ two steps (the crash cases)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from swarm_oauth.registrar.controller import Controller, PassOutcomes
 from swarm_oauth.registrar.identities import Identities
@@ -117,3 +119,25 @@ def crash_at(step: str, occurrence: int = 1) -> StepHook:
             raise Crash(step)
 
     return hook
+
+
+@contextlib.contextmanager
+def registrar_factory(
+    swarm: Swarm, new_registry: Callable[[], ClientRegistry], **options: Any
+) -> Iterator[Callable[..., InProcessRegistrar]]:
+    """Make in-process registrars on ``swarm``, each with a registry of its own (as each
+    process has), all closed at the end. A crashed one is simply not used again."""
+    made: list[tuple[InProcessRegistrar, ClientRegistry]] = []
+
+    def make(after_step: StepHook | None = None) -> InProcessRegistrar:
+        registry = new_registry()
+        registrar = InProcessRegistrar(swarm, registry, after_step=after_step, **options)
+        made.append((registrar, registry))
+        return registrar
+
+    try:
+        yield make
+    finally:
+        for registrar, registry in made:
+            registrar.close()
+            registry.close()

@@ -19,7 +19,7 @@ from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.model import ObservedService, SecretRef
 from swarm_oauth.registrar.reconcile import Outcome
-from tests.support.registrar import InProcessRegistrar, crash_at
+from tests.support.registrar import InProcessRegistrar, crash_at, registrar_factory
 from tests.support.rig import SELECTOR_KEY, Rig, open_rig
 from tests.support.swarm import unique_name, with_test_label
 
@@ -43,28 +43,14 @@ def swarm_port(rig: Rig) -> DockerSwarm:
 
 @pytest.fixture
 def reconcilers(rig: Rig, swarm_port: DockerSwarm) -> Iterator[Callable[..., InProcessRegistrar]]:
-    """Make in-process registrars on the real engine and server; closed after the test.
-
-    Each stands for one registrar process: a crashed one is simply not used again.
-    """
-    made: list[tuple[InProcessRegistrar, ClientsAPI]] = []
-
-    def make(after_step: Callable[[str], None] | None = None) -> InProcessRegistrar:
-        registry = ClientsAPI(rig.clients_url, rig.server.admin_token)
-        registrar = InProcessRegistrar(
-            swarm_port,
-            registry,
-            selector=rig.selector,
-            token_url=rig.token_url,
-            after_step=after_step,
-        )
-        made.append((registrar, registry))
-        return registrar
-
-    yield make
-    for registrar, registry in made:
-        registrar.close()
-        registry.close()
+    """Make in-process registrars on the real engine and server; closed after the test."""
+    with registrar_factory(
+        swarm_port,
+        lambda: ClientsAPI(rig.clients_url, rig.server.admin_token),
+        selector=rig.selector,
+        token_url=rig.token_url,
+    ) as make:
+        yield make
 
 
 def test_a_selected_service_gets_a_working_identity(rig, reconcilers, swarm_port, swarm_cleanup):

@@ -24,7 +24,7 @@ from swarm_oauth.registrar.reconcile import Outcome
 from swarm_oauth.registrar.registrations import Registration, RegistrationBook
 from swarm_oauth.registrar.sealing import Sealer
 from tests.support.node_tools import oidc_provider
-from tests.support.registrar import InProcessRegistrar, crash_at
+from tests.support.registrar import InProcessRegistrar, crash_at, registrar_factory
 from tests.support.rig import TARGET, Rig, gateway, open_rig
 from tests.support.swarm import wait_for
 
@@ -103,26 +103,15 @@ def reconcilers(
     rig: Rig, oidc: DcrServer, book: RegistrationBook
 ) -> Iterator[Callable[..., InProcessRegistrar]]:
     """In-process registrars with the dcr backend; each stands for one process."""
-    made: list[tuple[InProcessRegistrar, DynamicRegistration]] = []
-
-    def make(after_step: Callable[[str], None] | None = None) -> InProcessRegistrar:
-        registry = DynamicRegistration(
+    with registrar_factory(
+        DockerSwarm(rig.docker.api),
+        lambda: DynamicRegistration(
             oidc.registration_url, book, initial_access_token=oidc.initial_access_token
-        )
-        registrar = InProcessRegistrar(
-            DockerSwarm(rig.docker.api),
-            registry,
-            selector=rig.selector,
-            token_url=oidc.token_url,
-            after_step=after_step,
-        )
-        made.append((registrar, registry))
-        return registrar
-
-    yield make
-    for registrar, registry in made:
-        registrar.close()
-        registry.close()
+        ),
+        selector=rig.selector,
+        token_url=oidc.token_url,
+    ) as make:
+        yield make
 
 
 def records(book: RegistrationBook, rig: Rig, name: str) -> list[Registration]:

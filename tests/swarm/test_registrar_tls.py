@@ -138,7 +138,7 @@ def test_a_registrar_that_does_not_trust_the_server_is_not_ready(registrar, tls_
     url, _, _ = registrar()  # no --ca-bundle: the system's CAs, which never signed it
     ready = httpx.get(f"{url}/readyz", verify=ca_context(tls_files["ca"]), timeout=30)
     assert ready.status_code == 503
-    assert "clients API" in ready.json()["reason"]
+    assert "client registry" in ready.json()["reason"]
     assert "CERTIFICATE_VERIFY_FAILED" in ready.json()["reason"]
 
 

@@ -266,10 +266,15 @@ def test_health_and_readiness(parts):
     assert parts.client.get("/readyz").status_code == 200
     parts.registry.fail = TransientError
     response = parts.client.get("/readyz")
-    assert response.status_code == 503 and "clients API" in response.json()["reason"]
+    assert response.status_code == 503 and "client registry" in response.json()["reason"]
+    # Alive while only the registry is away: replacing the registrar would not bring it back.
+    assert parts.client.get("/healthz").status_code == 200
     parts.registry.fail, parts.swarm.fail = None, TransientError
     response = parts.client.get("/readyz")
     assert response.status_code == 503 and "docker" in response.json()["reason"]
+    # Without Docker it is not alive: the image's health check has the task replaced.
+    response = parts.client.get("/healthz")
+    assert response.status_code == 503 and response.json()["reason"].startswith("docker: ")
 
 
 def test_metrics_count_reconciles_actions_and_passes(parts):

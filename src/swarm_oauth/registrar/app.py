@@ -238,9 +238,18 @@ def create_app(
              "secret": status.secret if status else None}
         )  # fmt: skip
 
+    async def docker_problem() -> str | None:
+        """Alive means Docker answers: without it the registrar can do nothing, and a
+        replaced task may reconnect where this one cannot."""
+        try:
+            await run_in_threadpool(swarm.ping)
+        except RegistrarError as exc:
+            return f"docker: {exc}"
+        return None
+
     async def readyz(_: Request) -> Response:
-        """Docker and the clients API both answer."""
-        for what, check in (("docker", swarm.ping), ("clients API", registry.ping)):
+        """Docker and the client registry both answer."""
+        for what, check in (("docker", swarm.ping), ("client registry", registry.ping)):
             try:
                 await run_in_threadpool(check)
             except RegistrarError as exc:
@@ -270,7 +279,7 @@ def create_app(
             Route("/v1/services/{name}/rotate", rotate, methods=["POST"]),
             Route("/v1/reservations", reservations, methods=["GET"]),
             Route("/v1/reservations/{client_id}", release, methods=["DELETE"]),
-            healthz_route(),
+            healthz_route(docker_problem),
             Route("/readyz", readyz, methods=["GET"]),
             metrics_route(metrics.registry),
         ],

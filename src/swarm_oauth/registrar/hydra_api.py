@@ -53,7 +53,7 @@ class HydraAdmin:
 
     def get(self, client_id: str) -> ClientInfo | None:
         """The client's record, or None."""
-        response = self._call("GET", _path(client_id), ok=(200, 404))
+        response = self._peer.call("GET", _path(client_id), ok=(200, 404))
         return None if response.status_code == 404 else _client(json_object(response))
 
     def list(self) -> list[ClientInfo]:
@@ -70,14 +70,14 @@ class HydraAdmin:
     ) -> FreshSecret:
         """Create the client; ``TransientError`` if its id was taken meanwhile (409)."""
         body = _body(name, scopes, audiences, {**metadata, SECRET_VERSION: 1})
-        response = self._call("POST", "/admin/clients", json=body, ok=(201, 409))
+        response = self._peer.call("POST", "/admin/clients", json=body, ok=(201, 409))
         if response.status_code == 409:
             raise TransientError(f"client {name} was added by someone else meanwhile")
         return _fresh(json_object(response))
 
     def remove(self, client_id: str) -> bool:
         """Delete the client; False if it was already gone."""
-        response = self._call("DELETE", _path(client_id), ok=(204, 404))
+        response = self._peer.call("DELETE", _path(client_id), ok=(204, 404))
         return response.status_code == 204
 
     def rotate(
@@ -91,7 +91,7 @@ class HydraAdmin:
         # the Docker secret, only makes the next run rotate once more).
         version = current.secret_version + 1
         self._put(current, {**current.metadata, HOLDS_ROTATED: True, SECRET_VERSION: version})
-        response = self._call("POST", f"{_path(client_id)}/secrets/rotate", ok=(200, 404))
+        response = self._peer.call("POST", f"{_path(client_id)}/secrets/rotate", ok=(200, 404))
         if response.status_code == 404:
             raise TransientError(f"client {client_id} was removed by someone else meanwhile")
         return _fresh(json_object(response))
@@ -106,14 +106,14 @@ class HydraAdmin:
         current = self._existing(client_id)
         if not current.metadata.get(HOLDS_ROTATED):
             return False
-        self._call("DELETE", f"{_path(client_id)}/secrets/rotate", ok=(200, 204, 404))
+        self._peer.call("DELETE", f"{_path(client_id)}/secrets/rotate", ok=(200, 204, 404))
         metadata = {k: v for k, v in current.metadata.items() if k != HOLDS_ROTATED}
         self._put(current, metadata)
         return True
 
     def ping(self) -> None:
         """Raise unless the admin API answers."""
-        self._call("GET", "/admin/clients", params={"page_size": 1}, ok=(200,))
+        self._peer.call("GET", "/admin/clients", params={"page_size": 1}, ok=(200,))
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class HydraAdmin:
             client.audiences if audiences is None else audiences,
             metadata,
         )
-        response = self._call("PUT", _path(client.client_id), json=body, ok=(200, 404))
+        response = self._peer.call("PUT", _path(client.client_id), json=body, ok=(200, 404))
         if response.status_code == 404:
             raise TransientError(f"client {client.client_id} was removed by someone else")
         return _client(json_object(response))
@@ -145,7 +145,7 @@ class HydraAdmin:
         """Every item of ``GET /admin/clients``, page after page (``Link: rel="next"``)."""
         query: dict[str, Any] = {**params, "page_size": PAGE_SIZE}
         while True:
-            response = self._call("GET", "/admin/clients", params=query, ok=(200,))
+            response = self._peer.call("GET", "/admin/clients", params=query, ok=(200,))
             items = response.json()
             if not isinstance(items, list):
                 raise Rejected("GET /admin/clients: the answer is not a list")
@@ -155,17 +155,6 @@ class HydraAdmin:
             if not token or not items:
                 return
             query = {**params, "page_size": PAGE_SIZE, "page_token": token}
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        ok: tuple[int, ...],
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> httpx.Response:
-        return self._peer.call(method, path, ok=ok, json=json, params=params)
 
 
 def _path(client_id: str) -> str:
