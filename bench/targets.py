@@ -117,7 +117,7 @@ def _our_client(server: Server, data_dir: Path) -> str:
 
 
 def _start_ours(target: Target, workdir: Path) -> Running:
-    data_dir = workdir / f"ours-{target.alg}"
+    data_dir = workdir / f"ours-{target.alg}{target.variant}"
     port = free_port()
     cmd = [
         sys.executable,
