@@ -1,6 +1,6 @@
 """The raw signing rate of ``cryptography`` on one core: the ceiling of any token server.
 
-Keys come from ``swarm_oauth.keys.material`` so they are the product's (RSA 3072, P-256,
+Keys come from ``swarm_oauth.keys.material`` so they are the product's (RSA 2048, P-256,
 Ed25519). Run as ``taskset -c N python -m bench.signing SECONDS``; prints JSON by
 algorithm: ops per second of wall time and ops per second of this process's CPU time (the
 second holds when other work shares the core).
