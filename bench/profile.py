@@ -18,26 +18,40 @@ from collections import Counter
 from pathlib import Path
 
 from bench import wrk
-from bench.targets import FORM, Target, start
+from bench.revisions import source_at
+from bench.targets import Target, start
 
-# Stages of a request, each matched on any frame of a sample's stack: ``(label, file
-# fragment, function)``. A sample counts for every stage it is inside, so nested stages
-# (the signature inside jwt.encode inside issue) overlap by design.
-STAGES = (
-    ("whole app (Observed.__call__)", "swarm_oauth/api/observe.py", "__call__"),
-    ("  token endpoint (TokenEndpoint.__call__)", "swarm_oauth/api/token_endpoint.py", "__call__"),
-    ("    parse form + request", "swarm_oauth/tokens/grant.py", "parse_"),
-    ("    grant (secret check, scopes, issue)", "swarm_oauth/tokens/grant.py", "grant"),
-    ("      verify_secret", "swarm_oauth/clients/secrets.py", "verify_secret"),
-    ("      TokenIssuer.issue", "swarm_oauth/tokens/issuer.py", "issue"),
-    ("        jwt.encode", "jwt/api_jwt.py", "encode"),
-    ("          signature (cryptography)", "jwt/algorithms.py", "sign"),
-    ("    send_json", "swarm_oauth/api/responses.py", "send_json"),
-    ("  access log (logging)", "logging/__init__.py", "info"),
-    ("  metrics (prometheus_client)", "prometheus_client/", ""),
-    ("HTTP protocol (uvicorn httptools_impl)", "uvicorn/protocols/http/httptools_impl.py", ""),
-    ("asyncio/uvloop machinery", "asyncio/", ""),
-    ("store (sqlite3 via watcher)", "swarm_oauth/store/", ""),
+# Stages of a request. A stage is a path of ``(file fragment, function prefix)`` frames
+# that must appear in a sample's stack in this order (other frames may sit between), so
+# a stage can be "json inside the issuer" rather than every json call. A sample counts
+# for every stage it is inside: nested stages overlap by design.
+Frame = tuple[str, str]
+OBSERVED: Frame = ("swarm_oauth/api/observe.py", "__call__")
+ENDPOINT: Frame = ("swarm_oauth/api/token_endpoint.py", "__call__")
+ISSUE: Frame = ("swarm_oauth/tokens/issuer.py", "issue")
+ACCESS_LOG: Frame = ("logging/__init__.py", "info")
+UVICORN_SEND: Frame = ("uvicorn/protocols/http/httptools_impl.py", "send")
+STARLETTE: Frame = ("starlette/applications.py", "__call__")
+STAGES: tuple[tuple[str, tuple[Frame, ...]], ...] = (
+    ("whole app (Observed.__call__)", (OBSERVED,)),
+    ("  token endpoint (TokenEndpoint.__call__)", (ENDPOINT,)),
+    ("    read body, parse form and request", (ENDPOINT, ("swarm_oauth/", "parse_"))),
+    ("    client lookup (cache)", (ENDPOINT, ("swarm_oauth/api/forms.py", "load_client"))),
+    ("    secret check", (ENDPOINT, ("swarm_oauth/clients/secrets.py", "verify_secret"))),
+    ("    TokenIssuer.issue", (ISSUE,)),
+    ("      claims JSON", (ISSUE, ("json/", ""))),
+    ("      signature (cryptography, DER to R||S)", (ISSUE, ("swarm_oauth/tokens/jws.py", "sign"))),
+    ("        of which on a signing thread", (("concurrent/futures/thread.py", "_worker"), ISSUE)),
+    ("    response (uvicorn: headers, socket writes)", (ENDPOINT, UVICORN_SEND)),
+    ("  access log (logging)", (ACCESS_LOG,)),
+    ("    record (LogRecord, dispatch)", (ACCESS_LOG, ("logging/__init__.py", "makeRecord"))),
+    ("    format (JSON line)", (("swarm_oauth/logs.py", "format"),)),
+    ("    write to stderr", (("logging/__init__.py", "emit"),)),
+    ("  metrics (prometheus_client)", (OBSERVED, ("prometheus_client/", ""))),
+    ("floor app (Starlette)", (STARLETTE,)),
+    ("  floor response (uvicorn: headers, socket writes)", (STARLETTE, UVICORN_SEND)),
+    ("HTTP protocol (uvicorn httptools_impl)", (("uvicorn/protocols/http/httptools_impl.py", ""),)),
+    ("store (change watcher)", (("swarm_oauth/store/", ""),)),
 )
 
 
@@ -57,17 +71,20 @@ def _matches(frame: str, fragment: str, function: str) -> bool:
     return fragment in where and name.rpartition(".")[2].startswith(function)
 
 
+def _inside(frames: list[str], path: tuple[Frame, ...]) -> bool:
+    """Whether ``frames`` (root first) hold the frames of ``path`` in order."""
+    remaining = iter(frames)
+    return all(any(_matches(frame, *step) for frame in remaining) for step in path)
+
+
 def stage_shares(stacks: list[tuple[list[str], int]]) -> list[tuple[str, float]]:
-    """Each stage's share of all samples."""
+    """Each stage's share of all samples; stages no sample is inside are left out."""
     total = sum(count for _, count in stacks) or 1
     shares = []
-    for label, fragment, function in STAGES:
-        inside = sum(
-            count
-            for frames, count in stacks
-            if any(_matches(frame, fragment, function) for frame in frames)
-        )
-        shares.append((label, inside / total))
+    for label, path in STAGES:
+        inside = sum(count for frames, count in stacks if _inside(frames, path))
+        if inside:
+            shares.append((label, inside / total))
     return shares
 
 
@@ -80,11 +97,18 @@ def hottest(stacks: list[tuple[list[str], int]], top: int) -> list[tuple[str, fl
     return [(frame, count / total) for frame, count in self_time.most_common(top)]
 
 
-def summary(stacks: list[tuple[list[str], int]], top: int = 25) -> list[str]:
-    """The profile as text."""
+def summary(stacks: list[tuple[list[str], int]], cpu_us: float, top: int = 25) -> list[str]:
+    """The profile as text; ``cpu_us``, the server's CPU time per request, turns each
+    share into microseconds."""
     samples = sum(count for _, count in stacks)
-    lines = [f"{samples} samples (CPU only; idle threads excluded)", "", "stage: share of samples"]
-    lines += [f"  {share:6.1%}  {label}" for label, share in stage_shares(stacks)]
+    lines = [
+        f"{samples} samples (CPU only; idle threads excluded), {cpu_us:.0f} µs CPU a request",
+        "",
+        "stage: share of samples, µs a request",
+    ]
+    lines += [
+        f"  {share:6.1%} {share * cpu_us:6.1f}  {label}" for label, share in stage_shares(stacks)
+    ]
     lines += ["", "hottest functions by self time:"]
     lines += [f"  {share:6.1%}  {frame}" for frame, share in hottest(stacks, top)]
     return lines
@@ -122,38 +146,38 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
+    parser.add_argument(
+        "--src", help="ours from this src directory or git revision instead of the installed"
+    )
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="swarm-oauth-profile-"))
-    target = Target(args.target, args.alg if args.target == "ours" else "-", 1)
+    src = None
+    if args.src:
+        tree = Path(args.src)
+        src = str(tree if (tree / "swarm_oauth").is_dir() else source_at(args.src, workdir))
+    target = Target(args.target, args.alg if args.target == "ours" else "-", 1, src=src)
     running = start(target, workdir)
     out = workdir / "profile.collapsed"
     try:
-
-        def load(seconds: float) -> wrk.Load:
-            return wrk.run(
-                running.token_url,
-                connections=args.connections,
-                seconds=seconds,
-                body=FORM,
-                authorization=running.authorization,
-                cores=target.load_cores,
-            )
-
-        load(2)  # warm-up
-        result: list[wrk.Load] = []
+        running.hit(args.connections, 2, target.load_cores)  # warm-up
+        result: list[tuple[wrk.Load, float]] = []
         # Load for a little longer than the sampling, so every sample is under load.
-        loader = threading.Thread(target=lambda: result.append(load(args.seconds + 2)))
+        loader = threading.Thread(
+            target=lambda: result.append(
+                running.hit(args.connections, args.seconds + 2, target.load_cores)
+            )
+        )
         loader.start()
         record(running.server.proc.pid, args.seconds, args.rate, out)
         loader.join()
     finally:
         running.server.stop()
-    measured = result[0]
+    measured, cpu_us = result[0]
     print(
         f"{target.label}, 1 worker, {args.connections} conns, under py-spy at {args.rate} Hz: "
         f"{measured.rate:,.0f} tokens/s, p99 {measured.p99_ms:.1f} ms"
     )
-    print("\n".join(summary(parse_collapsed(out.read_text()))))
+    print("\n".join(summary(parse_collapsed(out.read_text()), cpu_us)))
     print(f"\ncollapsed stacks: {out}")
     return 0

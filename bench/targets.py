@@ -19,6 +19,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
+from bench import wrk
 from bench.procs import Server, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +46,9 @@ class Target:
     # ``src`` directory, put first on PYTHONPATH) and a name for it in reports.
     src: str | None = None
     variant: str = ""
+    # For ``ours`` only: its output on a pipe (``server.proc.stdout``) for the caller to
+    # read, instead of a file.
+    piped: bool = False
 
     @property
     def label(self) -> str:
@@ -75,6 +79,20 @@ class Running:
     def token_url(self) -> str:
         return self.server.url + "/api/token"
 
+    def hit(self, connections: int, seconds: float, cores: str | None) -> tuple[wrk.Load, float]:
+        """Token requests from wrk on ``cores`` for ``seconds``: the outcome, and the
+        server's CPU time per request in microseconds."""
+        used = self.server.cpu_seconds()
+        load = wrk.run(
+            self.token_url,
+            connections=connections,
+            seconds=seconds,
+            body=FORM,
+            authorization=self.authorization,
+            cores=cores,
+        )
+        return load, (self.server.cpu_seconds() - used) / load.requests * 1e6
+
 
 def _pythonpath() -> dict[str, str]:
     return {"PYTHONPATH": str(REPO)}
@@ -99,7 +117,7 @@ def _our_client(server: Server, data_dir: Path) -> str:
 
 
 def _start_ours(target: Target, workdir: Path) -> Running:
-    data_dir = workdir / f"ours-{target.alg}"
+    data_dir = workdir / f"ours-{target.alg}{target.variant}"
     port = free_port()
     cmd = [
         sys.executable,
@@ -115,7 +133,8 @@ def _start_ours(target: Target, workdir: Path) -> Running:
         "--workers",
         str(target.workers),
     ]
-    log = workdir / f"ours-{target.alg}-w{target.workers}{target.variant}.log"
+    name = f"ours-{target.alg}-w{target.workers}{target.variant}.log"
+    log = None if target.piped else workdir / name
     env = {"PYTHONPATH": target.src} if target.src else None
     server = Server("swarm-oauth", cmd, port, log, env=env, cores=target.server_cores)
     server.wait_listening()

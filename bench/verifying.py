@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from bench.signing import rate
+from bench.signing import rates
 from swarm_oauth.keys import KeyRing, MasterKey
 from swarm_oauth.keys.keyring import load_key, new_key_record
 from swarm_oauth.tokens import RevocationList, TokenIssuer, TokenVerifier
@@ -33,10 +33,10 @@ def main() -> None:
 
     forgetful = TokenVerifier(ISSUER, lambda: ring, lambda: revocations, max_remembered=1)
     cycle = itertools.cycle(tokens)
-    first_sight = rate(lambda: forgetful.check(next(cycle), now), seconds)
+    first_sight, _ = rates(lambda: forgetful.check(next(cycle), now), seconds)
 
     verifier = TokenVerifier(ISSUER, lambda: ring, lambda: revocations)
-    remembered = rate(lambda: verifier.authorize(tokens[0], now, ISSUER, ("read",)), seconds)
+    remembered, _ = rates(lambda: verifier.authorize(tokens[0], now, ISSUER, ("read",)), seconds)
     print(json.dumps({"first_sight": first_sight, "remembered": remembered}))
 
 

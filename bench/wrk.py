@@ -71,9 +71,11 @@ def run(
     authorization: str,
     cores: str | None,
     method: str = "POST",
+    auth_file: Path | None = None,
 ) -> Load:
     """Send ``method`` requests (with ``body``, if any) to ``url`` from ``connections``
-    connections for ``seconds``."""
+    connections for ``seconds``; with ``auth_file`` (Authorization values, one a line)
+    successive requests take its values in turn instead of ``authorization``."""
     cmd = [
         wrk_path(),
         "-t1",
@@ -85,7 +87,13 @@ def run(
         str(SCRIPT),
         url,
     ]
-    env = {**os.environ, "BENCH_METHOD": method, "BENCH_BODY": body, "BENCH_AUTH": authorization}
+    env = {
+        **os.environ,
+        "BENCH_METHOD": method,
+        "BENCH_BODY": body,
+        "BENCH_AUTH": authorization,
+        "BENCH_AUTH_FILE": str(auth_file or ""),
+    }
     done = subprocess.run(
         pinned(cmd, cores), env=env, capture_output=True, text=True, timeout=seconds + 60
     )

@@ -3,17 +3,35 @@ one line of text with the same fields (``--log-format text``).
 
 Callers pass context with ``extra={...}``; a secret or token is never among it (the
 values that would be are wrapped in types whose repr is redacted).
+
+Records are written by a thread of their own (``logging.handlers.QueueHandler`` and a
+``QueueListener``): a request's log line costs the event loop a record and a queue put,
+never a write, so stderr read slowly (a busy log driver, a full pipe) stalls no request.
+The thread formats what has queued up and writes it in one call. At most
+``MAX_PENDING_RECORDS`` wait; beyond that records are dropped, and the count is logged
+once the writer catches up.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
 import json
 import logging
+import os
+import select
 import sys
 import time
+from collections.abc import Callable
+from itertools import islice
+from logging.handlers import QueueHandler, QueueListener
+from queue import Empty, SimpleQueue
+from typing import TextIO
 
 # Attributes every LogRecord has; anything else came from ``extra``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+_BLANK = vars(logging.LogRecord("", 0, "", 0, "", None, None))
+_STANDARD = frozenset(_BLANK) | {
     "message",
     "asctime",
     "taskName",
@@ -22,11 +40,24 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 LOG_FORMATS = ("json", "text")
+# About 1.5 KB each: a few MB held at most while stderr is not being read.
+MAX_PENDING_RECORDS = 4096
+# While records keep coming, the writer takes them this often (a line waits that long).
+BATCH_SECONDS = 0.02
+# How long the process waits at exit for queued lines to be written.
+EXIT_WRITE_SECONDS = 2.0
+
+_encode = json.JSONEncoder(default=str).encode
+# Tracebacks are rendered where they are logged: the writer runs later, on another thread.
+_tracebacks = logging.Formatter()
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, object]:
     """What the caller passed in ``extra``."""
-    return {name: value for name, value in vars(record).items() if name not in _STANDARD}
+    # A record's own attributes come first, in the order its constructor sets them:
+    # only what follows them can be an extra.
+    fields = islice(vars(record).items(), len(_BLANK), None)
+    return {name: value for name, value in fields if name not in _STANDARD}
 
 
 class JSONFormatter(logging.Formatter):
@@ -45,6 +76,11 @@ class JSONFormatter(logging.Formatter):
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._stamp}.{int(record.msecs):03d}Z"
 
+    def _traceback(self, record: logging.LogRecord) -> str | None:
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        return record.exc_text or None
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": self._timestamp(record),
@@ -53,9 +89,10 @@ class JSONFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update(extra_fields(record))
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        exc = self._traceback(record)
+        if exc:
+            entry["exc"] = exc
+        return _encode(entry)
 
 
 class TextFormatter(JSONFormatter):
@@ -68,8 +105,9 @@ class TextFormatter(JSONFormatter):
         line = f"{stamp} {record.levelname.lower():<7} {record.name}  {record.getMessage()}"
         if pairs:
             line += f"  {pairs}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        exc = self._traceback(record)
+        if exc:
+            line += "\n" + exc
         return line
 
 
@@ -79,16 +117,190 @@ def _text_value(value: object) -> str:
     return json.dumps(value, default=str)
 
 
+class BoundedQueueHandler(QueueHandler):
+    """Puts records on the writer's queue as they are, and drops them while ``limit``
+    already wait (stderr is not being read)."""
+
+    queue: SimpleQueue[logging.LogRecord]
+
+    def __init__(
+        self, records: SimpleQueue[logging.LogRecord], limit: int = MAX_PENDING_RECORDS
+    ) -> None:
+        super().__init__(records)
+        self.limit = limit
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # QueueHandler's own prepare formats and copies every record here, on the
+        # caller's thread; the writer formats instead. Only what may change or hold
+        # frames meanwhile is resolved now.
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        if record.exc_info:
+            record.exc_text = _tracebacks.formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self.queue.qsize() >= self.limit:
+            self.dropped += 1
+            return
+        self.queue.put_nowait(record)
+
+
+class LineWriter(logging.Handler):
+    """Formats records into lines, and writes the lines gathered so far in as few calls as
+    keep each line whole: a pipe (Docker's log driver) takes up to ``PIPE_BUF`` bytes in
+    one piece, so lines from several workers sharing it never interleave."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self._write = write
+        self._lines: list[bytes] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record).encode("utf-8", "backslashreplace") + b"\n")
+        except Exception:
+            self.handleError(record)
+
+    def write_pending(self) -> None:
+        """Write the lines formatted so far (blocks while stderr is full)."""
+        chunk: list[bytes] = []
+        size = 0
+        for line in self._lines:
+            if chunk and size + len(line) > select.PIPE_BUF:
+                self._write_chunk(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._write_chunk(chunk)
+        self._lines.clear()
+
+    def _write_chunk(self, lines: list[bytes]) -> None:
+        # stderr closed: there is nowhere left to say so.
+        with contextlib.suppress(OSError):
+            self._write(b"".join(lines))
+
+
+class LogWriter(QueueListener):
+    """The thread that formats and writes queued records, in batches.
+
+    While records keep coming it wakes every ``BATCH_SECONDS`` and takes what queued up
+    meanwhile: were it waiting on the queue instead, every record put would wake it,
+    and on a busy core that wake-up costs more than the record. Only when a pause found
+    nothing does it wait for the next record.
+    """
+
+    queue: SimpleQueue[logging.LogRecord]
+
+    def __init__(self, handler: BoundedQueueHandler, writer: LineWriter) -> None:
+        super().__init__(handler.queue, writer)
+        self._source = handler
+        self._writer = writer
+        self._reported = 0
+        self._idle = True
+
+    def dequeue(self, block: bool) -> logging.LogRecord:
+        while True:
+            try:
+                record = self.queue.get_nowait()
+            except Empty:
+                self._write_pending()
+                if self._idle:
+                    return self.queue.get()
+                self._idle = True
+                time.sleep(BATCH_SECONDS)
+                continue
+            self._idle = False
+            return record
+
+    def _write_pending(self) -> None:
+        self._report_drops()
+        self._writer.write_pending()
+
+    def _report_drops(self) -> None:
+        dropped = self._source.dropped
+        if dropped != self._reported:
+            self._writer.handle(
+                logging.makeLogRecord(
+                    {
+                        "name": "swarm_oauth.logs",
+                        "levelno": logging.WARNING,
+                        "levelname": "WARNING",
+                        "msg": "log records dropped: stderr was not read fast enough",
+                        "dropped": dropped - self._reported,
+                    }
+                )
+            )
+            self._reported = dropped
+
+    def close(self, timeout: float = EXIT_WRITE_SECONDS) -> None:
+        """Write what is queued and stop; give up after ``timeout`` seconds when stderr
+        is not being read, rather than hold the process's exit."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.enqueue_sentinel()
+        thread.join(timeout)
+        self._thread = None
+        if not thread.is_alive():  # what it formatted after its last write
+            self._write_pending()
+
+
+def _stderr_writer() -> Callable[[bytes], None]:
+    """Writes to file descriptor 2 when stderr is one, else to ``sys.stderr`` itself
+    (a test's capture): no buffer of Python's stands between a line and the fd."""
+    stream: TextIO = sys.stderr
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+
+        def write_stream(data: bytes) -> None:
+            stream.write(data.decode("utf-8", "replace"))
+            stream.flush()
+
+        return write_stream
+
+    def write_fd(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:  # an inherited non-blocking pipe: wait until it drains
+                select.select([], [fd], [])
+
+    return write_fd
+
+
+_writer: LogWriter | None = None
+
+
+def _stop_writer() -> None:
+    global _writer
+    if _writer is not None:
+        _writer.close()
+        _writer = None
+
+
 def configure_logging(level: str = "info", log_format: str = "json") -> None:
-    """Send every logger, uvicorn's included, to stderr in ``log_format`` (json or text)."""
+    """Send every logger, uvicorn's included, to stderr in ``log_format`` (json or text),
+    written by a thread of its own."""
+    global _writer
     # Nothing here uses the caller's file and line, threads or processes in a line; not
     # collecting them is the logging HOWTO's own advice for a hot path.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(TextFormatter() if log_format == "text" else JSONFormatter())
+    _stop_writer()
+    lines = LineWriter(_stderr_writer())
+    lines.setFormatter(TextFormatter() if log_format == "text" else JSONFormatter())
+    handler = BoundedQueueHandler(SimpleQueue())
+    _writer = LogWriter(handler, lines)
+    _writer.start()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -104,3 +316,6 @@ def configure_logging(level: str = "info", log_format: str = "json") -> None:
     if level.lower() != "debug":
         # httpx logs each request at INFO; the registrar logs its own actions instead.
         logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+atexit.register(_stop_writer)

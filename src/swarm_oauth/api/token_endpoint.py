@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import Receive, Scope, Send
 
@@ -17,6 +18,7 @@ from swarm_oauth.api.forms import form_of, load_client
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
 from swarm_oauth.api.observe import log_field
 from swarm_oauth.api.responses import NO_STORE, send_json, send_raw_json
+from swarm_oauth.cpus import usable_cpus
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.tokens import (
     IssuedToken,
@@ -53,6 +55,14 @@ class TokenEndpoint:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._signing: ThreadPoolExecutor | None = None
+
+    def _signing_threads(self) -> ThreadPoolExecutor:
+        # Made when a slow key first signs. One thread per core this process may use:
+        # the signatures then run side by side, and the event loop keeps answering.
+        if self._signing is None:
+            self._signing = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="swarm-oauth-sign")
+        return self._signing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -111,14 +121,14 @@ class TokenEndpoint:
             # uvloop's timers count whole milliseconds and may fire that much early.
             await asyncio.sleep(delay + TIMER_SLACK_SECONDS)
         started = time.perf_counter()
+        now = time.time()
+        arguments = (request, client, runtime.issuer, now, runtime.default_audiences)
         try:
-            issued = grant(
-                request,
-                client,
-                runtime.issuer,
-                time.time(),
-                runtime.default_audiences,
-            )
+            if runtime.issuer.signs_slowly(now):
+                loop = asyncio.get_running_loop()
+                issued = await loop.run_in_executor(self._signing_threads(), grant, *arguments)
+            else:
+                issued = grant(*arguments)
         except NoSigningKey:
             log.error("no active signing key; run `swarm-oauth keys rotate`")
             raise OAuthError("temporarily_unavailable", "no signing key is active", 503) from None

@@ -29,6 +29,7 @@ from swarm_oauth.cli.options import (
     unpublish_margin_option,
 )
 from swarm_oauth.config import ROLES, ServerSettings
+from swarm_oauth.cpus import usable_cpus
 from swarm_oauth.keys import MasterKeyError
 from swarm_oauth.keys.rotation import DEFAULT_ROTATION_INTERVAL_SECONDS
 from swarm_oauth.logs import configure_logging
@@ -37,6 +38,22 @@ from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 from swarm_oauth.store import StoreError
 
 log = logging.getLogger("swarm_oauth.cli")
+
+MAX_WORKERS = 64
+
+
+def worker_count(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """``--workers``: a number, or ``auto`` for one per CPU this process may use (its
+    affinity, capped by a container's CPU quota)."""
+    if value.strip().lower() == "auto":
+        return min(usable_cpus(), MAX_WORKERS)
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise click.BadParameter(f"{value!r} is neither auto nor 1 to {MAX_WORKERS}", ctx, param)
+    return count
 
 
 @click.command()
@@ -72,9 +89,10 @@ log = logging.getLogger("swarm_oauth.cli")
 @setting(
     "--workers",
     env="WORKERS",
-    type=click.IntRange(1, 64),
-    default=1,
-    help="Server processes on one port.",
+    default="1",
+    metavar="N|auto",
+    callback=worker_count,
+    help=f"Server processes on one port, 1 to {MAX_WORKERS}; auto: one per usable CPU.",
 )
 @listener_options
 @log_level_option

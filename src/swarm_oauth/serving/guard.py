@@ -27,6 +27,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from swarm_oauth.serving.limits import HttpLimits
+from swarm_oauth.serving.onewrite import HeadWithBody
 from swarm_oauth.web import HTTP_ERROR_CODES, error_body
 
 HEADERS_TOO_LARGE = 431
@@ -111,6 +112,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = (HEADERS_TOO_LARGE, "too many request header fields")
             return
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = HeadWithBody(cycle, self.transport)
 
     def on_body(self, body: bytes) -> None:
         if self._refusal is None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from swarm_oauth.keys import KeyRing, LoadedKey
 from swarm_oauth.keys.keyring import UNPUBLISH_SLACK_SECONDS
-from swarm_oauth.tokens.jws import Signer, compact, header_segment, signer_for
+from swarm_oauth.tokens.jws import OFF_LOOP_ALGS, Signer, compact, header_segment, signer_for
 
 DEFAULT_LIFETIME_SECONDS = 900
 # The longest lifetime ``serve --token-lifetime`` accepts (cli/options.py, which stays
@@ -56,6 +56,12 @@ class TokenIssuer:
             header = header_segment({"alg": key.alg, "kid": key.kid, "typ": "at+jwt"})
             signer = self._signers[key.kid] = (header, signer_for(key.private_key))
         return signer
+
+    def signs_slowly(self, now: float) -> bool:
+        """Whether the key that signs at ``now`` is slow enough (RSA) that a server should
+        issue off its event loop."""
+        key = self._keyring().signing_key(now)
+        return key is not None and key.alg in OFF_LOOP_ALGS
 
     def issue(
         self, client_id: str, scopes: Sequence[str], audiences: Sequence[str], now: float

@@ -20,6 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from swarm_oauth.keys.material import PrivateKey, b64url
 
 Signer = Callable[[bytes], bytes]
+# Algorithms whose signature takes long enough to belong off the event loop: an RSA-2048
+# signature costs about a millisecond, during which a server on one loop answers nothing
+# else, and cryptography releases the GIL while it computes one. ES256 and EdDSA sign in
+# a few tens of microseconds with the GIL held, less than a hand-off to a thread costs.
+OFF_LOOP_ALGS = frozenset({"RS256"})
+# ``json.dumps`` with any option builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def signer_for(private_key: PrivateKey) -> Signer:
@@ -43,10 +50,10 @@ def signer_for(private_key: PrivateKey) -> Signer:
 
 def header_segment(header: dict[str, Any]) -> str:
     """The encoded protected header, to be computed once per key."""
-    return b64url(json.dumps(header, separators=(",", ":")).encode())
+    return b64url(_encode(header).encode())
 
 
 def compact(header: str, claims: dict[str, Any], sign: Signer) -> str:
     """``header.payload.signature`` for ``claims``."""
-    signing_input = f"{header}.{b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+    signing_input = f"{header}.{b64url(_encode(claims).encode())}"
     return f"{signing_input}.{b64url(sign(signing_input.encode('ascii')))}"

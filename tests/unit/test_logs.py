@@ -1,0 +1,110 @@
+"""The log writer thread: records reach the output in order and formatted, a consumer
+that stops reading never blocks the thread that logs, and what could not wait is
+counted and reported once the consumer reads again. Real threads and queues; the output
+is a function that blocks while the test says so, as a full pipe would."""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import threading
+from queue import SimpleQueue
+
+import pytest
+
+from swarm_oauth.logs import BoundedQueueHandler, JSONFormatter, LineWriter, LogWriter
+
+
+class Consumer:
+    """Collects what is written; while ``blocked`` is set, a write waits."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.writes: list[bytes] = []
+        self.open = threading.Event()
+        self.open.set()
+        self.writing = threading.Event()
+
+    def write(self, data: bytes) -> None:
+        self.writing.set()
+        self.open.wait()
+        self.writes.append(data)
+        self.text += data.decode()
+
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.text.splitlines()]
+
+
+@pytest.fixture
+def logged():
+    """A logger whose records go through a BoundedQueueHandler (limit 50) to a writer."""
+    consumer = Consumer()
+    handler = BoundedQueueHandler(SimpleQueue(), limit=50)
+    lines = LineWriter(consumer.write)
+    lines.setFormatter(JSONFormatter())
+    writer = LogWriter(handler, lines)
+    logger = logging.getLogger("test_logs.writer")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    writer.start()
+    yield logger, handler, writer, consumer
+    consumer.open.set()
+    writer.close()
+    logger.handlers[:] = []
+
+
+def test_records_are_written_in_order_with_their_fields(logged):
+    logger, _, writer, consumer = logged
+    for n in range(20):
+        logger.info("request %d", n, extra={"status": 200, "client_id": "svc"})
+    writer.close()
+    lines = consumer.lines()
+    assert [line["msg"] for line in lines] == [f"request {n}" for n in range(20)]
+    assert lines[0]["status"] == 200 and lines[0]["client_id"] == "svc"
+    assert lines[0]["logger"] == "test_logs.writer" and lines[0]["level"] == "info"
+
+
+def test_an_exception_is_rendered_where_it_was_logged(logged):
+    logger, _, writer, consumer = logged
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed")
+    writer.close()
+    (line,) = consumer.lines()
+    assert "ValueError: boom" in str(line["exc"])
+
+
+def test_a_consumer_that_stops_reading_blocks_no_caller_and_drops_are_reported(logged):
+    logger, handler, writer, consumer = logged
+    consumer.open.clear()
+    logger.info("first")
+    assert consumer.writing.wait(5), "the writer never wrote"
+    # The writer now waits in write(); the caller goes on, whatever it logs.
+    for n in range(200):
+        logger.info("while blocked", extra={"n": n})
+    assert handler.dropped == 200 - 50
+    consumer.open.set()
+    writer.close()
+    lines = consumer.lines()
+    kept = [line for line in lines if line["msg"] == "while blocked"]
+    assert [line["n"] for line in kept] == list(range(50))
+    (report,) = [line for line in lines if line["logger"] == "swarm_oauth.logs"]
+    assert report["dropped"] == 150
+    assert report["level"] == "warning"
+
+
+def test_lines_are_written_whole_in_pieces_a_pipe_takes_at_once(logged):
+    logger, _, writer, consumer = logged
+    consumer.open.clear()
+    logger.info("first")
+    assert consumer.writing.wait(5)
+    for n in range(40):  # while the writer waits: one batch of about 8 KB
+        logger.info("x" * 150, extra={"n": n})
+    consumer.open.set()
+    writer.close()
+    assert len(consumer.writes) > 2
+    assert all(len(data) <= select.PIPE_BUF and data.endswith(b"\n") for data in consumer.writes)
+    assert [line["n"] for line in consumer.lines() if "n" in line] == list(range(40))
