@@ -9,7 +9,8 @@
     python -m bench memory          # resident memory of each process kind
     python -m bench slow-log        # the token endpoint while stderr is read slowly
 
-The report is printed and, unless ``--no-write``, saved to ``bench/RESULTS.md``.
+The report is printed and, unless ``--no-write``, saved to ``bench/RESULTS.md``: whole
+after a run of every part, only the sections measured after a run of some parts.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import machine, report, tokens
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from bench import machine, report, results, tokens
 
 Part = Callable[[argparse.Namespace, Path], list[str]]
 
@@ -75,20 +74,26 @@ def run_benchmarks(args: argparse.Namespace) -> int:
             _progress(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    mode = "--quick" if args.quick else "full"
-    lines = [
-        "# Benchmark results",
-        "",
-        f"`python -m bench` ({mode}, {args.repeat} round(s)), {started:%Y-%m-%d %H:%M} UTC, on:",
-        *machine.describe(),
-        *body,
-        "",
-    ]
-    text = "\n".join(lines)
+    command = ["python -m bench", *args.parts, *(["--quick"] if args.quick else [])]
+    if args.repeat != 1:
+        command.append(f"--repeat {args.repeat}")
+    run = f"`{' '.join(command)}`, {started:%Y-%m-%d %H:%M} UTC, on:"
+    lines: list[str]
+    if args.parts:
+        # The sections measured now say when and on what; the file keeps the others.
+        lines = []
+        for section in results.sections(body):
+            lines += [section[0], "", run, *machine.describe(), *section[1:]]
+    else:
+        lines = ["# Benchmark results", "", run, *machine.describe(), *body]
+    text = "\n".join([*lines, ""])
     print(text)
     if not args.no_write:
-        RESULTS.write_text(text)
-        _progress(f"written to {RESULTS}")
+        if args.parts:
+            results.write_sections(lines)
+        else:
+            results.RESULTS.write_text(text)
+        _progress(f"written to {results.RESULTS}")
     return 0
 
 
@@ -98,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke check)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (default 1)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="the many-worker case")
-    parser.add_argument("--no-write", action="store_true", help=f"do not write {RESULTS.name}")
+    parser.add_argument(
+        "--no-write", action="store_true", help=f"do not write {results.RESULTS.name}"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir and logs")
     if argv is None:
         argv = sys.argv[1:]

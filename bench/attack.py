@@ -44,7 +44,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import machine
+from bench import machine, results
 from bench.procs import pinned
 from bench.targets import FORM, LOAD_CORE, Running, Target, start
 from swarm_oauth.serving.limits import (
@@ -54,7 +54,6 @@ from swarm_oauth.serving.limits import (
     REQUEST_TIMEOUT_SECONDS,
 )
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Hostile load"
 HOST = "127.0.0.1"  # loopback only: this is a load generator aimed at our own server
 RSS_TARGET_MB = 120
@@ -385,19 +384,6 @@ def render(plan: Plan, quick: bool, calm: Phase, attacked: Phase, loads: list[fl
     return lines
 
 
-def write_section(lines: list[str]) -> None:
-    """Replace the section in RESULTS.md, or append it."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        rest = "" if end == -1 else text[end:]
-        text = text[:start] + "\n".join(lines) + "\n" + rest
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str]) -> int:
     if argv[:1] == ["attacker"]:
         port, seconds, fields = int(argv[1]), float(argv[2]), json.loads(argv[3])
@@ -436,8 +422,8 @@ def main(argv: list[str]) -> int:
     lines = render(plan, args.quick, calm, attacked, loads)
     print("\n".join(lines))
     if not args.no_write:
-        write_section(lines)
-        print(f"written to {RESULTS}", file=sys.stderr)
+        results.write_sections(lines)
+        print(f"written to {results.RESULTS}", file=sys.stderr)
     return 0 if attacked.success == 1 and attacked.peak_rss_mb < RSS_TARGET_MB else 1
 
 
