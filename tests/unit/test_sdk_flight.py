@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from swarm_oauth.sdk._flight import SingleFlight
+from swarm_oauth.sdk._flight import Background, SingleFlight
 
 N = 50
 
@@ -193,3 +193,24 @@ def test_blocking_wait_on_the_owners_own_loop_is_refused() -> None:
         assert await owner == "result"
 
     asyncio.run(main())
+
+
+def test_a_background_task_asked_for_without_an_event_loop_claims_nothing() -> None:
+    calls: list[str] = []
+
+    async def afetch() -> None:
+        calls.append("task")
+
+    background = Background(SingleFlight(), lambda: calls.append("thread"), afetch, "test")
+    with pytest.raises(RuntimeError):
+        background.astart(lambda: True)
+    assert not background.running  # a later refresh is not locked out for good
+
+    async def from_a_loop() -> None:
+        background.astart(lambda: True)
+        assert background.running
+        while background.running:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(from_a_loop())
+    assert calls == ["task"]

@@ -77,6 +77,20 @@ def test_entries_that_ended_are_dropped_the_later_of_two_kept() -> None:
     assert later.pruned(NOW + 41).clients == {}
 
 
+def test_a_new_list_keeps_what_the_earlier_one_listed_until_it_ends() -> None:
+    # The server stops listing an entry at its expires_at; a verifier whose leeway keeps
+    # a token valid past that must still refuse it.
+    earlier = RevocationList(
+        {"ended": NOW - 1, "kept": NOW + 20, "both": NOW + 5},
+        {"leaked": (NOW - 300, NOW + 20), "old": (NOW - 900, NOW - 1)},
+    )
+    fetched = RevocationList({"both": NOW + 10, "new": NOW + 60}, {"leaked": (NOW - 100, NOW + 9)})
+    merged = fetched.including(earlier, NOW)
+    assert merged.tokens == {"kept": NOW + 20, "both": NOW + 10, "new": NOW + 60}
+    assert merged.clients == {"leaked": (NOW - 100, NOW + 20)}
+    assert fetched.including(RevocationList({"ended": NOW - 1}), NOW) is fetched
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -174,6 +188,20 @@ def test_a_caller_after_an_idle_spell_waits_for_the_new_list(server: DocumentSer
     server.document = document([token("j1"), token("j2")])
     clock.now += 5.0  # the whole refresh interval without a call
     assert listed.current().revoked(claims(jti="j2"))  # this very call sees it
+
+
+def test_an_entry_the_server_no_longer_lists_is_kept_for_the_leeway(
+    server: DocumentServer,
+) -> None:
+    clock = Clock()
+    server.document = document([token("late", expires_at=NOW - 10)])
+    listed = revocations(server, clock, keep=30)
+    assert listed.current().revoked(claims(jti="late"))
+    server.document = document()  # past its expires_at, the server dropped it
+    clock.now += 5.0
+    refreshed = listed.current()
+    assert server.answered == [200, 200]
+    assert refreshed.revoked(claims(jti="late"))  # accepted until exp + leeway: refused
 
 
 def test_an_outage_keeps_the_last_list_then_fails_closed_then_recovers(

@@ -131,9 +131,11 @@ class Background:
             Thread(target=self._run, name=self._name, daemon=True).start()
 
     def astart(self, wanted: Callable[[], bool]) -> None:
-        """Like ``start``, in a task on the running event loop."""
+        """Like ``start``, in a task on the running event loop (``RuntimeError`` without
+        one, before anything is claimed)."""
+        loop = asyncio.get_running_loop()
         if self._claim(wanted):
-            task = asyncio.get_running_loop().create_task(self._flight.arun(self._afetch))
+            task = loop.create_task(self._flight.arun(self._afetch))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
 

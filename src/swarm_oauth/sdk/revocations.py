@@ -110,6 +110,23 @@ class RevocationList:
             {client: entry for client, entry in self.clients.items() if entry[1] >= now},
         )
 
+    def including(self, earlier: RevocationList, now: float) -> RevocationList:
+        """This list with the entries of ``earlier`` it no longer has that have not ended
+        by ``now``: the server stops listing an entry at its ``expires_at``, and a
+        verifier whose leeway keeps a token valid longer must keep refusing it."""
+        earlier = earlier.pruned(now)
+        if not earlier:
+            return self
+        tokens = {**earlier.tokens}
+        for jti, end in self.tokens.items():
+            tokens[jti] = max(end, tokens.get(jti, end))
+        clients = {**earlier.clients}
+        for client_id, (cutoff, end) in self.clients.items():
+            if (known := clients.get(client_id)) is not None:
+                cutoff, end = max(cutoff, known[0]), max(end, known[1])
+            clients[client_id] = (cutoff, end)
+        return RevocationList(tokens, clients)
+
     def revoked(self, claims: Mapping[str, Any]) -> bool:
         """Whether the token with these (verified) claims is revoked: its ``jti`` is
         listed, or its ``client_id`` is, with ``iat`` at or before the cut-off."""
@@ -272,10 +289,13 @@ class Revocations:
             self._failed(f"answered HTTP {response.status_code}")
             return
         try:
-            fetched = RevocationList.parse(response.json(), self._wall_clock(), self.keep)
+            now = self._wall_clock()
+            fetched = RevocationList.parse(response.json(), now, self.keep)
         except ValueError as error:  # a JSON decoding error is one too
             self._failed(f"not a revocation list: {error}")
             return
+        if listed is not None:
+            fetched = fetched.including(listed, now)
         self._loaded(fetched, response.headers.get("etag"), sent_at)
         self._on_change(fetched)  # once it is in use, so nothing checked later misses it
 
