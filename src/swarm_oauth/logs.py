@@ -44,6 +44,8 @@ LOG_FORMATS = ("json", "text")
 MAX_PENDING_RECORDS = 4096
 # While records keep coming, the writer takes them this often (a line waits that long).
 BATCH_SECONDS = 0.02
+# Formatted lines written at once at the latest, should the queue never run empty.
+MAX_BATCH_LINES = 256
 # How long the process waits at exit for queued lines to be written.
 EXIT_WRITE_SECONDS = 2.0
 
@@ -152,12 +154,18 @@ class BoundedQueueHandler(QueueHandler):
 class LineWriter(logging.Handler):
     """Formats records into lines, and writes the lines gathered so far in as few calls as
     keep each line whole: a pipe (Docker's log driver) takes up to ``PIPE_BUF`` bytes in
-    one piece, so lines from several workers sharing it never interleave."""
+    one piece, so lines from several workers sharing it never interleave. A line longer
+    than that (a long traceback) goes out in a write of its own, which a pipe may split."""
 
     def __init__(self, write: Callable[[bytes], None]) -> None:
         super().__init__()
         self._write = write
         self._lines: list[bytes] = []
+
+    @property
+    def pending(self) -> int:
+        """How many formatted lines wait for ``write_pending``."""
+        return len(self._lines)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -215,6 +223,8 @@ class LogWriter(QueueListener):
                 time.sleep(BATCH_SECONDS)
                 continue
             self._idle = False
+            if self._writer.pending >= MAX_BATCH_LINES:
+                self._write_pending()  # records arrive as fast as they are formatted
             return record
 
     def _write_pending(self) -> None:

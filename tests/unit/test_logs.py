@@ -13,7 +13,13 @@ from queue import SimpleQueue
 
 import pytest
 
-from swarm_oauth.logs import BoundedQueueHandler, JSONFormatter, LineWriter, LogWriter
+from swarm_oauth.logs import (
+    MAX_BATCH_LINES,
+    BoundedQueueHandler,
+    JSONFormatter,
+    LineWriter,
+    LogWriter,
+)
 
 
 class Consumer:
@@ -108,3 +114,37 @@ def test_lines_are_written_whole_in_pieces_a_pipe_takes_at_once(logged):
     assert len(consumer.writes) > 2
     assert all(len(data) <= select.PIPE_BUF and data.endswith(b"\n") for data in consumer.writes)
     assert [line["n"] for line in consumer.lines() if "n" in line] == list(range(40))
+
+
+def test_lines_are_written_while_records_keep_coming_not_only_when_the_queue_runs_dry():
+    consumer = Consumer()
+    handler = BoundedQueueHandler(SimpleQueue(), limit=5000)
+    waiting_at_write: list[int] = []
+
+    def write(data: bytes) -> None:
+        waiting_at_write.append(handler.queue.qsize())
+        consumer.write(data)
+
+    lines = LineWriter(write)
+    lines.setFormatter(JSONFormatter())
+    writer = LogWriter(handler, lines)
+    logger = logging.getLogger("test_logs.busy")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    writer.start()
+    try:
+        consumer.open.clear()
+        logger.info("first")
+        assert consumer.writing.wait(5)
+        for n in range(4 * MAX_BATCH_LINES):  # queued while the writer waits
+            logger.info("busy", extra={"n": n})
+        consumer.open.set()
+    finally:
+        writer.close()
+        logger.handlers[:] = []
+    # The backlog went out in batches while most of it still waited in the queue.
+    assert max(waiting_at_write) >= 2 * MAX_BATCH_LINES
+    assert [line["n"] for line in consumer.lines() if "n" in line] == list(
+        range(4 * MAX_BATCH_LINES)
+    )
