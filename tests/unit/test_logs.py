@@ -42,19 +42,26 @@ class Consumer:
         return [json.loads(line) for line in self.text.splitlines()]
 
 
+def start_writer(name, handler, write):
+    """The logger ``name`` whose records go through ``handler`` to a started writer
+    thread that formats them as JSON lines for ``write``."""
+    lines = LineWriter(write)
+    lines.setFormatter(JSONFormatter())
+    writer = LogWriter(handler, lines)
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    writer.start()
+    return logger, writer
+
+
 @pytest.fixture
 def logged():
     """A logger whose records go through a BoundedQueueHandler (limit 50) to a writer."""
     consumer = Consumer()
     handler = BoundedQueueHandler(SimpleQueue(), limit=50)
-    lines = LineWriter(consumer.write)
-    lines.setFormatter(JSONFormatter())
-    writer = LogWriter(handler, lines)
-    logger = logging.getLogger("test_logs.writer")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    writer.start()
+    logger, writer = start_writer("test_logs.writer", handler, consumer.write)
     yield logger, handler, writer, consumer
     consumer.open.set()
     writer.close()
@@ -125,14 +132,7 @@ def test_lines_are_written_while_records_keep_coming_not_only_when_the_queue_run
         waiting_at_write.append(handler.queue.qsize())
         consumer.write(data)
 
-    lines = LineWriter(write)
-    lines.setFormatter(JSONFormatter())
-    writer = LogWriter(handler, lines)
-    logger = logging.getLogger("test_logs.busy")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    writer.start()
+    logger, writer = start_writer("test_logs.busy", handler, write)
     try:
         consumer.open.clear()
         logger.info("first")
