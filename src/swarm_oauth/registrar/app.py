@@ -238,26 +238,27 @@ def create_app(
              "secret": status.secret if status else None}
         )  # fmt: skip
 
+    async def problem(what: str, ping: Callable[[], None]) -> str | None:
+        """Why ``what`` does not answer, or None when it does."""
+        try:
+            await run_in_threadpool(ping)
+        except RegistrarError as exc:
+            return f"{what}: {exc}"
+        return None
+
     async def docker_problem() -> str | None:
         """Alive means Docker answers: without it the registrar can do nothing, and a
         replaced task may reconnect where this one cannot."""
-        try:
-            await run_in_threadpool(swarm.ping)
-        except RegistrarError as exc:
-            return f"docker: {exc}"
-        return None
+        return await problem("docker", swarm.ping)
 
     async def readyz(_: Request) -> Response:
         """Docker and the client registry both answer."""
-        for what, check in (("docker", swarm.ping), ("client registry", registry.ping)):
-            try:
-                await run_in_threadpool(check)
-            except RegistrarError as exc:
-                logger.warning("not ready: %s: %s", what, exc)
+        for what, ping in (("docker", swarm.ping), ("client registry", registry.ping)):
+            reason = await problem(what, ping)
+            if reason is not None:
+                logger.warning("not ready: %s", reason)
                 metrics.readiness(False)
-                return JSONResponse(
-                    {"status": "not ready", "reason": f"{what}: {exc}"}, status_code=503
-                )
+                return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
         metrics.readiness(True)
         return JSONResponse({"status": "ready"})
 

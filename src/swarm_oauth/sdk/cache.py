@@ -93,8 +93,9 @@ class Verified(NamedTuple):
         return self.claims
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def _digest(token: str | bytes) -> bytes:
+    # A token is ASCII (base64url and dots): as text or as a header's bytes, one digest.
+    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
 
 
 class VerifiedCache:
@@ -116,8 +117,7 @@ class VerifiedCache:
         ``published``; ``None`` means verify it in full."""
         if not self._entries:
             return None
-        # A token is ASCII (base64url and dots): as text or as a header's bytes, one digest.
-        digest = hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
+        digest = _digest(token)
         found = self._entries.get(digest)  # lock-free: a single dict read
         if found is None:
             return None

@@ -160,10 +160,9 @@ class KeySet:
         self._clock = clock
         self._flight: SingleFlight[None] = SingleFlight()
         self._background = Background(self._flight, self._fetch, self._afetch, "jwks-refresh")
-        self._keys: dict[str, PublishedKey] | None = None
         # The keys as last fetched, by ``kid`` (``None`` before the first fetch); an
         # attribute rather than a property because every cached verification reads it.
-        self.published: Mapping[str, jwt.PyJWK] | None = None
+        self.published: Mapping[str, PublishedKey] | None = None
         self._fetched_at = float("-inf")
         self._attempted_at = float("-inf")
         self._failure: KeySetUnavailable | IssuerConfigurationError = KeySetUnavailable(
@@ -203,7 +202,7 @@ class KeySet:
 
     def _must_fetch(self, kid: str) -> bool:
         """Whether the caller has to wait for a fetch: ``kid`` is not cached."""
-        keys = self._keys
+        keys = self.published
         if keys is not None and kid in keys:
             return False
         # A fetch under way may bring this key; else try one if the throttle allows.
@@ -213,7 +212,7 @@ class KeySet:
         return self._clock() - self._attempted_at >= self.refetch_interval
 
     def _find(self, kid: str) -> jwt.PyJWK:
-        keys = self._keys
+        keys = self.published
         if keys is None:
             failure = self._failure  # a fresh error of the same kind, not a re-raise
             raise type(failure)(f"no signing keys for {self.issuer}: {failure}")
@@ -236,7 +235,7 @@ class KeySet:
         try:
             if self.jwks_url is None:
                 self.jwks_url = yield from self._discovering()
-            keys = yield from _jwks_at(self.jwks_url, self._keys)
+            keys = yield from _jwks_at(self.jwks_url, self.published)
         except (KeySetUnavailable, IssuerConfigurationError) as error:
             self._failed(error)
             return
@@ -251,7 +250,7 @@ class KeySet:
             raise IssuerConfigurationError(f"issuer metadata at {url}: {error}") from None
 
     def _loaded(self, keys: dict[str, PublishedKey]) -> None:
-        self._keys = self.published = keys
+        self.published = keys
         self._fetched_at = self._attempted_at
         log.info("loaded %d signing key(s) for %s", len(keys), self.issuer)
 
@@ -259,7 +258,7 @@ class KeySet:
         self._failure = error
         if isinstance(error, IssuerConfigurationError):
             log.error("cannot find the signing keys of %s: %s", self.issuer, error)
-        elif self._keys is not None:
+        elif self.published is not None:
             log.warning("JWKS refresh for %s failed; keeping cached keys: %s", self.issuer, error)
         else:
             log.warning("JWKS fetch for %s failed: %s", self.issuer, error)
