@@ -3,6 +3,7 @@ workers one view of them all (``swarm_oauth.api.multiprocess``)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,27 +45,46 @@ FORWARD_AUTH = Counter(
     registry=REGISTRY,
 )
 
-# The store as each process sees it. With several workers (multiprocess mode) the live
-# workers' values are combined: the store is up only if every worker reaches it, the
-# lag is the worst worker's, the client count the most recently counted.
-CLIENTS = Gauge(
-    "swarm_oauth_clients",
-    "Registered clients, counted when they change.",
-    registry=REGISTRY,
-    multiprocess_mode="livemostrecent",
-)
-STORE_UP = Gauge(
-    "swarm_oauth_store_up",
-    "1 when the last poll of the store's change log succeeded, else 0.",
-    registry=REGISTRY,
-    multiprocess_mode="livemin",
-)
-CHANGE_LAG = Gauge(
-    "swarm_oauth_change_watcher_lag_seconds",
-    "Seconds since the change log was last read; caches are refused past one second.",
-    registry=REGISTRY,
-    multiprocess_mode="livemax",
-)
+
+class _StoreMetrics:
+    """The store as one process sees it. With several workers (multiprocess mode) the
+    live workers' values are combined: the store is up only if every worker reaches it,
+    the lag is the worst worker's, the client count the most recently counted."""
+
+    def __init__(self) -> None:
+        self.clients = Gauge(
+            "swarm_oauth_clients",
+            "Registered clients, counted when they change.",
+            registry=REGISTRY,
+            multiprocess_mode="livemostrecent",
+        )
+        self.up = Gauge(
+            "swarm_oauth_store_up",
+            "1 when the last poll of the store's change log succeeded, else 0.",
+            registry=REGISTRY,
+            multiprocess_mode="livemin",
+        )
+        self.lag = Gauge(
+            "swarm_oauth_change_watcher_lag_seconds",
+            "Seconds since the change log was last read; caches are refused past one second.",
+            registry=REGISTRY,
+            multiprocess_mode="livemax",
+        )
+
+
+# Created at a process's first watcher round, not at import: in multiprocess mode a gauge
+# is written to the worker's file (as 0) the moment it exists, so a worker still starting
+# would pull the combined store_up to 0 though no poll has failed.
+_store_metrics: _StoreMetrics | None = None
+_store_metrics_lock = threading.Lock()
+
+
+def _store() -> _StoreMetrics:
+    global _store_metrics
+    with _store_metrics_lock:
+        if _store_metrics is None:
+            _store_metrics = _StoreMetrics()
+        return _store_metrics
 
 
 class StoreGauges:
@@ -78,8 +98,9 @@ class StoreGauges:
 
     def __call__(self, batch: ChangeBatch | None) -> None:
         """One watcher round: ``batch`` None means the store did not answer."""
-        STORE_UP.set(0 if batch is None else 1)
-        CHANGE_LAG.set(self._runtime.watcher.seconds_since_success())
+        gauges = _store()
+        gauges.up.set(0 if batch is None else 1)
+        gauges.lag.set(self._runtime.watcher.seconds_since_success())
         if batch is None:
             return
         if not batch.complete or any(change.kind == "client" for change in batch.changes):
@@ -89,7 +110,7 @@ class StoreGauges:
         if self._dirty and now - self._counted_at >= self._recount_every:
             self._counted_at = now
             try:
-                CLIENTS.set(self._runtime.store.count_clients())
+                gauges.clients.set(self._runtime.store.count_clients())
                 self._dirty = False
             except StoreError:
-                STORE_UP.set(0)
+                gauges.up.set(0)
