@@ -150,8 +150,10 @@ def test_a_reserved_id_is_free_after_the_reservation_or_a_release(
         tmp_path / "policy.yml",
         f'rules:\n  - match: {{stack: "{stack}*"}}\n    client_id: ["{stack}-*"]\n',
     )
+    # Long enough to outlast the steps up to the pass that must still refuse newcomers[1]
+    # (a CLI subprocess, service creates) on a slow machine.
     registrar = start_registrar(
-        *PASSES_ONLY, "--policy", str(policy), "--id-reservation-seconds", "3"
+        *PASSES_ONLY, "--policy", str(policy), "--id-reservation-seconds", "20"
     )
     admin = rig.server.admin_token
     ids = [f"{stack}-a", f"{stack}-b"]
@@ -186,7 +188,7 @@ def test_a_reserved_id_is_free_after_the_reservation_or_a_release(
             registrar.full_pass(admin)
             and registrar.services(admin)[newcomers[1]]["state"] == "registered"
         ),
-        30,
+        60,
         1.0,
         "the reservation did not end",
     )
