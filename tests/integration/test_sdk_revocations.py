@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from swarm_oauth.sdk import RevocationsUnavailable, RevokedToken, Verifier
+from tests.support.deadlines import refused_within as refused_since
 from tests.support.server import ServerProcess
 
 REFRESH = 1.0
@@ -37,16 +38,19 @@ def checking(server: ServerProcess, **options: Any) -> Verifier:
 
 
 def refused_within(seconds: float, verify: Callable[[], object]) -> None:
-    """Call ``verify`` until it raises ``RevokedToken``; fail if that takes longer."""
-    deadline = time.monotonic() + seconds
-    while True:
+    """Call ``verify`` until it raises ``RevokedToken``; fail if a call started ``seconds``
+    or more from now still passes."""
+
+    def still_passes() -> bool:
         try:
             verify()
         except RevokedToken as error:
             assert error.description == "token has been revoked"
-            return
-        assert time.monotonic() < deadline, f"still accepted {seconds:g}s after its revocation"
-        time.sleep(0.05)
+            return False
+        return True
+
+    message = f"still accepted {seconds:g}s after its revocation"
+    refused_since(still_passes, time.monotonic(), seconds, message)
 
 
 def test_every_token_of_a_revoked_client_is_refused_and_later_ones_pass(
