@@ -223,8 +223,9 @@ class TokenCounter:
 
 @pytest.fixture
 def short_lived(server_factory: Any, tmp_path: Path) -> tuple[ServerProcess, Path]:
-    """A token server issuing 2-second tokens, and the secret file of client "orders"."""
-    server = server_factory(data_dir=tmp_path / "short", args=["--token-lifetime", "2"])
+    """A token server issuing 5-second tokens (which outlast the first call, even on a slow
+    machine), and the secret file of client "orders"."""
+    server = server_factory(data_dir=tmp_path / "short", args=["--token-lifetime", "5"])
     body = server.add_client("orders", audiences=["inventory", "billing"])
     path = tmp_path / "short-secret"
     path.write_text(body["client_secret"])
