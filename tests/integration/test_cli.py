@@ -115,7 +115,7 @@ def test_keys_retire_withdraws_a_key_but_never_the_last(token_server):
     import httpx
     import jwt
 
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         kids = [
             k["kid"] for k in httpx.get(token_server.url + "/.well-known/jwks.json").json()["keys"]
