@@ -74,7 +74,9 @@ def test_a_secret_rotates_by_age_and_on_demand_and_no_request_fails(
     registrar = start_registrar("--resync-seconds", "3", "--rotation-grace", GRACE)
     name = rig.service(
         "rot",
-        rig.labels(**{"swarm-oauth.secret-max-age": "25s"}),
+        # Long enough that the on-demand secret below is not rotated by age again before the
+        # test has read its answers, even on a slow machine.
+        rig.labels(**{"swarm-oauth.secret-max-age": "45s"}),
         command=["python3", "-c", REQUESTER],
         mode=docker.types.ServiceMode("replicated", replicas=2),
         update_config=docker.types.UpdateConfig(parallelism=2, order="start-first", monitor=1),
@@ -85,10 +87,10 @@ def test_a_secret_rotates_by_age_and_on_demand_and_no_request_fails(
     version = first.client["secret_version"]
     wait_for(lambda: answers(rig.docker, service_id).count(200) >= 10, 60, 0.5, "no answers")
 
-    # By age: the label's 25 s pass, the next full pass rotates it.
+    # By age: the label's 45 s pass, the next full pass rotates it.
     rotated = wait_for(
         lambda: (c := rig.client(name)) and c["secret_version"] > version and c,
-        90,
+        120,
         1.0,
         "the secret was not rotated by age",
     )
