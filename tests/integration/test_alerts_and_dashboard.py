@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -121,10 +122,16 @@ def test_the_dashboard_is_importable():
 @pytest.fixture
 def server_exposition(token_server):
     """/metrics of a real server that has issued, refused and administered."""
+    metrics_url = token_server.url + "/metrics"
     secret = token_server.add_client("orders")["client_secret"]
     assert token_server.token("orders", secret).status_code == 200
     assert token_server.token("orders", "wrong").status_code == 401
-    return httpx.get(token_server.url + "/metrics").text
+    # The store's gauges exist from the server's first change-watcher round on.
+    deadline = time.monotonic() + 10
+    while "swarm_oauth_store_up" not in exported(text := httpx.get(metrics_url).text):
+        assert time.monotonic() < deadline, "no store gauges after 10 s"
+        time.sleep(0.1)
+    return text
 
 
 def test_every_server_metric_the_rules_and_dashboard_name_is_exported(server_exposition):
