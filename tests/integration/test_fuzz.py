@@ -1,5 +1,8 @@
 """Random input never gets a 500 or a traceback, and never changes stored state."""
 
+import secrets
+import time
+
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -112,4 +115,12 @@ def test_state_survived_the_fuzzing(server):
         headers={"Authorization": f"Bearer {registered['registration_access_token']}"},
     )
     assert read.status_code == 200 and read.json()["client_id"] == registered["client_id"]
+    # The log is written by a thread of its own: once a later request's line is there,
+    # so is every line before it.
+    marker = f"/written-{secrets.token_hex(4)}"
+    assert httpx.get(server.url + marker).status_code == 404
+    deadline = time.monotonic() + 10
+    while marker not in server.log():
+        assert time.monotonic() < deadline, "the marker request's line was never written"
+        time.sleep(0.05)
     assert "Traceback" not in server.log()
