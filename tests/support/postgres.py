@@ -16,14 +16,16 @@ Fixtures:
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -94,6 +96,8 @@ class PostgresCluster:
     bin_dir: Path
     root: Path
     port: int
+    # Set by the first start: any start after it is a restart, which keeps the port.
+    started_before: bool = field(default=False, init=False)
 
     @property
     def data_dir(self) -> Path:
@@ -145,21 +149,36 @@ class PostgresCluster:
             )
             raise RuntimeError(f"{' '.join(cmd)} failed: {done.stdout}{done.stderr}\n{log}")
 
-    def start(self) -> None:
+    def start(self, restart_timeout: float = 30.0) -> None:
         """Start the server on its port and wait until it accepts connections.
 
-        Another process may have taken the port since it was chosen; then try new ones.
+        At the first start another process may have taken the port since it was chosen;
+        then new ones are tried. A restart keeps the port, which the URLs handed out name:
+        it is tried again until ``restart_timeout`` seconds pass, then this fails.
         """
-        for attempt in range(3):
+        deadline = time.monotonic() + restart_timeout
+        for attempt in itertools.count(1):
+            logged = self.log_path.stat().st_size if self.log_path.exists() else 0
             try:
                 self._pg_ctl_start()
+                self.started_before = True
                 return
             except RuntimeError:
-                if attempt == 2 or "could not bind" not in self.log_path.read_text(
-                    errors="replace"
-                ):
-                    raise
-                self.port = free_port()
+                with self.log_path.open("rb") as log:
+                    log.seek(logged)
+                    if b"could not bind" not in log.read():  # in this attempt's lines
+                        raise
+                if not self.started_before:
+                    if attempt == 3:
+                        raise
+                    self.port = free_port()
+                elif time.monotonic() >= deadline:
+                    raise RuntimeError(
+                        f"cannot restart PostgreSQL: port {self.port}, which its URLs name, "
+                        f"was still taken after {restart_timeout:g} s"
+                    ) from None
+                else:
+                    time.sleep(0.5)
 
     def _pg_ctl_start(self) -> None:
         # fsync off: test data need not survive a machine crash, and the 2-core machines
