@@ -312,9 +312,7 @@ def _only_to(handler: logging.Handler, logger: logging.Logger) -> bool:
             return False
         if not node.propagate or node.parent is None:
             return (
-                node.handlers == [handler]
-                and not handler.filters
-                and handler.level <= logging.INFO
+                node.handlers == [handler] and not handler.filters and handler.level <= logging.INFO
             )
         if node.handlers:
             return False
