@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from swarm_oauth.keys import KeyRing, LoadedKey
 from swarm_oauth.keys.keyring import UNPUBLISH_SLACK_SECONDS
+from swarm_oauth.tokens.ids import token_ids
 from swarm_oauth.tokens.jws import (
     OFF_LOOP_ALGS,
     Signer,
@@ -93,10 +93,7 @@ class TokenIssuer:
             encoded = self._encode_fixed(*fixed)
         before, after = encoded
         # iat and exp are integers and a jti is base64url: nothing to escape.
-        payload = (
-            f'{before}"iat":{issued_at},"exp":{expires_at},'
-            f'"jti":"{secrets.token_urlsafe(16)}"{after}'
-        )
+        payload = f'{before}"iat":{issued_at},"exp":{expires_at},"jti":"{token_ids.next()}"{after}'
         header, sign = self._signer(key)
         token = compact(header, payload, sign)
         return IssuedToken(token, expires_at - issued_at, " ".join(scopes))
