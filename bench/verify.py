@@ -60,7 +60,7 @@ from bench.tokens import spread
 from swarm_oauth.keys.material import generate_private_key, public_jwk, thumbprint
 from swarm_oauth.sdk import BearerTokenMiddleware, Verifier
 from swarm_oauth.sdk.verifier import REQUIRED_CLAIMS
-from swarm_oauth.tokens.jws import compact, header_segment, signer_for
+from swarm_oauth.tokens.jws import claims_json, compact, header_segment, signer_for
 
 ISSUER = "http://tokens:8080"
 AUDIENCE = "inventory"
@@ -149,7 +149,7 @@ class Issuer:
             "iat": now, "exp": now + 900, "jti": secrets.token_urlsafe(16),
             "scope": "read write",
         }  # fmt: skip
-        return compact(self._header, claims, self._sign)
+        return compact(self._header, claims_json(claims), self._sign)
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -260,6 +260,65 @@ class LogWriter(QueueListener):
             self._write_pending()
 
 
+class HotLog:
+    """``logger.info(msg, extra=fields)`` for a line logged on every request (the access
+    log), at a quarter of the cost to the caller.
+
+    ``Logger.info`` builds a record attribute by attribute, walks the logger hierarchy
+    and takes a handler's lock: about 10 µs of the event loop's time per request. When
+    the writer's queue is the only place the line can go (no logger on the way has
+    filters or handlers of its own), the record is copied from a template and queued
+    directly; otherwise this is exactly ``logger.info``.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        blank = logging.LogRecord(logger.name, logging.INFO, "", 0, "", None, None)
+        # Thread and process fields as configure_logging leaves them: not collected.
+        for name in ("thread", "threadName", "process", "processName"):
+            setattr(blank, name, None)
+        self._template = vars(blank)
+
+    def __call__(self, msg: str, fields: dict[str, object]) -> None:
+        """Log ``msg`` at INFO with ``fields`` as its extra."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        handler = _handler
+        if handler is None or not _only_to(handler, logger):
+            logger.info(msg, extra=fields)
+            return
+        record = _new_record(logging.LogRecord)
+        attributes = record.__dict__
+        attributes.update(self._template)
+        created = time.time()
+        attributes["msg"] = msg
+        attributes["created"] = created
+        attributes["msecs"] = int((created - int(created)) * 1000) + 0.0
+        attributes["relativeCreated"] = (created - _STARTED) * 1000
+        attributes.update(fields)
+        handler.enqueue(record)
+
+
+_new_record = logging.LogRecord.__new__
+_STARTED: float = logging._startTime  # type: ignore[attr-defined]
+
+
+def _only_to(handler: logging.Handler, logger: logging.Logger) -> bool:
+    """Whether ``logger``'s INFO records reach ``handler`` and nothing else, unfiltered."""
+    node = logger
+    while True:
+        if node.filters:
+            return False
+        if not node.propagate or node.parent is None:
+            return (
+                node.handlers == [handler] and not handler.filters and handler.level <= logging.INFO
+            )
+        if node.handlers:
+            return False
+        node = node.parent
+
+
 def _stderr_writer() -> Callable[[bytes], None]:
     """Writes to file descriptor 2 when stderr is one, else to ``sys.stderr`` itself
     (a test's capture): no buffer of Python's stands between a line and the fd."""
@@ -286,6 +345,8 @@ def _stderr_writer() -> Callable[[bytes], None]:
 
 
 _writer: LogWriter | None = None
+# The handler that queues records for ``_writer`` (``HotLog`` queues to it directly).
+_handler: BoundedQueueHandler | None = None
 
 
 def _stop_writer() -> None:
@@ -298,7 +359,7 @@ def _stop_writer() -> None:
 def configure_logging(level: str = "info", log_format: str = "json") -> None:
     """Send every logger, uvicorn's included, to stderr in ``log_format`` (json or text),
     written by a thread of its own."""
-    global _writer
+    global _writer, _handler
     # Nothing here uses the caller's file and line, threads or processes in a line; not
     # collecting them is the logging HOWTO's own advice for a hot path.
     logging._srcfile = None
@@ -311,6 +372,7 @@ def configure_logging(level: str = "info", log_format: str = "json") -> None:
     handler = BoundedQueueHandler(SimpleQueue())
     _writer = LogWriter(handler, lines)
     _writer.start()
+    _handler = handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

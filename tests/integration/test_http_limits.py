@@ -185,6 +185,24 @@ def test_keep_alive_requests_each_get_the_full_timeout(impatient_server):
         assert client.get("/healthz").status_code == 200
 
 
+def test_a_request_begun_late_on_a_kept_alive_connection_gets_its_full_timeout(
+    server_factory,
+):
+    # The connection's timer was armed when it opened; the second request begins two
+    # seconds later and must still have three seconds of its own, not one.
+    server = server_factory(args=["--request-timeout", "3"])
+    with connection(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert status_of(sock.recv(65536)) == 200
+        time.sleep(2)
+        begun = time.monotonic()
+        sock.sendall(REQUEST_LINE)
+        answer = read_until_closed(sock)
+        waited = time.monotonic() - begun
+    assert status_of(answer) == 408
+    assert waited >= 2.9, f"refused {waited:.2f} s after the request began"
+
+
 def test_connections_beyond_the_cap_are_503_and_closed(server_factory):
     server = server_factory(args=["--request-timeout", "30", "--max-connections", "3"])
     held = [socket.create_connection((server.host, server.port)) for _ in range(3)]

@@ -29,3 +29,39 @@ def test_issued_tokens_verify_with_pyjwt(alg):
         with pytest.raises(jwt.InvalidSignatureError):
             jwt.decode(tampered, jwt.PyJWK(key.jwk).key, algorithms=[alg], audience="api",
                        options={"verify_exp": False, "verify_iat": False})  # fmt: skip
+
+
+def test_claims_are_the_same_json_whatever_is_kept_encoded_between_tokens():
+    master = MasterKey.from_text(MasterKey.generate_text())
+    key = load_key(new_key_record(master, "ES256", "http://issuer", 0, 0), master)
+    issuer_url = 'https://issuer.test/a"quote\\and\u00e9'  # escaped once, kept encoded
+    issuer = TokenIssuer(issuer_url, lambda: KeyRing([key]), lifetime=60)
+    seen = set()
+    for now, scopes, audiences in [
+        (1_000, (), ("api",)),
+        (1_001, ("read", "write"), ("api", "billing")),
+        (1_002, (), ("api",)),
+        (1_003, ("read",), ("api",)),
+    ]:
+        issued = issuer.issue("svc", scopes, audiences, now)
+        claims = jwt.decode(
+            issued.access_token,
+            jwt.PyJWK(key.jwk).key,
+            algorithms=["ES256"],
+            options={"verify_exp": False, "verify_iat": False, "verify_aud": False},
+        )
+        jti = claims.pop("jti")
+        assert jti not in seen and len(jti) == 22
+        seen.add(jti)
+        expected = {
+            "iss": issuer_url,
+            "sub": "svc",
+            "client_id": "svc",
+            "aud": audiences[0] if len(audiences) == 1 else list(audiences),
+            "iat": now,
+            "exp": now + 60,
+        }
+        if scopes:
+            expected["scope"] = " ".join(scopes)
+        assert claims == expected
+        assert issued.scope == " ".join(scopes) and issued.expires_in == 60

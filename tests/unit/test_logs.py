@@ -13,9 +13,11 @@ from queue import SimpleQueue
 
 import pytest
 
+import swarm_oauth.logs
 from swarm_oauth.logs import (
     MAX_BATCH_LINES,
     BoundedQueueHandler,
+    HotLog,
     JSONFormatter,
     LineWriter,
     LogWriter,
@@ -148,3 +150,46 @@ def test_lines_are_written_while_records_keep_coming_not_only_when_the_queue_run
     assert [line["n"] for line in consumer.lines() if "n" in line] == list(
         range(4 * MAX_BATCH_LINES)
     )
+
+
+def test_a_hot_line_is_queued_directly_and_reads_as_logger_info_would(logged, monkeypatch):
+    logger, handler, writer, consumer = logged
+    monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
+    logger.handlers[:] = [handler]  # pytest's capture may have added its own
+    hot = HotLog(logger)
+    fields = {"method": "POST", "status": 200, "client_id": "svc", "duration_ms": 0.5}
+    logger.info("request", extra=fields)
+
+    def no_record_built(*args, **kwargs):
+        raise AssertionError("the hot line went through Logger.makeRecord")
+
+    monkeypatch.setattr(logger, "makeRecord", no_record_built)
+    hot("request", fields)
+    writer.close()
+    plain, direct = consumer.lines()
+    assert plain.pop("ts")[:19] <= direct.pop("ts")[:19]
+    assert direct == plain
+
+
+def test_a_hot_line_takes_the_logger_path_when_anything_else_may_see_it(logged, monkeypatch):
+    logger, handler, writer, consumer = logged
+    monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
+    logger.handlers[:] = [handler]  # pytest's capture may have added its own
+    hot = HotLog(logger)
+    seen: list[logging.LogRecord] = []
+    logger.addFilter(lambda record: seen.append(record) or True)
+    hot("filtered", {"status": 200})
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger.filters.clear()
+    logger.addHandler(Collect())
+    hot("two handlers", {"status": 200})
+    logger.setLevel(logging.WARNING)
+    hot("below the level", {"status": 200})
+    writer.close()
+    assert [record.msg for record in seen] == ["filtered", "two handlers"]
+    assert [line["msg"] for line in consumer.lines()] == ["filtered", "two handlers"]
+    assert consumer.lines()[0]["status"] == 200

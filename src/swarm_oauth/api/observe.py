@@ -10,9 +10,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm_oauth.api.metrics import HTTP_DURATION, HTTP_REQUESTS
 from swarm_oauth.api.responses import send_json
+from swarm_oauth.logs import HotLog
 from swarm_oauth.web import error_body
 
 access_log = logging.getLogger("swarm_oauth.access")
+_log_request = HotLog(access_log)
 error_log = logging.getLogger("swarm_oauth.errors")
 
 LOG_FIELDS = "swarm_oauth.log"
@@ -78,9 +80,9 @@ class Observed:
                 timer = self._timers[route] = HTTP_DURATION.labels(route)
             timer.observe(elapsed)
             client = scope.get("client")
-            access_log.info(
+            _log_request(
                 "request",
-                extra={
+                {
                     "method": scope["method"],
                     "path": scope["path"],
                     "route": route,

@@ -50,8 +50,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # Whether the bytes arriving now belong to a request line or headers.
         self._in_head = True
         self._head_bytes = 0
-        self._header_count = 0
         self._refusal: tuple[int, str] | None = None
+        # When the request being read began (loop time), None between requests. One
+        # timer per connection checks it, re-armed only when it fires early: arming
+        # and cancelling a timer for every request costs more than the request's checks.
+        self._started: float | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
     # -- connection ------------------------------------------------------------------------
@@ -64,7 +67,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(extra=b"retry-after: 1\r\n")
             return
         super().connection_made(transport)
-        self._arm()
+        self._started = self.loop.time()
+        self._arm(self.limits.request_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -78,6 +82,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # after a body, in the read that completed it, are fed whole: a head may thus
         # overshoot the cap by at most one read before it is refused.
         limit = self.limits.max_header_bytes
+        if self._in_head and self._head_bytes + len(data) <= limit:
+            # The usual read: a whole small request, well within the cap.
+            self._head_bytes += len(data)
+            super().data_received(data)
+            if self._refusal is not None:
+                self._refuse()
+            return
         while data and self._in_head:
             room = limit - self._head_bytes + 1
             piece, data = data[:room], data[room:]
@@ -97,17 +108,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         # The first request's clock started when the connection opened.
+        if self._started is None:
+            self._started = self.loop.time()
         if self._deadline is None:
-            self._arm()
+            self._arm(self.limits.request_timeout)
         super().on_message_begin()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._header_count > self.limits.max_headers:
+        # uvicorn's on_header collects every field in ``headers`` (their bytes are capped).
+        if len(self.headers) > self.limits.max_headers:
             # The application never sees this request; the body that follows is ignored.
             self._refusal = (HEADERS_TOO_LARGE, "too many request header fields")
             return
@@ -122,18 +132,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         if self._refusal is None:
-            self._disarm()
+            self._started = None
             # Whatever arrives next on this connection is the next request's head.
             self._in_head = True
             self._head_bytes = 0
-            self._header_count = 0
             super().on_message_complete()
 
     # -- the read timeout ------------------------------------------------------------------
 
-    def _arm(self) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(self.limits.request_timeout, self._timed_out)
+    def _arm(self, delay: float) -> None:
+        self._deadline = self.loop.call_later(delay, self._timed_out)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -142,7 +150,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _timed_out(self) -> None:
         self._deadline = None
-        if self.transport.is_closing():
+        if self._started is None or self.transport.is_closing():
+            return  # between requests: the next one arms the timer again
+        remaining = self._started + self.limits.request_timeout - self.loop.time()
+        if remaining > 0:  # the request under way began after the timer was armed
+            self._arm(remaining)
             return
         cycle = self.cycle
         if cycle is not None and cycle.response_started and not cycle.response_complete:

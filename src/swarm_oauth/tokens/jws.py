@@ -53,7 +53,12 @@ def header_segment(header: dict[str, Any]) -> str:
     return b64url(_encode(header).encode())
 
 
-def compact(header: str, claims: dict[str, Any], sign: Signer) -> str:
-    """``header.payload.signature`` for ``claims``."""
-    signing_input = f"{header}.{b64url(_encode(claims).encode())}"
+def claims_json(claims: object) -> str:
+    """Compact JSON, as the claims of a token are encoded (a claim value, too)."""
+    return _encode(claims)
+
+
+def compact(header: str, payload: str, sign: Signer) -> str:
+    """``header.payload.signature`` for the claims JSON ``payload``."""
+    signing_input = f"{header}.{b64url(payload.encode())}"
     return f"{signing_input}.{b64url(sign(signing_input.encode('ascii')))}"
