@@ -606,12 +606,64 @@ def test_a_requested_rotation_with_no_grace_stops_the_old_secret_at_once(swarm, 
     service = swarm.add_service("orders")
     rec.hint("orders")
     old_secret = registry.secret_of["orders"]
-    outcome = rec.controller.rotate(service, 0).result(10)
-    assert outcome == {Key.service(service.id): Outcome.CHANGED}
+    assert rec.controller.rotate(service, 0).result(10) is Outcome.CHANGED
     rec.drain()
     assert not registry.accepts("orders", old_secret)
     _, secret = assert_converged(swarm, registry, "orders")
     assert swarm.data(secret.id) == registry.secret_of["orders"].encode()
+    rec.close()
+
+
+def test_a_rotation_requested_while_the_service_is_being_reconciled_is_done_once_and_reported(
+    swarm, registry
+):
+    # The run under way when the request arrives may be the one that rotates; the run the
+    # request queued then has nothing left to do, and the answer must still be "rotated".
+    rec, _ = rotating(swarm, registry)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    version = registry.clients["orders"].secret_version
+    entered, release = threading.Event(), threading.Event()
+    find = registry.find
+
+    def held_find(name: str, service_id: str) -> Any:
+        entered.set()
+        assert release.wait(10)
+        return find(name, service_id)
+
+    registry.find = held_find  # type: ignore[method-assign]
+    rec.controller.enqueue([Key.service(service.id)])
+    assert entered.wait(10)
+    answer = rec.controller.rotate(service, 0)
+    release.set()
+    assert answer.result(10) is Outcome.CHANGED
+    rec.drain()
+    assert registry.clients["orders"].secret_version == version + 1
+    assert registry.writes["rotate"] == 1
+    _, secret = assert_converged(swarm, registry, "orders")
+    assert swarm.data(secret.id) == registry.secret_of["orders"].encode()
+    rec.close()
+
+
+def test_a_rotation_that_fails_is_reported_and_not_done_later_behind_the_callers_back(
+    swarm, registry
+):
+    rec, _ = rotating(swarm, registry)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    version = registry.clients["orders"].secret_version
+    rotate = registry.rotate
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise TransientError("clients API unavailable")
+
+    registry.rotate = unavailable  # type: ignore[method-assign]
+    assert rec.controller.rotate(service, 0).result(10) is Outcome.RETRY
+    registry.rotate = rotate  # type: ignore[method-assign]
+    rec.hint("orders")  # the queue's own retry, and a later hint: no rotation left waiting
+    assert registry.clients["orders"].secret_version == version
+    assert rec.controller.rotate(service, 0).result(10) is Outcome.CHANGED
+    assert registry.clients["orders"].secret_version == version + 1
     rec.close()
 
 

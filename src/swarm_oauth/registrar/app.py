@@ -24,7 +24,7 @@ from starlette.routing import Route
 from swarm_oauth.admin_token import SharedSecret
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.metrics import RegistrarMetrics
-from swarm_oauth.registrar.model import Key, is_service_ref
+from swarm_oauth.registrar.model import is_service_ref
 from swarm_oauth.registrar.ports import ClientRegistry, RegistrarError, Swarm
 from swarm_oauth.registrar.queue import QueueClosed
 from swarm_oauth.registrar.reconcile import Outcome
@@ -226,10 +226,9 @@ def create_app(
             state = known.state.value if known else "not managed"
             return error_response(409, f"service {name} has no identity to rotate ({state})")
         try:
-            outcomes = await asyncio.wrap_future(controller.rotate(service, grace))
+            outcome = await asyncio.wrap_future(controller.rotate(service, grace))
         except QueueClosed as exc:
             return error_response(503, str(exc))
-        outcome = outcomes[Key.service(service.id)]
         if outcome is not Outcome.CHANGED:
             return error_response(503, f"the rotation did not finish ({outcome.value}); retry")
         status = controller.board.get(service.id)

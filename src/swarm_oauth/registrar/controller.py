@@ -94,11 +94,26 @@ class Controller:
         """Seconds the previous secret works after a rotation, unless a request says."""
         return self._reconciler.rotation_grace
 
-    def rotate(self, service: ObservedService, grace: float) -> Future[Mapping[Key, Outcome]]:
+    def rotate(self, service: ObservedService, grace: float) -> Future[Outcome]:
         """Rotate ``service``'s client secret now, the old one working ``grace`` seconds
-        longer; resolves with the outcome of its reconcile."""
-        self._reconciler.request_rotation(service.id, grace)
-        return self.queue.add([Key.service(service.id)]).future
+        longer. Resolves, once the service has been reconciled after the request, with
+        ``CHANGED`` if a new secret was issued (by that run or by one already under way),
+        or else with that run's outcome, the request then withdrawn."""
+        requests = self._reconciler.rotation_requests
+        request = requests.add(service.id, grace)
+        key = Key.service(service.id)
+        answer: Future[Outcome] = Future()
+
+        def settle(reconciled: Future[Mapping[Key, Outcome]]) -> None:
+            if requests.withdraw(service.id, request):
+                answer.set_result(Outcome.CHANGED)
+            elif (error := reconciled.exception()) is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(reconciled.result()[key])
+
+        self.queue.add([key]).future.add_done_callback(settle)
+        return answer
 
     def enqueue(self, keys: Iterable[Key]) -> None:
         """Reconcile ``keys`` soon."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from swarm_oauth.registrar.ports import (
     Swarm,
     TransientError,
 )
+from swarm_oauth.registrar.rotations import RotationRequests
 from swarm_oauth.registrar.spec import (
     RESERVATION,
     RESERVED_CLIENT_LABEL,
@@ -172,8 +172,8 @@ class Reconciler:
         self._after_step = after_step or (lambda step: None)
         self._observer: Observer = observer or NullObserver()
         self._clock = clock
-        self._requests_lock = threading.Lock()
-        self._rotation_requests: dict[str, float] = {}
+        # Secrets to rotate now, whatever their age (``POST /v1/services/{name}/rotate``).
+        self.rotation_requests = RotationRequests()
 
     def reconcile(self, key: Key) -> Result:
         """Bring ``key`` to its desired state as Docker reports it now; never raises."""
@@ -264,32 +264,34 @@ class Reconciler:
                     f"deleted the reservation of client id {desired.client_id}",
                 )
         current = next((s for s in managed if is_current(s, client, service.id)), None)
-        requested = self._take_rotation_request(service.id)
         now = self._clock()
-        if current is None:
-            if fresh is None:
-                fresh = self._replace_lost_secret(service, client, managed)
-            current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
-            managed_ids.add(current.id)
-            changed = True
-        elif (why := self._rotation_due(current, desired, requested)) is not None:
-            grace = self._rotation_grace if requested is None else requested
-            fresh = self._act(
-                "rotate_client",
-                service.name,
-                functools.partial(self._registry.rotate, client.client_id, int(grace)),
-                f"rotated client {client.client_id} ({why}); the old secret works "
-                + (f"{format_duration(grace)} longer" if grace else "no longer"),
-            )
-            self._observer.rotated("request" if requested is not None else "age")
-            current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
-            managed_ids.add(current.id)
-            changed = True
-            if not grace and self._retire_on_request:
-                self._retire_previous(service.name, fresh.client)
-                fresh = replace(
-                    fresh, client=replace(fresh.client, previous_secret_expires_at=None)
+        with self.rotation_requests.claim(service.id) as requested:
+            if current is None:
+                if fresh is None:
+                    fresh = self._replace_lost_secret(service, client, managed)
+                requested.honour()
+                current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
+                managed_ids.add(current.id)
+                changed = True
+            elif (why := self._rotation_due(current, desired, requested.grace)) is not None:
+                grace = self._rotation_grace if requested.grace is None else requested.grace
+                fresh = self._act(
+                    "rotate_client",
+                    service.name,
+                    functools.partial(self._registry.rotate, client.client_id, int(grace)),
+                    f"rotated client {client.client_id} ({why}); the old secret works "
+                    + (f"{format_duration(grace)} longer" if grace else "no longer"),
                 )
+                requested.honour()
+                self._observer.rotated("request" if requested.grace is not None else "age")
+                current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
+                managed_ids.add(current.id)
+                changed = True
+                if not grace and self._retire_on_request:
+                    self._retire_previous(service.name, fresh.client)
+                    fresh = replace(
+                        fresh, client=replace(fresh.client, previous_secret_expires_at=None)
+                    )
         if fresh is not None:  # with a server that picks ids, it may be another client now
             client = fresh.client
         changed |= self._mount(service, desired, client.client_id, current, managed_ids)
@@ -357,16 +359,6 @@ class Reconciler:
         """Seconds the previous secret works after a rotation by age (and by default on
         request)."""
         return self._rotation_grace
-
-    def request_rotation(self, service_id: str, grace: float) -> None:
-        """Rotate this service's client secret at its next reconcile, the old one working
-        ``grace`` seconds longer (0: it stops at once, for a leaked secret)."""
-        with self._requests_lock:
-            self._rotation_requests[service_id] = grace
-
-    def _take_rotation_request(self, service_id: str) -> float | None:
-        with self._requests_lock:
-            return self._rotation_requests.pop(service_id, None)
 
     def _refused(self, service: ObservedService, refusal: InvalidLabels) -> Result:
         """Refused as a whole: no new client or secret. A client the service already has
