@@ -496,6 +496,31 @@ def test_a_removed_services_client_id_is_reserved_for_its_name(swarm, registry):
     rec.close()
 
 
+def test_a_client_id_is_kept_for_its_owners_name_even_before_the_removal_is_reconciled(
+    swarm, registry
+):
+    # The squatter's run comes first (an event missed, the registrar down during the
+    # gap, a full pass's keys in another order): it must not take the id either.
+    clock = [1000.0]
+    rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY), clock=lambda: clock[0])
+    owner = shop_service(swarm, **{"swarm-oauth.client-id": "orders"})
+    rec.hint("shop_orders")
+    del swarm.services[owner.id]
+    squatter = shop_service(swarm, "shop_squat", **{"swarm-oauth.client-id": "orders"})
+    assert rec.reconcile(Key.service(squatter.id)) is Outcome.REFUSED
+    assert "reserved for service shop_orders" in rec.board.get(squatter.id).reason
+    assert registry.clients["orders"].service_id == owner.id  # not the squatter's
+    (reservation,) = rec.reconciler.reservations()
+    assert (reservation.client_id, reservation.service_name) == ("orders", "shop_orders")
+    rec.full_pass()  # the removal, reconciled late: the same reservation, the client gone
+    assert "orders" not in registry.clients and len(rec.reconciler.reservations()) == 1
+    assert rec.reconcile(Key.service(squatter.id)) is Outcome.REFUSED
+    back = shop_service(swarm, **{"swarm-oauth.client-id": "orders"})
+    assert rec.reconcile(Key.service(back.id)) is Outcome.CHANGED
+    assert registry.clients["orders"].service_id == back.id
+    rec.close()
+
+
 def test_a_reservation_ends_or_is_released(swarm, registry):
     clock = [1000.0]
     rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY), clock=lambda: clock[0])
@@ -584,6 +609,21 @@ def test_a_secret_older_than_its_maximum_is_rotated_and_the_old_one_goes_once_un
         )
         == 1
     )
+    rec.close()
+
+
+def test_with_the_maximum_age_off_a_secret_is_never_rotated_by_age(swarm, registry):
+    # --secret-max-age 0 and a policy without secret_max_age: what InProcessRegistrar runs.
+    clock = Clock()
+    swarm.clock = registry.clock = clock
+    rec = make(swarm, registry, clock=clock)
+    assert rec.identities.secret_max_age == 0
+    swarm.add_service("orders")
+    rec.hint("orders")
+    version = registry.clients["orders"].secret_version
+    clock.now += 3650 * DAY
+    assert rec.full_pass() == Counter({Outcome.UNCHANGED: 1})
+    assert registry.clients["orders"].secret_version == version
     rec.close()
 
 

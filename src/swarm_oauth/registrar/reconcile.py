@@ -396,7 +396,8 @@ class Reconciler:
         self, service: ObservedService, desired: DesiredIdentity
     ) -> tuple[ClientInfo | None, bool]:
         """The service's existing client, or None once a stale one is removed; and whether
-        anything was removed. ``_Conflict`` if the client id is someone else's."""
+        anything was removed. ``_Conflict`` if the client id is someone else's,
+        ``Refused`` while it is kept for the name of a service that is gone."""
         client = self._registry.find(desired.client_id, service.id)
         if client is None:
             return None, False
@@ -406,6 +407,17 @@ class Reconciler:
             if self._owned_elsewhere(client):
                 raise _Conflict(
                     f"client {client.client_id} belongs to live service {client.service_id}"
+                )
+            if client.service_name and client.service_name != service.name:
+                # Its owner is gone but its removal not yet reconciled (a missed event, a
+                # registrar that was down, a pass's keys in another order): the id is
+                # the owner's name's for a while, exactly as once that removal has run.
+                self._reserve(client)
+                raise Refused(
+                    "client_id_reserved",
+                    f"client id {client.client_id} is reserved for service "
+                    f"{client.service_name} (its service was removed; `swarm-oauth "
+                    "registrar release` frees it sooner)",
                 )
             # Left by a service of the same name that is gone (the service was re-created).
             if client.service_id:
