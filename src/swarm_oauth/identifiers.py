@@ -1,5 +1,5 @@
-"""What a client id, a scope and an audience may look like: the grammar the server and
-the registrar share."""
+"""What a client id, a scope and an audience may look like, and the bounds of client
+fields: the grammar the server and the registrar share."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ _SCOPE_TOKEN = re.compile(SCOPE_TOKEN_PATTERN)
 _CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
 MAX_LIST_ITEMS = 100
 MAX_AUDIENCE_LENGTH = 512
+# How long a rotated-out client secret may keep working.
+MAX_GRACE_SECONDS = 30 * 86400
 
 
 class InvalidClientData(ValueError):

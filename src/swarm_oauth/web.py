@@ -1,5 +1,6 @@
 """The HTTP toolkit the token server and the registrar share: one error shape, the JSON
-exception handlers, and the ``/healthz`` and ``/metrics`` routes.
+exception handlers, the bearer credential of their admin APIs, and the ``/healthz`` and
+``/metrics`` routes.
 
 It imports nothing of the server's domain (store, clients, keys), so the registrar
 process, which never touches a store, stays free of them.
@@ -45,6 +46,14 @@ HTTP_ERROR_CODES = {
 def error_body(error: str, description: str) -> dict[str, str]:
     """The one error shape of every route: RFC 6749 §5.2's."""
     return {"error": error, "error_description": description}
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, None without one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 def error_response(

@@ -7,7 +7,7 @@ import jwt
 import pytest
 
 from swarm_oauth.api.admin_bodies import ADD, ROTATE, UPDATE
-from swarm_oauth.clients.service import MAX_GRACE_SECONDS
+from swarm_oauth.identifiers import MAX_GRACE_SECONDS
 from tests.support.inprocess import ISSUER, InProcessServer
 
 

@@ -30,20 +30,12 @@ from swarm_oauth.identifiers import InvalidClientData, validate_client_id
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.store import ClientRecord, RevocationRecord
 from swarm_oauth.tokens.revocation import revoke_client_tokens
-from swarm_oauth.web import ApiError
+from swarm_oauth.web import ApiError, bearer_token
 
 MAX_JSON_BYTES = 65536
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="swarm-oauth-admin"'}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def bearer_token(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, None without one."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
 
 
 def _authorize(runtime: Runtime, request: Request) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from swarm_oauth.clients.service import MAX_GRACE_SECONDS, MAX_METADATA_BYTES
+from swarm_oauth.clients.service import MAX_METADATA_BYTES
 from swarm_oauth.identifiers import (
     CLIENT_ID_PATTERN,
     MAX_AUDIENCE_LENGTH,
+    MAX_GRACE_SECONDS,
     MAX_LIST_ITEMS,
     SCOPE_TOKEN_PATTERN,
 )

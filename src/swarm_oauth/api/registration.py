@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from swarm_oauth.api.admin import bearer_token, json_object
+from swarm_oauth.api.admin import json_object
 from swarm_oauth.clients.registration import (
     InvalidClientMetadata,
     InvalidRegistrationToken,
@@ -20,7 +20,7 @@ from swarm_oauth.clients.registration import (
     client_information,
 )
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.web import ApiError
+from swarm_oauth.web import ApiError, bearer_token
 
 REGISTER_PATH = "/api/register"
 CONFIGURATION_PATH = REGISTER_PATH + "/{client_id}"

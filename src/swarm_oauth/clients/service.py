@@ -10,14 +10,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm_oauth.clients.secrets import generate_secret, hash_secret
-from swarm_oauth.identifiers import InvalidClientData, validate_client_id, validate_list
+from swarm_oauth.identifiers import (
+    MAX_GRACE_SECONDS,
+    InvalidClientData,
+    validate_client_id,
+    validate_list,
+)
 from swarm_oauth.store import ClientRecord, Store
 from swarm_oauth.timestamps import iso8601
 
 log = logging.getLogger("swarm_oauth.clients")
 
 MAX_METADATA_BYTES = 4096
-MAX_GRACE_SECONDS = 30 * 86400
 
 
 class ClientNotFound(LookupError):

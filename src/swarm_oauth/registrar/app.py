@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from swarm_oauth.admin_token import SharedSecret
+from swarm_oauth.identifiers import MAX_GRACE_SECONDS
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.model import is_service_ref
@@ -32,6 +33,7 @@ from swarm_oauth.registrar.status import ServiceStatus, State
 from swarm_oauth.web import (
     EXCEPTION_HANDLERS,
     ApiError,
+    bearer_token,
     error_response,
     healthz_route,
     metrics_route,
@@ -48,17 +50,13 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="swarm-oauth-registrar"'}
 def _presented(request: Request, *, query: bool) -> str:
     """The bearer token of the request: ``Authorization: Bearer``, or (where a caller
     cannot send headers, like swarm-listener) the ``token`` query parameter."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    if (token := bearer_token(request)) is not None:
+        return token
     if query:
         # With a configured URL carrying its own token, that comes first (docs/swarm-listener.md).
         tokens = request.query_params.getlist("token")
         return tokens[0] if tokens else ""
     return ""
-
-
-MAX_GRACE_SECONDS = 30 * 86400
 
 
 async def _grace(request: Request, default: float) -> float:
