@@ -557,7 +557,7 @@ def postgres_image(base_image: str) -> str:
     return run_script(POSTGRES_IMAGE_SCRIPT, {"BASE_IMAGE": base_image}).split()[-1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(
     docker_client: docker.DockerClient,
     base_image: str,
@@ -567,11 +567,15 @@ def cluster(
     timings: dict[str, float],
 ) -> Iterator[Cluster]:
     """The five-node swarm, with the project's image (built for this session with
-    deploy/build-image.sh) on every node and the PostgreSQL image on the database node."""
+    deploy/build-image.sh) on every node and the PostgreSQL image on the database node.
+
+    Module-scoped: the nodes go as soon as the tier's tests end, not with the session, and
+    the tier's whole cost (this fixture's life) is printed with the other timings.
+    """
     if shutil.which("docker") is None:
         unavailable("the docker CLI is not installed")
     tag = f"{IMAGE_PREFIX}{run_id}-{OWNER.replace(':', '-')}"
-    started = time.time()
+    tier_started = started = time.time()
     build_image(base_image, tag)
     timings["setup: the project's image built (s)"] = time.time() - started
     try:
@@ -582,6 +586,9 @@ def cluster(
     finally:
         with contextlib.suppress(ImageNotFound):
             docker_client.images.remove(tag)
+        timings["the tier: image built to cluster removed, wall time (s)"] = (
+            time.time() - tier_started
+        )
 
 
 TIMINGS = pytest.StashKey[dict[str, float]]()
