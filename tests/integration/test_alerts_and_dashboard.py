@@ -4,25 +4,25 @@ dashboard's queries parse, and every metric either names is one the processes ex
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.status import StatusBoard
+from tests.support.observability import (
+    DASHBOARD,
+    OBSERVABILITY,
+    RULES,
+    dashboard_queries,
+    exported,
+    named_metrics,
+)
 from tests.support.requirements import unavailable
-
-OBSERVABILITY = Path(__file__).resolve().parents[2] / "deploy" / "observability"
-RULES = OBSERVABILITY / "alerts.yml"
-DASHBOARD = OBSERVABILITY / "grafana-dashboard.json"
-METRIC = re.compile(r"\bswarm_oauth_[a-z0-9_]+\b")
 
 
 def promtool() -> str:
@@ -30,29 +30,6 @@ def promtool() -> str:
     if path is None:
         unavailable("promtool is missing (Debian package prometheus; .ci/packages.sh)")
     return path
-
-
-def dashboard_queries() -> list[str]:
-    panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [target["expr"] for panel in panels for target in panel.get("targets", [])]
-
-
-def named_metrics() -> set[str]:
-    text = RULES.read_text() + "\n".join(dashboard_queries())
-    return set(METRIC.findall(text))
-
-
-def exported(exposition: str) -> set[str]:
-    """Every name a query may use for what this exposition holds."""
-    names = set()
-    for family in text_string_to_metric_families(exposition):
-        names.add(family.name)
-        names.update(sample.name for sample in family.samples)
-        if family.type == "counter":
-            names.add(family.name + "_total")
-        if family.type == "histogram":
-            names.update(family.name + suffix for suffix in ("_bucket", "_sum", "_count"))
-    return names
 
 
 def test_the_alert_rules_pass_promtool():

@@ -101,6 +101,19 @@ def test_keys_rotate_never_invents_a_master_key(tmp_path):
     assert len(key_list(tmp_path)) == 1
 
 
+def test_keys_rotate_takes_the_algorithm_from_the_same_variable_as_serve(tmp_path):
+    make_store(tmp_path)
+    (tmp_path / "master.key").write_text(MasterKey.generate_text())
+    env = {"SWARM_OAUTH_SIGNING_ALG": "RS256"}
+    rotated = run("keys", "rotate", "--data-dir", str(tmp_path), env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert [key["alg"] for key in key_list(tmp_path)] == ["RS256"]
+    # The option wins over the variable.
+    again = run("keys", "rotate", "--data-dir", str(tmp_path), "--alg", "EdDSA", env=env)
+    assert again.returncode == 0, again.stderr
+    assert sorted(key["alg"] for key in key_list(tmp_path)) == ["EdDSA", "RS256"]
+
+
 def test_keys_retire_withdraws_a_key_but_never_the_last(token_server):
     data = str(token_server.data_dir)
     (only,) = key_list(token_server.data_dir)
@@ -127,6 +140,33 @@ def test_keys_retire_withdraws_a_key_but_never_the_last(token_server):
     new_token = token_server.token("orders", secret).json()["access_token"]
     assert jwt.get_unverified_header(new_token)["kid"] == kids[0]
     assert jwt.get_unverified_header(old_token)["kid"] not in kids
+
+
+def test_retiring_the_active_key_before_its_successor_signs_is_refused_and_says_how_long(
+    token_server,
+):
+    # The sequence an operator ran for a compromised key, which once left no key signing
+    # for five minutes: rotate with a publish-ahead, then retire the old key at once.
+    import re
+
+    import jwt
+
+    data = str(token_server.data_dir)
+    (old,) = key_list(token_server.data_dir)
+    assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "300").returncode == 0
+    (new,) = [k for k in key_list(token_server.data_dir) if k["kid"] != old["kid"]]
+    refused = run("keys", "retire", "--data-dir", data, old["kid"])
+    assert refused.returncode == 2, refused.stdout
+    waiting = re.search(rf"key {new['kid']} signs only in (\d+) s", refused.stderr)
+    assert waiting is not None, refused.stderr
+    assert 250 <= int(waiting.group(1)) <= 300
+    assert "--publish-ahead 0" in refused.stderr and "--force" in refused.stderr
+    # Nothing was retired: tokens are still issued, signed by the old key.
+    assert {k["kid"] for k in key_list(token_server.data_dir)} == {old["kid"], new["kid"]}
+    secret = token_server.add_client("orders")["client_secret"]
+    answer = token_server.token("orders", secret)
+    assert answer.status_code == 200, answer.text
+    assert jwt.get_unverified_header(answer.json()["access_token"])["kid"] == old["kid"]
 
 
 def test_without_the_server_extra_the_command_says_what_to_install():

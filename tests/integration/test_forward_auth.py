@@ -60,6 +60,31 @@ def test_a_valid_token_passes_with_its_identity_whatever_the_method(inprocess, b
     assert allowed() == before + 1
 
 
+def test_checks_make_no_store_query(inprocess, bearer):
+    # On every request of every protected service: keys and revocations come from the
+    # process's caches, which the change watcher keeps true; only it reads the store.
+    statements: list[str] = []
+    inprocess.runtime.store._reader.set_trace_callback(statements.append)
+    cases = [
+        ("?audience=inventory&scope=read", bearer, 200),
+        ("?scope=write", bearer, 403),
+        ("?audience=billing", bearer, 401),
+        ("", "Bearer not.a.token", 401),
+    ]
+    for _ in range(20):
+        for query, authorization, status in cases:
+            answer = verify(inprocess, query, headers={"Authorization": authorization})
+            assert answer.status_code == status, answer.text
+    touched = [
+        s for s in statements if any(t in s for t in ("clients", "signing_keys", "revocations"))
+    ]
+    assert touched == []
+    # The trace sees what does read the store: an admin read of the client.
+    assert inprocess.admin("GET", "/api/clients/orders").status_code == 200
+    inprocess.runtime.store._reader.set_trace_callback(None)
+    assert any("FROM clients" in s for s in statements)
+
+
 def test_without_a_token_the_challenge_has_no_error(inprocess):
     for headers in ({}, {"Authorization": "Basic b3JkZXJzOnNlY3JldA=="}):
         refused = verify(inprocess, headers=headers)

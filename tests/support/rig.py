@@ -98,9 +98,17 @@ class Rig:
     def secrets_of_client(self, client_id: str) -> list[dict[str, Any]]:
         return self.docker.api.secrets(filters={"label": [f"swarm-oauth.client-id={client_id}"]})
 
-    def identity(self, name: str, client_id: str | None = None, timeout: float = 30) -> Identity:
-        """Wait until ``name`` is converged; what it has then."""
+    def identity(
+        self,
+        name: str,
+        client_id: str | None = None,
+        timeout: float = 30,
+        file: dict[str, Any] | None = None,
+    ) -> Identity:
+        """Wait until ``name`` is converged, its secret mounted as ``file`` (default: the
+        registrar's, root-owned 0444); what it has then."""
         client_id = client_id or name
+        file = file or {"Name": TARGET, "UID": "0", "GID": "0", "Mode": 0o444}
         state: dict[str, Any] = {}
 
         def converged() -> Identity | None:
@@ -120,8 +128,7 @@ class Rig:
                 client["metadata"].get("service_id") == service_id
                 and labels["swarm-oauth.client-id"] == client_id
                 and labels["swarm-oauth.secret-version"] == str(client["secret_version"])
-                and [r["File"] for r in refs]
-                == [{"Name": TARGET, "UID": "0", "GID": "0", "Mode": 0o444}]
+                and [r["File"] for r in refs] == [file]
                 and f"OAUTH_CLIENT_ID={client_id}" in env
                 and f"OAUTH_TOKEN_URL={self.token_url}" in env
                 and f"OAUTH_CLIENT_SECRET_FILE=/run/secrets/{TARGET}" in env

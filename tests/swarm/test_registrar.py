@@ -20,8 +20,14 @@ from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.model import ObservedService, SecretRef
 from swarm_oauth.registrar.reconcile import Outcome
 from tests.support.registrar import InProcessRegistrar, crash_at, registrar_factory
-from tests.support.rig import SELECTOR_KEY, Rig, open_rig
-from tests.support.swarm import unique_name, with_test_label
+from tests.support.rig import SELECTOR_KEY, TARGET, Rig, open_rig
+from tests.support.swarm import (
+    exec_in,
+    running_container,
+    unique_name,
+    wait_for,
+    with_test_label,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -64,6 +70,22 @@ def test_a_selected_service_gets_a_working_identity(rig, reconcilers, swarm_port
     before = dict(swarm_port.writes)
     assert reconciler.hint(name) is Outcome.UNCHANGED
     assert swarm_port.writes == before
+
+
+def test_the_secret_file_has_the_owner_and_mode_the_labels_ask_for(rig, reconcilers, swarm_cleanup):
+    labels = {"swarm-oauth.secret-uid": "1000", "swarm-oauth.secret-gid": "1001",
+              "swarm-oauth.secret-mode": "0400"}  # fmt: skip
+    name = rig.service("reg-mode", rig.labels(**labels))
+    assert reconcilers().hint(name) is Outcome.CHANGED
+    wanted = {"Name": TARGET, "UID": "1000", "GID": "1001", "Mode": 0o400}
+    rig.identity(name, file=wanted)
+
+    def mounted() -> str | None:
+        container = running_container(rig.docker, name)
+        code, output = exec_in(container, ["stat", "-c", "%u %g %a", f"/run/secrets/{TARGET}"])
+        return output.strip() if code == 0 else None
+
+    assert wait_for(mounted, 60, 0.5, "no container has the secret") == "1000 1001 400"
 
 
 def test_an_unselected_service_is_left_exactly_as_it_was(rig, reconcilers, swarm_cleanup):

@@ -4,14 +4,19 @@ pass, and swarm-listener requests replayed in the exact wire format of docs/swar
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.relay import SocketRelay
 from tests.support.rig import SELECTOR_KEY, Rig, open_rig, settled, writes
 from tests.support.swarm import create_service, unique_name, wait_for
 
@@ -178,3 +183,34 @@ def test_twenty_services_at_once(rig, start_registrar, swarm_cleanup):
     outcomes = response.json()["outcomes"]
     assert outcomes["unchanged"] == 20 and "changed" not in outcomes, outcomes
     assert (settled(rig, names), secret_ids(), writes(registrar)) == before
+
+
+def test_the_health_check_follows_whether_docker_answers(rig, start_registrar, swarm_cleanup):
+    # The image's HEALTHCHECK (python -m swarm_oauth.healthcheck) probes /healthz: a
+    # registrar that cannot reach Docker must turn unhealthy, and healthy again after.
+    relay = SocketRelay(Path(tempfile.mkdtemp(prefix="so-relay-")) / "docker.sock")
+    relay.start()
+    registrar = start_registrar("--docker-host", relay.url, "--resync-seconds", "3600")
+    probe_env = {**os.environ, "SWARM_OAUTH_PORT": str(httpx.URL(registrar.url).port)}
+
+    def healthcheck() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "swarm_oauth.healthcheck"],
+            env=probe_env, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+
+    def health() -> httpx.Response:
+        return httpx.get(f"{registrar.url}/healthz", timeout=10)
+
+    assert health().status_code == 200 and healthcheck().returncode == 0
+    relay.cut()
+    try:
+        down = wait_for(lambda: (r := health()).status_code == 503 and r, 30, 0.2, "still healthy")
+        assert down.json()["status"] == "unhealthy"
+        assert down.json()["reason"].startswith("docker: ")
+        assert healthcheck().returncode == 1
+    finally:
+        relay.start()
+    wait_for(lambda: health().status_code == 200, 30, 0.2, "not healthy again")
+    assert healthcheck().returncode == 0
+    relay.cut()

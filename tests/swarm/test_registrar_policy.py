@@ -7,6 +7,7 @@ with forced passes (``POST /v1/reconcile``), so each step is one pass of the rea
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,10 +68,11 @@ def test_labels_ask_and_the_policy_allows(rig, start_registrar, swarm_cleanup, t
     greedy_id = rig.docker.api.inspect_service(greedy)["ID"]
     assert rig.client(greedy) is None and rig.secrets_of(greedy_id) == []
 
-    # The operator allows it: the next pass registers it, as a whole.
+    # The operator allows it and sends SIGHUP: the policy is read again and a pass
+    # registers the service, as a whole.
     write(policy, policy.read_text().replace("scopes: [read]", "scopes: [read, write]"))
-    registrar.full_pass(admin)
-    rig.identity(greedy)
+    registrar.proc.send_signal(signal.SIGHUP)
+    rig.identity(greedy, timeout=60)
     assert registrar.services(admin)[greedy]["state"] == "registered"
     secret = rig.secret_in_container(greedy)
     assert rig.server.token(greedy, secret, scope="write").status_code == 200
@@ -105,6 +107,8 @@ def test_a_client_id_of_another_stack_is_refused(
     status = registrar.services(admin)[thief]
     assert status["state"] == "refused" and "is not allowed by" in status["reason"]
     assert rig.client(f"{stack}_api-v2")["metadata"]["service_name"] == own
+    # Without a policy the registrar says at start what it allows, and how to allow more.
+    assert ("no registration policy" in registrar.log()) is not with_policy
 
 
 def test_a_removed_services_client_id_cannot_be_squatted(

@@ -102,12 +102,13 @@ def test_a_secret_rotates_by_age_and_on_demand_and_no_request_fails(
     # On demand, from the command line.
     before = rig.client(name)["secret_version"]
     result = subprocess.run(
-        [sys.executable, "-m", "swarm_oauth", "registrar", "rotate", name,
+        [sys.executable, "-m", "swarm_oauth", "registrar", "rotate", name, "--grace", "10m",
          "--url", registrar.url, "--admin-token-file", str(rig.server.data_dir / "admin-token")],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["rotated"] is True
+    answer = json.loads(result.stdout)
+    assert answer["rotated"] is True and answer["grace_seconds"] == 600
     on_demand = rig.identity(name, timeout=120)
     assert rig.client(name)["secret_version"] > before
     assert on_demand.secret["ID"] not in (first.secret["ID"], by_age.secret["ID"])
@@ -142,4 +143,16 @@ def test_an_emergency_rotation_stops_the_old_secret_at_once(rig, start_registrar
     fresh = rig.identity(name)
     assert fresh.secret["ID"] != identity.secret["ID"]
     wait_for(lambda: rig.secret_in_container(name).strip() != leaked, 60, 0.5, "not rolled")
-    assert rig.server.token(name, rig.secret_in_container(name).strip()).status_code == 200
+    current = rig.secret_in_container(name).strip()
+    assert rig.server.token(name, current).status_code == 200
+
+    # The same from the command line: `--grace 0` reaches the registrar as no grace.
+    result = subprocess.run(
+        [sys.executable, "-m", "swarm_oauth", "registrar", "rotate", name, "--grace", "0",
+         "--url", registrar.url, "--admin-token-file", str(rig.server.data_dir / "admin-token")],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["grace_seconds"] == 0
+    refused = rig.server.token(name, current)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"

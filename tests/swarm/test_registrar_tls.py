@@ -5,6 +5,7 @@ against ``--ca-bundle`` only."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,8 +16,10 @@ import docker
 import httpx
 import pytest
 import trustme
+from prometheus_client.parser import text_string_to_metric_families
 
 from swarm_oauth.admin_client import AdminClient, ca_context
+from tests.support.observability import exported, named_metrics
 from tests.support.rig import SELECTOR_KEY
 from tests.support.server import ServerProcess, free_port
 from tests.support.swarm import create_service, unique_name, wait_for, with_test_label
@@ -110,7 +113,7 @@ def test_the_registrar_serves_https_and_registers_over_https(
     run_id,
     swarm_cleanup,
 ):
-    url, _, _ = registrar("--ca-bundle", str(tls_files["ca"]))
+    url, _, log = registrar("--ca-bundle", str(tls_files["ca"]), "--log-format", "text")
     ready = httpx.get(f"{url}/readyz", verify=ca_context(tls_files["ca"]), timeout=10)
     assert ready.status_code == 200, ready.text
     name = unique_name("tls-svc")
@@ -129,6 +132,37 @@ def test_the_registrar_serves_https_and_registers_over_https(
                 token_file=token_file)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert name in {s["service_name"] for s in json.loads(shown.stdout)["services"]}
+    table = cli("status", "--url", url, "--ca-bundle", str(tls_files["ca"]), "-o", "table",
+                token_file=token_file)  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    head, *rows = table.stdout.splitlines()
+    assert head.split() == ["SERVICE", "CLIENT", "STATE", "CONVERGED", "SECRET", "/", "REASON"]
+    (row,) = [cells for r in rows if (cells := r.split()) and cells[0] == name]
+    assert row[1:3] == [name, "registered"] and row[-1].startswith("oauth-")
+
+    # What a person reads: text lines, no JSON; the registration named in one.
+    lines = log.read_text().splitlines()
+    assert lines and not any(line.startswith("{") for line in lines)
+    assert any(
+        re.match(r"\d\d:\d\d:\d\d\.\d{3}Z info +swarm_oauth\.registrar\.", line)
+        and f"service {name}: added client {name}" in line
+        for line in lines
+    ), "\n".join(lines)
+
+    # What Prometheus scrapes from the real process: the states, no _created series, and
+    # every registrar metric the alert rules and the dashboard use.
+    scraped = httpx.get(f"{url}/metrics", verify=ca_context(tls_files["ca"]), timeout=10).text
+    assert "_created" not in scraped
+    registered = [
+        sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+        if sample.name == "swarm_oauth_registrar_services"
+        and sample.labels.get("state") == "registered"
+    ]
+    assert registered and registered[0] >= 1
+    wanted = {n for n in named_metrics() if n.startswith("swarm_oauth_registrar_")}
+    assert sorted(wanted - exported(scraped)) == []
     untrusted = cli("status", "--url", url, token_file=token_file)
     assert untrusted.returncode == 2
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr

@@ -109,6 +109,32 @@ def send(client: Client, method: str, path_and_query: str) -> Any:
 LABELS = {**SELECTED, "com.df.notify": "true", "com.df.oauthScopes": "read,write"}
 
 
+def test_a_notification_is_answered_before_its_reconcile_ends(parts):
+    # swarm-listener counts only a 200 as delivered and retries anything slower or else:
+    # the answer must not wait for the clients API.
+    import threading
+
+    parts.swarm.add_service("orders", LABELS)
+    entered, release = threading.Event(), threading.Event()
+    add = parts.registry.add
+
+    def held_add(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(30)
+        return add(*args, **kwargs)
+
+    parts.registry.add = held_add  # type: ignore[method-assign]
+    try:
+        response = send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=orders")
+        assert response.status_code == 200
+        assert entered.wait(10)  # the reconcile has started and is held in the clients API
+        assert not parts.registry.clients
+    finally:
+        release.set()
+    parts.registrar.drain()
+    assert_converged(parts.swarm, parts.registry, "orders")
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_create_is_200_once_queued_and_the_service_converges(parts, method):
     service = parts.swarm.add_service("orders", LABELS)

@@ -51,6 +51,27 @@ def test_a_policy_file_allows_what_its_first_matching_rule_allows():
     assert refused.value.code == "scope_not_allowed"
 
 
+def test_when_several_rules_match_the_first_one_alone_decides():
+    text = """\
+rules:
+  - match: {stack: shop, service: "shop_admin*"}
+    scopes: [read]
+  - match: {stack: shop}
+    scopes: [read, "admin:*"]
+"""
+    policy = parse_policy(text, "policy.yml")
+    admin = service("shop_admin", "shop")
+    # Both rules match; the narrower first one is the one that applies, even though the
+    # second would allow more.
+    with pytest.raises(Refused, match=r"rule 1 of policy\.yml") as refused:
+        policy.decide(admin, ask(None, ("admin:users",)))
+    assert refused.value.code == "scope_not_allowed"
+    assert policy.decide(admin, ask(None, ("read",))).scopes == ("read",)
+    # Only the second matches here, and it allows the scope.
+    other = service("shop_orders", "shop")
+    assert policy.decide(other, ask(None, ("admin:users",))).scopes == ("admin:users",)
+
+
 def test_one_item_too_many_refuses_the_whole_service_and_names_the_rule():
     policy = parse_policy(POLICY, "policy.yml")
     with pytest.raises(Refused) as refused:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from swarm_oauth.sdk import IssuerConfigurationError, KeySetUnavailable
 from swarm_oauth.sdk.jwks import KeySet, jwks_uri_from_metadata, metadata_url, parse_jwks
-from tests.unit.sdk_document_server import DocumentServer
+from tests.support.document_server import DocumentServer
 
 
 def jwk(kid: str | None, **extra: object) -> dict[str, object]:

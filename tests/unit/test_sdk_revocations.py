@@ -15,7 +15,7 @@ import pytest
 from swarm_oauth.sdk import ConfigurationError, RevocationsUnavailable, Verifier
 from swarm_oauth.sdk._flow import Runner
 from swarm_oauth.sdk.revocations import RevocationList, Revocations
-from tests.unit.sdk_document_server import DocumentServer
+from tests.support.document_server import DocumentServer
 
 NOW = 1_000_000.0  # wall-clock seconds of the documents below
 
