@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -240,8 +241,14 @@ def registrar(
         fail(str(exc))
     except ssl.SSLError as exc:
         fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
-    # SIGHUP: re-read the policy now. Installed before uvicorn, which leaves it alone.
-    signal.signal(signal.SIGHUP, lambda *_: runner.reload())
+    # SIGHUP: re-read the policy now. Installed before uvicorn, which leaves it alone. The
+    # handler runs on the main thread between two bytecodes, maybe while that thread holds
+    # the controller's pass lock (a forced pass being requested): asking from a thread of
+    # its own cannot deadlock on it.
+    signal.signal(
+        signal.SIGHUP,
+        lambda *_: threading.Thread(target=runner.reload, name="sighup", daemon=True).start(),
+    )
     log.info(
         "starting registrar",
         extra={
