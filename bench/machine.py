@@ -37,8 +37,12 @@ def cpu_model() -> str:
 
 
 def wrk_version() -> str:
-    """wrk's first line of ``-v`` output."""
-    done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    """wrk's first line of ``-v`` output; "wrk (absent)" where it is not installed (the
+    benchmarks that do not load a server over HTTP run without it)."""
+    try:
+        done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return "wrk (absent)"
     return (done.stdout or done.stderr).splitlines()[0].split(" [")[0].strip()
 
 
