@@ -509,12 +509,15 @@ def test_a_client_id_is_kept_for_its_owners_name_even_before_the_removal_is_reco
     squatter = shop_service(swarm, "shop_squat", **{"swarm-oauth.client-id": "orders"})
     assert rec.reconcile(Key.service(squatter.id)) is Outcome.REFUSED
     assert "reserved for service shop_orders" in rec.board.get(squatter.id).reason
-    assert registry.clients["orders"].service_id == owner.id  # not the squatter's
+    # The owner's removal was finished on the way: its secrets and client gone, its id
+    # reserved for its name.
+    assert "orders" not in registry.clients
+    assert not swarm.list_secrets({SERVICE_ID_LABEL: owner.id})
     (reservation,) = rec.reconciler.reservations()
     assert (reservation.client_id, reservation.service_name) == ("orders", "shop_orders")
-    rec.full_pass()  # the removal, reconciled late: the same reservation, the client gone
-    assert "orders" not in registry.clients and len(rec.reconciler.reservations()) == 1
-    assert rec.reconcile(Key.service(squatter.id)) is Outcome.REFUSED
+    rec.full_pass()  # nothing left of the removal, and the squatter still refused
+    assert len(rec.reconciler.reservations()) == 1
+    assert rec.board.get(squatter.id).state is State.REFUSED
     back = shop_service(swarm, **{"swarm-oauth.client-id": "orders"})
     assert rec.reconcile(Key.service(back.id)) is Outcome.CHANGED
     assert registry.clients["orders"].service_id == back.id

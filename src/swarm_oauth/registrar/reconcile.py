@@ -396,8 +396,7 @@ class Reconciler:
         self, service: ObservedService, desired: DesiredIdentity
     ) -> tuple[ClientInfo | None, bool]:
         """The service's existing client, or None once a stale one is removed; and whether
-        anything was removed. ``_Conflict`` if the client id is someone else's,
-        ``Refused`` while it is kept for the name of a service that is gone."""
+        anything was removed. ``_Conflict`` if the client id is someone else's."""
         client = self._registry.find(desired.client_id, service.id)
         if client is None:
             return None, False
@@ -408,22 +407,16 @@ class Reconciler:
                 raise _Conflict(
                     f"client {client.client_id} belongs to live service {client.service_id}"
                 )
-            if client.service_name and client.service_name != service.name:
-                # Its owner is gone but its removal not yet reconciled (a missed event, a
-                # registrar that was down, a pass's keys in another order): the id is
-                # the owner's name's for a while, exactly as once that removal has run.
-                self._reserve(client)
-                raise Refused(
-                    "client_id_reserved",
-                    f"client id {client.client_id} is reserved for service "
-                    f"{client.service_name} (its service was removed; `swarm-oauth "
-                    "registrar release` frees it sooner)",
-                )
-            # Left by a service of the same name that is gone (the service was re-created).
+            # Its service is gone and this key got here before that removal was
+            # reconciled (the service re-created, an event missed, a pass's keys in another
+            # order): finish the removal here, in its order. Another service's name gets
+            # the reservation it would have left, which the caller then finds.
             if client.service_id:
                 old = self._swarm.list_secrets(service_secrets_filter(client.service_id))
                 self._delete_secrets(service.name, old)
-            self._remove_client(service.name, client, "its service was re-created")
+            if client.service_name and client.service_name != service.name:
+                self._reserve(client)
+            self._remove_client(service.name, client, "its service is gone")
             return None, True
         if set(client.scopes) != set(desired.scopes) or set(client.audiences) != set(
             desired.audiences
