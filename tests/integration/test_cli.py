@@ -114,15 +114,25 @@ def test_keys_rotate_takes_the_algorithm_from_the_same_variable_as_serve(tmp_pat
     assert sorted(key["alg"] for key in key_list(tmp_path)) == ["EdDSA", "RS256"]
 
 
+def test_keys_retire_takes_a_kid_that_starts_with_a_dash_after_double_dash(tmp_path):
+    """A kid is a base64url thumbprint, so one in 64 starts with "-"."""
+    make_store(tmp_path)
+    unread = run("keys", "retire", "--data-dir", str(tmp_path), "-NFPJ4CcR6ooF2kHr")
+    assert unread.returncode == 2 and "No such option" in unread.stderr
+    read = run("keys", "retire", "--data-dir", str(tmp_path), "--", "-NFPJ4CcR6ooF2kHr")
+    assert read.returncode == 2 and "No such option" not in read.stderr
+    assert "-NFPJ4CcR6ooF2kHr" in read.stderr  # refused as an unknown key, by name
+
+
 def test_keys_retire_withdraws_a_key_but_never_the_last(token_server):
     data = str(token_server.data_dir)
     (only,) = key_list(token_server.data_dir)
-    refused = run("keys", "retire", "--data-dir", data, only["kid"])
+    refused = run("keys", "retire", "--data-dir", data, "--", only["kid"])
     assert refused.returncode == 2 and "rotate" in refused.stderr
     secret = token_server.add_client("orders")["client_secret"]
     old_token = token_server.token("orders", secret).json()["access_token"]
     assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "0").returncode == 0
-    assert run("keys", "retire", "--data-dir", data, only["kid"]).returncode == 0
+    assert run("keys", "retire", "--data-dir", data, "--", only["kid"]).returncode == 0
     import time
 
     import httpx
@@ -155,7 +165,7 @@ def test_retiring_the_active_key_before_its_successor_signs_is_refused_and_says_
     (old,) = key_list(token_server.data_dir)
     assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "300").returncode == 0
     (new,) = [k for k in key_list(token_server.data_dir) if k["kid"] != old["kid"]]
-    refused = run("keys", "retire", "--data-dir", data, old["kid"])
+    refused = run("keys", "retire", "--data-dir", data, "--", old["kid"])
     assert refused.returncode == 2, refused.stdout
     waiting = re.search(rf"key {new['kid']} signs only in (\d+) s", refused.stderr)
     assert waiting is not None, refused.stderr

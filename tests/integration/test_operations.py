@@ -300,7 +300,7 @@ def test_a_lost_master_key_is_replaced_by_withdrawing_the_keys_it_opened(server_
     kids = [k["kid"] for k in json.loads(run_cli("keys", "list", env=env).stdout)["keys"]]
     assert kids
     for kid in kids:
-        withdrawn = run_cli("keys", "retire", kid, "--force", env=env)
+        withdrawn = run_cli("keys", "retire", "--force", "--", kid, env=env)
         assert withdrawn.returncode == 0, withdrawn.stderr
     restarted = server_factory(data_dir=data, env={"SWARM_OAUTH_MASTER_KEY_FILE": str(new_key)})
     issued = restarted.token("orders", secret)  # clients and their secrets are untouched

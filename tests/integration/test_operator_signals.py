@@ -106,7 +106,7 @@ def test_key_events_are_logged_as_they_happen(token_server):
     assert (signs["kid"], signs["previous_state"]) == (new, "pending")
     assert (retired["kid"], retired["previous_state"]) == (first, "signing")
     assert "unpublish_at" in retired
-    assert run_cli("keys", "retire", first, env=env).returncode == 0
+    assert run_cli("keys", "retire", "--", first, env=env).returncode == 0
     (removed,) = wait_for_line(
         token_server, lambda line: line["msg"] == "signing key removed from the JWKS", timeout=15
     )

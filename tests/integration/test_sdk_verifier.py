@@ -378,8 +378,8 @@ def test_a_cached_token_is_refused_once_its_key_leaves_the_jwks(
     rotate_keys(token_server, publish_ahead=0)
     token_with_new_key(token_server, secret, old_kid)
     subprocess.run(
-        [sys.executable, "-m", "swarm_oauth", "keys", "retire", old_kid,
-         "--data-dir", str(token_server.data_dir)],
+        [sys.executable, "-m", "swarm_oauth", "keys", "retire",
+         "--data-dir", str(token_server.data_dir), "--", old_kid],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     # Served from the cache until a refresh (keys past max_age) finds the key gone.

@@ -168,7 +168,11 @@ def keys_retire(
     data_dir: Path, database_url: str | None, kid: str, force: bool, output: str | None
 ) -> None:
     """Withdraw a key at once (e.g. compromised): it stops signing and leaves the JWKS,
-    so the tokens it signed no longer validate. Rotate first so another key signs."""
+    so the tokens it signed no longer validate. Rotate first so another key signs.
+
+    A kid may start with "-" (it is a base64url thumbprint): write
+    `keys retire [OPTIONS] -- KID` so that it is not read as an option.
+    """
     try:
         retire_key(open_existing_store(data_dir, database_url), kid, time.time(), force=force)
     except (StoreError, LastSigningKey, UnknownKey) as exc:
