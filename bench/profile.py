@@ -26,33 +26,37 @@ from bench.targets import Target, start
 # a stage can be "json inside the issuer" rather than every json call. A sample counts
 # for every stage it is inside: nested stages overlap by design.
 Frame = tuple[str, str]
+# ``Observed.__call__`` (ASGI) and ``_ObservedDirect.__call__`` (answered by the protocol).
 OBSERVED: Frame = ("swarm_oauth/api/observe.py", "__call__")
-ENDPOINT: Frame = ("swarm_oauth/api/token_endpoint.py", "__call__")
+ENDPOINT: Frame = ("swarm_oauth/api/token_endpoint.py", "")
 ISSUE: Frame = ("swarm_oauth/tokens/issuer.py", "issue")
-ACCESS_LOG: Frame = ("logging/__init__.py", "info")
+ACCESS_LOG: Frame = ("swarm_oauth/logs.py", "__call__")
+UVICORN: Frame = ("uvicorn/protocols/http/httptools_impl.py", "")
 UVICORN_SEND: Frame = ("uvicorn/protocols/http/httptools_impl.py", "send")
 STARLETTE: Frame = ("starlette/applications.py", "__call__")
 STAGES: tuple[tuple[str, tuple[Frame, ...]], ...] = (
-    ("whole app (Observed.__call__)", (OBSERVED,)),
-    ("  token endpoint (TokenEndpoint.__call__)", (ENDPOINT,)),
+    ("whole app (Observed: ASGI, or a direct answer)", (OBSERVED,)),
+    ("  of which through ASGI (RequestResponseCycle.run_asgi)", (
+        ("uvicorn/protocols/http/httptools_impl.py", "run_asgi"), OBSERVED)),
+    ("  token endpoint (TokenEndpoint)", (ENDPOINT,)),
     ("    read body, parse form and request", (ENDPOINT, ("swarm_oauth/", "parse_"))),
-    ("    client lookup (cache)", (ENDPOINT, ("swarm_oauth/api/forms.py", "load_client"))),
+    ("    client lookup (cache)", (ENDPOINT, ("swarm_oauth/api/forms.py", ""))),
     ("    secret check", (ENDPOINT, ("swarm_oauth/clients/secrets.py", "verify_secret"))),
     ("    TokenIssuer.issue", (ISSUE,)),
     ("      claims JSON", (ISSUE, ("json/", ""))),
     ("      signature (cryptography, DER to R||S)", (ISSUE, ("swarm_oauth/tokens/jws.py", "sign"))),
     ("        of which on a signing thread", (("concurrent/futures/thread.py", "_worker"), ISSUE)),
-    ("    response (uvicorn: headers, socket writes)", (ENDPOINT, UVICORN_SEND)),
-    ("  access log (logging)", (ACCESS_LOG,)),
-    ("    record (LogRecord, dispatch)", (ACCESS_LOG, ("logging/__init__.py", "makeRecord"))),
-    ("    format (JSON line)", (("swarm_oauth/logs.py", "format"),)),
-    ("    write to stderr", (("logging/__init__.py", "emit"),)),
+    ("    response through ASGI (uvicorn: headers, socket writes)", (ENDPOINT, UVICORN_SEND)),
+    ("  access line on the loop (HotLog: formatted, queued)", (OBSERVED, ACCESS_LOG)),
     ("  metrics (prometheus_client)", (OBSERVED, ("prometheus_client/", ""))),
+    ("direct answer encoded (serving/direct.py)", (("swarm_oauth/serving/direct.py", "encode"),)),
+    ("log writer thread (QueueListener)", (("logging/handlers.py", "_monitor"),)),
+    ("  write to stderr", (("logging/handlers.py", "_monitor"), ("swarm_oauth/logs.py", "write"))),
     ("floor app (Starlette)", (STARLETTE,)),
     ("  floor response (uvicorn: headers, socket writes)", (STARLETTE, UVICORN_SEND)),
-    ("HTTP protocol (uvicorn httptools_impl)", (("uvicorn/protocols/http/httptools_impl.py", ""),)),
+    ("HTTP protocol (uvicorn httptools_impl and ours)", (UVICORN,)),
     ("store (change watcher)", (("swarm_oauth/store/", ""),)),
-)
+)  # fmt: skip
 
 
 def parse_collapsed(text: str) -> list[tuple[list[str], int]]:

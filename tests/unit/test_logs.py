@@ -21,6 +21,7 @@ from swarm_oauth.logs import (
     JSONFormatter,
     LineWriter,
     LogWriter,
+    TextFormatter,
 )
 
 
@@ -155,6 +156,7 @@ def test_lines_are_written_while_records_keep_coming_not_only_when_the_queue_run
 def test_a_hot_line_is_queued_directly_and_reads_as_logger_info_would(logged, monkeypatch):
     logger, handler, writer, consumer = logged
     monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
+    monkeypatch.setattr(swarm_oauth.logs, "_formatter", writer.handlers[0].formatter)
     logger.handlers[:] = [handler]  # pytest's capture may have added its own
     hot = HotLog(logger)
     fields = {"method": "POST", "status": 200, "client_id": "svc", "duration_ms": 0.5}
@@ -171,9 +173,26 @@ def test_a_hot_line_is_queued_directly_and_reads_as_logger_info_would(logged, mo
     assert direct == plain
 
 
+def test_a_hot_line_in_text_reads_as_logger_info_would(logged, monkeypatch):
+    logger, handler, writer, consumer = logged
+    formatter = TextFormatter()
+    writer.handlers[0].setFormatter(formatter)
+    monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
+    monkeypatch.setattr(swarm_oauth.logs, "_formatter", formatter)
+    logger.handlers[:] = [handler]  # pytest's capture may have added its own
+    fields = {"method": "POST", "path": "/a b", "status": 200, "remote": None}
+    logger.info("request", extra=fields)
+    HotLog(logger)("request", fields)
+    writer.close()
+    plain, direct = consumer.text.splitlines()
+    assert direct.split(" ", 1)[1] == plain.split(" ", 1)[1]  # all but the time
+    assert 'path="/a b"' in direct and "remote=null" in direct
+
+
 def test_a_hot_line_takes_the_logger_path_when_anything_else_may_see_it(logged, monkeypatch):
     logger, handler, writer, consumer = logged
     monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
+    monkeypatch.setattr(swarm_oauth.logs, "_formatter", writer.handlers[0].formatter)
     logger.handlers[:] = [handler]  # pytest's capture may have added its own
     hot = HotLog(logger)
     seen: list[logging.LogRecord] = []

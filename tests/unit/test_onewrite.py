@@ -13,40 +13,9 @@ from uvicorn.server import ServerState
 from swarm_oauth.serving.guard import GuardedHttpToolsProtocol
 from swarm_oauth.serving.limits import HttpLimits
 from swarm_oauth.serving.run import GuardedConfig
+from tests.support.transport import RecordingTransport
 
 BODY = b'{"access_token":"x"}'
-
-
-class RecordingTransport(asyncio.Transport):
-    """A connected socket that keeps each ``write`` apart."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: Any) -> None:
-        self.writes.append(bytes(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(
-            name, default
-        )
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        pass
 
 
 async def fixed_length(scope: Scope, receive: Receive, send: Send) -> None:

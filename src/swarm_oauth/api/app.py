@@ -2,7 +2,8 @@
 
 ``/api/token`` and ``/api/verify`` are dispatched before the framework (they are the hot
 paths); everything else goes through a Starlette router. All sit inside ``Observed`` for
-logs and metrics.
+logs and metrics. The token endpoint is also offered to the protocol as a direct
+endpoint (``serving/direct.py``), which answers most token requests without ASGI.
 """
 
 from __future__ import annotations
@@ -86,10 +87,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    endpoints: dict[str, ASGIApp] = {}
-    if settings.serves_tokens:
-        endpoints = {TOKEN_PATH: TokenEndpoint(runtime), VERIFY_PATH: ForwardAuthEndpoint(runtime)}
-    return Observed(Dispatch(endpoints, router))
+    if not settings.serves_tokens:
+        return Observed(Dispatch({}, router))
+    token = TokenEndpoint(runtime)
+    endpoints: dict[str, ASGIApp] = {TOKEN_PATH: token, VERIFY_PATH: ForwardAuthEndpoint(runtime)}
+    return Observed(Dispatch(endpoints, router), direct={TOKEN_PATH: token})
 
 
 @dataclass(frozen=True)

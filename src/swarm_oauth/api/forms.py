@@ -22,12 +22,18 @@ def form_of(content_type: str | None, body: bytes) -> dict[str, list[str]]:
     return parse_form(body)
 
 
+def cached_client(runtime: Runtime, client_id: str) -> tuple[bool, ClientRecord | None]:
+    """Whether the cache knows ``client_id``, and its record (``None``: no such client);
+    503 when the store cannot vouch for what is cached."""
+    if not runtime.watcher.fresh():
+        raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)
+    return runtime.client_cache.peek(client_id)
+
+
 async def load_client(runtime: Runtime, client_id: str) -> ClientRecord | None:
     """The client's record from the cache, else the store (off the event loop); 503 when
     the store cannot vouch for what is cached or cannot be reached."""
-    if not runtime.watcher.fresh():
-        raise OAuthError("temporarily_unavailable", "the client store cannot be reached", 503)
-    cached, client = runtime.client_cache.peek(client_id)
+    cached, client = cached_client(runtime, client_id)
     if cached:
         return client
     try:

@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from swarm_oauth.api.metrics import HTTP_DURATION, HTTP_REQUESTS
-from swarm_oauth.api.responses import send_json
+from swarm_oauth.api.responses import json_answer, send_json
 from swarm_oauth.logs import HotLog
+from swarm_oauth.serving.direct import Answer, DirectEndpoint, Headers
 from swarm_oauth.web import error_body
 
 access_log = logging.getLogger("swarm_oauth.access")
 _log_request = HotLog(access_log)
 error_log = logging.getLogger("swarm_oauth.errors")
 
+# Where an endpoint puts what the access log line should add (a token request's client
+# id and OAuth error): a dict in the ASGI scope under this key.
 LOG_FIELDS = "swarm_oauth.log"
-
-
-def log_field(scope: Scope, name: str, value: object) -> None:
-    """Add ``name=value`` to the request's access log line (e.g. the client id and the
-    OAuth error of a token request)."""
-    scope.setdefault(LOG_FIELDS, {})[name] = value
 
 
 def route_label(scope: Scope) -> str:
@@ -36,16 +35,35 @@ def route_label(scope: Scope) -> str:
     return str(scope.get("swarm_oauth.route", "unmatched"))
 
 
+class AnswersAtOnce(Protocol):
+    """An endpoint that can answer some requests without waiting (``TokenEndpoint``)."""
+
+    max_body_bytes: int
+
+    def answer_now(self, headers: Headers, body: bytes, fields: dict[str, object]) -> Answer | None:
+        """The whole answer, or ``None`` to be called as ASGI instead; ``fields`` takes
+        what the access log line should add."""
+        ...
+
+
 class Observed:
     """Logs one line and counts each HTTP request; turns an unexpected exception into a
-    plain 500 so no traceback reaches the caller. The query string is never logged."""
+    plain 500 so no traceback reaches the caller. The query string is never logged.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``direct`` are endpoints (by path) that the protocol may also call without ASGI;
+    they are offered to it, observed alike, as ``direct_endpoints``.
+    """
+
+    def __init__(self, app: ASGIApp, direct: Mapping[str, AnswersAtOnce] | None = None) -> None:
         self.app = app
         # prometheus_client's labels() costs a lookup under a lock; the label sets are
         # few (routes x methods x statuses), so their children are kept here.
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._timers: dict[str, Histogram] = {}
+        self.direct_endpoints: dict[bytes, DirectEndpoint] = {
+            path.encode(): _ObservedDirect(self, path, endpoint)
+            for path, endpoint in (direct or {}).items()
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,27 +86,73 @@ class Observed:
                 status = 500
                 await send_json(send, 500, error_body("server_error", "internal error"))
         finally:
-            elapsed = time.perf_counter() - started
-            route = route_label(scope)
-            key = (route, scope["method"], status)
-            counter = self._counters.get(key)
-            if counter is None:
-                counter = self._counters[key] = HTTP_REQUESTS.labels(route, key[1], str(status))
-            counter.inc()
-            timer = self._timers.get(route)
-            if timer is None:
-                timer = self._timers[route] = HTTP_DURATION.labels(route)
-            timer.observe(elapsed)
-            client = scope.get("client")
-            _log_request(
-                "request",
-                {
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "remote": client[0] if client else None,
-                    **scope.get(LOG_FIELDS, {}),
-                },
+            self.record(
+                route_label(scope),
+                scope["method"],
+                scope["path"],
+                status,
+                time.perf_counter() - started,
+                scope.get("client"),
+                scope.get(LOG_FIELDS, {}),
             )
+
+    def record(
+        self,
+        route: str,
+        method: str,
+        path: str,
+        status: int,
+        elapsed: float,
+        client: tuple[str, int] | None,
+        fields: Mapping[str, object],
+    ) -> None:
+        """Count a request and write its access log line."""
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = HTTP_REQUESTS.labels(route, method, str(status))
+        counter.inc()
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = HTTP_DURATION.labels(route)
+        timer.observe(elapsed)
+        _log_request(
+            "request",
+            {
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "remote": client[0] if client else None,
+                **fields,
+            },
+        )
+
+
+class _ObservedDirect:
+    """A direct endpoint, logged and counted as ``Observed`` does its ASGI requests."""
+
+    __slots__ = ("_endpoint", "_observed", "_path", "max_body_bytes")
+
+    def __init__(self, observed: Observed, path: str, endpoint: AnswersAtOnce) -> None:
+        self._observed = observed
+        self._path = path
+        self._endpoint = endpoint
+        self.max_body_bytes = endpoint.max_body_bytes
+
+    def __call__(
+        self, headers: Headers, body: bytes, client: tuple[str, int] | None
+    ) -> Answer | None:
+        started = time.perf_counter()
+        fields: dict[str, object] = {}
+        try:
+            answer = self._endpoint.answer_now(headers, body, fields)
+        except Exception:
+            error_log.exception("unhandled error", extra={"path": self._path})
+            answer = json_answer(500, error_body("server_error", "internal error"))
+        if answer is not None:
+            elapsed = time.perf_counter() - started
+            path = self._path
+            self._observed.record(path, "POST", path, answer.status, elapsed, client, fields)
+        return answer

@@ -1,4 +1,4 @@
-"""``POST /api/token`` as a bare ASGI callable.
+"""``POST /api/token``, as a bare ASGI callable and as a direct endpoint.
 
 This is the hot path, so it skips the framework's request objects and middleware: it
 reads the body itself, and the grant logic lives in ``swarm_oauth.tokens``.
@@ -14,16 +14,25 @@ from concurrent.futures import ThreadPoolExecutor
 from starlette.types import Receive, Scope, Send
 
 from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
-from swarm_oauth.api.forms import form_of, load_client
+from swarm_oauth.api.forms import cached_client, form_of, load_client
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
-from swarm_oauth.api.observe import log_field
-from swarm_oauth.api.responses import NO_STORE, send_json, send_raw_json
+from swarm_oauth.api.observe import LOG_FIELDS
+from swarm_oauth.api.responses import (
+    NO_STORE,
+    json_answer,
+    raw_json_answer,
+    send_answer,
+    send_json,
+)
 from swarm_oauth.cpus import usable_cpus
 from swarm_oauth.runtime import Runtime
+from swarm_oauth.serving.direct import Answer, Headers
+from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens import (
     IssuedToken,
     NoSigningKey,
     OAuthError,
+    TokenRequest,
     grant,
     parse_token_request,
 )
@@ -51,7 +60,15 @@ def token_response(issued: IssuedToken) -> bytes:
 
 
 class TokenEndpoint:
-    """The client credentials token endpoint (RFC 6749 §4.4, §5)."""
+    """The client credentials token endpoint (RFC 6749 §4.4, §5).
+
+    Served two ways with the same checks and answers: ``answer_now`` for the protocol
+    (``serving/direct.py``), when nothing has to be waited for, and as an ASGI app for
+    everything else (a client not cached yet, a revocation's second to let pass, an RSA
+    signature off the event loop, a body over the cap, another method).
+    """
+
+    max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -64,6 +81,24 @@ class TokenEndpoint:
             self._signing = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="swarm-oauth-sign")
         return self._signing
 
+    def answer_now(self, headers: Headers, body: bytes, fields: dict[str, object]) -> Answer | None:
+        """The answer to a ``POST`` with ``headers`` and ``body``, if it can be given
+        without waiting; ``None`` otherwise. Adds the access log's fields to ``fields``."""
+        runtime = self.runtime
+        try:
+            request = self._request(headers, body, fields)
+            cached, client = cached_client(runtime, request.client_id)
+            now = time.time()
+            if (
+                not cached
+                or runtime.revocations.issue_delay(request.client_id, now)
+                or runtime.issuer.signs_slowly(now)
+            ):
+                return None
+            return self._issued(request, client, now)
+        except OAuthError as exc:
+            return _refused(exc, fields)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await send_json(
@@ -73,64 +108,73 @@ class TokenEndpoint:
                 [(b"allow", b"POST"), *NO_STORE],
             )
             return
-        content_type = authorization = None
         declared_length = None
         for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit():
+                declared_length = int(value)
+        fields = scope.setdefault(LOG_FIELDS, {})
+        try:
+            body = await read_body(receive, MAX_BODY_BYTES, declared_length)
+        except ClientDisconnected:
+            return
+        except BodyTooLarge:
+            answer = _refused(
+                OAuthError("invalid_request", f"request body exceeds {MAX_BODY_BYTES} bytes", 413),
+                fields,
+            )
+        else:
+            answer = await self._answer(scope["headers"], body, fields)
+        await send_answer(send, answer)
+
+    async def _answer(self, headers: Headers, body: bytes, fields: dict[str, object]) -> Answer:
+        runtime = self.runtime
+        try:
+            request = self._request(headers, body, fields)
+            client = await load_client(runtime, request.client_id)
+            delay = runtime.revocations.issue_delay(request.client_id, time.time())
+            if delay:
+                # Its tokens were just revoked up to this second: a token issued now
+                # would be. uvloop's timers count whole milliseconds and may fire that
+                # much early.
+                await asyncio.sleep(delay + TIMER_SLACK_SECONDS)
+            now = time.time()
+            if runtime.issuer.signs_slowly(now):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    self._signing_threads(), self._issued, request, client, now
+                )
+            return self._issued(request, client, now)
+        except OAuthError as exc:
+            return _refused(exc, fields)
+
+    def _request(self, headers: Headers, body: bytes, fields: dict[str, object]) -> TokenRequest:
+        content_type = authorization = None
+        for name, value in headers:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"authorization":
                 authorization = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                declared_length = int(value)
-        try:
-            body = await read_body(receive, MAX_BODY_BYTES, declared_length)
-            response = await self._respond(scope, content_type, authorization, body)
-        except ClientDisconnected:
-            return
-        except BodyTooLarge:
-            TOKENS.labels("invalid_request").inc()
-            log_field(scope, "error", "invalid_request")
-            await send_json(
-                send,
-                413,
-                error_body("invalid_request", f"request body exceeds {MAX_BODY_BYTES} bytes"),
-                NO_STORE,
-            )
-            return
-        except OAuthError as exc:
-            TOKENS.labels(exc.error).inc()
-            log_field(scope, "error", exc.error)
-            headers = (*NO_STORE, CHALLENGE) if exc.status == 401 else NO_STORE
-            await send_json(send, exc.status, error_body(exc.error, exc.description), headers)
-            return
-        ISSUED.inc()
-        await send_raw_json(send, 200, response, NO_STORE)
-
-    async def _respond(
-        self, scope: Scope, content_type: str | None, authorization: str | None, body: bytes
-    ) -> bytes:
         request = parse_token_request(form_of(content_type, body), authorization)
         # The id has the registry's grammar (or the request was refused): never a pasted
         # secret or whatever else a caller put in the field reaches the log.
-        log_field(scope, "client_id", request.client_id)
-        runtime = self.runtime
-        client = await load_client(runtime, request.client_id)
-        delay = runtime.revocations.issue_delay(request.client_id, time.time())
-        if delay:
-            # Its tokens were just revoked up to this second: a token issued now would be.
-            # uvloop's timers count whole milliseconds and may fire that much early.
-            await asyncio.sleep(delay + TIMER_SLACK_SECONDS)
+        fields["client_id"] = request.client_id
+        return request
+
+    def _issued(self, request: TokenRequest, client: ClientRecord | None, now: float) -> Answer:
         started = time.perf_counter()
-        now = time.time()
-        arguments = (request, client, runtime.issuer, now, runtime.default_audiences)
+        runtime = self.runtime
         try:
-            if runtime.issuer.signs_slowly(now):
-                loop = asyncio.get_running_loop()
-                issued = await loop.run_in_executor(self._signing_threads(), grant, *arguments)
-            else:
-                issued = grant(*arguments)
+            issued = grant(request, client, runtime.issuer, now, runtime.default_audiences)
         except NoSigningKey:
             log.error("no active signing key; run `swarm-oauth keys rotate`")
             raise OAuthError("temporarily_unavailable", "no signing key is active", 503) from None
         TOKEN_ISSUE_SECONDS.observe(time.perf_counter() - started)
-        return token_response(issued)
+        ISSUED.inc()
+        return raw_json_answer(200, token_response(issued), NO_STORE)
+
+
+def _refused(exc: OAuthError, fields: dict[str, object]) -> Answer:
+    TOKENS.labels(exc.error).inc()
+    fields["error"] = exc.error
+    headers = (*NO_STORE, CHALLENGE) if exc.status == 401 else NO_STORE
+    return json_answer(exc.status, error_body(exc.error, exc.description), headers)

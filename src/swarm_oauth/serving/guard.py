@@ -13,7 +13,8 @@ connection and before the application sees anything:
   gets 503 and is closed at once.
 
 It only hooks uvicorn's parser callbacks and calls the originals, so the request path
-itself is uvicorn's.
+itself is uvicorn's, except for the plain requests an application's direct endpoints
+answer (``direct.py``), which go through the same limits first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from swarm_oauth.serving.direct import DirectEndpoint, direct_endpoints, encode, offered
 from swarm_oauth.serving.limits import HttpLimits
 from swarm_oauth.serving.onewrite import HeadWithBody
 from swarm_oauth.web import HTTP_ERROR_CODES, error_body
@@ -56,6 +58,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # and cancelling a timer for every request costs more than the request's checks.
         self._started: float | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        self._direct = direct_endpoints(self.app)
+        # The direct endpoint of the request being read, if it was offered one, and the
+        # body gathered for it (its length is capped before it is offered).
+        self._endpoint: DirectEndpoint | None = None
+        self._body = b""
 
     # -- connection ------------------------------------------------------------------------
 
@@ -121,22 +128,69 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # The application never sees this request; the body that follows is ignored.
             self._refusal = (HEADERS_TOO_LARGE, "too many request header fields")
             return
+        endpoint = self._direct.get(self.url)
+        if endpoint is not None and self._may_answer_directly(endpoint):
+            self._endpoint = endpoint
+            return
+        self._start_cycle()
+
+    def on_body(self, body: bytes) -> None:
+        if self._refusal is not None:
+            return
+        if self._endpoint is not None:
+            self._body += body  # llhttp stops at the Content-Length, within the cap
+        else:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refusal is not None:
+            return
+        self._started = None
+        # Whatever arrives next on this connection is the next request's head.
+        self._in_head = True
+        self._head_bytes = 0
+        endpoint, body = self._endpoint, self._body
+        if endpoint is None:
+            super().on_message_complete()
+            return
+        self._endpoint, self._body = None, b""
+        answer = endpoint(self.headers, body, self.client)
+        if answer is None:
+            # The application needs to wait for something: the request goes the ASGI
+            # way, as if its head and body had only now been read.
+            self._start_cycle()
+            if body:
+                super().on_body(body)
+            super().on_message_complete()
+            return
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        if not self.transport.is_closing():
+            self.transport.write(encode(answer, self.server_state.default_headers, keep_alive))
+            if not keep_alive:
+                self.transport.close()
+        self.on_response_complete()
+
+    # -- the two request paths ---------------------------------------------------------------
+
+    def _may_answer_directly(self, endpoint: DirectEndpoint) -> bool:
+        cycle = self.cycle
+        return (
+            self.parser.get_method() == b"POST"
+            and not self.expect_100_continue
+            and not self.parser.should_upgrade()
+            # Answers go out in request order: nothing may be ahead of this one.
+            and (cycle is None or cycle.response_complete)
+            and not self.pipeline
+            and not self.flow.write_paused
+            and offered(self.headers, endpoint.max_body_bytes)
+        )
+
+    def _start_cycle(self) -> None:
+        """uvicorn's own handling of a request whose head has been read."""
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
             cycle.transport = HeadWithBody(cycle, self.transport)
-
-    def on_body(self, body: bytes) -> None:
-        if self._refusal is None:
-            super().on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self._refusal is None:
-            self._started = None
-            # Whatever arrives next on this connection is the next request's head.
-            self._in_head = True
-            self._head_bytes = 0
-            super().on_message_complete()
 
     # -- the read timeout ------------------------------------------------------------------
 

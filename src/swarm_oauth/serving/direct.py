@@ -1,0 +1,86 @@
+"""Requests the protocol answers itself, without an ASGI task.
+
+An ASGI request costs uvicorn a scope, a request-response cycle, a task, and awaited
+``receive`` and ``send`` calls: on the token endpoint that was more than half of a
+token's time (``bench/PROFILE.md``). An application may offer, for a few exact paths, a
+*direct endpoint*: a plain function that takes the request's headers and whole body and
+returns the whole answer, or ``None`` when it would have to wait (a store query, a
+timer, a signature off the event loop). The protocol tries it once the request has
+arrived and, on ``None``, hands the same request to the ASGI application as if it had
+just been read: the application decides which path answers, never the client.
+
+Only the plainest requests are offered: ``POST`` to the exact path (no query string),
+``Content-Length`` within the endpoint's cap (no ``Transfer-Encoding``), no
+``Expect: 100-continue``, no upgrade, nothing pipelined ahead of it still being
+answered and the socket taking writes. Anything else takes the ASGI path unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete response: status, headers (without ``content-length``), body."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class DirectEndpoint(Protocol):
+    """What an application offers the protocol for one path (see the module)."""
+
+    max_body_bytes: int
+
+    def __call__(
+        self, headers: Headers, body: bytes, client: tuple[str, int] | None
+    ) -> Answer | None:
+        """The answer to ``POST`` with these lower-cased ``headers`` and ``body`` from
+        ``client``, or ``None`` to have the ASGI application answer it instead."""
+        ...
+
+
+def direct_endpoints(app: object) -> Mapping[bytes, DirectEndpoint]:
+    """The direct endpoints ``app`` offers, by raw path; none unless it has a
+    ``direct_endpoints`` mapping (an app wrapped by uvicorn, as at trace log level,
+    offers none and is served as plain ASGI)."""
+    endpoints = getattr(app, "direct_endpoints", None)
+    return endpoints if isinstance(endpoints, Mapping) else {}
+
+
+def offered(headers: Headers, max_body_bytes: int) -> bool:
+    """Whether a request with these headers is plain enough to be answered directly:
+    one ``Content-Length`` within the cap, no ``Transfer-Encoding``."""
+    length = None
+    for name, value in headers:
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return False
+            length = int(value)
+        elif name == b"transfer-encoding":
+            return False
+    return length is not None and length <= max_body_bytes
+
+
+def encode(
+    answer: Answer, default_headers: Sequence[tuple[bytes, bytes]], keep_alive: bool
+) -> bytes:
+    """``answer`` on the wire as uvicorn would write it: status line, the server's
+    default headers (``date``), the answer's, ``content-length``, and ``connection:
+    close`` when the connection ends with it."""
+    head = [STATUS_LINE[answer.status]]
+    for name, value in (*default_headers, *answer.headers):
+        head += [name, b": ", value, b"\r\n"]
+    head.append(b"content-length: %d\r\n" % len(answer.body))
+    if not keep_alive:
+        head.append(b"connection: close\r\n")
+    head += [b"\r\n", answer.body]
+    return b"".join(head)

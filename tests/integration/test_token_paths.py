@@ -1,0 +1,181 @@
+"""A token request gets the same answer, log line and metrics whichever way the server
+takes it: answered by the protocol itself (a plain request) or by the ASGI application
+(the same request with a chunked body, which the protocol never answers itself)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import jwt
+import pytest
+
+from swarm_oauth.serving.direct import direct_endpoints
+from tests.support.inprocess import InProcessServer
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+BODY = b"grant_type=client_credentials&scope=read"
+
+
+def chunked(body: bytes) -> Iterator[bytes]:
+    """A body httpx sends with ``Transfer-Encoding: chunked``."""
+    yield body
+
+
+def ask(server, secret: str, *, stream: bool) -> httpx.Response:
+    content = chunked(BODY) if stream else BODY
+    return httpx.post(
+        server.url + "/api/token",
+        content=content,
+        headers=FORM,
+        auth=("orders", secret),
+        timeout=10,
+    )
+
+
+def compared(response: httpx.Response) -> tuple[int, dict[str, str], dict[str, object]]:
+    """What must not depend on the path: status, headers but the date and length, and
+    the body (a token's claims but its times and id)."""
+    headers = {k: v for k, v in response.headers.items() if k not in ("date", "content-length")}
+    body = response.json()
+    if "access_token" in body:
+        claims = jwt.decode(body.pop("access_token"), options={"verify_signature": False})
+        body["claims"] = {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}
+    return response.status_code, headers, body
+
+
+@pytest.mark.parametrize("right_secret", [True, False], ids=["issued", "wrong secret"])
+def test_both_paths_answer_alike(token_server, right_secret: bool) -> None:
+    secret = token_server.add_client("orders", scopes=["read"])["client_secret"]
+    if not right_secret:
+        secret = "not-" + secret
+    ask(token_server, secret, stream=False)  # the client is cached from here on
+    plain = ask(token_server, secret, stream=False)
+    streamed = ask(token_server, secret, stream=True)
+    assert streamed.request.headers["transfer-encoding"] == "chunked"
+    assert compared(plain) == compared(streamed)
+    assert plain.status_code == (200 if right_secret else 401)
+    outcome = "issued" if right_secret else "invalid_client"
+    status = plain.status_code
+    text = httpx.get(token_server.url + "/metrics").text
+    assert f'swarm_oauth_token_requests_total{{outcome="{outcome}"}} 3.0' in text
+    assert (
+        f'swarm_oauth_http_requests_total{{method="POST",route="/api/token",status="{status}"}} 3.0'
+        in text
+    )
+    token_server.stop()
+    lines = [json.loads(line) for line in token_server.log().splitlines() if line.strip()]
+    access = [
+        {k: v for k, v in line.items() if k not in ("ts", "duration_ms")}
+        for line in lines
+        if line["logger"] == "swarm_oauth.access" and line["path"] == "/api/token"
+    ]
+    assert len(access) == 3
+    assert access[0] == access[1] == access[2]
+    assert access[0]["client_id"] == "orders"
+    assert access[0]["status"] == status
+    assert ("error" in access[0]) is not right_secret
+
+
+def test_pipelined_requests_are_answered_in_order(token_server) -> None:
+    """Token requests on either side of one the application answers, sent in one write:
+    the answers come back in the order asked."""
+    secret = token_server.add_client("orders", scopes=["read"])["client_secret"]
+    host = f"{token_server.host}:{token_server.port}"
+    basic = httpx.BasicAuth("orders", secret)._auth_header
+
+    def token_request(scope: str) -> bytes:
+        body = f"grant_type=client_credentials&scope={scope}"
+        return (
+            f"POST /api/token HTTP/1.1\r\nHost: {host}\r\nAuthorization: {basic}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}"
+        ).encode()
+
+    wire = (
+        token_request("read")
+        + f"GET /readyz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        + token_request("write")
+    )
+    with socket.create_connection((token_server.host, token_server.port), timeout=10) as sock:
+        sock.sendall(wire)
+        answers = read_responses(sock, 3)
+    assert [status for status, _ in answers] == [200, 200, 400]
+    assert "access_token" in answers[0][1]
+    assert answers[1][1]["status"] == "ready"
+    assert answers[2][1]["error"] == "invalid_scope"
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, object]]]:
+    """``count`` responses with a Content-Length and a JSON body, read off ``sock`` in
+    order: (status, body)."""
+    data = b""
+    answers: list[tuple[int, dict[str, object]]] = []
+    while len(answers) < count:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            lines = head.decode("latin-1").split("\r\n")
+            fields = dict(line.lower().split(": ", 1) for line in lines[1:])
+            length = int(fields["content-length"])
+            if len(rest) >= length:
+                answers.append((int(lines[0].split()[1]), json.loads(rest[:length])))
+                data = rest[length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return answers
+
+
+def test_the_direct_endpoint_declines_what_it_would_have_to_wait_for(inprocess) -> None:
+    """The token endpoint answers at once only for a cached client with nothing to wait
+    for; a client the cache has not seen, or one whose tokens were revoked this second,
+    is left to the ASGI path (which queries the store, or lets the second pass)."""
+    endpoint = direct_endpoints(inprocess.app)[b"/api/token"]
+    secret = inprocess.admin(
+        "POST", "/api/clients/add", json={"client_id": "orders", "scopes": ["read"]}
+    ).json()["client_secret"]
+    basic = httpx.BasicAuth("orders", secret)._auth_header.encode()
+    headers = [(b"authorization", basic), (b"content-type", FORM["content-type"].encode())]
+    client = ("127.0.0.1", 50000)
+
+    inprocess.runtime.client_cache.forget("orders")
+    assert endpoint(headers, BODY, client) is None  # not cached: the store must be asked
+    assert inprocess.request("POST", "/api/token", content=BODY, headers={
+        "authorization": basic.decode(), **FORM}).status_code == 200  # fmt: skip
+    answer = endpoint(headers, BODY, client)
+    assert answer is not None and answer.status == 200
+    assert (b"cache-control", b"no-store") in answer.headers
+    assert "access_token" in json.loads(answer.body)
+
+    wrong = [(b"authorization", httpx.BasicAuth("orders", "x")._auth_header.encode()), headers[1]]
+    refused = endpoint(wrong, BODY, client)
+    assert refused is not None and refused.status == 401
+    assert any(name == b"www-authenticate" for name, _ in refused.headers)
+
+    # A token issued in the second of a revocation would be revoked too: the ASGI path
+    # waits for the next second. Revoked again when too close to a second's end to tell.
+    for _ in range(5):
+        revoked = inprocess.admin(
+            "POST", "/api/clients/revoke-tokens", json={"client_id": "orders"}
+        )
+        assert revoked.status_code == 200
+        if inprocess.runtime.revocations.issue_delay("orders", time.time()) > 0.05:
+            assert inprocess.runtime.client_cache.peek("orders")[0]  # still cached
+            assert endpoint(headers, BODY, client) is None
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("no revocation left 50 ms of its second")
+
+
+def test_only_the_token_endpoint_is_offered_and_only_by_the_tokens_role(tmp_path) -> None:
+    for role, offered in (("tokens", {b"/api/token"}), ("clients", set())):
+        server = InProcessServer(tmp_path / role, role=role)
+        try:
+            assert set(direct_endpoints(server.app)) == offered
+        finally:
+            server.close()
