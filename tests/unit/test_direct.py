@@ -210,6 +210,25 @@ def test_a_request_behind_one_still_being_answered_waits_its_turn() -> None:
     assert [w.rsplit(b"\r\n\r\n", 1)[1] for w in writes] == [b"asgi:first", b"asgi:second"]
 
 
+def test_a_socket_not_taking_writes_sends_the_request_the_asgi_way() -> None:
+    """A client that does not read its answers: nothing more is written past the socket's
+    buffer by the direct path; the answer waits for the drain, as ASGI answers do."""
+
+    async def test(app: App, conn: Connection) -> list[bytes]:
+        conn.protocol.pause_writing()
+        conn.protocol.data_received(post(b"/direct", b"a=1"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert app.direct_calls == []
+        assert app.asgi_calls == [("/direct", b"a=1")]
+        assert conn.transport.writes == []
+        conn.protocol.resume_writing()
+        return await conn.send(b"")
+
+    (write,) = run(test)
+    assert write.endswith(b"\r\n\r\nasgi:a=1")
+
+
 def test_an_app_without_direct_endpoints_is_plain_asgi() -> None:
     async def asgi_only(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
