@@ -1,10 +1,13 @@
 """Forward-auth: checks per second on one worker, beside the token endpoint's figure.
 
 One ``swarm-oauth serve`` (ES256, SQLite, one worker pinned to core 0; wrk on core 1):
-in every round ``POST /api/token`` and ``GET /api/verify`` are loaded in turn at the same
-connection count, so their ratio holds however the shared machine drifts. The
-forward-auth requests carry one token, as a service presents the same token until it
-renews it; the in-process rates say what a token's first check costs on top.
+in every round ``POST /api/token``, ``GET /api/verify`` and ``HEAD /api/verify`` are
+loaded in turn at the same connection count, so their ratios hold however the shared
+machine drifts. The protocol answers a plain ``GET`` itself (``serving/direct.py``) and
+leaves ``HEAD`` to the ASGI application: the same check and the same empty answer, so
+``HEAD`` is the ASGI path's baseline. The forward-auth requests carry one token, as a
+service presents the same token until it renews it; the in-process rates say what a
+token's first check costs on top.
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ TARGET = Target("ours", "ES256", 1)
 
 @dataclass
 class Results:
-    """Every round's loads of both endpoints, and the in-process check rates."""
+    """Every round's loads of each endpoint with the server's CPU time per request (µs),
+    and the in-process check rates."""
 
     token: list[wrk.Load] = field(default_factory=list)
     verify: list[wrk.Load] = field(default_factory=list)
+    verify_asgi: list[wrk.Load] = field(default_factory=list)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     checks: dict[str, list[float]] = field(default_factory=dict)
     load_average: list[tuple[float, float, float]] = field(default_factory=list)
 
@@ -88,7 +94,7 @@ def measure(plan: Plan, workdir: Path, progress: Callable[[str], None]) -> Resul
                 cores=TARGET.load_cores,
             )
 
-        def forward_auth(seconds: float) -> wrk.Load:
+        def forward_auth(seconds: float, method: str = "GET") -> wrk.Load:
             return wrk.run(
                 verify_url,
                 connections=CONNECTIONS,
@@ -96,16 +102,29 @@ def measure(plan: Plan, workdir: Path, progress: Callable[[str], None]) -> Resul
                 body="",
                 authorization=token_auth,
                 cores=TARGET.load_cores,
-                method="GET",
+                method=method,
             )
+
+        def timed(name: str, runs: list[wrk.Load], load: Callable[[], wrk.Load]) -> None:
+            used = running.server.cpu_seconds()
+            runs.append(outcome := load())
+            cpu_us = (running.server.cpu_seconds() - used) / outcome.requests * 1e6
+            results.cpu.setdefault(name, []).append(cpu_us)
 
         token_endpoint(plan.warmup)
         forward_auth(plan.warmup)
+        forward_auth(plan.warmup, "HEAD")
         for round_ in range(1, plan.repeat + 1):
             results.load_average.append(os.getloadavg())
             progress(f"round {round_}/{plan.repeat}: token endpoint, forward-auth, in process")
-            results.token.append(token_endpoint(plan.seconds))
-            results.verify.append(forward_auth(plan.seconds))
+            timed("token", results.token, lambda: token_endpoint(plan.seconds))
+            # The two checks in turns, so that neither always follows the token load.
+            checks = [
+                ("verify", results.verify, lambda: forward_auth(plan.seconds)),
+                ("verify_asgi", results.verify_asgi, lambda: forward_auth(plan.seconds, "HEAD")),
+            ]
+            for name, runs, load in checks[:: 1 if round_ % 2 else -1]:
+                timed(name, runs, load)
             for name, value in check_rates(2 if plan.seconds > 2 else 1).items():
                 results.checks.setdefault(name, []).append(value)
             results.load_average.append(os.getloadavg())
@@ -117,37 +136,64 @@ def measure(plan: Plan, workdir: Path, progress: Callable[[str], None]) -> Resul
 
 def render(plan: Plan, results: Results) -> list[str]:
     """The forward-auth section of the report."""
-    ratios = [v.rate / t.rate for t, v in zip(results.token, results.verify, strict=True)]
     loads = ", ".join(f"{a:.2f}" for a, _, _ in results.load_average)
 
-    def row(name: str, runs: list[wrk.Load], ratio: str) -> str:
+    def row(name: str, runs: list[wrk.Load], cpu: str, ratio: str) -> str:
         return (
             f"| {name} | {statistics.median(r.rate for r in runs):,.0f} "
             f"| {spread(r.rate for r in runs):.0%} "
+            f"| {statistics.median(results.cpu[cpu]):.0f} "
             f"| {statistics.median(r.p50_ms for r in runs):.1f} "
             f"| {statistics.median(r.p99_ms for r in runs):.1f} "
             f"| {ratio} | {sum(r.non2xx for r in runs)} |"
         )
 
-    ratio = f"{statistics.median(ratios):.1f}x"
-    if len(ratios) > 1:
-        ratio += f" ±{(max(ratios) - min(ratios)) / 2:.1f}"
+    def ratio(runs: list[wrk.Load], baseline: list[wrk.Load]) -> str:
+        return ratio_of([r.rate for r in runs], [b.rate for b in baseline])
+
+    def ratio_of(values: list[float], baseline: list[float]) -> str:
+        ratios = [v / b for v, b in zip(values, baseline, strict=True)]
+        text = f"{statistics.median(ratios):.2f}x"
+        if len(ratios) > 1:
+            text += f" ±{(max(ratios) - min(ratios)) / 2:.2f}"
+        return text
+
     checks = {name: statistics.median(values) for name, values in results.checks.items()}
     return [
         "## Forward-auth",
         "",
         f"One `swarm-oauth serve` (ES256, SQLite, 1 worker pinned to core 0; wrk, one "
         f"thread, on core 1; {CONNECTIONS} connections, access log and metrics on). In each "
-        f"of {plan.repeat} round(s) both endpoints are loaded in turn, {plan.seconds:g} s each "
-        f"after a {plan.warmup:g} s warm-up; figures are medians over rounds, the ratio the "
-        "median of per-round ratios, ± half the min-max range. `GET /api/verify` carries one "
+        f"of {plan.repeat} round(s) the three are loaded in turn (the two checks in "
+        f"alternating order), {plan.seconds:g} s each "
+        f"after a {plan.warmup:g} s warm-up; figures are medians over rounds, ratios the "
+        "medians of per-round ratios, ± half the min-max range. `/api/verify` carries one "
         "token (with `audience`), as a service presents the same token until it renews it. "
+        "The protocol answers a plain `GET` itself; `HEAD`, the same check with the same "
+        "empty answer, goes through the ASGI application, as every check did before. "
         f"1-minute load average at each round's start and end: {loads}.",
         "",
-        "| endpoint | requests/s | ± | p50 ms | p99 ms | x token endpoint | non-2xx |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        row("`POST /api/token` (a token issued)", results.token, "1.0x"),
-        row("`GET /api/verify` (a forward-auth check)", results.verify, ratio),
+        "| endpoint | requests/s | ± | CPU µs a request | p50 ms | p99 ms | x token endpoint "
+        "| non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        row("`POST /api/token` (a token issued)", results.token, "token", "1.00x"),
+        row(
+            "`GET /api/verify` (a forward-auth check)",
+            results.verify,
+            "verify",
+            ratio(results.verify, results.token),
+        ),
+        row(
+            "`HEAD /api/verify` (the same check through ASGI)",
+            results.verify_asgi,
+            "verify_asgi",
+            ratio(results.verify_asgi, results.token),
+        ),
+        "",
+        f"The protocol's own answer: {ratio(results.verify, results.verify_asgi)} the checks "
+        "per second of the same check through ASGI, at "
+        f"{ratio_of(results.cpu['verify'], results.cpu['verify_asgi'])} its CPU time a "
+        "request (the server process's user and system time over the requests wrk completed).",
         "",
         "The same checks without HTTP on one core (`TokenVerifier`, `bench/verifying.py`): "
         f"{checks.get('remembered', 0):,.0f}/s for a token already seen, "

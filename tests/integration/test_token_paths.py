@@ -1,6 +1,7 @@
-"""A token request gets the same answer, log line and metrics whichever way the server
-takes it: answered by the protocol itself (a plain request) or by the ASGI application
-(the same request with a chunked body, which the protocol never answers itself)."""
+"""A token request and a forward-auth check get the same answer, log line and metrics
+whichever way the server takes them: answered by the protocol itself (a plain request)
+or by the ASGI application (the same request with a chunked body, which the protocol
+never answers itself)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import jwt
@@ -67,17 +69,63 @@ def test_both_paths_answer_alike(token_server, right_secret: bool) -> None:
         in text
     )
     token_server.stop()
-    lines = [json.loads(line) for line in token_server.log().splitlines() if line.strip()]
-    access = [
-        {k: v for k, v in line.items() if k not in ("ts", "duration_ms")}
-        for line in lines
-        if line["logger"] == "swarm_oauth.access" and line["path"] == "/api/token"
-    ]
+    access = access_lines(token_server, "/api/token")
     assert len(access) == 3
     assert access[0] == access[1] == access[2]
     assert access[0]["client_id"] == "orders"
     assert access[0]["status"] == status
     assert ("error" in access[0]) is not right_secret
+
+
+def access_lines(server, path: str) -> list[dict[str, object]]:
+    """The access log's lines for ``path``, without their time and duration."""
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    return [
+        {k: v for k, v in line.items() if k not in ("ts", "duration_ms")}
+        for line in lines
+        if line["logger"] == "swarm_oauth.access" and line["path"] == path
+    ]
+
+
+def test_forward_auth_answers_alike_on_both_paths(token_server) -> None:
+    secret = token_server.add_client("orders", scopes=["read", "write"])["client_secret"]
+    token = token_server.token("orders", secret, scope="read").json()["access_token"]
+    audience = quote(token_server.url, safe="")
+    cases = {  # query, Authorization, the status expected
+        "allowed": (f"?audience={audience}&scope=read", f"Bearer {token}", 200),
+        "invalid_token": (f"?audience={audience}", "Bearer not.a.token", 401),
+        "insufficient_scope": ("?scope=write", f"Bearer {token}", 403),
+        "bad_query": ("?scopes=read", f"Bearer {token}", 400),
+    }
+    for outcome, (query, authorization, status) in cases.items():
+        url = f"{token_server.url}/api/verify{query}"
+        headers = {"authorization": authorization}
+        plain = httpx.get(url, headers=headers, timeout=10)
+        streamed = httpx.request("GET", url, headers=headers, content=chunked(b""), timeout=10)
+        assert streamed.request.headers["transfer-encoding"] == "chunked"
+        assert plain.status_code == status, plain.text
+        assert (plain.status_code, plain.content) == (streamed.status_code, streamed.content)
+        assert {k: v for k, v in plain.headers.items() if k != "date"} == {
+            k: v for k, v in streamed.headers.items() if k != "date"
+        }
+        if status == 200:
+            assert plain.headers["x-auth-client-id"] == "orders"
+            assert plain.content == b""
+        else:
+            assert plain.json()["error"] in (outcome, "invalid_request")
+        text = httpx.get(token_server.url + "/metrics").text
+        assert f'swarm_oauth_forward_auth_requests_total{{outcome="{outcome}"}} 2.0' in text
+        assert (
+            f'swarm_oauth_http_requests_total{{method="GET",route="/api/verify",status="{status}"}}'
+            " 2.0" in text
+        )
+    token_server.stop()
+    access = access_lines(token_server, "/api/verify")
+    assert len(access) == 2 * len(cases)
+    # Two by two alike; the query string (which may name audiences) is never logged.
+    assert access[0::2] == access[1::2]
+    assert [line["status"] for line in access[0::2]] == [s for _, _, s in cases.values()]
+    assert all(line["route"] == "/api/verify" and line["method"] == "GET" for line in access)
 
 
 def test_pipelined_requests_are_answered_in_order(token_server) -> None:
@@ -143,16 +191,16 @@ def test_the_direct_endpoint_declines_what_it_would_have_to_wait_for(inprocess) 
     client = ("127.0.0.1", 50000)
 
     inprocess.runtime.client_cache.forget("orders")
-    assert endpoint(headers, BODY, client) is None  # not cached: the store must be asked
+    assert endpoint(headers, BODY, b"", client) is None  # not cached: the store must be asked
     assert inprocess.request("POST", "/api/token", content=BODY, headers={
         "authorization": basic.decode(), **FORM}).status_code == 200  # fmt: skip
-    answer = endpoint(headers, BODY, client)
+    answer = endpoint(headers, BODY, b"", client)
     assert answer is not None and answer.status == 200
     assert (b"cache-control", b"no-store") in answer.headers
     assert "access_token" in json.loads(answer.body)
 
     wrong = [(b"authorization", httpx.BasicAuth("orders", "x")._auth_header.encode()), headers[1]]
-    refused = endpoint(wrong, BODY, client)
+    refused = endpoint(wrong, BODY, b"", client)
     assert refused is not None and refused.status == 401
     assert any(name == b"www-authenticate" for name, _ in refused.headers)
 
@@ -165,17 +213,21 @@ def test_the_direct_endpoint_declines_what_it_would_have_to_wait_for(inprocess) 
         assert revoked.status_code == 200
         if inprocess.runtime.revocations.issue_delay("orders", time.time()) > 0.05:
             assert inprocess.runtime.client_cache.peek("orders")[0]  # still cached
-            assert endpoint(headers, BODY, client) is None
+            assert endpoint(headers, BODY, b"", client) is None
             break
         time.sleep(0.1)
     else:
         pytest.fail("no revocation left 50 ms of its second")
 
 
-def test_only_the_token_endpoint_is_offered_and_only_by_the_tokens_role(tmp_path) -> None:
-    for role, offered in (("tokens", {b"/api/token"}), ("clients", set())):
+def test_only_the_tokens_role_offers_direct_endpoints(tmp_path) -> None:
+    for role, offered in (
+        ("tokens", {b"/api/token": b"POST", b"/api/verify": b"GET"}),
+        ("clients", {}),
+    ):
         server = InProcessServer(tmp_path / role, role=role)
         try:
-            assert set(direct_endpoints(server.app)) == offered
+            endpoints = direct_endpoints(server.app)
+            assert {path: e.method for path, e in endpoints.items()} == offered
         finally:
             server.close()

@@ -22,32 +22,37 @@ CAP = 64
 
 
 class Endpoint:
-    """Answers unless the body is ``wait``; remembers the bodies it was offered."""
+    """Answers unless the body is ``wait``; remembers the bodies and queries it was
+    offered."""
 
-    max_body_bytes = CAP
-
-    def __init__(self) -> None:
+    def __init__(self, method: bytes, max_body_bytes: int) -> None:
+        self.method = method
+        self.max_body_bytes = max_body_bytes
         self.calls: list[bytes] = []
+        self.queries: list[bytes] = []
 
     def __call__(
-        self, headers: Headers, body: bytes, client: tuple[str, int] | None
+        self, headers: Headers, body: bytes, query: bytes, client: tuple[str, int] | None
     ) -> Answer | None:
         self.calls.append(body)
+        self.queries.append(query)
         if body == b"wait":
             return None
         return Answer(200, ((b"content-type", b"text/plain"),), b"direct:" + body)
 
 
 class App:
-    """An ASGI app offering ``POST /direct`` to the protocol as ``Endpoint``; as ASGI it
-    answers with the body it read (``/slow`` only once released)."""
+    """An ASGI app offering ``POST /direct`` (bodies up to ``CAP``) and ``GET /check``
+    (no body) to the protocol as ``Endpoint``s; as ASGI it answers with the body it read
+    (``/slow`` only once released)."""
 
     def __init__(self) -> None:
         self.asgi_calls: list[tuple[str, bytes]] = []
-        self.endpoint = Endpoint()
+        self.endpoint = Endpoint(b"POST", CAP)
+        self.check = Endpoint(b"GET", 0)
         self.direct_calls = self.endpoint.calls
         self.release = asyncio.Event()
-        self.direct_endpoints = {b"/direct": self.endpoint}
+        self.direct_endpoints = {b"/direct": self.endpoint, b"/check": self.check}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,11 +147,34 @@ def test_a_declined_request_reaches_the_app_with_its_whole_body() -> None:
     assert writes[0].endswith(b"\r\n\r\nasgi:wait")
 
 
+def test_the_query_string_and_an_absent_body_are_handed_to_the_endpoint() -> None:
+    """The path is matched without the query, which the endpoint gets raw; a request
+    without ``Content-Length`` has an empty body (RFC 9112 §6.3), so a ``GET`` to an
+    endpoint that takes no body is answered directly too."""
+
+    async def test(app: App, conn: Connection) -> list[bytes]:
+        wire = (
+            post(b"/direct?x=1&y=%20", b"a=1")
+            + b"POST /direct HTTP/1.1\r\nHost: t\r\n\r\n"
+            + b"GET /check?scope=read HTTP/1.1\r\nHost: t\r\n\r\n"
+            + b"GET /check HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+        )
+        writes = await conn.send(wire, 4)
+        assert app.asgi_calls == []
+        assert (app.endpoint.calls, app.endpoint.queries) == ([b"a=1", b""], [b"x=1&y=%20", b""])
+        assert (app.check.calls, app.check.queries) == ([b"", b""], [b"scope=read", b""])
+        return writes
+
+    writes = run(test)
+    assert [w.rsplit(b"\r\n\r\n", 1)[1] for w in writes] == [b"direct:a=1", *[b"direct:"] * 3]
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [
-        pytest.param(post(b"/direct?x=1", b"a=1"), id="query string"),
         pytest.param(post(b"/other", b"a=1"), id="another path"),
+        pytest.param(post(b"/%64irect", b"a=1"), id="percent-encoded path"),
+        pytest.param(post(b"http://t/direct", b"a=1"), id="absolute form"),
         pytest.param(post(b"/direct", b"a" * (CAP + 1)), id="body over the cap"),
         pytest.param(
             b"POST /direct HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -155,18 +183,25 @@ def test_a_declined_request_reaches_the_app_with_its_whole_body() -> None:
         ),
         pytest.param(post(b"/direct", b"a=1", b"Expect: 100-continue\r\n"), id="expect"),
         pytest.param(b"PUT /direct HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\na=1", id="PUT"),
-        pytest.param(b"POST /direct HTTP/1.1\r\nHost: t\r\n\r\n", id="no content-length"),
+        pytest.param(b"GET /direct HTTP/1.1\r\nHost: t\r\n\r\n", id="GET to a POST endpoint"),
+        pytest.param(b"HEAD /check HTTP/1.1\r\nHost: t\r\n\r\n", id="HEAD to a GET endpoint"),
+        pytest.param(
+            b"GET /check HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx",
+            id="a body where the endpoint takes none",
+        ),
     ],
 )
-def test_anything_but_a_plain_post_goes_to_the_app(request_bytes: bytes) -> None:
+def test_anything_but_a_plain_request_goes_to_the_app(request_bytes: bytes) -> None:
     async def test(app: App, conn: Connection) -> list[bytes]:
         writes = await conn.send(request_bytes, 1)
-        assert app.direct_calls == []
+        assert app.direct_calls == app.check.calls == []
         assert len(app.asgi_calls) == 1
         return writes
 
     writes = run(test)
-    assert b"asgi:" in writes[-1]
+    assert writes[-1].startswith(b"HTTP/1.1 200 OK\r\n")
+    if not request_bytes.startswith(b"HEAD"):  # a HEAD answer has no body
+        assert b"asgi:" in writes[-1]
 
 
 @pytest.mark.parametrize(

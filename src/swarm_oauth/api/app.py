@@ -2,8 +2,9 @@
 
 ``/api/token`` and ``/api/verify`` are dispatched before the framework (they are the hot
 paths); everything else goes through a Starlette router. All sit inside ``Observed`` for
-logs and metrics. The token endpoint is also offered to the protocol as a direct
-endpoint (``serving/direct.py``), which answers most token requests without ASGI.
+logs and metrics. Both are also offered to the protocol as direct endpoints
+(``serving/direct.py``), which answer most token requests and every plain forward-auth
+``GET`` without ASGI.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
     if not settings.serves_tokens:
         return Observed(Dispatch({}, router))
     token = TokenEndpoint(runtime)
-    endpoints: dict[str, ASGIApp] = {TOKEN_PATH: token, VERIFY_PATH: ForwardAuthEndpoint(runtime)}
-    return Observed(Dispatch(endpoints, router), direct={TOKEN_PATH: token})
+    verify = ForwardAuthEndpoint(runtime)
+    endpoints: dict[str, ASGIApp] = {TOKEN_PATH: token, VERIFY_PATH: verify}
+    return Observed(Dispatch(endpoints, router), direct={TOKEN_PATH: token, VERIFY_PATH: verify})
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,11 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope, Send
 
 from swarm_oauth.api.metrics import FORWARD_AUTH
-from swarm_oauth.api.responses import NO_STORE, send_json
+from swarm_oauth.api.responses import NO_STORE, json_answer, send_answer
 from swarm_oauth.identifiers import is_audience, is_scope_token
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.sdk.bearer import challenge
+from swarm_oauth.serving.direct import Answer, Headers
 from swarm_oauth.tokens import InsufficientScope, InvalidToken, TokenVerifier, VerifiedToken
 from swarm_oauth.web import error_body
 
@@ -144,49 +145,57 @@ def decide(
 
 
 class ForwardAuthEndpoint:
-    """Answers whether a request's bearer token may pass, for a reverse proxy."""
+    """Answers whether a request's bearer token may pass, for a reverse proxy.
+
+    Served two ways with the same answers: as an ASGI app, for any method, and as a
+    direct endpoint (``serving/direct.py``) for a plain ``GET``, what proxies send; a
+    check never waits for anything, so the direct endpoint answers every request offered.
+    """
+
+    method = "GET"
+    max_body_bytes = 0
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def answer_now(
+        self, headers: Headers, body: bytes, query: bytes, fields: dict[str, object]
+    ) -> Answer:
+        """The answer to a request with these ``headers`` and raw ``query`` string; the
+        body is never read and there is nothing to log beyond the access line's own."""
         try:
-            audience, scopes = requirements(scope["query_string"])
+            audience, scopes = requirements(query)
         except BadQuery as exc:
             FORWARD_AUTH.labels("bad_query").inc()
-            await send_json(send, 400, error_body("invalid_request", str(exc)), NO_STORE)
-            return
+            return json_answer(400, error_body("invalid_request", str(exc)), NO_STORE)
         if not self.runtime.watcher.fresh():
             # Revocations may be missing from a view the store no longer confirms.
             FORWARD_AUTH.labels("temporarily_unavailable").inc()
-            body = error_body("temporarily_unavailable", "revocations cannot be checked")
-            await send_json(send, 503, body, [*NO_STORE, (b"retry-after", RETRY_AFTER_SECONDS)])
-            return
+            unavailable = error_body("temporarily_unavailable", "revocations cannot be checked")
+            retry = (b"retry-after", RETRY_AFTER_SECONDS)
+            return json_answer(503, unavailable, (*NO_STORE, retry))
         authorization = [
-            value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"
+            value.decode("latin-1") for name, value in headers if name == b"authorization"
         ]
         outcome = decide(self.runtime.verifier, authorization, audience, scopes, time.time())
         if isinstance(outcome, Refusal):
             FORWARD_AUTH.labels(outcome.error).inc()
-            await send_json(
-                send,
+            return json_answer(
                 outcome.status,
                 error_body(outcome.error, outcome.description),
-                [(b"www-authenticate", outcome.challenge.encode()), *NO_STORE],
+                ((b"www-authenticate", outcome.challenge.encode()), *NO_STORE),
             )
-            return
         ALLOWED.inc()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"x-auth-client-id", outcome.client_id.encode()),
-                    (b"x-auth-scope", outcome.scope.encode()),
-                    (b"x-auth-audience", " ".join(outcome.audiences).encode()),
-                    (b"content-length", b"0"),
-                    *NO_STORE,
-                ],
-            }
+        return Answer(
+            200,
+            (
+                (b"x-auth-client-id", outcome.client_id.encode()),
+                (b"x-auth-scope", outcome.scope.encode()),
+                (b"x-auth-audience", " ".join(outcome.audiences).encode()),
+                *NO_STORE,
+            ),
+            b"",
         )
-        await send({"type": "http.response.body", "body": b""})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_answer(send, self.answer_now(scope["headers"], b"", scope["query_string"], {}))

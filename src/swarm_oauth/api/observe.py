@@ -36,11 +36,15 @@ def route_label(scope: Scope) -> str:
 
 
 class AnswersAtOnce(Protocol):
-    """An endpoint that can answer some requests without waiting (``TokenEndpoint``)."""
+    """An endpoint that can answer some requests without waiting (``TokenEndpoint``,
+    ``ForwardAuthEndpoint``): those with its ``method``."""
 
+    method: str
     max_body_bytes: int
 
-    def answer_now(self, headers: Headers, body: bytes, fields: dict[str, object]) -> Answer | None:
+    def answer_now(
+        self, headers: Headers, body: bytes, query: bytes, fields: dict[str, object]
+    ) -> Answer | None:
         """The whole answer, or ``None`` to be called as ASGI instead; ``fields`` takes
         what the access log line should add."""
         ...
@@ -133,26 +137,28 @@ class Observed:
 class _ObservedDirect:
     """A direct endpoint, logged and counted as ``Observed`` does its ASGI requests."""
 
-    __slots__ = ("_endpoint", "_observed", "_path", "max_body_bytes")
+    __slots__ = ("_endpoint", "_method", "_observed", "_path", "max_body_bytes", "method")
 
     def __init__(self, observed: Observed, path: str, endpoint: AnswersAtOnce) -> None:
         self._observed = observed
         self._path = path
         self._endpoint = endpoint
+        self._method = endpoint.method
+        self.method = endpoint.method.encode()
         self.max_body_bytes = endpoint.max_body_bytes
 
     def __call__(
-        self, headers: Headers, body: bytes, client: tuple[str, int] | None
+        self, headers: Headers, body: bytes, query: bytes, client: tuple[str, int] | None
     ) -> Answer | None:
         started = time.perf_counter()
         fields: dict[str, object] = {}
         try:
-            answer = self._endpoint.answer_now(headers, body, fields)
+            answer = self._endpoint.answer_now(headers, body, query, fields)
         except Exception:
             error_log.exception("unhandled error", extra={"path": self._path})
             answer = json_answer(500, error_body("server_error", "internal error"))
         if answer is not None:
             elapsed = time.perf_counter() - started
             path = self._path
-            self._observed.record(path, "POST", path, answer.status, elapsed, client, fields)
+            self._observed.record(path, self._method, path, answer.status, elapsed, client, fields)
         return answer

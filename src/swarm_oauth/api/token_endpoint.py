@@ -68,6 +68,7 @@ class TokenEndpoint:
     signature off the event loop, a body over the cap, another method).
     """
 
+    method = "POST"
     max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, runtime: Runtime) -> None:
@@ -81,9 +82,13 @@ class TokenEndpoint:
             self._signing = ThreadPoolExecutor(usable_cpus(), thread_name_prefix="swarm-oauth-sign")
         return self._signing
 
-    def answer_now(self, headers: Headers, body: bytes, fields: dict[str, object]) -> Answer | None:
+    def answer_now(
+        self, headers: Headers, body: bytes, query: bytes, fields: dict[str, object]
+    ) -> Answer | None:
         """The answer to a ``POST`` with ``headers`` and ``body``, if it can be given
-        without waiting; ``None`` otherwise. Adds the access log's fields to ``fields``."""
+        without waiting; ``None`` otherwise. Adds the access log's fields to ``fields``.
+        The query string is ignored, as the ASGI path ignores it (RFC 6749 §4.4.2: the
+        parameters are in the body)."""
         runtime = self.runtime
         try:
             request = self._request(headers, body, fields)

@@ -2,17 +2,20 @@
 
 An ASGI request costs uvicorn a scope, a request-response cycle, a task, and awaited
 ``receive`` and ``send`` calls: on the token endpoint that was more than half of a
-token's time (``bench/PROFILE.md``). An application may offer, for a few exact paths, a
-*direct endpoint*: a plain function that takes the request's headers and whole body and
-returns the whole answer, or ``None`` when it would have to wait (a store query, a
-timer, a signature off the event loop). The protocol tries it once the request has
-arrived and, on ``None``, hands the same request to the ASGI application as if it had
-just been read: the application decides which path answers, never the client.
+token's time (``bench/PROFILE.md``). An application may offer, for a few exact paths and
+one method each, a *direct endpoint*: a plain function that takes the request's headers,
+whole body and query string and returns the whole answer, or ``None`` when it would
+have to wait (a store query, a timer, a signature off the event loop). The protocol
+tries it once the request has arrived and, on ``None``, hands the same request to the
+ASGI application as if it had just been read: the application decides which path
+answers, never the client.
 
-Only the plainest requests are offered: ``POST`` to the exact path (no query string),
-``Content-Length`` within the endpoint's cap (no ``Transfer-Encoding``), no
-``Expect: 100-continue``, no upgrade, nothing pipelined ahead of it still being
-answered and the socket taking writes. Anything else takes the ASGI path unchanged.
+Only the plainest requests are offered: the endpoint's method, to its exact path in
+origin form (``/api/verify?...``, not percent-encoded), a body within the endpoint's cap
+given by one ``Content-Length`` or by none (RFC 9112 §6.3: then the body is empty; no
+``Transfer-Encoding``), no ``Expect: 100-continue``, no upgrade, nothing pipelined ahead
+of it still being answered and the socket taking writes. Anything else takes the ASGI
+path unchanged.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ class Answer:
 class DirectEndpoint(Protocol):
     """What an application offers the protocol for one path (see the module)."""
 
+    method: bytes
     max_body_bytes: int
 
     def __call__(
-        self, headers: Headers, body: bytes, client: tuple[str, int] | None
+        self, headers: Headers, body: bytes, query: bytes, client: tuple[str, int] | None
     ) -> Answer | None:
-        """The answer to ``POST`` with these lower-cased ``headers`` and ``body`` from
-        ``client``, or ``None`` to have the ASGI application answer it instead."""
+        """The answer to ``method`` with these lower-cased ``headers``, ``body`` and raw
+        ``query`` string (``b""`` without one) from ``client``, or ``None`` to have the
+        ASGI application answer it instead."""
         ...
 
 
@@ -58,7 +63,7 @@ def direct_endpoints(app: object) -> Mapping[bytes, DirectEndpoint]:
 
 def offered(headers: Headers, max_body_bytes: int) -> bool:
     """Whether a request with these headers is plain enough to be answered directly:
-    one ``Content-Length`` within the cap, no ``Transfer-Encoding``."""
+    at most one ``Content-Length``, within the cap, and no ``Transfer-Encoding``."""
     length = None
     for name, value in headers:
         if name == b"content-length":
@@ -67,7 +72,7 @@ def offered(headers: Headers, max_body_bytes: int) -> bool:
             length = int(value)
         elif name == b"transfer-encoding":
             return False
-    return length is not None and length <= max_body_bytes
+    return length is None or length <= max_body_bytes
 
 
 def encode(

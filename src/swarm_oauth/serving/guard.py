@@ -59,10 +59,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._started: float | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._direct = direct_endpoints(self.app)
-        # The direct endpoint of the request being read, if it was offered one, and the
-        # body gathered for it (its length is capped before it is offered).
+        # The direct endpoint of the request being read, if it was offered one, the
+        # body gathered for it (its length is capped before it is offered) and its query.
         self._endpoint: DirectEndpoint | None = None
         self._body = b""
+        self._query = b""
 
     # -- connection ------------------------------------------------------------------------
 
@@ -128,9 +129,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # The application never sees this request; the body that follows is ignored.
             self._refusal = (HEADERS_TOO_LARGE, "too many request header fields")
             return
-        endpoint = self._direct.get(self.url)
+        path, _, query = self.url.partition(b"?")
+        endpoint = self._direct.get(path)
         if endpoint is not None and self._may_answer_directly(endpoint):
-            self._endpoint = endpoint
+            self._endpoint, self._query = endpoint, query
             return
         self._start_cycle()
 
@@ -154,7 +156,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._endpoint, self._body = None, b""
-        answer = endpoint(self.headers, body, self.client)
+        answer = endpoint(self.headers, body, self._query, self.client)
         if answer is None:
             # The application needs to wait for something: the request goes the ASGI
             # way, as if its head and body had only now been read.
@@ -175,7 +177,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _may_answer_directly(self, endpoint: DirectEndpoint) -> bool:
         cycle = self.cycle
         return (
-            self.parser.get_method() == b"POST"
+            self.parser.get_method() == endpoint.method
             and not self.expect_100_continue
             and not self.parser.should_upgrade()
             # Answers go out in request order: nothing may be ahead of this one.
