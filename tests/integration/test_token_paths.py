@@ -91,13 +91,13 @@ def test_forward_auth_answers_alike_on_both_paths(token_server) -> None:
     secret = token_server.add_client("orders", scopes=["read", "write"])["client_secret"]
     token = token_server.token("orders", secret, scope="read").json()["access_token"]
     audience = quote(token_server.url, safe="")
-    cases = {  # query, Authorization, the status expected
-        "allowed": (f"?audience={audience}&scope=read", f"Bearer {token}", 200),
-        "invalid_token": (f"?audience={audience}", "Bearer not.a.token", 401),
-        "insufficient_scope": ("?scope=write", f"Bearer {token}", 403),
-        "bad_query": ("?scopes=read", f"Bearer {token}", 400),
+    cases = {  # the metric's outcome: query, Authorization, status and error expected
+        "allowed": (f"?audience={audience}&scope=read", f"Bearer {token}", 200, None),
+        "invalid_token": (f"?audience={audience}", "Bearer not.a.token", 401, "invalid_token"),
+        "insufficient_scope": ("?scope=write", f"Bearer {token}", 403, "insufficient_scope"),
+        "bad_query": ("?scopes=read", f"Bearer {token}", 400, "invalid_request"),
     }
-    for outcome, (query, authorization, status) in cases.items():
+    for outcome, (query, authorization, status, error) in cases.items():
         url = f"{token_server.url}/api/verify{query}"
         headers = {"authorization": authorization}
         plain = httpx.get(url, headers=headers, timeout=10)
@@ -108,11 +108,11 @@ def test_forward_auth_answers_alike_on_both_paths(token_server) -> None:
         assert {k: v for k, v in plain.headers.items() if k != "date"} == {
             k: v for k, v in streamed.headers.items() if k != "date"
         }
-        if status == 200:
+        if error is None:
             assert plain.headers["x-auth-client-id"] == "orders"
             assert plain.content == b""
         else:
-            assert plain.json()["error"] in (outcome, "invalid_request")
+            assert plain.json()["error"] == error
         text = httpx.get(token_server.url + "/metrics").text
         assert f'swarm_oauth_forward_auth_requests_total{{outcome="{outcome}"}} 2.0' in text
         assert (
@@ -124,7 +124,7 @@ def test_forward_auth_answers_alike_on_both_paths(token_server) -> None:
     assert len(access) == 2 * len(cases)
     # Two by two alike; the query string (which may name audiences) is never logged.
     assert access[0::2] == access[1::2]
-    assert [line["status"] for line in access[0::2]] == [s for _, _, s in cases.values()]
+    assert [line["status"] for line in access[0::2]] == [c[2] for c in cases.values()]
     assert all(line["route"] == "/api/verify" and line["method"] == "GET" for line in access)
 
 
