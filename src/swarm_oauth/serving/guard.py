@@ -59,11 +59,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._started: float | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._direct = direct_endpoints(self.app)
-        # The direct endpoint of the request being read, if it was offered one, the
-        # body gathered for it (its length is capped before it is offered) and its query.
+        # The direct endpoint of the request being read, if it was offered one, and the
+        # body gathered for it (its length is capped before it is offered).
         self._endpoint: DirectEndpoint | None = None
         self._body = b""
-        self._query = b""
 
     # -- connection ------------------------------------------------------------------------
 
@@ -129,10 +128,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # The application never sees this request; the body that follows is ignored.
             self._refusal = (HEADERS_TOO_LARGE, "too many request header fields")
             return
-        path, _, query = self.url.partition(b"?")
-        endpoint = self._direct.get(path)
+        endpoint = self._direct.get(self.url.partition(b"?")[0])
         if endpoint is not None and self._may_answer_directly(endpoint):
-            self._endpoint, self._query = endpoint, query
+            self._endpoint = endpoint
             return
         self._start_cycle()
 
@@ -156,7 +154,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._endpoint, self._body = None, b""
-        answer = endpoint(self.headers, body, self._query, self.client)
+        # ``url`` is still this request's: the next one's head resets it.
+        answer = endpoint(self.headers, body, self.url.partition(b"?")[2], self.client)
         if answer is None:
             # The application needs to wait for something: the request goes the ASGI
             # way, as if its head and body had only now been read.
