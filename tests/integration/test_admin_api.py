@@ -182,6 +182,14 @@ BAD_ADMIN_REQUESTS = [
         "nested",
     ),
     (
+        # json.loads would read UTF-16 bytes; RFC 8259 §8.1 asks for UTF-8.
+        {"Content-Type": "application/json"},
+        "/api/clients/add",
+        '{"client_id":"utf16"}'.encode("utf-16"),
+        400,
+        "not valid JSON",
+    ),
+    (
         {"Content-Type": "application/json"},
         "/api/clients/rotate",
         b'{"client_id":"x","grace_seconds":-1}',

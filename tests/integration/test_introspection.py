@@ -193,6 +193,13 @@ def test_the_revocation_list_is_tagged_and_answers_304_while_unchanged(inprocess
     etag = first.headers["etag"]
     same = inprocess.request("GET", "/api/revocations", headers={"If-None-Match": etag})
     assert (same.status_code, same.content) == (304, b"")
+    # RFC 9110 §13.1.2: a list of tags, compared weakly, or "*"; anything else names none.
+    for named in (f'"other", {etag}', f"W/{etag}", f' ,{etag} , "x"', "*"):
+        answer = inprocess.request("GET", "/api/revocations", headers={"If-None-Match": named})
+        assert answer.status_code == 304, named
+    for unnamed in (f"x{etag}y", etag[:-2] + '"', etag[1:-1], f"{etag}; W/"):
+        answer = inprocess.request("GET", "/api/revocations", headers={"If-None-Match": unnamed})
+        assert answer.status_code == 200 and answer.headers["etag"] == etag, unnamed
     revoke(inprocess, orders, token(inprocess, orders))
     changed = inprocess.request("GET", "/api/revocations", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag

@@ -261,6 +261,8 @@ def test_the_client_list_comes_in_pages(token_server):
             ({"limit": "0"}, "limit must be"),
             ({"limit": "1001"}, "limit must be"),
             ({"limit": "ten"}, "limit must be"),
+            ({"limit": "²"}, "limit must be"),  # a digit to str.isdigit, not to int()
+            ({"limit": "\u0661"}, "limit must be"),  # Arabic-Indic 1: int() reads it
             ({"cursor": "%%%"}, "cursor is not one"),
             ({"cursor": "IGJhZCBpZA"}, "cursor is not one"),  # " bad id"
         ):

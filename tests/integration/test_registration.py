@@ -3,6 +3,7 @@ server process with SQLite and with PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 
 from tests.support.deadlines import refused_within
 from tests.support.server import ServerProcess
+
+JSON_TYPE = {"Content-Type": "application/json"}
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -36,14 +39,19 @@ def register(server: ServerProcess, **metadata: Any) -> dict[str, Any]:
 
 
 def configure(
-    method: str, registered: dict[str, Any], token: str | None = None, **kwargs: Any
+    method: str,
+    registered: dict[str, Any],
+    token: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
 ) -> httpx.Response:
     """A request to the client's configuration endpoint with ``token`` (default: its own)."""
     bearer = registered["registration_access_token"] if token is None else token
     return httpx.request(
         method,
         registered["registration_client_uri"],
-        headers={"Authorization": f"Bearer {bearer}"},
+        headers={"Authorization": f"Bearer {bearer}", **(headers or {})},
         timeout=10,
         **kwargs,
     )
@@ -171,6 +179,8 @@ def test_an_update_names_the_client_and_may_prove_its_current_secret(
         ({"client_id": "dcr-other"}, "invalid_client_metadata", "client_id"),
         ({"client_id": client_id, "client_secret": "guess"}, "invalid_client_metadata", "secret"),
         ({"client_id": client_id, "client_secret": 7}, "invalid_client_metadata", "secret"),
+        # A lone surrogate, which UTF-8 cannot encode: sent as the JSON escape below.
+        ({"client_id": client_id, "client_secret": "\ud800"}, "invalid_client_metadata", "secret"),
         (
             {"client_id": client_id, "registration_access_token": "x"},
             "invalid_request",
@@ -180,7 +190,8 @@ def test_an_update_names_the_client_and_may_prove_its_current_secret(
         ({"client_id": client_id, "grant_types": ["implicit"]}, "invalid_client_metadata", "grant"),
     ]
     for body, error, reason in refusals:
-        response = configure("PUT", registered, json=body)
+        content = json.dumps(body)  # ASCII, escapes included: httpx would encode "\ud800"
+        response = configure("PUT", registered, content=content, headers=JSON_TYPE)
         assert response.status_code == 400, (body, response.text)
         assert response.json()["error"] == error
         assert reason in response.json()["error_description"]

@@ -24,3 +24,11 @@ def test_wrong_or_missing_hash_does_not_verify():
     assert not verify_secret("", stored)
     assert not verify_secret("x", None)
     assert not verify_secret("x", "")
+
+
+def test_a_secret_no_text_encodes_to_matches_nothing_and_raises_nothing():
+    # A JSON body's "\ud800" is such a string; UTF-8 cannot encode it.
+    stored = hash_secret(generate_secret())
+    assert not verify_secret("\ud800", stored)
+    assert not verify_secret("\ud800", None)
+    assert hash_secret("\ud800") != hash_secret("\ufffd")

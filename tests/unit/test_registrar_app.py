@@ -17,7 +17,7 @@ import pytest
 from starlette.applications import Starlette
 
 from swarm_oauth.admin_token import SharedSecret
-from swarm_oauth.registrar.app import create_app
+from swarm_oauth.registrar.app import MAX_ROTATE_BODY_BYTES, create_app
 from swarm_oauth.registrar.policy_file import parse_policy
 from swarm_oauth.registrar.ports import Rejected, TransientError
 from tests.support.fakes import (
@@ -414,7 +414,14 @@ def test_a_rotation_on_request_answers_once_the_new_secret_is_mounted(parts):
 
 @pytest.mark.parametrize(
     "body",
-    ['{"grace_seconds": -1}', '{"grace_seconds": "1h"}', "not json", '{"grace_seconds": 9e9}'],
+    [
+        '{"grace_seconds": -1}',
+        '{"grace_seconds": "1h"}',
+        "not json",
+        '{"grace_seconds": 9e9}',
+        "[" * 1020,  # nested deeper than the parser goes, within the size cap
+        '{"grace_seconds": 60}'.encode("utf-16"),
+    ],
 )
 def test_a_rotation_request_with_a_bad_grace_is_400(parts, body):
     parts.swarm.add_service("orders", LABELS)
@@ -422,3 +429,17 @@ def test_a_rotation_request_with_a_bad_grace_is_400(parts, body):
         "POST", "/v1/services/orders/rotate", ADMIN_HEADERS, content=body
     )
     assert response.status_code == 400 and "grace_seconds" in response.json()["error_description"]
+
+
+def test_a_rotation_request_with_a_body_over_the_cap_is_413(parts):
+    parts.swarm.add_service("orders", LABELS)
+    send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=orders")
+    parts.registrar.drain()
+    version = parts.registry.clients["orders"].secret_version
+    body = '{"grace_seconds": 60' + " " * MAX_ROTATE_BODY_BYTES + "}"
+    response = parts.client.request(
+        "POST", "/v1/services/orders/rotate", ADMIN_HEADERS, content=body
+    )
+    assert response.status_code == 413
+    assert f"{MAX_ROTATE_BODY_BYTES} bytes" in response.json()["error_description"]
+    assert parts.registry.clients["orders"].secret_version == version  # nothing rotated

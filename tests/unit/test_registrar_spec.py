@@ -7,9 +7,24 @@ from typing import Any
 
 import pytest
 
-from swarm_oauth.registrar.model import ClientInfo, DesiredIdentity, DockerSecret, ObservedService
+from swarm_oauth.registrar.model import (
+    ClientInfo,
+    DesiredIdentity,
+    DockerConfig,
+    DockerSecret,
+    ObservedService,
+    Reservation,
+)
 from swarm_oauth.registrar.model import SecretRef as Ref
-from swarm_oauth.registrar.spec import attach, detach, secret_name, target_taken
+from swarm_oauth.registrar.spec import (
+    RESERVED_UNTIL_LABEL,
+    attach,
+    detach,
+    reservation_labels,
+    reservation_of,
+    secret_name,
+    target_taken,
+)
 
 # Docker's rule for secret names (swarmkit validateSecretSpec / validateConfigOrSecretSpec).
 DOCKER_NAME = re.compile(r"^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$")
@@ -96,3 +111,15 @@ def test_detach_removes_only_what_the_registrar_added():
 
 def test_detach_leaves_a_service_without_registrar_secrets_alone():
     assert detach(service({}, secret_refs=(USER_REF,), env=ENV), {"cur"}) is None
+
+
+@pytest.mark.parametrize("until", ["1767225600", "²", "\u0661", "", "-1", "1.5"])
+def test_a_reservation_is_read_from_its_labels_only_when_they_are_one(until):
+    labels = reservation_labels("orders", "shop_orders", 1767225600.0)
+    config = DockerConfig("cfg", "oauth-reserved-orders-x", {**labels, RESERVED_UNTIL_LABEL: until})
+    reservation = reservation_of(config)
+    if until == "1767225600":
+        assert reservation == Reservation("cfg", "orders", "shop_orders", 1767225600.0)
+    else:
+        # Labels anyone with Docker access may write: "²" is a digit to str.isdigit only.
+        assert reservation is None

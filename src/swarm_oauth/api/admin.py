@@ -24,7 +24,7 @@ from swarm_oauth.api.admin_bodies import (
     UPDATE,
     Body,
 )
-from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
+from swarm_oauth.bodies import capped_body
 from swarm_oauth.clients import IssuedSecret, issued_view, public_record
 from swarm_oauth.identifiers import InvalidClientData, validate_client_id
 from swarm_oauth.runtime import Runtime
@@ -53,18 +53,12 @@ async def json_object(request: Request) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(415, "Content-Type must be application/json")
-    declared = request.headers.get("content-length", "")
+    raw = await capped_body(request, MAX_JSON_BYTES)
     try:
-        raw = await read_body(
-            request.receive, MAX_JSON_BYTES, int(declared) if declared.isdigit() else None
-        )
-    except BodyTooLarge:
-        raise ApiError(413, f"the body exceeds {MAX_JSON_BYTES} bytes") from None
-    except ClientDisconnected:
-        raise ApiError(400, "the request body did not arrive") from None
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        # Decoded first: given bytes, json.loads would also take UTF-16 and UTF-32, where
+        # RFC 8259 §8.1 asks for UTF-8.
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
         raise ApiError(400, "the body is not valid JSON") from None
     except RecursionError:
         raise ApiError(400, "the body is nested too deeply") from None
@@ -104,7 +98,8 @@ def _after(cursor: str | None) -> str | None:
 def _limit(value: str | None) -> int:
     if value is None:
         return LIST_LIMIT_DEFAULT
-    if not value.isdigit() or not 1 <= int(value) <= LIST_LIMIT_MAX:
+    # ASCII digits: str.isdigit also takes "²", which int() refuses.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= LIST_LIMIT_MAX:
         raise ApiError(400, f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}")
     return int(value)
 

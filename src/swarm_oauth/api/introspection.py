@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from typing import Any
 
@@ -18,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.api.forms import authenticated_client, form_of
+from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, declared_length, read_body
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.tokens import InvalidToken, OAuthError, RevocationList
 from swarm_oauth.tokens.revocation import revoke_own_token
@@ -31,14 +32,30 @@ INACTIVE = {"active": False}
 # RFC 7662 §2.2: the members that describe an active token, as the token has them.
 INTROSPECTED_CLAIMS = ("client_id", "sub", "scope", "aud", "iss", "exp", "iat", "jti")
 
+# RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; If-None-Match is a list of
+# them, where empty elements are allowed (§5.6.1).
+_ENTITY_TAG = re.compile(r'(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")')
+_ENTITY_TAGS = re.compile(
+    rf"[ \t,]*{_ENTITY_TAG.pattern}(?:[ \t]*,[ \t,]*{_ENTITY_TAG.pattern})*[ \t,]*"
+)
+
+
+def _names(if_none_match: str, etag: str) -> bool:
+    """Whether an ``If-None-Match`` value names ``etag``: ``*``, or a list of entity tags
+    one of which equals it by the weak comparison (RFC 9110 §13.1.2, §8.8.3.2). A value
+    that is not such a list names nothing, so the list is sent whole."""
+    if if_none_match.strip() == "*":
+        return True
+    if _ENTITY_TAGS.fullmatch(if_none_match) is None:
+        return False
+    return etag in _ENTITY_TAG.findall(if_none_match)
+
 
 async def _form(request: Request) -> tuple[str, dict[str, list[str]]]:
     """The ``token`` parameter and the whole form (it may carry client credentials)."""
-    declared = request.headers.get("content-length", "")
+    declared = declared_length(request.headers.get("content-length"))
     try:
-        body = await read_body(
-            request.receive, MAX_BODY_BYTES, int(declared) if declared.isdigit() else None
-        )
+        body = await read_body(request.receive, MAX_BODY_BYTES, declared)
     except BodyTooLarge:
         raise OAuthError(
             "invalid_request", f"request body exceeds {MAX_BODY_BYTES} bytes", 413
@@ -98,7 +115,7 @@ def introspection_routes(runtime: Runtime) -> list[Route]:
             rendered = (current, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
         _, body, etag = rendered
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if etag in request.headers.get("if-none-match", ""):
+        if _names(request.headers.get("if-none-match", ""), etag):
             return Response(status_code=304, headers=headers)
         return Response(body, headers=headers, media_type="application/json")
 

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import Receive, Scope, Send
 
-from swarm_oauth.api.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.api.forms import cached_client, form_of, load_client
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
 from swarm_oauth.api.observe import LOG_FIELDS
@@ -24,6 +23,7 @@ from swarm_oauth.api.responses import (
     send_answer,
     send_json,
 )
+from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.cpus import usable_cpus
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.serving.direct import Answer, Headers

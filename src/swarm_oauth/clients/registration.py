@@ -231,8 +231,10 @@ class RegistrationService:
         if is_client_id(client_id):
             with contextlib.suppress(ClientNotFound):
                 record = self._clients.get(client_id)
-        # verify_secret refuses a missing hash: admin-made clients have no RFC 7592 access.
-        if record is None or not verify_secret(access_token, record.registration_token_hash):
+        # verify_secret refuses a missing hash (admin-made clients have no RFC 7592 access)
+        # after hashing all the same, so an unknown id takes as long as a wrong token.
+        stored = record.registration_token_hash if record is not None else None
+        if not verify_secret(access_token, stored) or record is None:
             raise InvalidRegistrationToken
         return record
 

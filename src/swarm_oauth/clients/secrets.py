@@ -17,6 +17,8 @@ import secrets
 
 SECRET_BYTES = 32
 SCHEME = "sha256$"
+# What a secret is compared with when there is no hash: the same work, and no match.
+NO_HASH = (SCHEME + "0" * 64).encode()
 
 
 def generate_secret() -> str:
@@ -26,11 +28,13 @@ def generate_secret() -> str:
 
 def hash_secret(secret: str) -> str:
     """The stored form of ``secret``."""
-    return SCHEME + hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    # A presented secret may hold a lone surrogate (a JSON "\ud800"): "surrogatepass"
+    # gives it bytes no valid text encodes to, so it matches nothing instead of raising.
+    return SCHEME + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def verify_secret(secret: str, stored_hash: str | None) -> bool:
-    """Whether ``secret`` matches ``stored_hash``, in time independent of where they differ."""
-    if not stored_hash:
-        return False
-    return hmac.compare_digest(hash_secret(secret).encode(), stored_hash.encode())
+    """Whether ``secret`` matches ``stored_hash``, in time independent of where they differ
+    and of whether there is a hash at all (``None`` or empty matches nothing)."""
+    against = stored_hash.encode() if stored_hash else NO_HASH
+    return hmac.compare_digest(hash_secret(secret).encode(), against) and bool(stored_hash)

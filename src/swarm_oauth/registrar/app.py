@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from swarm_oauth.admin_token import SharedSecret
+from swarm_oauth.bodies import capped_body
 from swarm_oauth.identifiers import MAX_GRACE_SECONDS
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.metrics import RegistrarMetrics
@@ -45,6 +46,8 @@ LISTENER_PREFIX = "/v1/swarm-listener"
 
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="swarm-oauth-registrar"'}
+# A rotation's body is at most {"grace_seconds": N}.
+MAX_ROTATE_BODY_BYTES = 1024
 
 
 def _presented(request: Request, *, query: bool) -> str:
@@ -61,12 +64,12 @@ def _presented(request: Request, *, query: bool) -> str:
 
 async def _grace(request: Request, default: float) -> float:
     """``grace_seconds`` of a JSON body, if one came; ``ApiError`` when it is malformed."""
-    raw = await request.body()
+    raw = await capped_body(request, MAX_ROTATE_BODY_BYTES)
     if not raw.strip():
         return default
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ApiError(400, 'the body must be JSON, e.g. {"grace_seconds": 0}') from None
     grace = body.get("grace_seconds", default) if isinstance(body, dict) else None
     if isinstance(grace, bool) or not isinstance(grace, int | float):

@@ -25,6 +25,7 @@ writing the record leaves a client that only the server's administrator can dele
 from __future__ import annotations
 
 import contextlib
+import hmac
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -145,7 +146,9 @@ class DynamicRegistration:
         if (
             isinstance(secret, str)
             and secret
-            and secret_digest(secret) != credentials.secret_digest
+            and not hmac.compare_digest(
+                secret_digest(secret).encode(), credentials.secret_digest.encode()
+            )
         ):
             renewed = replace(record, secret_version=record.secret_version + 1)
             stored = self._book.write(

@@ -62,7 +62,8 @@ def reservation_of(config: DockerConfig) -> Reservation | None:
     labels = config.labels
     client_id, service_name = labels.get(RESERVED_CLIENT_LABEL), labels.get(RESERVED_FOR_LABEL)
     until = labels.get(RESERVED_UNTIL_LABEL, "")
-    if not client_id or not service_name or not until.isdigit():
+    # ASCII digits: a label anyone with Docker access wrote; str.isdigit also takes "²".
+    if not client_id or not service_name or not (until.isascii() and until.isdigit()):
         return None
     return Reservation(config.id, client_id, service_name, float(until))
 
