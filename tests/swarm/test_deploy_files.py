@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from swarm_oauth.registrar.app import LISTENER_PREFIX
+from swarm_oauth.registrar.command import DEFAULT_URL as REGISTRAR_URL
 from swarm_oauth.registrar.command import registrar
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
 from tests.support.deploy import DEMO_STACK_FILE, DEPLOY_DIR, STACK_FILE, stack_config
@@ -111,6 +112,7 @@ def test_swarm_listener_override_notifies_the_registrar_on_the_management_networ
             registrar["environment"]["SWARM_OAUTH_PORT"],
         )
         assert url.path == f"{LISTENER_PREFIX}/notify-{kind}"
+    assert int(registrar["environment"]["SWARM_OAUTH_PORT"]) == urlsplit(REGISTRAR_URL).port
     assert set(stack["services"]) == {
         "oauth-clients",
         "oauth-tokens",
@@ -198,6 +200,9 @@ def test_a_registrar_stack_for_your_own_oauth_server(file, env, backend) -> None
     environment = service["environment"]
     assert environment["SWARM_OAUTH_BACKEND"] == backend
     assert environment["SWARM_OAUTH_TOKEN_URL"] == "https://idp/token"
+    # The image's port is the token server's; `registrar status` and the other
+    # subcommands run in the container must find the registrar where they look.
+    assert int(environment["SWARM_OAUTH_PORT"]) == urlsplit(REGISTRAR_URL).port
     # Every setting the file gives is one the registrar reads, and every file it names is
     # mounted there.
     known = {p.envvar for p in registrar.params if isinstance(p.envvar, str)}

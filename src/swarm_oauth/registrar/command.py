@@ -129,8 +129,8 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     "--notify-token-file",
     env="NOTIFY_TOKEN_FILE",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding a token that notifications and forced passes must carry "
-    "(?token= or Authorization: Bearer). Default: none required.",
+    help="File holding a token that notifications (Authorization: Bearer or ?token=) and "
+    "forced passes (Authorization: Bearer) must carry. Default: none required.",
 )
 @duration_setting(
     "--secret-max-age",
