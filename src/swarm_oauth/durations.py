@@ -13,8 +13,9 @@ import math
 import re
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_BARE = re.compile(r"\d+(?:\.\d+)?")
+# [0-9], not \d: \d also matches other scripts' digits, which float() reads.
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_BARE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 class InvalidDuration(ValueError):

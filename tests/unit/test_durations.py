@@ -33,7 +33,8 @@ def test_durations_in_every_unit(text, seconds):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "s", "-5", "-5m", "5 m", "5w", "m5", "5m3", "1e3", "inf", "nan"]
+    "text",
+    ["", "s", "-5", "-5m", "5 m", "5w", "m5", "5m3", "1e3", "inf", "nan", "\u0661\u0660d", "²"],
 )
 def test_malformed_durations_are_refused_with_the_grammar(text):
     with pytest.raises(InvalidDuration, match="s, m, h or d"):

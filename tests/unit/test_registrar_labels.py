@@ -72,11 +72,23 @@ def test_labels_set_the_secret_files_owner_and_mode():
         ("swarm-oauth.secret-gid", "-1", "secret-gid"),
         ("swarm-oauth.secret-mode", "0999", "secret-mode"),
         ("swarm-oauth.secret-mode", "rw", "secret-mode"),
+        # Replaced on every pass, each time restarting the service's tasks.
+        ("swarm-oauth.secret-max-age", "0.001", "at least 30s"),
+        ("swarm-oauth.secret-max-age", "29s", "at least 30s"),
+        ("swarm-oauth.secret-max-age", "\u0661\u0660d", "not a duration"),  # Arabic-Indic 10
+        # What the clients API would refuse, on every pass.
+        ("swarm-oauth.scopes", " ".join(f"s{n}" for n in range(101)), "at most 100"),
+        ("swarm-oauth.audience", " ".join(f"a{n}" for n in range(101)), "at most 100"),
     ],
 )
 def test_impossible_labels_are_refused_with_a_reason(label, value, reason):
     with pytest.raises(InvalidLabels, match=reason):
         read_labels(service({label: value}))
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("30s", 30.0), ("1h", 3600.0), ("0", 0.0)])
+def test_a_secret_max_age_from_30_seconds_or_never(value, seconds):
+    assert read_labels(service({"swarm-oauth.secret-max-age": value})).secret_max_age == seconds
 
 
 def test_metadata_records_the_service():

@@ -129,6 +129,7 @@ def test_the_safe_default_allows_own_names_and_nothing_asked_by_labels():
         ("", "policy.yml: the policy is empty"),
         ("rules: []\nrules: []\n", "'rules' appears twice"),
         ("just text\n", "policy.yml:1: the policy: must be a mapping"),
+        ("rules: " + "[" * 5000, "policy.yml: nested too deeply"),
     ],
 )
 def test_a_malformed_policy_names_the_line_and_the_problem(text, error):

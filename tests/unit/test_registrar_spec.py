@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -113,13 +114,17 @@ def test_detach_leaves_a_service_without_registrar_secrets_alone():
     assert detach(service({}, secret_refs=(USER_REF,), env=ENV), {"cur"}) is None
 
 
-@pytest.mark.parametrize("until", ["1767225600", "²", "\u0661", "", "-1", "1.5"])
+@pytest.mark.parametrize(
+    "until", ["1767225600", "999999999999", "²", "\u0661", "", "-1", "1.5", "9" * 13, "9" * 400]
+)
 def test_a_reservation_is_read_from_its_labels_only_when_they_are_one(until):
     labels = reservation_labels("orders", "shop_orders", 1767225600.0)
     config = DockerConfig("cfg", "oauth-reserved-orders-x", {**labels, RESERVED_UNTIL_LABEL: until})
     reservation = reservation_of(config)
-    if until == "1767225600":
-        assert reservation == Reservation("cfg", "orders", "shop_orders", 1767225600.0)
+    if until in ("1767225600", "999999999999"):
+        assert reservation == Reservation("cfg", "orders", "shop_orders", float(until))
+        time.gmtime(reservation.until)  # a time the registrar can show (it logs it)
     else:
-        # Labels anyone with Docker access may write: "²" is a digit to str.isdigit only.
+        # Labels anyone with Docker access may write: "²" is a digit to str.isdigit only,
+        # and 20 nines no time gmtime() can show.
         assert reservation is None

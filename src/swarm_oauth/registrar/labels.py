@@ -9,8 +9,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from swarm_oauth.durations import InvalidDuration, parse_duration
+from swarm_oauth.durations import InvalidDuration, format_duration, parse_duration
 from swarm_oauth.identifiers import (
+    MAX_LIST_ITEMS,
     InvalidClientData,
     is_audience,
     is_scope_token,
@@ -33,6 +34,10 @@ DEFAULT_TARGET = "oauth_client_secret"
 _TARGET = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _NUMERIC_ID = re.compile(r"[0-9]{1,10}")
 _MODE = re.compile(r"0?[0-7]{3}")
+# The shortest secret max age a label may ask for: a secret must outlive the rolling update
+# that hands it out, and each replacement restarts the service's tasks, so an age of
+# seconds would have the registrar replace it on every pass.
+MIN_SECRET_MAX_AGE = 30.0
 
 
 class InvalidLabels(ValueError):
@@ -110,6 +115,9 @@ def read_labels(service: ObservedService) -> Ask:
     audiences = _words(labels.get(AUDIENCE_LABEL, ""))
     if not all(is_audience(audience) for audience in audiences):
         raise InvalidLabels(f"{AUDIENCE_LABEL}: audiences must be printable ASCII")
+    for label, items in ((SCOPES_LABEL, scopes), (AUDIENCE_LABEL, audiences)):
+        if len(items) > MAX_LIST_ITEMS:  # what a client may hold
+            raise InvalidLabels(f"{label}: at most {MAX_LIST_ITEMS} items")
     target = labels.get(TARGET_LABEL, "").strip() or DEFAULT_TARGET
     if not _TARGET.fullmatch(target):
         raise InvalidLabels(
@@ -126,6 +134,10 @@ def read_labels(service: ObservedService) -> Ask:
         max_age = parse_duration(max_age_text) if max_age_text else None
     except InvalidDuration as exc:
         raise InvalidLabels(f"{MAX_AGE_LABEL}: {exc}") from None
+    if max_age and max_age < MIN_SECRET_MAX_AGE:
+        raise InvalidLabels(
+            f"{MAX_AGE_LABEL}: at least {format_duration(MIN_SECRET_MAX_AGE)} (0: never)"
+        )
     return Ask(client_id, scopes, audiences, target, uid, gid, mode, max_age)
 
 

@@ -103,6 +103,8 @@ def parse_policy(text: str, source: str = "policy") -> RegistrationPolicy:
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(f"{source}{line}: not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise PolicyError(f"{source}: nested too deeply to be a policy") from None
     if root is None:
         raise PolicyError(f"{source}: the policy is empty; it needs 'rules' or 'default'")
     return _Reader(source).policy(root)

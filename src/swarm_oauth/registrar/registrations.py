@@ -163,7 +163,7 @@ def _record(config: DockerConfig) -> Registration | None:
         public = json.loads(labels.get(PUBLIC_LABEL, ""))
         metadata, scopes = public["metadata"], public["scopes"]
         version, generation = public["secret_version"], public["generation"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     client_id, service_id = labels.get(SECRET_CLIENT_ID_LABEL), labels.get(SERVICE_ID_LABEL)
     name, sealed = labels.get(NAME_LABEL), labels.get(SEALED_LABEL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 
 from swarm_oauth.registrar.model import (
@@ -57,13 +58,17 @@ def reservation_labels(client_id: str, service_name: str, until: float) -> dict[
     }
 
 
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
+
+
 def reservation_of(config: DockerConfig) -> Reservation | None:
     """The reservation a Docker config records, or None if its labels are not one."""
     labels = config.labels
     client_id, service_name = labels.get(RESERVED_CLIENT_LABEL), labels.get(RESERVED_FOR_LABEL)
     until = labels.get(RESERVED_UNTIL_LABEL, "")
-    # ASCII digits: a label anyone with Docker access wrote; str.isdigit also takes "²".
-    if not client_id or not service_name or not (until.isascii() and until.isdigit()):
+    # A label anyone with Docker access may write: ASCII digits (str.isdigit also takes
+    # "²"), and few enough of them to be a time the clock functions can show.
+    if not (client_id and service_name and _UNIX_TIME.fullmatch(until)):
         return None
     return Reservation(config.id, client_id, service_name, float(until))
 
