@@ -3,10 +3,14 @@ HTTP APIs."""
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 from starlette.types import Receive
 
 from swarm_oauth.web import ApiError
+
+_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
 class BodyTooLarge(Exception):
@@ -20,9 +24,10 @@ class ClientDisconnected(Exception):
 def declared_length(value: str | None) -> int | None:
     """The length a ``Content-Length`` value declares, if it is a plain number.
 
-    ASCII digits only: ``str.isdigit`` also takes ``²`` (which ``int`` refuses) and other
-    scripts' digits (which ``int`` reads)."""
-    if value is None or not (value.isascii() and value.isdigit()):
+    ASCII digits only, 18 at most: ``str.isdigit`` also takes ``²`` (which ``int``
+    refuses) and other scripts' digits (which ``int`` reads), and ``int`` refuses more
+    than 4,300 digits."""
+    if value is None or not _LENGTH.fullmatch(value):
         return None
     return int(value)
 

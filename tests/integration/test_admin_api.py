@@ -221,6 +221,18 @@ def test_bad_admin_requests_get_a_reason_and_change_nothing(
     assert clients_of(token_server) == before  # listing still works, nothing changed
 
 
+def test_a_json_body_may_start_with_a_byte_order_mark(token_server):
+    # RFC 8259 §8.1: a parser may ignore it; UTF-16 is refused (BAD_ADMIN_REQUESTS).
+    with token_server.admin() as admin:
+        added = admin.post(
+            "/api/clients/add",
+            content='\ufeff{"client_id":"bom"}'.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+    assert added.status_code == 201, added.text
+    assert "bom" in [c["client_id"] for c in clients_of(token_server)]
+
+
 @pytest.mark.parametrize(
     "authorization", [None, "", "Bearer", "Bearer wrong", "Basic abc", "bearer x"]
 )

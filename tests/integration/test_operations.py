@@ -263,6 +263,7 @@ def test_the_client_list_comes_in_pages(token_server):
             ({"limit": "ten"}, "limit must be"),
             ({"limit": "²"}, "limit must be"),  # a digit to str.isdigit, not to int()
             ({"limit": "\u0661"}, "limit must be"),  # Arabic-Indic 1: int() reads it
+            ({"limit": "0" * 4400 + "5"}, "limit must be"),  # more digits than int() reads
             ({"cursor": "%%%"}, "cursor is not one"),
             ({"cursor": "IGJhZCBpZA"}, "cursor is not one"),  # " bad id"
         ):

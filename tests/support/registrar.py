@@ -48,7 +48,9 @@ class InProcessRegistrar:
         workers: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.identities = Identities(Selector.parse(selector), token_url, policy)
+        self.identities = Identities(
+            Selector.parse(selector), token_url, policy, rotation_grace=rotation_grace
+        )
         self.board = StatusBoard()
         self.metrics = RegistrarMetrics(self.board)
         self.reconciler = Reconciler(

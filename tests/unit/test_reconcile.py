@@ -644,6 +644,25 @@ def test_a_label_may_ask_for_a_shorter_maximum_but_not_a_longer_one(swarm, regis
     rec.close()
 
 
+def test_a_label_may_not_ask_for_a_maximum_shorter_than_the_rotation_grace(swarm, registry):
+    # The previous secret works for the grace after a rotation; one within it would end
+    # that grace early for the tasks the rolling update has not replaced yet.
+    rec, clock = rotating(swarm, registry, rotation_grace=3600)
+    brief = swarm.add_service("brief", {**SELECTED, "swarm-oauth.secret-max-age": "59m"})
+    hourly = swarm.add_service("hourly", {**SELECTED, "swarm-oauth.secret-max-age": "1h"})
+    rec.full_pass()
+    assert "hourly" in registry.clients and "brief" not in registry.clients
+    assert rec.board.get(brief.id).reason.endswith(
+        "shorter than the registrar's rotation grace of 1h"
+    )
+    assert rec.board.get(hourly.id).state.value == "registered"
+    version = registry.clients["hourly"].secret_version
+    clock.now += 3600
+    rec.full_pass()
+    assert registry.clients["hourly"].secret_version == version + 1
+    rec.close()
+
+
 def test_a_requested_rotation_with_no_grace_stops_the_old_secret_at_once(swarm, registry):
     rec, _ = rotating(swarm, registry)
     service = swarm.add_service("orders")

@@ -29,3 +29,14 @@ def test_settings_never_print_the_admin_token():
 def test_each_backend_names_the_settings_it_lacks(backend, missing):
     with pytest.raises(BackendConfigError, match=f"the {backend.name} backend needs {missing}$"):
         backend.check()
+
+
+def test_a_reservation_longer_than_ten_years_is_refused_before_the_registrar_starts():
+    from click.testing import CliRunner
+
+    from swarm_oauth.registrar.command import registrar
+
+    # A reservation's end is written as a label the registrar must read back.
+    result = CliRunner().invoke(registrar, ["--id-reservation-seconds", "1e12"])
+    assert result.exit_code == 2
+    assert "--id-reservation-seconds" in result.output and "315360000" in result.output

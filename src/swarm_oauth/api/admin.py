@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,7 @@ from swarm_oauth.tokens.revocation import revoke_client_tokens
 from swarm_oauth.web import ApiError, bearer_token
 
 MAX_JSON_BYTES = 65536
+_LIMIT = re.compile(r"[0-9]{1,4}")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="swarm-oauth-admin"'}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -56,8 +58,8 @@ async def json_object(request: Request) -> dict[str, Any]:
     raw = await capped_body(request, MAX_JSON_BYTES)
     try:
         # Decoded first: given bytes, json.loads would also take UTF-16 and UTF-32, where
-        # RFC 8259 §8.1 asks for UTF-8.
-        data = json.loads(raw.decode("utf-8"))
+        # RFC 8259 §8.1 asks for UTF-8 (and lets a parser ignore a byte order mark).
+        data = json.loads(raw.decode("utf-8-sig"))
     except ValueError:  # UnicodeDecodeError included
         raise ApiError(400, "the body is not valid JSON") from None
     except RecursionError:
@@ -98,8 +100,9 @@ def _after(cursor: str | None) -> str | None:
 def _limit(value: str | None) -> int:
     if value is None:
         return LIST_LIMIT_DEFAULT
-    # ASCII digits: str.isdigit also takes "²", which int() refuses.
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= LIST_LIMIT_MAX:
+    # Four ASCII digits at most: str.isdigit also takes "²", and int() refuses both that
+    # and more than 4,300 digits.
+    if not _LIMIT.fullmatch(value) or not 1 <= int(value) <= LIST_LIMIT_MAX:
         raise ApiError(400, f"limit must be a whole number from 1 to {LIST_LIMIT_MAX}")
     return int(value)
 

@@ -68,7 +68,7 @@ async def _grace(request: Request, default: float) -> float:
     if not raw.strip():
         return default
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8-sig"))  # UTF-8, a byte order mark ignored
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ApiError(400, 'the body must be JSON, e.g. {"grace_seconds": 0}') from None
     grace = body.get("grace_seconds", default) if isinstance(body, dict) else None

@@ -39,7 +39,11 @@ from swarm_oauth.logs import configure_logging
 from swarm_oauth.registrar.backends import BACKENDS, BackendName, BackendSettings
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
 from swarm_oauth.registrar.labels import DEFAULT_SELECTOR
-from swarm_oauth.registrar.reconcile import DEFAULT_RESERVATION_SECONDS, DEFAULT_ROTATION_GRACE
+from swarm_oauth.registrar.reconcile import (
+    DEFAULT_RESERVATION_SECONDS,
+    DEFAULT_ROTATION_GRACE,
+    MAX_RESERVATION_SECONDS,
+)
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, withhold_from_children
 from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 from swarm_oauth.timestamps import relative
@@ -121,9 +125,11 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
 @setting(
     "--id-reservation-seconds",
     env="ID_RESERVATION_SECONDS",
-    type=click.FloatRange(0),
+    # A reservation's end is a label the registrar reads back as at most 12 digits.
+    type=click.FloatRange(0, MAX_RESERVATION_SECONDS),
     default=DEFAULT_RESERVATION_SECONDS,
-    help="How long a removed service's client id stays reserved for its service name.",
+    help="How long a removed service's client id stays reserved for its service name "
+    "(at most 10 years).",
 )
 @setting(
     "--notify-token-file",

@@ -25,13 +25,16 @@ class Identities:
         token_url: str,
         policy: RegistrationPolicy = SAFE_DEFAULT,
         secret_max_age: float = 0.0,
+        rotation_grace: float = 0.0,
     ) -> None:
         """``secret_max_age`` is the registrar's (``--secret-max-age``): the age at which a
-        client secret is rotated unless the policy or a label says otherwise."""
+        client secret is rotated unless the policy or a label says otherwise;
+        ``rotation_grace`` (``--rotation-grace``) the shortest age a label may ask for."""
         self.selector = selector
         self.token_url = token_url
         self.policy = policy
         self.secret_max_age = secret_max_age
+        self.rotation_grace = rotation_grace
 
     def selected(self, service: ObservedService) -> bool:
         """Whether the registrar manages this service."""
@@ -40,7 +43,9 @@ class Identities:
     def desired(self, service: ObservedService) -> DesiredIdentity:
         """The identity a selected service gets; ``InvalidLabels`` when its labels are
         malformed, ``Refused`` when they ask for more than the policy allows."""
-        return self.policy.decide(service, read_labels(service), self.secret_max_age)
+        return self.policy.decide(
+            service, read_labels(service), self.secret_max_age, self.rotation_grace
+        )
 
     def grant(self, service: ObservedService) -> Grant:
         """The policy's grant for this service: what any client of it may keep."""

@@ -34,9 +34,11 @@ DEFAULT_TARGET = "oauth_client_secret"
 _TARGET = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _NUMERIC_ID = re.compile(r"[0-9]{1,10}")
 _MODE = re.compile(r"0?[0-7]{3}")
-# The shortest secret max age a label may ask for: a secret must outlive the rolling update
-# that hands it out, and each replacement restarts the service's tasks, so an age of
-# seconds would have the registrar replace it on every pass.
+# The shortest secret max age a label may ask for, whatever the registrar's settings: each
+# replacement restarts the service's tasks, and an age of a few seconds would have the
+# registrar replace the secret every time it looks at the service (each event, each
+# recheck of a secret still in use). The registration policy also holds a label to the
+# rotation grace (``Grant.max_age_for``).
 MIN_SECRET_MAX_AGE = 30.0
 
 

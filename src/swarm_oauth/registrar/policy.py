@@ -65,12 +65,23 @@ class Grant:
     # registrar's --secret-max-age. A label may ask for a shorter one, never a longer one.
     secret_max_age: float | None = None
 
-    def max_age_for(self, asked: float | None, default: float, rule: str) -> float:
+    def max_age_for(
+        self, asked: float | None, default: float, rule: str, floor: float = 0.0
+    ) -> float:
         """The secret max age a service gets when its label asks for ``asked``;
-        ``Refused`` when that is longer than this grant's (or the default) allows."""
+        ``Refused`` when that is longer than this grant's (or the default) allows, or
+        shorter than ``floor`` (the registrar's rotation grace)."""
         ceiling = default if self.secret_max_age is None else self.secret_max_age
         if asked is None:
             return ceiling
+        if asked and asked < floor:
+            # The registry keeps one previous secret: a rotation within the grace of the
+            # last one would end that grace early, for tasks the update has not reached.
+            raise Refused(
+                "secret_max_age_not_allowed",
+                f"{MAX_AGE_LABEL} asks for {format_duration(asked)}, shorter than the "
+                f"registrar's rotation grace of {format_duration(floor)}",
+            )
         if ceiling and (asked == 0 or asked > ceiling):
             raise Refused(
                 "secret_max_age_not_allowed",
@@ -125,11 +136,16 @@ class RegistrationPolicy:
         return self.default, "the built-in default (no --policy)"
 
     def decide(
-        self, service: ObservedService, ask: Ask, default_max_age: float = 0.0
+        self,
+        service: ObservedService,
+        ask: Ask,
+        default_max_age: float = 0.0,
+        min_max_age: float = 0.0,
     ) -> DesiredIdentity:
         """The identity ``service`` gets for what its labels ask; ``Refused`` (as a
         whole) when the applicable grant does not allow all of it. ``default_max_age`` is
-        the registrar's secret max age, for grants that set none."""
+        the registrar's secret max age, for grants that set none; ``min_max_age`` the
+        shortest a label may ask for (its rotation grace)."""
         grant, rule = self.grant_for(service)
         client_id = ask.client_id or service.name
         if not grant.allows_client_id(client_id, service):
@@ -157,7 +173,7 @@ class RegistrationPolicy:
                 raise Refused(
                     code, f"{label} asks for {' '.join(refused)}, which {rule} does not allow"
                 )
-        max_age = grant.max_age_for(ask.secret_max_age, default_max_age, rule)
+        max_age = grant.max_age_for(ask.secret_max_age, default_max_age, rule, min_max_age)
         return DesiredIdentity(
             client_id, ask.scopes, ask.audiences, ask.target, ask.uid, ask.gid, ask.mode, max_age
         )

@@ -138,6 +138,7 @@ class _Conflict(Exception):
 
 
 DEFAULT_RESERVATION_SECONDS = 600.0
+MAX_RESERVATION_SECONDS = 10 * 365 * 86400.0
 # How long the previous client secret keeps working after a rotation by age: long enough
 # for a rolling update of the service to replace every task that holds it.
 DEFAULT_ROTATION_GRACE = 3600.0

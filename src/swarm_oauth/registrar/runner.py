@@ -62,6 +62,7 @@ class Registrar:
             Selector.parse(settings.selector),
             settings.token_url,
             secret_max_age=settings.secret_max_age,
+            rotation_grace=settings.rotation_grace,
         )
         self.policy_file = (
             PolicyFile(settings.policy_file, self._apply_policy)
