@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from swarm_oauth.secretfiles import (
 log = logging.getLogger("swarm_oauth.admin_token")
 
 ENV_ADMIN_TOKEN = "SWARM_OAUTH_ADMIN_TOKEN"
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 ADMIN_TOKEN_FILENAME = "admin-token"
 
 
@@ -29,8 +31,18 @@ def resolve_admin_token(
 
     ``token_file`` (``--admin-token-file``), else ``SWARM_OAUTH_ADMIN_TOKEN`` or the file
     ``SWARM_OAUTH_ADMIN_TOKEN_FILE`` names, else the ``fallback`` file (the server's
-    ``DATA_DIR/admin-token``), generated there first when ``create``.
+    ``DATA_DIR/admin-token``), generated there first when ``create``. It must be visible
+    ASCII, as it travels in an ``Authorization`` header.
     """
+    token = _find_admin_token(token_file, fallback, create)
+    if not _VISIBLE_ASCII.fullmatch(token):
+        raise SecretConfigError(
+            "the admin token must be visible ASCII characters (it is sent as a bearer token)"
+        )
+    return token
+
+
+def _find_admin_token(token_file: Path | None, fallback: Path | None, create: bool) -> str:
     if token_file is not None:
         return read_secret_file(token_file)
     configured = secret_from_env(ENV_ADMIN_TOKEN)

@@ -13,6 +13,7 @@ import math
 import re
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SECONDS = 100 * 365 * 86400
 # [0-9], not \d: \d also matches other scripts' digits, which float() reads.
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
 _BARE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
@@ -36,8 +37,9 @@ def parse_duration(text: str) -> float:
                 "s, m, h or d, e.g. 90, 45s, 10m, 12h, 30d, 1h30m"
             )
         seconds = sum(float(number) * UNITS[unit] for number, unit in parts)
-    if not math.isfinite(seconds):
-        raise InvalidDuration(f"{text[:40]!r} is too long a duration")
+    # Instants this far ahead still fit the clock functions that show them.
+    if not math.isfinite(seconds) or seconds > MAX_SECONDS:
+        raise InvalidDuration(f"{text[:40]!r} is too long a duration (at most 100 years)")
     return seconds
 
 

@@ -25,6 +25,8 @@ def read_secret_file(path: Path | str) -> str:
         value = Path(path).read_text().strip()
     except OSError as exc:
         raise SecretConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SecretConfigError(f"secret file {path} is not UTF-8 text") from None
     if not value:
         raise SecretConfigError(f"secret file {path} is empty")
     return value

@@ -218,6 +218,13 @@ def test_token_claims_for_a_person_and_a_program(service_identity, tmp_path):
     assert re.search(r"^sub\s+orders$", screen, re.MULTILINE)
 
 
+def test_token_asks_for_what_the_services_scope_variable_says(service_identity):
+    # What TokenSource.from_env() asks for in the service, so the answer holds for it.
+    result = run_cli("token", "--claims", env={**service_identity, "OAUTH_SCOPE": "write"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["claims"]["scope"] == "write"
+
+
 def test_token_says_what_is_missing_or_wrong(service_identity, tmp_path):
     none = run_cli("token", env={"OAUTH_CLIENT_ID": "", "OAUTH_TOKEN_URL": ""}, cwd=tmp_path)
     assert none.returncode == 2

@@ -15,6 +15,7 @@ from swarm_oauth.store import (
     KeyRecord,
     RevocationRecord,
     Store,
+    StoreError,
     open_store,
 )
 from swarm_oauth.store import postgres as postgres_store
@@ -96,6 +97,18 @@ def key(kid: str, *, created_at: float, activates_at: float | None = None) -> Ke
 
 
 # -- clients ------------------------------------------------------------------------------
+
+
+def test_a_file_that_is_not_a_database_or_a_malformed_url_is_a_store_error(
+    tmp_path: Path,
+) -> None:
+    # An operator's mistake, to be told in one line rather than a traceback.
+    (tmp_path / "swarm-oauth.db").write_bytes(b"garbage, not SQLite")
+    with pytest.raises(StoreError, match=r"swarm-oauth\.db: file is not a database"):
+        open_store(None, tmp_path)
+    with pytest.raises(StoreError, match="the database URL is malformed") as raised:
+        open_store("postgresql://u:s3cr3t@[bad/db", tmp_path)
+    assert "s3cr3t" not in str(raised.value)
 
 
 def test_add_get_list_remove(store: Store) -> None:

@@ -41,6 +41,14 @@ def test_malformed_durations_are_refused_with_the_grammar(text):
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["36501d", "99999999999999999999d", "3200000000"])
+def test_a_duration_beyond_a_century_is_refused(text):
+    # An instant that far ahead overflows the clock functions that show it (keys list).
+    with pytest.raises(InvalidDuration, match="at most 100 years"):
+        parse_duration(text)
+    assert parse_duration("36500d") == 36500 * 86400
+
+
 @given(st.integers(min_value=0, max_value=10**9))
 def test_format_reads_back(seconds):
     assert parse_duration(format_duration(seconds)) == seconds

@@ -31,6 +31,16 @@ def test_each_backend_names_the_settings_it_lacks(backend, missing):
         backend.check()
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("http://127.0.0.1:abc", "Invalid port"), ("clients:8080", "not an http or https URL")],
+)
+def test_a_backend_url_must_be_one(url, reason):
+    backend = BackendSettings("builtin", clients_url=url)
+    with pytest.raises(BackendConfigError, match=f"--clients-url {url}: {reason}"):
+        backend.check()
+
+
 def test_a_reservation_longer_than_ten_years_is_refused_before_the_registrar_starts():
     from click.testing import CliRunner
 

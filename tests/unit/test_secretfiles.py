@@ -4,6 +4,7 @@ import stat
 
 import pytest
 
+from swarm_oauth.admin_token import resolve_admin_token
 from swarm_oauth.secretfiles import (
     SecretConfigError,
     create_once,
@@ -48,3 +49,19 @@ def test_missing_or_empty_file_names_the_file_not_a_value(tmp_path):
     (tmp_path / "empty").write_text("  \n")
     with pytest.raises(SecretConfigError, match="empty"):
         read_secret_file(tmp_path / "empty")
+
+
+def test_a_file_that_is_not_text_names_the_file_not_a_value(tmp_path):
+    raw = tmp_path / "raw-key"
+    raw.write_bytes(b"\xff\xfe" + bytes(range(30)))  # 32 random bytes, say
+    with pytest.raises(SecretConfigError, match="raw-key is not UTF-8 text"):
+        read_secret_file(raw)
+
+
+@pytest.mark.parametrize("token", ["t\u00f6ken", "two words", "tab\there"])
+def test_an_admin_token_must_be_visible_ascii(tmp_path, token):
+    # It travels in an Authorization header; httpx could not send it.
+    (tmp_path / "admin-token").write_text(token)
+    with pytest.raises(SecretConfigError, match="visible ASCII") as raised:
+        resolve_admin_token(tmp_path / "admin-token")
+    assert token not in str(raised.value)

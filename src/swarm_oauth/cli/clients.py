@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import httpx
 
 from swarm_oauth.admin_client import JSON, AdminAPIError, AdminAPIUnreachable, AdminClient
 from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, resolve_admin_token
@@ -76,6 +77,8 @@ def _api(ctx: click.Context) -> AdminClient:
         fail(str(exc))
     except ssl.SSLError as exc:
         fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
+    except httpx.InvalidURL as exc:
+        fail(f"--url: {exc}")
     return ctx.with_resource(api)
 
 

@@ -2,7 +2,8 @@
 claims.
 
 With no options it reads what the registrar gives a managed service (``OAUTH_CLIENT_ID``,
-``OAUTH_TOKEN_URL``, ``OAUTH_CLIENT_SECRET_FILE``), as ``TokenSource.from_env()`` does, so
+``OAUTH_TOKEN_URL``, ``OAUTH_CLIENT_SECRET_FILE``, and ``OAUTH_SCOPE``, ``OAUTH_AUDIENCE``
+and ``SWARM_OAUTH_CA_BUNDLE`` when set), as ``TokenSource.from_env()`` does, so
 ``docker exec TASK swarm-oauth token --claims`` answers "does this service's identity
 work?" from inside the service.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import click
 import jwt
 
-from swarm_oauth.cli.options import fail
+from swarm_oauth.cli.options import ca_bundle_option, fail
 from swarm_oauth.cli.output import Table, cell, output_option, show
 from swarm_oauth.sdk import TokenSource
 from swarm_oauth.sdk.errors import ConfigurationError, TokenSourceError
@@ -42,9 +43,25 @@ _INSTANTS = ("exp", "iat", "nbf", "auth_time")
     show_envvar=True,
     help="The token endpoint, e.g. http://oauth-tokens:8080/api/token.",
 )
-@click.option("--scope", "scopes", multiple=True, help="A scope to ask for; repeat for each.")
+# A variable holds a space-separated list, which click splits for a multiple option.
 @click.option(
-    "--audience", "audiences", multiple=True, help="An audience to ask for; repeat for each."
+    "--scope",
+    "scopes",
+    multiple=True,
+    envvar="OAUTH_SCOPE",
+    show_envvar=True,
+    help="A scope to ask for; repeat for each.",
+)
+@click.option(
+    "--audience",
+    "audiences",
+    multiple=True,
+    envvar="OAUTH_AUDIENCE",
+    show_envvar=True,
+    help="An audience to ask for; repeat for each.",
+)
+@ca_bundle_option(
+    "PEM file of the CAs an https --token-url is checked against. Default: the system's."
 )
 @click.option(
     "--claims",
@@ -58,6 +75,7 @@ def token(
     token_url: str | None,
     scopes: tuple[str, ...],
     audiences: tuple[str, ...],
+    ca_bundle: Path | None,
     claims: bool,
     output: str | None,
 ) -> None:
@@ -81,6 +99,7 @@ def token(
             client_secret_file=client_secret_file,
             scope=scopes or None,
             audience=" ".join(audiences) or None,
+            ca_bundle=ca_bundle,
             secret_wait=0,  # a person asking wants to hear at once that the file is missing
         )
         access_token = source.token()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import httpx
+
 from swarm_oauth.admin_client import ca_context
 from swarm_oauth.registrar.clients_api import ClientsAPI
 from swarm_oauth.registrar.dcr_api import DynamicRegistration
@@ -56,6 +58,9 @@ class BackendSettings:
         missing = [option for option, value in needs[self.name].items() if not value]
         if missing:
             raise BackendConfigError(f"the {self.name} backend needs {' and '.join(missing)}")
+        for option, value in needs[self.name].items():
+            if option.endswith("-url"):
+                _check_url(option, str(value))
 
     @property
     def location(self) -> str:
@@ -67,6 +72,16 @@ class BackendSettings:
                 "dcr": self.registration_url,
             }[self.name]
         )
+
+
+def _check_url(option: str, value: str) -> None:
+    """``BackendConfigError`` unless ``value`` is an http(s) URL with a host."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise BackendConfigError(f"{option} {value}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise BackendConfigError(f"{option} {value}: not an http or https URL")
 
 
 def open_registry(settings: BackendSettings, swarm: Swarm) -> ClientRegistry:

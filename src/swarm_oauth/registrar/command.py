@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 import httpx
@@ -325,6 +326,8 @@ def _ask(
         )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the registrar at {url}: {type(exc).__name__}: {exc}")
+    except httpx.InvalidURL as exc:
+        fail(f"--url {url}: {exc}")
     try:
         body = response.json()
     except ValueError:
@@ -388,7 +391,7 @@ def rotate(
 ) -> None:
     """Give a managed service a new client secret now, and roll its tasks onto it."""
     body = None if grace is None else {"grace_seconds": grace}
-    path = f"/v1/services/{service}/rotate"
+    path = f"/v1/services/{quote(service, safe='')}/rotate"
     click.echo(json.dumps(_ask("POST", url, path, admin_token_file, ca_bundle, body)))
 
 
@@ -408,5 +411,5 @@ def release(
     client_id: str, url: str, admin_token_file: Path | None, ca_bundle: Path | None
 ) -> None:
     """Free a client id reserved for a removed service, before its reservation ends."""
-    path = f"/v1/reservations/{client_id}"
+    path = f"/v1/reservations/{quote(client_id, safe='')}"
     click.echo(json.dumps(_ask("DELETE", url, path, admin_token_file, ca_bundle)))

@@ -16,7 +16,7 @@ def sqlite_path(database_url: str | None, data_dir: Path) -> Path | None:
     the URL names another kind of store."""
     if not database_url:
         return data_dir / SQLITE_FILENAME
-    if urlsplit(database_url).scheme != "sqlite":
+    if _scheme(database_url) != "sqlite":
         return None
     # As SQLAlchemy spells it: sqlite:///relative.db, sqlite:////absolute/path.db.
     path = database_url.removeprefix("sqlite:///")
@@ -34,9 +34,16 @@ def open_store(database_url: str | None, data_dir: Path) -> Store:
     if path is not None:
         return SQLiteStore(path)
     assert database_url is not None  # sqlite_path answers for None
-    scheme = urlsplit(database_url).scheme
+    scheme = _scheme(database_url)
     if scheme in ("postgres", "postgresql"):
         from swarm_oauth.store.postgres import PostgresStore
 
         return PostgresStore(database_url)
     raise StoreError(f"unsupported database URL scheme {scheme!r}: use sqlite or postgresql")
+
+
+def _scheme(database_url: str) -> str:
+    try:
+        return urlsplit(database_url).scheme
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"; the URL itself may hold a password
+        raise StoreError(f"the database URL is malformed: {exc}") from None

@@ -122,8 +122,8 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"sqlite: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # OperationalError, and "file is not a database"
+            raise StoreUnavailable(f"sqlite: {self.path}: {exc}") from None
         return conn
 
     # -- plumbing ------------------------------------------------------------------------
