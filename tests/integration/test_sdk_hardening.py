@@ -16,15 +16,26 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from swarm_oauth.sdk import ExcessiveLifetime, InvalidAlgorithm, UnknownKey, Verifier
+from swarm_oauth.sdk import (
+    ExcessiveLifetime,
+    InvalidAlgorithm,
+    InvalidIssuer,
+    KeySetUnavailable,
+    MalformedToken,
+    TokenRequestError,
+    TokenSource,
+    UnknownKey,
+    Verifier,
+)
 from tests.support.server import ServerProcess
 
 AUDIENCE = "inventory"
@@ -144,3 +155,89 @@ def test_max_lifetime_refuses_long_lived_tokens(token_server: ServerProcess) -> 
     strict = Verifier(issuer=token_server.url, audience=AUDIENCE, max_lifetime=lifetime - 1)
     with pytest.raises(ExcessiveLifetime, match=f"{lifetime}s .exp - iat. exceeds"):
         strict.verify(token)
+
+
+def test_entries_of_the_wrong_shape_spoil_no_other_key(issuer: Issuer) -> None:
+    # PyJWK raises TypeError or NotImplementedError for these, not its own errors.
+    rsa_public = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    junk = [
+        {"kty": ["EC"], "kid": "kty-list"},
+        {**CARELESS_JWKS["keys"][0], "kid": "alg-dict", "alg": {"name": "ES256"}},
+        {**jwt.algorithms.RSAAlgorithm.to_jwk(rsa_public, as_dict=True), "kid": "none",
+         "alg": "none"},
+    ]  # fmt: skip
+    issuer.serve("jwks.json", {"keys": [*junk, CARELESS_JWKS["keys"][0]]})
+    token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, issuer.claims(), es256)
+    verifier = Verifier(issuer=issuer.url, audience=AUDIENCE)
+    assert verifier.verify(token)["sub"] == "orders"
+    for kid in ("kty-list", "alg-dict", "none"):
+        named = signed({"alg": "ES256", "typ": "at+jwt", "kid": kid}, issuer.claims(), es256)
+        with pytest.raises(UnknownKey):
+            verifier.verify(named)
+
+
+def test_a_key_set_nested_too_deeply_is_unavailable(issuer: Issuer) -> None:
+    (issuer.root / "jwks.json").write_text("[" * 200_000)
+    token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, issuer.claims(), es256)
+    with pytest.raises(KeySetUnavailable, match="something other than JSON"):
+        Verifier(issuer=issuer.url, audience=AUDIENCE).verify(token)
+
+
+@pytest.mark.parametrize(
+    ("claims", "error"),
+    [({"exp": 10**400}, MalformedToken), ({"iss": 5}, InvalidIssuer)],
+    ids=["exp beyond float", "iss a number"],
+)
+def test_claims_the_issuer_signed_in_an_impossible_shape_are_refused_as_such(
+    issuer: Issuer, claims: dict[str, Any], error: type[Exception]
+) -> None:
+    token = signed(
+        {"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {**issuer.claims(), **claims}, es256
+    )
+    with pytest.raises(error):
+        Verifier(issuer=issuer.url, audience=AUDIENCE).verify(token)
+
+
+def test_a_redirect_never_carries_the_client_secret_even_with_a_client_that_follows(
+    tmp_path: Path,
+) -> None:
+    received: list[bytes] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    target = f"http://127.0.0.1:{elsewhere.server_address[1]}/steal"
+
+    class Redirecting(Elsewhere):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(307)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirecting = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, redirecting):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = TokenSource(
+            "orders",
+            f"http://127.0.0.1:{redirecting.server_address[1]}/api/token",
+            client_secret="s3cr3t-value",
+            auth_method="client_secret_post",
+            http_client=httpx.Client(follow_redirects=True),
+        )
+        with pytest.raises(TokenRequestError, match="307"):
+            source.token()
+        assert received == []
+    finally:
+        for server in (elsewhere, redirecting):
+            server.shutdown()
+            server.server_close()

@@ -190,6 +190,19 @@ def test_a_caller_after_an_idle_spell_waits_for_the_new_list(server: DocumentSer
     assert listed.current().revoked(claims(jti="j2"))  # this very call sees it
 
 
+def test_an_entity_tag_that_is_not_ascii_is_never_sent_back(server: DocumentServer) -> None:
+    # RFC 9110 allows obs-text in an entity tag; httpx could not send it in If-None-Match,
+    # and every later refresh would fail before it left.
+    server.etag = '"r\u00e9v"'
+    clock = Clock()
+    listed = revocations(server, clock)
+    listed.current()
+    server.document = document([token("j1"), token("j2")])
+    clock.now += 5.0
+    assert listed.current().revoked(claims(jti="j2"))  # the refresh went, and was read
+    assert server.if_none_match == [None, None]
+
+
 def test_an_entry_the_server_no_longer_lists_is_kept_for_the_leeway(
     server: DocumentServer,
 ) -> None:

@@ -80,6 +80,23 @@ def test_parse_rejects_unusable_success_bodies(body: object, reason: str) -> Non
         parse_token_response(response(200, body))
 
 
+@pytest.mark.parametrize(
+    "expires_in",
+    # Python's json reads all three: NaN would cache nothing, Infinity forever, and the
+    # integer is more than float() holds.
+    ["NaN", "Infinity", "1" + "0" * 400, str(11 * 365 * 86400)],
+)
+def test_parse_rejects_an_expires_in_no_token_lives(expires_in: str) -> None:
+    text = f'{{"access_token": "a", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    with pytest.raises(TokenRequestError, match="invalid expires_in"):
+        parse_token_response(response(200, text=text))
+
+
+def test_parse_of_a_body_nested_too_deeply_is_a_token_request_error() -> None:
+    with pytest.raises(TokenRequestError, match="without a JSON object"):
+        parse_token_response(response(200, text="[" * 200_000))
+
+
 def test_basic_credentials_form_encode_before_base64() -> None:
     header = basic_credentials("svc:1", "a+b/c")
     assert header.startswith("Basic ")

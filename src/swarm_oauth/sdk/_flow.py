@@ -173,4 +173,7 @@ def _arguments(request: Request) -> dict[str, Any]:
         "url": request.url,
         "headers": request.headers,
         "data": request.data,
+        # Even with a client of yours that follows redirects: a 307 would resend a form
+        # with the client secret in it to wherever it points.
+        "follow_redirects": False,
     }

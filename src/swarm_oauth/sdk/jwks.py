@@ -96,15 +96,18 @@ def parse_jwks(
         kid = entry.get("kid")
         if not isinstance(kid, str) or not kid:
             continue
-        if entry.get("kty") not in PUBLIC_KEY_TYPES:
-            log.warning("skipping JWKS key %r of type %r: not a public key", kid, entry.get("kty"))
+        kty = entry.get("kty")
+        if not isinstance(kty, str) or kty not in PUBLIC_KEY_TYPES:
+            log.warning("skipping JWKS key %r of type %r: not a public key", kid, kty)
             continue
         if (known := previous.get(kid)) is not None and known.jwk == entry:
             keys[kid] = known
             continue
         try:
             keys[kid] = PublishedKey(entry)
-        except jwt.PyJWTError as error:
+        # PyJWK raises more than its own errors for members of the wrong type or an
+        # "alg" of "none" (TypeError, NotImplementedError); one bad entry spoils no other.
+        except (jwt.PyJWTError, TypeError, ValueError, NotImplementedError) as error:
             log.warning("skipping unusable JWKS key %r: %s", kid, error)
     if not keys:
         raise KeySetUnavailable("JWKS has no usable signing keys")
@@ -121,7 +124,7 @@ def _json_at(url: str) -> Flow[Any]:
         raise KeySetUnavailable(f"answered HTTP {response.status_code}")
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
         raise KeySetUnavailable("answered with something other than JSON") from None
 
 

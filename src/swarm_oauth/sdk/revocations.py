@@ -291,12 +291,17 @@ class Revocations:
         try:
             now = self._wall_clock()
             fetched = RevocationList.parse(response.json(), now, self.keep)
-        except ValueError as error:  # a JSON decoding error is one too
-            self._failed(f"not a revocation list: {error}")
+        except (ValueError, RecursionError) as error:  # a JSON decoding error is one too
+            self._failed(f"not a revocation list: {type(error).__name__}: {error}"[:300])
             return
         if listed is not None:
             fetched = fetched.including(listed, now)
-        self._loaded(fetched, response.headers.get("etag"), sent_at)
+        etag = response.headers.get("etag")
+        # Sent back in If-None-Match, which httpx encodes as ASCII: an entity tag with
+        # obs-text (RFC 9110 allows it) would make every later refresh fail to be sent.
+        if etag is not None and not (etag.isascii() and etag.isprintable()):
+            etag = None
+        self._loaded(fetched, etag, sent_at)
         self._on_change(fetched)  # once it is in use, so nothing checked later misses it
 
     def _loaded(self, listed: RevocationList, etag: str | None, sent_at: float) -> None:

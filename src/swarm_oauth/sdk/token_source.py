@@ -40,6 +40,8 @@ log = logging.getLogger("swarm_oauth.sdk")
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 # RFC 6749 §5.1 only recommends expires_in; without it assume a short life and refresh soon.
 DEFAULT_LIFETIME_SECONDS = 60.0
+# Longer than any access token is meant to live: a larger expires_in is a broken answer.
+MAX_LIFETIME_SECONDS = 10 * 365 * 86400.0
 # What the registrar sets for a managed service, two optional request settings, and the
 # CA bundle of a token server that serves HTTPS with a private CA.
 _ENVIRONMENT = {
@@ -75,7 +77,7 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
     """The access token and its lifetime in seconds from a token endpoint's response."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
         body = None
     if response.status_code != 200:
         error = body.get("error") if isinstance(body, dict) else None
@@ -95,8 +97,13 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise TokenRequestError(f"token response has token_type {token_type!r}, not Bearer")
     expires_in = body.get("expires_in", DEFAULT_LIFETIME_SECONDS)
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
-        raise TokenRequestError(f"token response has an invalid expires_in: {expires_in!r}")
+    # Python's json reads NaN and Infinity, and integers float() cannot hold.
+    if (
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int | float)
+        or not 0 < expires_in <= MAX_LIFETIME_SECONDS
+    ):
+        raise TokenRequestError(f"token response has an invalid expires_in: {expires_in!r:.40}")
     return token, float(expires_in)
 
 

@@ -278,9 +278,12 @@ class Verifier:
         except jwt.PyJWTError as error:
             raise self._explain(error, token) from None
         claims = Claims(decoded)
-        expires = float(claims["exp"])
+        try:
+            expires, issued = float(claims["exp"]), float(claims["iat"])
+        except OverflowError:  # integers float() cannot hold, which PyJWT lets through
+            raise MalformedToken("exp or iat is out of range") from None
         if self.max_lifetime is not None:
-            lifetime = expires - float(claims["iat"])
+            lifetime = expires - issued
             if lifetime > self.max_lifetime:
                 raise ExcessiveLifetime(
                     f"token lifetime {lifetime:g}s (exp - iat) exceeds {self.max_lifetime:g}s"
