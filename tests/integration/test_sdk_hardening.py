@@ -8,7 +8,9 @@ key, and an EC key under a header that claims another algorithm.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
+import gzip
 import hashlib
 import hmac
 import json
@@ -33,6 +35,7 @@ from swarm_oauth.sdk import (
     MalformedToken,
     TokenRequestError,
     TokenSource,
+    TokenSourceError,
     UnknownKey,
     Verifier,
 )
@@ -241,3 +244,66 @@ def test_a_redirect_never_carries_the_client_secret_even_with_a_client_that_foll
         for server in (elsewhere, redirecting):
             server.shutdown()
             server.server_close()
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    """Answers every request 200 with a body that is either dripped a byte at a time
+    (``/drip``) or a small gzip stream of 20 MiB of spaces (``/bomb``)."""
+
+    BOMB = gzip.compress(b" " * (20 * 1024 * 1024))
+
+    def do_GET(self) -> None:
+        if self.path == "/bomb":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(self.BOMB)))
+            self.end_headers()
+            self.wfile.write(self.BOMB)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        deadline = time.monotonic() + 30
+        with contextlib.suppress(OSError):
+            while time.monotonic() < deadline:
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.1)  # each read well within the timeout, the whole far beyond
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.do_GET()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_body_dripped_a_byte_at_a_time_ends_at_the_timeout(misbehaving: str) -> None:
+    started = time.monotonic()
+    source = TokenSource("orders", f"{misbehaving}/drip", client_secret="s3cr3t", timeout=1.0)
+    with pytest.raises(TokenSourceError):
+        source.token()
+    verifier = Verifier("https://issuer", AUDIENCE, f"{misbehaving}/drip", timeout=1.0)
+    token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {"sub": "x"}, es256)
+    with pytest.raises(KeySetUnavailable, match="ReadTimeout"):
+        verifier.verify(token)
+    assert time.monotonic() - started < 10  # two timeouts of 1 s, not the 30 s drip
+
+
+def test_a_body_that_decompresses_past_the_cap_is_refused(misbehaving: str) -> None:
+    verifier = Verifier("https://issuer", AUDIENCE, f"{misbehaving}/bomb")
+    token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {"sub": "x"}, es256)
+    with pytest.raises(KeySetUnavailable, match="exceeds 16777216 bytes"):
+        verifier.verify(token)

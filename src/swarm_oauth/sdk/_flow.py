@@ -29,6 +29,16 @@ T = TypeVar("T")
 CA_BUNDLE_VARIABLE = "SWARM_OAUTH_CA_BUNDLE"
 # What a failed request raises: no response, a broken connection, or a bad URL.
 REQUEST_FAILURES = (httpx.HTTPError, httpx.InvalidURL)
+# The most a response body may hold once decoded. A JWKS, a token answer and a revocation
+# list are far smaller; a server that sends more (a gzip bomb, an endless body) fails the
+# request instead of filling the service's memory.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# Response headers a body read whole no longer has: it is decoded, its length known.
+_FRAMING = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+
+
+class ResponseTooLarge(httpx.HTTPError):
+    """A response body beyond ``MAX_RESPONSE_BYTES``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +143,19 @@ class Runner:
                     time.sleep(step.seconds)
                     course.reply(None)
                     continue
+                deadline = None
                 if client is None:
                     client = stack.enter_context(
                         httpx.Client(timeout=self.timeout, verify=self._verify)
                     )
+                if client is not self._client:
+                    deadline = time.monotonic() + self.timeout
                 try:
-                    response = client.request(**_arguments(step))
+                    with client.stream(**_arguments(step)) as streamed:
+                        body = _Body(deadline, streamed.request)
+                        for chunk in streamed.iter_bytes():
+                            body.add(chunk)
+                    response = body.response(streamed)
                 except REQUEST_FAILURES as error:
                     course.fail(error)
                 else:
@@ -155,11 +172,18 @@ class Runner:
                     await asyncio.sleep(step.seconds)
                     course.reply(None)
                     continue
+                deadline = None
                 if client is None:
                     client = httpx.AsyncClient(timeout=self.timeout, verify=self._verify)
                     await stack.enter_async_context(client)
+                if client is not self._async_client:
+                    deadline = time.monotonic() + self.timeout
                 try:
-                    response = await client.request(**_arguments(step))
+                    async with client.stream(**_arguments(step)) as streamed:
+                        body = _Body(deadline, streamed.request)
+                        async for chunk in streamed.aiter_bytes():
+                            body.add(chunk)
+                    response = body.response(streamed)
                 except REQUEST_FAILURES as error:
                     course.fail(error)
                 else:
@@ -177,3 +201,40 @@ def _arguments(request: Request) -> dict[str, Any]:
         # with the client secret in it to wherever it points.
         "follow_redirects": False,
     }
+
+
+class _Body:
+    """A response body read in chunks, within ``MAX_RESPONSE_BYTES`` and, for the clients
+    the runner makes, by ``deadline`` (httpx's timeout bounds each read, not their sum,
+    so a server sending a byte at a time would hold the caller for as long as it likes)."""
+
+    def __init__(self, deadline: float | None, request: httpx.Request) -> None:
+        self._deadline = deadline
+        self._request = request
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._arrived()
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > MAX_RESPONSE_BYTES:
+            raise ResponseTooLarge(f"the response exceeds {MAX_RESPONSE_BYTES} bytes")
+        self._chunks.append(chunk)
+        self._arrived()
+
+    def _arrived(self) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise httpx.ReadTimeout(
+                "the response took longer than the timeout", request=self._request
+            )
+
+    def response(self, streamed: httpx.Response) -> httpx.Response:
+        """A response like ``streamed``, its whole (decoded) body read."""
+        # As received (bytes): a value need not be ASCII, and is kept as it came.
+        headers = [(k, v) for k, v in streamed.headers.raw if k.lower() not in _FRAMING]
+        return httpx.Response(
+            streamed.status_code,
+            headers=headers,
+            content=b"".join(self._chunks),
+            request=streamed.request,
+        )
