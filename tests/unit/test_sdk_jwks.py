@@ -44,6 +44,14 @@ def test_metadata_must_be_the_issuers_own() -> None:
         jwks_uri_from_metadata({"issuer": "http://a"}, "http://a")
 
 
+def test_an_https_issuers_keys_come_over_https() -> None:
+    secure = {"issuer": "https://a", "jwks_uri": "https://keys.a/jwks"}
+    assert jwks_uri_from_metadata(secure, "https://a") == "https://keys.a/jwks"
+    downgraded = {"issuer": "https://a", "jwks_uri": "http://elsewhere/jwks"}
+    with pytest.raises(IssuerConfigurationError, match="is not https"):
+        jwks_uri_from_metadata(downgraded, "https://a")
+
+
 def test_parse_jwks_keeps_usable_public_signing_keys_by_kid() -> None:
     document = {
         "keys": [

@@ -63,6 +63,10 @@ def jwks_uri_from_metadata(metadata: Any, issuer: str) -> str:
     uri = metadata.get("jwks_uri")
     if not isinstance(uri, str) or not uri:
         raise IssuerConfigurationError("it has no jwks_uri")
+    # RFC 8414 §2: jwks_uri is https. An https issuer's keys over plain http would be
+    # keys anyone on the path could replace.
+    if issuer.lower().startswith("https:") and not uri.lower().startswith("https:"):
+        raise IssuerConfigurationError(f"its jwks_uri {uri[:200]!r} is not https")
     return uri
 
 
