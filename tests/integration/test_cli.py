@@ -71,6 +71,12 @@ def test_clients_commands_talk_to_the_api(token_server):
     listed = json.loads(run(*base, "list", env=env).stdout)
     assert [c["client_id"] for c in listed["clients"]] == ["orders"]
     assert run(*base, "add", "orders", env=env).returncode == 1  # 409 → non-zero
+    emptied = run(*base, "update", "orders", "--no-scopes", env=env)
+    assert emptied.returncode == 0, emptied.stderr
+    assert json.loads(emptied.stdout)["scopes"] == []
+    assert json.loads(emptied.stdout)["audiences"] == ["inv"]  # not given: unchanged
+    both = run(*base, "update", "orders", "--scope", "x", "--no-scopes", env=env)
+    assert both.returncode == 2 and "opposite" in both.stderr
     revoked = run(*base, "revoke-tokens", "orders", env=env)
     assert revoked.returncode == 0, revoked.stderr
     assert json.loads(revoked.stdout)["client_id"] == "orders"

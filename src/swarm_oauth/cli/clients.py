@@ -189,6 +189,8 @@ def clients_show(ctx: click.Context, client_id: str, output: str | None) -> None
 @clients.command("update")
 @click.argument("client_id")
 @grants("The new")
+@click.option("--no-scopes", is_flag=True, help="Take every scope away.")
+@click.option("--no-audiences", is_flag=True, help="Take every audience away.")
 @output_option
 @click.pass_context
 def clients_update(
@@ -196,10 +198,20 @@ def clients_update(
     client_id: str,
     scopes: tuple[str, ...],
     audiences: tuple[str, ...],
+    no_scopes: bool,
+    no_audiences: bool,
     output: str | None,
 ) -> None:
     """Replace a client's scopes and audiences (those given); its secret stays."""
-    updated = _request(ctx, lambda api: api.update(client_id, scopes or None, audiences or None))
+    new: dict[str, list[str] | None] = {}
+    for name, given, none in (
+        ("scopes", scopes, no_scopes),
+        ("audiences", audiences, no_audiences),
+    ):
+        if given and none:
+            fail(f"--{name[:-1]} and --no-{name} say opposite things")
+        new[name] = [] if none else list(given) or None
+    updated = _request(ctx, lambda api: api.update(client_id, new["scopes"], new["audiences"]))
     if updated is None:
         _refuse(f"no client {client_id!r}")
     _show_record(output, updated)
