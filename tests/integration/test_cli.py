@@ -1,6 +1,7 @@
 """The command line: clear errors instead of tracebacks, and the admin commands."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -82,6 +83,17 @@ def test_clients_commands_talk_to_the_api(token_server):
     assert json.loads(revoked.stdout)["client_id"] == "orders"
     assert run(*base, "remove", "orders", env=env).returncode == 0
     assert run(*base, "remove", "orders", env=env).returncode == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_error_line_and_exit_2(tmp_path, workers):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        served = run_cli("serve", "--data-dir", str(tmp_path), "--port", port, "--workers", workers)
+        assert served.returncode == 2, served.stderr
+        assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in (
+            served.stderr.splitlines()
+        )
 
 
 def test_db_upgrade_and_keys_list(tmp_path):

@@ -121,6 +121,7 @@ def serve(
     from swarm_oauth.api import multiprocess
     from swarm_oauth.api.app import WorkerApp, create_app
     from swarm_oauth.runtime import ENV_MASTER_KEY, Runtime
+    from swarm_oauth.serving.run import ListenError
     from swarm_oauth.serving.run import serve as serve_http
 
     configure_logging(log_level, log_format)
@@ -163,7 +164,11 @@ def serve(
         },
     )
     if workers == 1 and not multiprocess.enabled():
-        serve_http(create_app(runtime), host=host, port=port, limits=limits, tls=tls)
+        try:
+            serve_http(create_app(runtime), host=host, port=port, limits=limits, tls=tls)
+        except ListenError as exc:
+            runtime.close()
+            fail(str(exc))
         return
     # Workers are started afresh (spawn), so each imports prometheus_client with the
     # variable already set and writes its metrics where every worker's /metrics reads.
@@ -179,5 +184,7 @@ def serve(
             workers=workers,
             factory=True,
         )
+    except ListenError as exc:
+        fail(str(exc))
     finally:
         multiprocess.remove_directory(metrics_dir)

@@ -207,6 +207,7 @@ def registrar(
     from swarm_oauth.registrar.ports import RegistrarError
     from swarm_oauth.registrar.runner import Registrar, RegistrarSettings
     from swarm_oauth.registrar.sealing import SealingError
+    from swarm_oauth.serving.run import ListenError
     from swarm_oauth.serving.run import serve as serve_http
 
     configure_logging(log_level, log_format)
@@ -269,7 +270,10 @@ def registrar(
             "notify_token": notify_token_file is not None,
         },
     )
-    serve_http(runner.app, host=host, port=port, limits=limits, tls=tls)
+    try:
+        serve_http(runner.app, host=host, port=port, limits=limits, tls=tls)
+    except ListenError as exc:
+        fail(str(exc))
 
 
 @registrar.command("check-policy")

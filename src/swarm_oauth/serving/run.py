@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from typing import Any
 
@@ -63,10 +64,32 @@ def serve(
         workers=workers,
         factory=factory or workers > 1,
     )
+    # Bound here, before anything starts, so that a port in use is one clear error (uvicorn
+    # would log it and exit with its own status).
+    listening = _listening_socket(host, port)
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Multiprocess(config, sockets=[listening]).run()
         return
     server = uvicorn.Server(config)
-    server.run()
+    server.run(sockets=[listening])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+class ListenError(Exception):
+    """The address cannot be listened on (in use, not this host's, not allowed)."""
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` as uvicorn binds one (address reuse on,
+    inherited by the worker processes); ``ListenError`` saying why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
