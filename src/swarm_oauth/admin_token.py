@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from swarm_oauth.secretfiles import (
 log = logging.getLogger("swarm_oauth.admin_token")
 
 ENV_ADMIN_TOKEN = "SWARM_OAUTH_ADMIN_TOKEN"
-_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 ADMIN_TOKEN_FILENAME = "admin-token"
 
 
@@ -31,13 +29,13 @@ def resolve_admin_token(
 
     ``token_file`` (``--admin-token-file``), else ``SWARM_OAUTH_ADMIN_TOKEN`` or the file
     ``SWARM_OAUTH_ADMIN_TOKEN_FILE`` names, else the ``fallback`` file (the server's
-    ``DATA_DIR/admin-token``), generated there first when ``create``. It must be visible
-    ASCII, as it travels in an ``Authorization`` header.
+    ``DATA_DIR/admin-token``), generated there first when ``create``. It must be
+    printable ASCII, which is what an HTTP client can send in an ``Authorization`` header.
     """
     token = _find_admin_token(token_file, fallback, create)
-    if not _VISIBLE_ASCII.fullmatch(token):
+    if not (token.isascii() and token.isprintable()):
         raise SecretConfigError(
-            "the admin token must be visible ASCII characters (it is sent as a bearer token)"
+            "the admin token must be printable ASCII (it is sent in an HTTP header)"
         )
     return token
 

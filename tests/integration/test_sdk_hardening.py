@@ -248,18 +248,20 @@ def test_a_redirect_never_carries_the_client_secret_even_with_a_client_that_foll
 
 class Misbehaving(BaseHTTPRequestHandler):
     """Answers every request 200 with a body that is either dripped a byte at a time
-    (``/drip``) or a small gzip stream of 20 MiB of spaces (``/bomb``)."""
+    (``/drip``) or a small gzip stream of 20 MiB of spaces (``/bomb``; ``/stacked``
+    gzips it once more)."""
 
     BOMB = gzip.compress(b" " * (20 * 1024 * 1024))
 
     def do_GET(self) -> None:
-        if self.path == "/bomb":
+        if self.path in ("/bomb", "/stacked"):
+            body = self.BOMB if self.path == "/bomb" else gzip.compress(self.BOMB)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(self.BOMB)))
+            self.send_header("Content-Encoding", "gzip" if self.path == "/bomb" else "gzip, gzip")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(self.BOMB)
+            self.wfile.write(body)
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -306,4 +308,13 @@ def test_a_body_that_decompresses_past_the_cap_is_refused(misbehaving: str) -> N
     verifier = Verifier("https://issuer", AUDIENCE, f"{misbehaving}/bomb")
     token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {"sub": "x"}, es256)
     with pytest.raises(KeySetUnavailable, match="exceeds 16777216 bytes"):
+        verifier.verify(token)
+
+
+def test_a_content_coding_that_inflates_beyond_gzip_is_refused(misbehaving: str) -> None:
+    # Stacked codings (or brotli and zstd, when installed) inflate further per read than
+    # the cap can be checked at.
+    verifier = Verifier("https://issuer", AUDIENCE, f"{misbehaving}/stacked")
+    token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {"sub": "x"}, es256)
+    with pytest.raises(KeySetUnavailable, match="content coding 'gzip, gzip'"):
         verifier.verify(token)

@@ -11,6 +11,7 @@ import pytest
 from swarm_oauth.sdk import ConfigurationError, TokenRequestError, TokenSource
 from swarm_oauth.sdk.token_source import (
     DEFAULT_LIFETIME_SECONDS,
+    MAX_LIFETIME_SECONDS,
     CachedToken,
     basic_credentials,
     parse_token_response,
@@ -80,16 +81,19 @@ def test_parse_rejects_unusable_success_bodies(body: object, reason: str) -> Non
         parse_token_response(response(200, body))
 
 
-@pytest.mark.parametrize(
-    "expires_in",
-    # Python's json reads all three: NaN would cache nothing, Infinity forever, and the
-    # integer is more than float() holds.
-    ["NaN", "Infinity", "1" + "0" * 400, str(11 * 365 * 86400)],
-)
-def test_parse_rejects_an_expires_in_no_token_lives(expires_in: str) -> None:
+@pytest.mark.parametrize("expires_in", ["NaN", "Infinity", "-Infinity"])
+def test_parse_rejects_an_expires_in_that_is_no_number_of_seconds(expires_in: str) -> None:
+    # Python's json reads them: NaN would cache nothing, Infinity keep a token forever.
     text = f'{{"access_token": "a", "token_type": "Bearer", "expires_in": {expires_in}}}'
     with pytest.raises(TokenRequestError, match="invalid expires_in"):
         parse_token_response(response(200, text=text))
+
+
+@pytest.mark.parametrize("expires_in", ["1" + "0" * 400, "2147483647", "1e300"])
+def test_parse_takes_a_huge_expires_in_as_ten_years(expires_in: str) -> None:
+    # "Never expires", as some servers say it; the first is more than float() holds.
+    text = f'{{"access_token": "a", "token_type": "Bearer", "expires_in": {expires_in}}}'
+    assert parse_token_response(response(200, text=text)) == ("a", MAX_LIFETIME_SECONDS)
 
 
 def test_parse_of_a_body_nested_too_deeply_is_a_token_request_error() -> None:

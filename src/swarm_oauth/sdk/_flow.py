@@ -33,6 +33,10 @@ REQUEST_FAILURES = (httpx.HTTPError, httpx.InvalidURL)
 # list are far smaller; a server that sends more (a gzip bomb, an endless body) fails the
 # request instead of filling the service's memory.
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# The content codings read: one read of a gzip or deflate stream inflates to at most about
+# a thousand times its size, so the cap is checked in time. Brotli and zstd (decoded by
+# httpx when their packages are installed) and stacked codings inflate further per read.
+_CODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate"})
 # Response headers a body read whole no longer has: it is decoded, its length known.
 _FRAMING = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
@@ -152,7 +156,7 @@ class Runner:
                     deadline = time.monotonic() + self.timeout
                 try:
                     with client.stream(**_arguments(step)) as streamed:
-                        body = _Body(deadline, streamed.request)
+                        body = _Body(deadline, streamed)
                         for chunk in streamed.iter_bytes():
                             body.add(chunk)
                     response = body.response(streamed)
@@ -180,7 +184,7 @@ class Runner:
                     deadline = time.monotonic() + self.timeout
                 try:
                     async with client.stream(**_arguments(step)) as streamed:
-                        body = _Body(deadline, streamed.request)
+                        body = _Body(deadline, streamed)
                         async for chunk in streamed.aiter_bytes():
                             body.add(chunk)
                     response = body.response(streamed)
@@ -208,11 +212,17 @@ class _Body:
     the runner makes, by ``deadline`` (httpx's timeout bounds each read, not their sum,
     so a server sending a byte at a time would hold the caller for as long as it likes)."""
 
-    def __init__(self, deadline: float | None, request: httpx.Request) -> None:
+    def __init__(self, deadline: float | None, streamed: httpx.Response) -> None:
         self._deadline = deadline
-        self._request = request
+        self._request = streamed.request
         self._chunks: list[bytes] = []
         self._size = 0
+        coding = streamed.headers.get("content-encoding", "identity").strip().lower()
+        if coding not in _CODINGS:
+            raise httpx.DecodingError(
+                f"the response's content coding {coding[:40]!r} is not one the SDK reads",
+                request=self._request,
+            )
         self._arrived()
 
     def add(self, chunk: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import os
 import threading
 import time
@@ -40,7 +41,8 @@ log = logging.getLogger("swarm_oauth.sdk")
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 # RFC 6749 §5.1 only recommends expires_in; without it assume a short life and refresh soon.
 DEFAULT_LIFETIME_SECONDS = 60.0
-# Longer than any access token is meant to live: a larger expires_in is a broken answer.
+# Longer than any access token is meant to live: a larger expires_in (a server's way of
+# saying "never expires") is taken as this.
 MAX_LIFETIME_SECONDS = 10 * 365 * 86400.0
 # What the registrar sets for a managed service, two optional request settings, and the
 # CA bundle of a token server that serves HTTPS with a private CA.
@@ -97,14 +99,14 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         raise TokenRequestError(f"token response has token_type {token_type!r}, not Bearer")
     expires_in = body.get("expires_in", DEFAULT_LIFETIME_SECONDS)
-    # Python's json reads NaN and Infinity, and integers float() cannot hold.
+    # Python's json reads NaN and Infinity (no lifetime), and integers float() cannot hold.
     if (
         isinstance(expires_in, bool)
         or not isinstance(expires_in, int | float)
-        or not 0 < expires_in <= MAX_LIFETIME_SECONDS
+        or not 0 < expires_in < math.inf
     ):
         raise TokenRequestError(f"token response has an invalid expires_in: {expires_in!r:.40}")
-    return token, float(expires_in)
+    return token, float(min(MAX_LIFETIME_SECONDS, expires_in))
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
 from typing import Any
@@ -12,6 +13,8 @@ from uvicorn.supervisors import Multiprocess
 
 from swarm_oauth.serving.guard import GuardedHttpToolsProtocol
 from swarm_oauth.serving.limits import HttpLimits, TlsFiles
+
+log = logging.getLogger("swarm_oauth.serving")
 
 
 class GuardedConfig(uvicorn.Config):
@@ -67,6 +70,11 @@ def serve(
     # Bound here, before anything starts, so that a port in use is one clear error (uvicorn
     # would log it and exit with its own status).
     listening = _listening_socket(host, port)
+    # uvicorn logs where it listens only for the sockets it binds itself.
+    log.info(
+        "listening",
+        extra={"url": f"{'https' if tls else 'http'}://{_address(host, port)}", "workers": workers},
+    )
     if workers > 1:
         Multiprocess(config, sockets=[listening]).run()
         return
@@ -84,12 +92,20 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` as uvicorn binds one (address reuse on,
     inherited by the worker processes); ``ListenError`` saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = None
     try:
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # IPv6 may be off
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     except OSError as exc:
-        sock.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        if sock is not None:
+            sock.close()
+        raise ListenError(
+            f"cannot listen on {_address(host, port)}: {exc.strerror or exc}"
+        ) from None
     sock.set_inheritable(True)
     return sock
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
