@@ -85,6 +85,13 @@ def test_clients_commands_talk_to_the_api(token_server):
     assert run(*base, "remove", "orders", env=env).returncode == 1
 
 
+def test_the_server_says_where_it_listens(token_server):
+    # uvicorn no longer does: the socket is bound before it starts.
+    assert f'"msg": "listening", "url": "http://127.0.0.1:{token_server.port}"' in (
+        token_server.log()
+    )
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_port_in_use_is_one_error_line_and_exit_2(tmp_path, workers):
     with socket.create_server(("127.0.0.1", 0)) as taken:

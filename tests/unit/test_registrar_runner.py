@@ -50,3 +50,48 @@ def test_a_reservation_longer_than_ten_years_is_refused_before_the_registrar_sta
     result = CliRunner().invoke(registrar, ["--id-reservation-seconds", "1e12"])
     assert result.exit_code == 2
     assert "--id-reservation-seconds" in result.output and "315360000" in result.output
+
+
+def test_registrar_release_quotes_the_id_into_the_path(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from click.testing import CliRunner
+
+    from swarm_oauth.registrar.command import registrar
+
+    paths: list[str] = []
+
+    class Registrar(BaseHTTPRequestHandler):
+        def do_DELETE(self) -> None:
+            paths.append(self.path)
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            body = b'{"error": "not_found", "error_description": "not reserved"}'
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registrar)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "admin-token").write_text("t0ken")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        args = [
+            "release",
+            "a?b/c",
+            "--url",
+            url,
+            "--admin-token-file",
+            str(tmp_path / "admin-token"),
+        ]
+        result = CliRunner().invoke(registrar, args)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # One id, not the id "a" with a query (nor a path of its own).
+    assert paths == ["/v1/reservations/a%3Fb%2Fc"]
+    assert result.exit_code != 0
