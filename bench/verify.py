@@ -439,7 +439,7 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         "apps with the same `Authorization` header, and served by uvicorn (uvloop, "
         f"httptools, 1 worker on core {SERVER_CORE}) under wrk ({CONNECTIONS} connections, "
         f"core {LOAD_CORE}), all servers up, the bare route twice (in two processes, to show "
-        "what identical servers differ by), {plan.pairs} run(s) of {plan.seconds:g} s each "
+        f"what identical servers differ by), {plan.pairs} run(s) of {plan.seconds:g} s each "
         "per round (the median of those), the apps taking turns in a rotating order; CPU "
         "per request is "
         "the server process's user and system time over the requests wrk completed. "
