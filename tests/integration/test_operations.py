@@ -60,6 +60,19 @@ def test_a_database_without_the_schema_is_not_a_store(postgres_url, tmp_path):
         store.close()
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("args", [("keys", "list"), ("db", "upgrade"), ("serve", "--port", "0")])
+def test_a_database_that_refuses_the_connection_is_one_line_saying_why(
+    postgres_url, tmp_path, args
+):
+    missing = postgres_url.rsplit("/", 1)[0] + "/no_such_database"
+    result = run_cli(*args, "--database-url", missing, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: postgresql: no connection within")
+    assert 'database "no_such_database" does not exist' in result.stderr
+
+
 def test_the_store_commands_work_from_another_directory_with_the_servers_variable(
     token_server, tmp_path
 ):

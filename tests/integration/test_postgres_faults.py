@@ -57,6 +57,26 @@ def test_nothing_listening_raises_store_unavailable() -> None:
         store.close()
 
 
+def test_store_unavailable_says_why_the_connect_failed(cluster: PostgresCluster) -> None:
+    base = psycopg.conninfo.conninfo_to_dict(cluster.url)
+    cases = {
+        "nosuch_db": f"postgresql://{base['user']}@127.0.0.1:{base['port']}/nosuch_db",
+        "nosuch_role": f"postgresql://nosuch_role:pw-not-shown@127.0.0.1:{base['port']}/postgres",
+        "Connection refused": f"postgresql://{base['user']}@127.0.0.1:{free_port()}/postgres",
+    }
+    for reason, url in cases.items():
+        store = PostgresStore(url, acquire_timeout=0.5)
+        try:
+            with pytest.raises(StoreUnavailable) as raised:
+                store.migrate()
+            message = str(raised.value)
+            assert message.startswith("postgresql: no connection within 0.5 s: "), message
+            assert reason in message
+            assert "pw-not-shown" not in message
+        finally:
+            store.close()
+
+
 def test_server_stopped_then_restarted(cluster: PostgresCluster, store: PostgresStore) -> None:
     store.add_client(client("before"))
     # Hold a LISTEN connection too, so the restart has one more connection to break.

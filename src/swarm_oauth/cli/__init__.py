@@ -9,6 +9,7 @@ part cannot break the others.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import ClassVar
 
 import click
@@ -44,3 +45,6 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="swarm-oauth")
 def main() -> None:
     """OAuth 2.0 client-credentials identities for Docker Swarm services."""
+    # The PostgreSQL pool warns of every failed connect on stderr, in its own words; the
+    # command's one error line already says why (``serve`` sets the same level again).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

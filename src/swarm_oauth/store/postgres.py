@@ -21,7 +21,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import psycopg
 import psycopg.errors
@@ -100,11 +100,34 @@ class _StaleConnection(Exception):
     """A pooled connection turned out dead before anything was committed on it."""
 
 
-def _describe(exc: psycopg.Error) -> str:
+def _describe(exc: psycopg.Error, prefix: str = "postgresql: ") -> str:
     # The first line of libpq's message names host and port, never the password; the
     # statement's parameters are not part of it.
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"postgresql: {first_line}"
+    return prefix + first_line
+
+
+def _reporting_connection(
+    report: Callable[[psycopg.Error | None], None],
+) -> type[psycopg.Connection]:
+    """A connection class for the pool that tells ``report`` how each connect went.
+
+    The pool connects on its own threads and only logs why a connect failed, so an
+    operation that then times out waiting for a connection could not say why.
+    """
+
+    class Reporting(psycopg.Connection):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            try:
+                conn = super().connect(conninfo, **kwargs)
+            except psycopg.Error as exc:
+                report(exc)
+                raise
+            report(None)
+            return conn
+
+    return Reporting
 
 
 class PostgresStore(SQLStore):
@@ -150,11 +173,13 @@ class PostgresStore(SQLStore):
         self._statement_timeout_ms = int(statement_timeout * 1000)
         self._conninfo = make_conninfo("", **params)
         self._acquire_timeout = acquire_timeout
+        self._connect_error: str | None = None  # why the pool's last connect failed
         # reconnect_timeout=0: no background retries with growing back-off (which could
         # leave the pool empty for minutes after the server is back); each operation
         # that finds no connection triggers a fresh attempt instead.
         self._pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
             self._conninfo,
+            connection_class=_reporting_connection(self._connected),
             kwargs={"autocommit": True},
             min_size=1,
             max_size=max_connections,
@@ -171,6 +196,9 @@ class PostgresStore(SQLStore):
         self._closed = False
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _connected(self, error: psycopg.Error | None) -> None:
+        self._connect_error = None if error is None else _describe(error, prefix="")
 
     def _connect_failed(self, pool: ConnectionPool[psycopg.Connection]) -> None:
         # Called from a pool worker when it gave up opening a connection; cleared by the
@@ -235,7 +263,10 @@ class PostgresStore(SQLStore):
                         raise _StaleConnection(_describe(exc)) from None
                     raise
         except PoolTimeout:
-            raise StoreUnavailable(f"postgresql: no connection within {timeout:g} s") from None
+            waited = f"postgresql: no connection within {timeout:g} s"
+            # A pool whose connects succeed timed out because every connection was busy.
+            reason = self._connect_error
+            raise StoreUnavailable(f"{waited}: {reason}" if reason else waited) from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(_describe(exc)) from None
         except psycopg.DataError as exc:
