@@ -95,3 +95,22 @@ def test_registrar_release_quotes_the_id_into_the_path(tmp_path):
     # One id, not the id "a" with a query (nor a path of its own).
     assert paths == ["/v1/reservations/a%3Fb%2Fc"]
     assert result.exit_code != 0
+
+
+def test_registrar_subcommands_ignore_the_daemons_certificate_settings(tmp_path):
+    from click.testing import CliRunner
+
+    from swarm_oauth.registrar.command import registrar
+    from tests.support.server import free_port
+
+    # The registrar container's environment, where an operator runs its subcommands.
+    env = {"SWARM_OAUTH_TLS_CERT_FILE": str(tmp_path / "missing.pem")}
+    (tmp_path / "admin-token").write_text("t0ken")
+    url = f"http://127.0.0.1:{free_port()}"
+    args = ["status", "--url", url, "--admin-token-file", str(tmp_path / "admin-token")]
+    result = CliRunner().invoke(registrar, args, env=env)
+    assert result.exit_code == 2
+    assert f"cannot reach the registrar at {url}" in result.output
+    # The daemon itself still refuses to start without its certificate.
+    daemon = CliRunner().invoke(registrar, [], env=env)
+    assert daemon.exit_code == 2 and "missing.pem" in daemon.output

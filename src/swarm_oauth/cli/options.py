@@ -292,13 +292,17 @@ def listener_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         request_timeout: float,
         **kwargs: Any,
     ) -> Any:
+        limits = HttpLimits(max_header_bytes, max_headers, request_timeout, max_connections)
+        if click.get_current_context().invoked_subcommand is not None:
+            # A group's subcommand (``registrar status``) listens on nothing: the
+            # daemon's certificate, broken or absent, is none of its business.
+            return fn(*args, limits=limits, tls=None, **kwargs)
         try:
             tls = TlsFiles.of(tls_cert_file, tls_key_file)
             if tls is not None:
                 tls.check()
         except TlsConfigError as exc:
             fail(str(exc))
-        limits = HttpLimits(max_header_bytes, max_headers, request_timeout, max_connections)
         return fn(*args, limits=limits, tls=tls, **kwargs)
 
     decorated: Callable[..., Any] = command

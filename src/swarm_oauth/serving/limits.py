@@ -50,6 +50,14 @@ class TlsFiles:
     def check(self) -> None:
         """Load both once, so that a wrong file fails the start with a clear reason
         instead of every worker failing on its own."""
+        # OpenSSL's error for a file it cannot open names neither file.
+        for path in (self.cert_file, self.key_file):
+            if path is None:
+                continue
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise TlsConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(self.cert_file, self.key_file)
