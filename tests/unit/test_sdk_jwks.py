@@ -69,6 +69,15 @@ def test_parse_jwks_keeps_usable_public_signing_keys_by_kid() -> None:
     assert keys["good"].algorithm_name == "ES256"
 
 
+def test_of_keys_sharing_a_kid_the_first_usable_one_counts(caplog) -> None:
+    broken = {"kid": "k", "kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "alg": "ES256"}
+    first, second = jwk("k"), jwk("k")
+    keys = parse_jwks({"keys": [broken, first, second]})
+    assert keys["k"].jwk is first
+    assert "skipping JWKS key 'k': an earlier key has the same kid" in caplog.text
+    assert parse_jwks({"keys": [second, first]})["k"].jwk is second
+
+
 @pytest.mark.parametrize("document", [{}, {"keys": "x"}, {"keys": [jwk(None)]}, []])
 def test_parse_jwks_without_usable_keys_is_an_error(document: object) -> None:
     with pytest.raises(KeySetUnavailable):

@@ -86,9 +86,9 @@ def parse_jwks(
 
     Only public-key types count: a symmetric (``oct``) key in a JWKS is either a mistake
     or an attack (a token HMAC-signed with it while its header names another ``alg``),
-    and it can never verify a third party's token, so it is never even parsed. A key
-    unchanged from ``previous`` is that same object, so "still the key that verified
-    this token" is an identity check.
+    and it can never verify a third party's token, so it is never even parsed. Of keys
+    sharing a ``kid``, the first usable one counts. A key unchanged from ``previous`` is
+    that same object, so "still the key that verified this token" is an identity check.
     """
     previous = previous or {}
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
@@ -103,6 +103,11 @@ def parse_jwks(
         kty = entry.get("kty")
         if not isinstance(kty, str) or kty not in PUBLIC_KEY_TYPES:
             log.warning("skipping JWKS key %r of type %r: not a public key", kid, kty)
+            continue
+        if kid in keys:
+            # RFC 7517 §4.5: kids SHOULD be distinct. Which of two keys a token means is
+            # unknowable, and the later one silently winning would hide the mistake.
+            log.warning("skipping JWKS key %r: an earlier key has the same kid", kid)
             continue
         if (known := previous.get(kid)) is not None and known.jwk == entry:
             keys[kid] = known
