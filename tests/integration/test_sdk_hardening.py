@@ -33,6 +33,7 @@ from swarm_oauth.sdk import (
     InvalidIssuer,
     KeySetUnavailable,
     MalformedToken,
+    RevocationsUnavailable,
     TokenRequestError,
     TokenSource,
     TokenSourceError,
@@ -184,6 +185,19 @@ def test_a_key_set_nested_too_deeply_is_unavailable(issuer: Issuer) -> None:
     token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, issuer.claims(), es256)
     with pytest.raises(KeySetUnavailable, match="something other than JSON"):
         Verifier(issuer=issuer.url, audience=AUDIENCE).verify(token)
+
+
+def test_a_revocation_list_nested_too_deeply_is_unavailable_and_says_so(issuer: Issuer) -> None:
+    (issuer.root / "revocations").write_text("[" * 200_000)
+    token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, issuer.claims(), es256)
+    verifier = Verifier(
+        issuer=issuer.url,
+        audience=AUDIENCE,
+        check_revocations=True,
+        revocations_url=f"{issuer.url}/revocations",
+    )
+    with pytest.raises(RevocationsUnavailable, match="not a revocation list: RecursionError"):
+        verifier.verify(token)
 
 
 @pytest.mark.parametrize(
