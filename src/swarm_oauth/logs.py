@@ -378,7 +378,11 @@ _handler: BoundedQueueHandler | None = None
 _formatter: JSONFormatter | None = None
 
 
-def _stop_writer() -> None:
+def stop_writer() -> None:
+    """Write what is queued and stop the log writer's thread; later lines go nowhere.
+
+    Runs at exit; call it before ending the process any other way (by a signal's
+    default action), which would lose the lines of the last batch."""
     global _writer
     if _writer is not None:
         _writer.close()
@@ -395,7 +399,7 @@ def configure_logging(level: str = "info", log_format: str = "json") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    _stop_writer()
+    stop_writer()
     lines = LineWriter(_stderr_writer())
     formatter = TextFormatter() if log_format == "text" else JSONFormatter()
     lines.setFormatter(formatter)
@@ -420,4 +424,4 @@ def configure_logging(level: str = "info", log_format: str = "json") -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-atexit.register(_stop_writer)
+atexit.register(stop_writer)

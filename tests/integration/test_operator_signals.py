@@ -223,3 +223,26 @@ def test_store_up_follows_an_outage_in_every_worker(server_factory, postgres_clu
     while store_up() != 1:
         assert time.monotonic() < deadline, "store_up stayed 0 after the database came back"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_server_writes_its_last_log_lines(server_factory, workers, stop):
+    server = server_factory(args=["--workers", str(workers)])
+    for _ in range(5):
+        assert httpx.get(server.url + "/healthz").status_code == 200
+    assert server.proc is not None
+    server.proc.send_signal(stop)
+    status = server.proc.wait(15)
+    lines = log_lines(server)
+    healthz = [line for line in lines if line.get("path") == "/healthz"]
+    finished = [line for line in lines if line["msg"].startswith("Finished server process")]
+    # The access lines of the last requests, and every worker's shutdown to its last line.
+    assert len(healthz) >= 5, server.log()
+    assert len(finished) == workers, server.log()
+    if workers == 1:
+        # Ended by the signal once stopped, as uvicorn does: a supervisor sees why.
+        assert status == -stop
+        assert lines[-1] is finished[0]
+    else:
+        assert status == 0

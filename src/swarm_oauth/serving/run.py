@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
+import threading
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from swarm_oauth.logs import stop_writer
 from swarm_oauth.serving.guard import GuardedHttpToolsProtocol
 from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 
@@ -28,6 +32,9 @@ class GuardedConfig(uvicorn.Config):
     def __init__(
         self, app: Any, *, limits: HttpLimits, tls: TlsFiles | None, **options: Any
     ) -> None:
+        # Set by ``serve`` before the workers start, and read in each one (see below);
+        # first, since uvicorn's own constructor calls ``configure_logging`` already.
+        self.write_logs_on_signal = False
         super().__init__(
             app,
             http=GuardedHttpToolsProtocol,
@@ -43,6 +50,33 @@ class GuardedConfig(uvicorn.Config):
             **options,
         )
         self.limits = limits
+
+    def configure_logging(self) -> None:
+        # uvicorn calls this first thing in a worker process, before its server takes
+        # over the signals: the one moment to make them write the logs before they kill.
+        super().configure_logging()
+        if self.write_logs_on_signal:
+            write_logs_before_signal_death()
+
+
+def write_logs_before_signal_death() -> None:
+    """Have SIGTERM and SIGINT write the queued log lines before they end the process.
+
+    uvicorn stops gracefully on either, then raises it again with the handler it found,
+    so that the process ends by the signal as a supervisor expects (status 143 in
+    Docker). Their default action would end it before the log writer's thread wrote its
+    last batch: the shutdown's own lines, and the access lines of the last ~20 ms.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers; nor does uvicorn then
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _die_after_writing_logs)
+
+
+def _die_after_writing_logs(signum: int, frame: FrameType | None) -> None:
+    stop_writer()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def serve(
@@ -76,8 +110,12 @@ def serve(
         extra={"url": f"{'https' if tls else 'http'}://{_address(host, port)}", "workers": workers},
     )
     if workers > 1:
+        # The supervisor ends by returning (its lines written at exit); its workers as
+        # one worker does, by the signal.
+        config.write_logs_on_signal = True
         Multiprocess(config, sockets=[listening]).run()
         return
+    write_logs_before_signal_death()
     server = uvicorn.Server(config)
     server.run(sockets=[listening])
     if not server.started:
