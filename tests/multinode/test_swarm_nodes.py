@@ -96,10 +96,9 @@ print(json.dumps(answer))
 
 # A caller on a worker, as a service would run it: a fresh token (a request to
 # http://oauth-tokens:8080, which resolves to every replica) every 0.2 s through the SDK,
-# async (httpx tries a second address 0.25 s after the first) or sync (one address after
-# the other, each with the whole timeout), each attempt logged until the stop file
-# appears. The timeout is below the 5 s a caller may wait: a request in flight to a
-# replica whose node dies gets no answer at all.
+# async or sync (either tries a second address 0.25 s after the first, RFC 8305), each
+# attempt logged until the stop file appears. The timeout is below the 5 s a caller may
+# wait: a request in flight to a replica whose node dies gets no answer at all.
 FAILOVER_CALLER = """
 import asyncio, json, os, sys, time
 from swarm_oauth.sdk import SwarmOAuthError, TokenSource

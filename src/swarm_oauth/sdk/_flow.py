@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from swarm_oauth.sdk._connect import stagger_connects
 from swarm_oauth.sdk.errors import ConfigurationError
 
 T = TypeVar("T")
@@ -129,13 +130,21 @@ class Runner:
         self.timeout = timeout
         self._client = http_client
         self._async_client = async_http_client
-        self._verify: ssl.SSLContext | bool = True
+        self._trusted: ssl.SSLContext | None = None
         if ca_bundle is not None:
             if http_client is not None or async_http_client is not None:
                 raise ConfigurationError(
                     "give ca_bundle or your own http clients (with their own verify=), not both"
                 )
-            self._verify = trust(ca_bundle)
+            self._trusted = trust(ca_bundle)
+
+    def _verify(self) -> ssl.SSLContext:
+        # Made once, on the first flow: loading the CAs takes tens of milliseconds, which
+        # every short-lived client would otherwise spend again (on the event loop, for
+        # the async ones: each JWKS or revocation refresh stalled the service that long).
+        if self._trusted is None:
+            self._trusted = httpx.create_ssl_context()
+        return self._trusted
 
     def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its end, blocking on each step; its return value."""
@@ -150,7 +159,7 @@ class Runner:
                 deadline = None
                 if client is None:
                     client = stack.enter_context(
-                        httpx.Client(timeout=self.timeout, verify=self._verify)
+                        stagger_connects(httpx.Client(timeout=self.timeout, verify=self._verify()))
                     )
                 if client is not self._client:
                     deadline = time.monotonic() + self.timeout
@@ -178,7 +187,7 @@ class Runner:
                     continue
                 deadline = None
                 if client is None:
-                    client = httpx.AsyncClient(timeout=self.timeout, verify=self._verify)
+                    client = httpx.AsyncClient(timeout=self.timeout, verify=self._verify())
                     await stack.enter_async_context(client)
                 if client is not self._async_client:
                     deadline = time.monotonic() + self.timeout
