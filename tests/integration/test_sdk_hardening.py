@@ -7,6 +7,7 @@ key, and an EC key under a header that claims another algorithm.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import functools
@@ -263,11 +264,15 @@ def test_a_redirect_never_carries_the_client_secret_even_with_a_client_that_foll
 class Misbehaving(BaseHTTPRequestHandler):
     """Answers every request 200 with a body that is either dripped a byte at a time
     (``/drip``) or a small gzip stream of 20 MiB of spaces (``/bomb``; ``/stacked``
-    gzips it once more)."""
+    gzips it once more); ``/headers`` drips a header instead, never ending it (also to a
+    request for another host's ``/headers``: as a proxy would)."""
 
     BOMB = gzip.compress(b" " * (20 * 1024 * 1024))
 
     def do_GET(self) -> None:
+        if self.path.endswith("/headers"):  # as a proxy, the whole URL
+            self.drip(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            return
         if self.path in ("/bomb", "/stacked"):
             body = self.BOMB if self.path == "/bomb" else gzip.compress(self.BOMB)
             self.send_response(200)
@@ -281,10 +286,14 @@ class Misbehaving(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", "100000")
         self.end_headers()
+        self.drip()
+
+    def drip(self, start: bytes = b"") -> None:
         deadline = time.monotonic() + 30
         with contextlib.suppress(OSError):
+            self.wfile.write(start)
             while time.monotonic() < deadline:
-                self.wfile.write(b" ")
+                self.wfile.write(b" " if not start else b"x")
                 self.wfile.flush()
                 time.sleep(0.1)  # each read well within the timeout, the whole far beyond
 
@@ -316,6 +325,32 @@ def test_a_body_dripped_a_byte_at_a_time_ends_at_the_timeout(misbehaving: str) -
     with pytest.raises(KeySetUnavailable, match="ReadTimeout"):
         verifier.verify(token)
     assert time.monotonic() - started < 10  # two timeouts of 1 s, not the 30 s drip
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_headers_dripped_a_byte_at_a_time_end_at_the_timeout(misbehaving: str, mode: str) -> None:
+    source = TokenSource("orders", f"{misbehaving}/headers", client_secret="s3cr3t", timeout=1.0)
+    verifier = Verifier("https://issuer", AUDIENCE, f"{misbehaving}/headers", timeout=1.0)
+    token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {"sub": "x"}, es256)
+    for call in (
+        (source.token, source.atoken),
+        (lambda: verifier.verify(token), lambda: verifier.averify(token)),
+    ):
+        started = time.monotonic()
+        with pytest.raises((TokenSourceError, KeySetUnavailable), match="ReadTimeout"):
+            call[0]() if mode == "sync" else asyncio.run(call[1]())
+        assert time.monotonic() - started < 1.5  # the timeout, not the 30 s drip
+
+
+def test_a_proxy_dripping_headers_holds_a_caller_no_longer(
+    misbehaving: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", misbehaving)
+    source = TokenSource("orders", "http://tokens.test/headers", client_secret="s", timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(TokenSourceError, match="ReadTimeout"):
+        source.token()
+    assert time.monotonic() - started < 1.5
 
 
 def test_a_body_that_decompresses_past_the_cap_is_refused(misbehaving: str) -> None:

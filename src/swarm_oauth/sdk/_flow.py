@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from swarm_oauth.sdk._connect import stagger_connects
+from swarm_oauth.sdk._network import DEADLINE, LATE, stagger_connects
 from swarm_oauth.sdk.errors import ConfigurationError
 
 T = TypeVar("T")
@@ -163,6 +163,7 @@ class Runner:
                     )
                 if client is not self._client:
                     deadline = time.monotonic() + self.timeout
+                bounding = DEADLINE.set(deadline)
                 try:
                     with client.stream(**_arguments(step)) as streamed:
                         body = _Body(deadline, streamed)
@@ -173,6 +174,8 @@ class Runner:
                     course.fail(error)
                 else:
                     course.reply(response)
+                finally:
+                    DEADLINE.reset(bounding)
         return course.result
 
     async def arun(self, flow: Flow[T]) -> T:
@@ -192,16 +195,25 @@ class Runner:
                 if client is not self._async_client:
                     deadline = time.monotonic() + self.timeout
                 try:
-                    async with client.stream(**_arguments(step)) as streamed:
-                        body = _Body(deadline, streamed)
-                        async for chunk in streamed.aiter_bytes():
-                            body.add(chunk)
+                    # The async transport has no network backend of the SDK's to bound reads
+                    # with; cancelling the exchange at the deadline does the same.
+                    async with asyncio.timeout(_left(deadline)):
+                        async with client.stream(**_arguments(step)) as streamed:
+                            body = _Body(deadline, streamed)
+                            async for chunk in streamed.aiter_bytes():
+                                body.add(chunk)
                     response = body.response(streamed)
+                except TimeoutError:
+                    course.fail(httpx.ReadTimeout(LATE))
                 except REQUEST_FAILURES as error:
                     course.fail(error)
                 else:
                     course.reply(response)
         return course.result
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
 
 
 def _arguments(request: Request) -> dict[str, Any]:
@@ -243,9 +255,7 @@ class _Body:
 
     def _arrived(self) -> None:
         if self._deadline is not None and time.monotonic() > self._deadline:
-            raise httpx.ReadTimeout(
-                "the response took longer than the timeout", request=self._request
-            )
+            raise httpx.ReadTimeout(LATE, request=self._request)
 
     def response(self, streamed: httpx.Response) -> httpx.Response:
         """A response like ``streamed``, its whole (decoded) body read."""

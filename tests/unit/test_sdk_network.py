@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from swarm_oauth.sdk._connect import (
+from swarm_oauth.sdk._network import (
     ATTEMPT_DELAY,
     connect_staggered,
     interleaved,

@@ -1,4 +1,5 @@
-"""Blocking TCP connects that race a name's addresses, as RFC 8305 (Happy Eyeballs) says.
+"""The SDK's blocking network backend: connects that race a name's addresses, as RFC 8305
+(Happy Eyeballs) says, and reads bounded by the deadline of the exchange in progress.
 
 A swarm service name with ``endpoint_mode: dnsrr`` resolves to every replica. When a
 replica's node dies its address stays in DNS until the swarm notices (seconds), and a
@@ -7,6 +8,10 @@ transport uses, gives each address the whole timeout in turn, so a sync caller w
 resolver listed the dead address first spent its timeout there. The async transport
 (anyio) already starts the next address 250 ms after the last; this module does the same
 for the blocking one, so both kinds of caller ride out a dead replica alike.
+
+httpx's timeouts bound each read, so a server that drips its answer (headers included) a
+byte at a time holds a caller as long as it likes; ``DEADLINE``, set by the SDK's runner
+for each request, bounds the connect and every read and write together.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import errno
 import itertools
 import selectors
 import socket
+import ssl
 import time
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
@@ -26,6 +33,10 @@ from httpcore._backends.sync import SyncStream
 # RFC 8305 §5's recommended Connection Attempt Delay, and anyio's.
 ATTEMPT_DELAY = 0.25
 _IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY}
+# When (``time.monotonic``) the request this thread is making must have been answered.
+DEADLINE: ContextVar[float | None] = ContextVar("swarm_oauth_sdk_deadline", default=None)
+# Why a request that ran past its deadline failed.
+LATE = "the response took longer than the timeout"
 
 Address = tuple[int, int, int, Any]  # family, type, proto, sockaddr
 
@@ -123,6 +134,7 @@ class StaggeredBackend(httpcore.SyncBackend):
     ) -> httpcore.NetworkStream:
         """A connection to the first of ``host``'s addresses that answers."""
         source = None if local_address is None else (local_address, 0)
+        timeout = _bounded(timeout, httpcore.ConnectTimeout)
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             sock = connect_staggered(interleaved(infos), timeout, source)
@@ -133,18 +145,63 @@ class StaggeredBackend(httpcore.SyncBackend):
         for option in socket_options or ():
             sock.setsockopt(*option)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return SyncStream(sock)
+        return BoundedStream(SyncStream(sock))
+
+
+class BoundedStream(httpcore.NetworkStream):
+    """A network stream whose reads, writes and TLS handshake end by ``DEADLINE``."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Up to ``max_bytes``, waiting no longer than ``timeout`` nor past the deadline."""
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """All of ``buffer``, each send within ``timeout`` and the deadline."""
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        """The stream after a TLS handshake, itself bounded."""
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return BoundedStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        """What the underlying stream says of ``info`` (its socket, its TLS object)."""
+        return self._stream.get_extra_info(info)
+
+
+def _bounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+    deadline = DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired(LATE)
+    return left if timeout is None else min(timeout, left)
 
 
 def stagger_connects(client: httpx.Client) -> httpx.Client:
-    """``client``, its direct connections (not those through a proxy) made by
-    ``StaggeredBackend``.
+    """``client``, its connections (direct, or to an HTTP proxy from the environment)
+    made by ``StaggeredBackend``.
 
-    httpx has no setting for the network backend; its default transport's pool holds it.
-    Were that to change, the client would connect as ``create_connection`` does, which
-    the SDK's tests would notice.
+    httpx has no setting for the network backend; each transport's pool holds it. Were
+    that to change, the client would connect as ``create_connection`` does, unbounded by
+    ``DEADLINE``, which the SDK's tests would notice.
     """
-    pool = getattr(getattr(client, "_transport", None), "_pool", None)
-    if isinstance(pool, httpcore.ConnectionPool):
-        pool._network_backend = StaggeredBackend()
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        if isinstance(pool, httpcore.ConnectionPool):
+            pool._network_backend = StaggeredBackend()
     return client
