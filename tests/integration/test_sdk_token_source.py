@@ -268,3 +268,17 @@ def test_secret_file_that_never_appears(
     assert identity.counter.requests == 0
     # The wait itself is logged, naming the file, not only its end as the error.
     assert f"client secret file {tmp_path / 'absent'} is missing or empty" in caplog.text
+
+
+def test_a_secret_file_gone_at_refresh_costs_no_wait_while_the_token_is_valid(
+    identity: Identity, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = identity.source(secret_wait=5)
+    first = source.token()
+    identity.secret_file.unlink()
+    identity.clock[0] += 0.85 * LIFETIME
+    started = time.monotonic()
+    assert source.token() == first
+    assert time.monotonic() - started < 1  # not the 5 s secret_wait, at every refresh
+    assert "using the current token until it expires" in caplog.text
+    assert identity.counter.requests == 1

@@ -42,12 +42,14 @@ class SecretFile:
         """Like ``read`` but sleeps without blocking the event loop."""
         return await Runner().arun(self.reading())
 
-    def reading(self) -> Flow[str]:
-        """The flow of ``read``: poll until the file holds a secret or ``wait`` is over."""
+    def reading(self, wait: float | None = None) -> Flow[str]:
+        """The flow of ``read``: poll until the file holds a secret or ``wait`` (by default
+        the one given at construction) is over."""
+        limit = self.wait if wait is None else wait
         started, warned = time.monotonic(), None
         while (secret := self._try_read()) is None:
             now = time.monotonic()
-            if now - started >= self.wait:
+            if now - started >= limit:
                 raise self._missing()
             if warned is None or now - warned >= self.warn_every:
                 warned = now
@@ -55,7 +57,7 @@ class SecretFile:
                     "client secret file %s is missing or empty; waited %.0fs of %gs for it",
                     self.path,
                     now - started,
-                    self.wait,
+                    limit,
                 )
             yield Pause(POLL_SECONDS)
         if warned is not None:

@@ -270,7 +270,11 @@ class TokenSource:
         try:
             secret = self._static_secret
             if self._secret_file is not None:
-                secret = yield from self._secret_file.reading()
+                # Waiting for a missing file is for a first token: with a valid one cached,
+                # the refresh fails at once and the token serves until a retry finds it.
+                cached = self._cached
+                waits = cached is None or sent_at >= cached.expires_at
+                secret = yield from self._secret_file.reading(None if waits else 0.0)
             headers, data = self._request(secret)
             try:
                 response = yield Request("POST", self.token_url, headers, data)
