@@ -29,6 +29,7 @@ from swarm_oauth.sdk import (
     InvalidSignature,
     IssuerConfigurationError,
     KeySetUnavailable,
+    MalformedToken,
     UnknownKey,
     Verifier,
 )
@@ -157,6 +158,19 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_a_token_that_is_not_text_is_malformed_and_says_what_it_is(
+    token_server: ServerProcess, secret: str
+) -> None:
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    token = issue(token_server, secret)
+    with pytest.raises(MalformedToken, match="token is bytes, not text"):
+        verifier.verify(token.encode())  # type: ignore[arg-type]
+    with pytest.raises(MalformedToken, match="token is NoneType, not text"):
+        verifier.verify(None)  # type: ignore[arg-type]
+    with pytest.raises(MalformedToken, match="token is empty"):
+        verifier.verify("")
 
 
 def test_tampered_tokens(token_server: ServerProcess, secret: str) -> None:

@@ -50,7 +50,7 @@ class SecretFile:
         while (secret := self._try_read()) is None:
             now = time.monotonic()
             if now - started >= limit:
-                raise self._missing()
+                raise self._missing(limit)
             if warned is None or now - warned >= self.warn_every:
                 warned = now
                 log.warning(
@@ -86,7 +86,7 @@ class SecretFile:
             log.info("client secret in %s changed; using the new one", self.path)
         self._fingerprint = fingerprint
 
-    def _missing(self) -> SecretFileError:
+    def _missing(self, waited: float) -> SecretFileError:
         return SecretFileError(
-            f"client secret file {self.path} is missing or empty after waiting {self.wait:g}s"
+            f"client secret file {self.path} is missing or empty after waiting {waited:g}s"
         )

@@ -220,7 +220,9 @@ class Verifier:
 
     def _header(self, token: str) -> tuple[str, str]:
         """The ``alg`` and ``kid`` of a token whose header passes the checks before keys."""
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str):
+            raise MalformedToken(f"token is {type(token).__name__}, not text")
+        if not token:
             raise MalformedToken("token is empty")
         if len(token) > MAX_TOKEN_LENGTH:
             raise MalformedToken(f"token is longer than {MAX_TOKEN_LENGTH} characters")
