@@ -114,6 +114,27 @@ def test_anything_not_valid_here_is_just_inactive(inprocess, orders, inventory, 
         assert introspect(inprocess, inventory, value) == {"active": False}
 
 
+def test_a_token_is_inactive_from_its_exp_without_the_verifiers_leeway(
+    inprocess, orders, inventory
+):
+    live = jwt.decode(token(inprocess, orders), options={"verify_signature": False})
+    key = inprocess.runtime.keyring.signing_key(time.time())
+
+    def expiring(exp: int) -> str:
+        claims = {**live, "exp": exp, "jti": f"{live['jti']}-{exp}"}
+        return jwt.encode(
+            claims, key.private_key, key.alg, headers={"kid": key.kid, "typ": "at+jwt"}
+        )
+
+    # Forward-auth lets it pass for 30 s more (clock skew between servers); RFC 7662's
+    # active says whether it is current now.
+    assert introspect(inprocess, inventory, expiring(int(time.time()) - 5)) == {"active": False}
+    soon = expiring(int(time.time()) + 2)
+    assert introspect(inprocess, inventory, soon)["active"] is True  # now remembered
+    time.sleep(max(0.0, jwt.decode(soon, options={"verify_signature": False})["exp"] - time.time()))
+    assert introspect(inprocess, inventory, soon) == {"active": False}
+
+
 def test_introspection_needs_the_callers_client_credentials(inprocess, orders):
     issued = token(inprocess, orders)
     for auth in (None, ("orders", "wrong-secret"), ("nobody", "secret")):

@@ -81,7 +81,7 @@ def introspection_routes(runtime: Runtime) -> list[Route]:
         token, form = await _form(request)
         await authenticated_client(runtime, form, request.headers.get("authorization"))
         try:
-            verified = runtime.verifier.check(token, time.time())
+            verified = runtime.verifier.check(token, time.time(), exp_leeway=0)
         except InvalidToken:
             return JSONResponse(INACTIVE, headers=NO_STORE)
         answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}

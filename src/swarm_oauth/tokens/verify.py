@@ -93,8 +93,13 @@ class TokenVerifier:
         """How many verified tokens are remembered (at most ``max_remembered``)."""
         return len(self._remembered)
 
-    def check(self, token: str, now: float) -> VerifiedToken:
-        """The token's claims if it is ours, current and not revoked; else ``InvalidToken``."""
+    def check(self, token: str, now: float, *, exp_leeway: float | None = None) -> VerifiedToken:
+        """The token's claims if it is ours, current and not revoked; else ``InvalidToken``.
+
+        ``exp_leeway`` (by default the verifier's leeway) is how long after its ``exp`` a
+        token still passes: none for introspection, whose ``active`` means right now.
+        """
+        grace = self.leeway if exp_leeway is None else exp_leeway
         ring = self._keyring()
         if ring is not self._ring:
             self._ring = ring
@@ -102,13 +107,14 @@ class TokenVerifier:
             self._remembered.clear()
         verified = self._remembered.get(token)
         if verified is None:
-            verified = self._decode(token, now)
+            verified = self._decode(token, now, grace)
             if len(self._remembered) >= self._max_remembered:
                 # The oldest goes first: dicts keep insertion order.
                 del self._remembered[next(iter(self._remembered))]
             self._remembered[token] = verified
-        elif verified.expires_at <= now - self.leeway:
-            del self._remembered[token]
+        elif verified.expires_at <= now - grace:
+            if verified.expires_at <= now - self.leeway:
+                del self._remembered[token]
             raise InvalidToken("the token has expired")
         if self._revocations().revoked(verified.client_id, verified.jti, verified.issued_at):
             raise InvalidToken("the token has been revoked")
@@ -127,7 +133,7 @@ class TokenVerifier:
             raise InsufficientScope(missing)
         return verified
 
-    def _decode(self, token: str, now: float) -> VerifiedToken:
+    def _decode(self, token: str, now: float, grace: float) -> VerifiedToken:
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
         try:
@@ -166,7 +172,7 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise InvalidToken("the token's claims are malformed") from None
         verified = _verified(claims)
-        if verified.expires_at <= now - self.leeway:
+        if verified.expires_at <= now - grace:
             raise InvalidToken("the token has expired")
         nbf = claims.get("nbf", verified.issued_at)
         if not _is_number(nbf):
