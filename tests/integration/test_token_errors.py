@@ -1,5 +1,7 @@
 """Every malformed token request gets the RFC 6749 §5.2 error, and nothing changes."""
 
+import base64
+
 import httpx
 import pytest
 
@@ -121,3 +123,41 @@ def test_no_scope_member_when_nothing_is_granted(token_server):
     body = token_server.token("plain", secret).json()
     assert "scope" not in body
     assert body["token_type"] == "Bearer"
+
+
+@pytest.mark.parametrize("path", ["/api/token", "/api/introspect"])
+@pytest.mark.parametrize("name", ["Authorization", "Content-Type"])
+def test_a_repeated_authorization_or_content_type_is_invalid_request(
+    token_server, client_secret, path, name
+):
+    # Which one counts would be a guess, and a proxy in front may have guessed otherwise.
+    basic = "Basic " + base64.b64encode(f"orders:{client_secret}".encode()).decode()
+    once = {"Authorization": basic, "Content-Type": FORM}
+    headers = [*once.items(), (name, once[name])]
+    body = b"grant_type=client_credentials&token=x"
+    response = httpx.post(token_server.url + path, content=body, headers=headers, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": f"the {name} header is repeated",
+    }
+    ok = httpx.post(token_server.url + path, content=body, headers=once, timeout=10)
+    assert ok.status_code == 200, ok.text
+
+
+def test_unknown_parameters_and_ones_without_a_value_are_ignored(token_server, client_secret):
+    # RFC 6749 §3.2 and §3.1; the same form with a known parameter repeated is refused.
+    for path, body in (
+        ("/api/token", b"grant_type=client_credentials&&foo=1&foo=2&scope&bar"),
+        ("/api/introspect", b"token=x&&foo=1&foo=2&token_type_hint&bar"),
+    ):
+        response = post_to(token_server, path, body, ("orders", client_secret))
+        assert response.status_code == 200, response.text
+        repeated = post_to(token_server, path, body + b"&client_id=a&client_id=b", None)
+        assert repeated.status_code == 400
+        assert repeated.json()["error_description"] == "parameter 'client_id' is repeated"
+
+
+def post_to(server, path, content, auth):
+    headers = {"Content-Type": FORM}
+    return httpx.post(server.url + path, content=content, headers=headers, auth=auth, timeout=10)

@@ -204,14 +204,42 @@ def test_previous_secret_works_only_during_grace(issuer):
 
 
 @pytest.mark.parametrize(
-    "body", [b"\xff\xfe", b"a=1&&b", b"&".join([b"p%d=1" % i for i in range(40)])]
+    ("body", "reason"),
+    [
+        (b"\xff\xfe", "not valid UTF-8"),
+        (b"a=%ff", "not valid UTF-8"),
+        (b"&".join([b"p%d=1" % i for i in range(40)]), "more than 32 parameters"),
+    ],
 )
-def test_unparseable_forms(body):
-    assert error_of(lambda: parse_form(body)).error == "invalid_request"
+def test_unparseable_forms(body, reason):
+    exc = error_of(lambda: parse_form(body))
+    assert (exc.error, exc.status) == ("invalid_request", 400)
+    assert reason in exc.description
 
 
 def test_parse_form_keeps_repeats():
     assert parse_form(b"a=1&a=2&b=") == {"a": ["1", "2"]}  # empty means omitted
+
+
+def test_parameters_without_a_value_and_empty_fields_count_as_omitted():
+    # RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if they were
+    # omitted from the request."
+    body = b"grant_type=client_credentials&&scope&audience&resource&x"
+    req = parse_token_request(parse_form(body), basic("orders", SECRET))
+    assert (req.scopes, req.audiences) == (None, None)
+
+
+def test_unknown_parameters_are_ignored_even_repeated_and_known_ones_are_not():
+    body = b"grant_type=client_credentials&foo=1&foo=2&bar=3"
+    req = parse_token_request(parse_form(body), basic("orders", SECRET))
+    assert req.client_id == "orders"
+    for name in ("grant_type", "scope", "audience", "client_id", "client_secret"):
+        repeated = parse_form(b"grant_type=client_credentials&" + f"{name}=a&{name}=b".encode())
+        exc = error_of(lambda f=repeated: parse_token_request(f, basic("orders", SECRET)))
+        assert (exc.error, exc.description) == (
+            "invalid_request",
+            f"parameter {name!r} is repeated",
+        )
 
 
 def test_empty_parameters_count_as_omitted():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.store import ClientRecord, StoreError, StoreRejected
@@ -12,6 +13,23 @@ from swarm_oauth.tokens import OAuthError, TokenRequest, parse_form
 from swarm_oauth.tokens.grant import authenticate, client_credentials, invalid_client
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def form_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The ``Content-Type`` and ``Authorization`` of a form request (raw ASGI headers);
+    ``invalid_request`` when either comes twice: which one counts would be a guess, and a
+    proxy and this server could guess differently."""
+    content_type = authorization = None
+    for name, value in headers:
+        if name == b"content-type":
+            if content_type is not None:
+                raise OAuthError("invalid_request", "the Content-Type header is repeated")
+            content_type = value.decode("latin-1")
+        elif name == b"authorization":
+            if authorization is not None:
+                raise OAuthError("invalid_request", "the Authorization header is repeated")
+            authorization = value.decode("latin-1")
+    return content_type, authorization
 
 
 def form_of(content_type: str | None, body: bytes) -> dict[str, list[str]]:

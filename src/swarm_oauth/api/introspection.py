@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from swarm_oauth.api.forms import authenticated_client, form_of
+from swarm_oauth.api.forms import authenticated_client, form_headers, form_of
 from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, declared_length, read_body
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.tokens import InvalidToken, OAuthError, RevocationList
@@ -31,6 +31,9 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 INACTIVE = {"active": False}
 # RFC 7662 §2.2: the members that describe an active token, as the token has them.
 INTROSPECTED_CLAIMS = ("client_id", "sub", "scope", "aud", "iss", "exp", "iat", "jti")
+# The parameters of RFC 7662 §2.1 and RFC 7009 §2.1 with client authentication: none may
+# be repeated; others are ignored (RFC 6749 §3.2).
+_PARAMETERS = ("client_id", "client_secret", "token", "token_type_hint")
 
 # RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; If-None-Match is a list of
 # them, where empty elements are allowed (§5.6.1).
@@ -51,8 +54,9 @@ def _names(if_none_match: str, etag: str) -> bool:
     return etag in _ENTITY_TAG.findall(if_none_match)
 
 
-async def _form(request: Request) -> tuple[str, dict[str, list[str]]]:
-    """The ``token`` parameter and the whole form (it may carry client credentials)."""
+async def _form(request: Request) -> tuple[str, dict[str, list[str]], str | None]:
+    """The ``token`` parameter, the whole form (it may carry client credentials) and the
+    ``Authorization`` header."""
     declared = declared_length(request.headers.get("content-length"))
     try:
         body = await read_body(request.receive, MAX_BODY_BYTES, declared)
@@ -62,14 +66,15 @@ async def _form(request: Request) -> tuple[str, dict[str, list[str]]]:
         ) from None
     except ClientDisconnected:
         raise ApiError(400, "the request body did not arrive") from None
-    form = form_of(request.headers.get("content-type"), body)
-    repeated = sorted(name for name, values in form.items() if len(values) > 1)
+    content_type, authorization = form_headers(request.scope["headers"])
+    form = form_of(content_type, body)
+    repeated = sorted(name for name in _PARAMETERS if len(form.get(name, ())) > 1)
     if repeated:
         raise OAuthError("invalid_request", f"parameter {repeated[0]!r} is repeated")
     token = form.get("token")
     if not token:
         raise OAuthError("invalid_request", "missing token")
-    return token[0], form
+    return token[0], form, authorization
 
 
 def introspection_routes(runtime: Runtime) -> list[Route]:
@@ -78,8 +83,8 @@ def introspection_routes(runtime: Runtime) -> list[Route]:
 
     async def introspect(request: Request) -> Response:
         """RFC 7662: whether a token is active, and its claims if it is."""
-        token, form = await _form(request)
-        await authenticated_client(runtime, form, request.headers.get("authorization"))
+        token, form, authorization = await _form(request)
+        await authenticated_client(runtime, form, authorization)
         try:
             verified = runtime.verifier.check(token, time.time(), exp_leeway=0)
         except InvalidToken:
@@ -92,8 +97,8 @@ def introspection_routes(runtime: Runtime) -> list[Route]:
 
     async def revoke(request: Request) -> Response:
         """RFC 7009: revoke one of the caller's own tokens."""
-        token, form = await _form(request)
-        client = await authenticated_client(runtime, form, request.headers.get("authorization"))
+        token, form, authorization = await _form(request)
+        client = await authenticated_client(runtime, form, authorization)
         try:
             verified = runtime.verifier.check(token, time.time())
         except InvalidToken:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import Receive, Scope, Send
 
-from swarm_oauth.api.forms import cached_client, form_of, load_client
+from swarm_oauth.api.forms import cached_client, form_headers, form_of, load_client
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
 from swarm_oauth.api.observe import LOG_FIELDS
 from swarm_oauth.api.responses import (
@@ -153,12 +153,7 @@ class TokenEndpoint:
             return _refused(exc, fields)
 
     def _request(self, headers: Headers, body: bytes, fields: dict[str, object]) -> TokenRequest:
-        content_type = authorization = None
-        for name, value in headers:
-            if name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
+        content_type, authorization = form_headers(headers)
         request = parse_token_request(form_of(content_type, body), authorization)
         # The id has the registry's grammar (or the request was refused): never a pasted
         # secret or whatever else a caller put in the field reaches the log.

@@ -19,8 +19,9 @@ from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens.issuer import IssuedToken, TokenIssuer
 
 GRANT_TYPE = "client_credentials"
-# RFC 6749 §3.1: parameters MUST NOT be repeated; RFC 8707 lets ``resource`` repeat.
-REPEATABLE = frozenset({"resource"})
+# RFC 6749 §3.1: the parameters it defines MUST NOT be repeated (RFC 8707 lets ``resource``
+# repeat); others are ignored (§3.2), repeated or not.
+SINGLE = frozenset({"grant_type", "scope", "audience", "client_id", "client_secret"})
 MAX_PARAMETERS = 32
 
 
@@ -54,23 +55,23 @@ def invalid_client(description: str = "client authentication failed") -> OAuthEr
 
 
 def parse_form(body: bytes) -> dict[str, list[str]]:
-    """Decode an ``application/x-www-form-urlencoded`` body into repeated values."""
+    """Decode an ``application/x-www-form-urlencoded`` body into repeated values; a
+    parameter without a value (``scope=``, ``scope``) is left out, as RFC 6749 §3.1 says."""
     try:
-        text = body.decode("utf-8")
         pairs = parse_qsl(
-            text,
+            body.decode("utf-8"),
             keep_blank_values=True,
-            strict_parsing=bool(text),
             max_num_fields=MAX_PARAMETERS,
             errors="strict",
         )
     except UnicodeDecodeError:
         raise OAuthError("invalid_request", "the request body is not valid UTF-8") from None
-    except ValueError:
-        raise OAuthError("invalid_request", "the request body is not a valid form") from None
+    except ValueError:  # past MAX_PARAMETERS
+        raise OAuthError(
+            "invalid_request", f"the form has more than {MAX_PARAMETERS} parameters"
+        ) from None
     form: dict[str, list[str]] = {}
     for name, value in pairs:
-        # RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
         if value:
             form.setdefault(name, []).append(value)
     return form
@@ -139,7 +140,7 @@ def parse_token_request(form: dict[str, list[str]], authorization: str | None) -
 
     A client id outside the client-id grammar is ``invalid_client`` at once."""
     for name, values in form.items():
-        if len(values) > 1 and name not in REPEATABLE:
+        if len(values) > 1 and name in SINGLE:
             raise OAuthError("invalid_request", f"parameter {name!r} is repeated")
     grant_type = _single(form, "grant_type")
     if not grant_type:
