@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 
 from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, SharedSecret, resolve_admin_token
 from swarm_oauth.clients import ClientService
@@ -21,12 +22,13 @@ from swarm_oauth.keys import (
 )
 from swarm_oauth.keys.timeline import KeyTimeline
 from swarm_oauth.secretfiles import (
+    SecretConfigError,
     create_once,
     make_private_dir,
     read_secret_file,
     secret_from_env,
 )
-from swarm_oauth.store import ChangeBatch, RevocationRecord, Store, open_store
+from swarm_oauth.store import ChangeBatch, RevocationRecord, Store, StoreError, open_store
 from swarm_oauth.tokens import RevocationList, TokenIssuer, TokenVerifier
 from swarm_oauth.watcher import ChangeWatcher
 
@@ -36,14 +38,23 @@ MASTER_KEY_FILENAME = "master.key"
 ENV_MASTER_KEY = "SWARM_OAUTH_MASTER_KEY"
 
 
+# What ``Runtime.open`` raises when the server cannot start: a secret or the master key
+# that cannot be read, a store that cannot be reached, a data dir that cannot be made.
+STARTUP_ERRORS = (SecretConfigError, MasterKeyError, StoreError, OSError)
+
+
 def load_master_key(settings: ServerSettings, *, create: bool = True) -> MasterKey:
     """The operator's master key, else ``DATA_DIR/master.key`` (created on first start
     when ``create``; commands that only add keys must never invent a master key)."""
+    return MasterKey.from_text(_master_key_text(settings, create))
+
+
+def _master_key_text(settings: ServerSettings, create: bool) -> str:
     if settings.master_key_file is not None:
-        return MasterKey.from_text(read_secret_file(settings.master_key_file))
+        return read_secret_file(settings.master_key_file)
     configured = settings.master_key or secret_from_env(ENV_MASTER_KEY)
     if configured is not None:
-        return MasterKey.from_text(configured)
+        return configured
     path = settings.data_dir / MASTER_KEY_FILENAME
     if not create and not path.exists():
         raise MasterKeyError(
@@ -57,7 +68,29 @@ def load_master_key(settings: ServerSettings, *, create: bool = True) -> MasterK
             "the signing keys is not stored beside them",
             extra={"path": str(path)},
         )
-    return MasterKey.from_text(read_secret_file(path))
+    return read_secret_file(path)
+
+
+def _admin_token_text(settings: ServerSettings) -> str:
+    return settings.admin_token or resolve_admin_token(
+        settings.admin_token_file, settings.data_dir / ADMIN_TOKEN_FILENAME, create=True
+    )
+
+
+def with_secrets_read(settings: ServerSettings) -> ServerSettings:
+    """``settings`` holding, as values, the master key and admin token its role needs,
+    read once from wherever they are configured. Worker processes, started and restarted
+    each at its own time, then all use the ones the server started with, even if a file
+    changed since."""
+    master_key = _master_key_text(settings, True) if settings.serves_tokens else None
+    admin_token = _admin_token_text(settings) if settings.serves_clients else None
+    return replace(
+        settings,
+        master_key=master_key,
+        master_key_file=None,
+        admin_token=admin_token,
+        admin_token_file=None,
+    )
 
 
 class Runtime:
@@ -89,16 +122,7 @@ class Runtime:
         )
         self.default_audiences = (settings.issuer_url,)
         self.admin_token = (
-            SharedSecret.of(
-                settings.admin_token
-                or resolve_admin_token(
-                    settings.admin_token_file,
-                    settings.data_dir / ADMIN_TOKEN_FILENAME,
-                    create=True,
-                )
-            )
-            if settings.serves_clients
-            else None
+            SharedSecret.of(_admin_token_text(settings)) if settings.serves_clients else None
         )
 
     @classmethod

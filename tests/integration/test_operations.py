@@ -329,3 +329,36 @@ def test_a_lost_master_key_is_replaced_by_withdrawing_the_keys_it_opened(server_
     issued = restarted.token("orders", secret)  # clients and their secrets are untouched
     assert issued.status_code == 200
     assert jwt.get_unverified_header(issued.json()["access_token"])["kid"] not in kids
+
+
+# -- a worker that cannot start ---------------------------------------------------------
+
+# Loaded by every Python process of the server (PYTHONPATH): in the worker processes
+# uvicorn spawns, and only there, opening the store fails as an unreachable database
+# makes it fail. The serve command itself opens it first, and succeeds.
+WORKER_FAULT = """
+import sys
+if any("spawn_main" in arg for arg in sys.orig_argv):
+    from swarm_oauth.runtime import Runtime
+    from swarm_oauth.store import StoreUnavailable
+
+    def refuse(settings):
+        raise StoreUnavailable("postgresql: no connection within 2 s: (injected)")
+
+    Runtime.open = refuse
+"""
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_one_line_saying_why(tmp_path):
+    (tmp_path / "fault").mkdir()
+    (tmp_path / "fault" / "sitecustomize.py").write_text(WORKER_FAULT)
+    env = {"PYTHONPATH": str(tmp_path / "fault"), "SWARM_OAUTH_LOG_FORMAT": "text"}
+    args = ("serve", "--port", "0", "--workers", "2", "--data-dir", str(tmp_path / "data"))
+    result = run_cli(*args, env=env, cwd=tmp_path, timeout=60)
+    # Not started again and again (uvicorn's default), nor ended with status 0.
+    assert result.returncode == 2, result.stderr
+    output = result.stdout + result.stderr
+    assert "error: a worker could not start; the log says why" in result.stderr
+    reason = "a worker cannot start: postgresql: no connection within 2 s: (injected)"
+    assert 1 <= output.count(reason) <= 2, output
+    assert "Traceback" not in output

@@ -246,3 +246,35 @@ def test_a_stopped_server_writes_its_last_log_lines(server_factory, workers, sto
         assert lines[-1] is finished[0]
     else:
         assert status == 0
+
+
+def test_workers_started_again_keep_the_admin_token_the_server_started_with(server_factory):
+    server = server_factory(args=["--workers", "2"])
+    started_with = server.admin_token
+    pids: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(pids) < 2:
+        assert time.monotonic() < deadline, "the second worker never answered"
+        pids.add(httpx.get(server.url + "/healthz").json()["pid"])
+    # The file changes under the running server; then every worker dies and is replaced.
+    (server.data_dir / "admin-token").write_text("a-token-written-later\n")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    answered: set[int] = set()
+    while len(answered) < 2:
+        assert time.monotonic() < deadline, "no new workers answered"
+        try:
+            answered.add(httpx.get(server.url + "/healthz").json()["pid"])
+        except httpx.TransportError:
+            time.sleep(0.05)
+    assert not answered & pids
+    for _ in range(10):  # whichever worker answers
+        kept = httpx.get(
+            server.url + "/api/clients", headers={"Authorization": f"Bearer {started_with}"}
+        )
+        assert kept.status_code == 200, kept.text
+        later = httpx.get(
+            server.url + "/api/clients", headers={"Authorization": "Bearer a-token-written-later"}
+        )
+        assert later.status_code == 401

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.config import STARTUP_FAILURE
 
 from swarm_oauth.api.admin import admin_routes
 from swarm_oauth.api.discovery import discovery_routes
@@ -32,7 +35,9 @@ from swarm_oauth.api.registration import registration_routes
 from swarm_oauth.api.token_endpoint import TokenEndpoint
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.logs import configure_logging
-from swarm_oauth.runtime import Runtime
+from swarm_oauth.runtime import STARTUP_ERRORS, Runtime
+
+log = logging.getLogger("swarm_oauth.serving")
 
 TOKEN_PATH = "/api/token"
 
@@ -106,4 +111,11 @@ class WorkerApp:
 
     def __call__(self) -> ASGIApp:
         configure_logging(self.settings.log_level, self.settings.log_format)
-        return create_app(Runtime.open(self.settings))
+        try:
+            runtime = Runtime.open(self.settings)
+        except STARTUP_ERRORS as exc:
+            # Raised, it would be a traceback, and uvicorn would start the worker again,
+            # forever; this status makes its supervisor stop instead.
+            log.error("a worker cannot start: %s", exc)
+            sys.exit(STARTUP_FAILURE)
+        return create_app(runtime)

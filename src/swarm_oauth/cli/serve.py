@@ -30,12 +30,10 @@ from swarm_oauth.cli.options import (
 )
 from swarm_oauth.config import ROLES, ServerSettings
 from swarm_oauth.cpus import usable_cpus
-from swarm_oauth.keys import MasterKeyError
 from swarm_oauth.keys.rotation import DEFAULT_ROTATION_INTERVAL_SECONDS
 from swarm_oauth.logs import configure_logging
-from swarm_oauth.secretfiles import SecretConfigError, secret_from_env, withhold_from_children
+from swarm_oauth.secretfiles import secret_from_env, withhold_from_children
 from swarm_oauth.serving.limits import HttpLimits, TlsFiles
-from swarm_oauth.store import StoreError
 
 log = logging.getLogger("swarm_oauth.cli")
 
@@ -120,8 +118,8 @@ def serve(
     """Run the token server."""
     from swarm_oauth.api import multiprocess
     from swarm_oauth.api.app import WorkerApp, create_app
-    from swarm_oauth.runtime import ENV_MASTER_KEY, Runtime
-    from swarm_oauth.serving.run import ListenError
+    from swarm_oauth.runtime import ENV_MASTER_KEY, STARTUP_ERRORS, Runtime, with_secrets_read
+    from swarm_oauth.serving.run import ListenError, WorkerStartError
     from swarm_oauth.serving.run import serve as serve_http
 
     configure_logging(log_level, log_format)
@@ -152,7 +150,9 @@ def serve(
         withhold_from_children(ENV_DATABASE_URL, ENV_MASTER_KEY, ENV_ADMIN_TOKEN)
         # Prepared once here, so workers find the files and keys already in place.
         runtime = Runtime.open(settings)
-    except (SecretConfigError, MasterKeyError, StoreError, OSError) as exc:
+        if workers > 1 or multiprocess.enabled():
+            settings = with_secrets_read(settings)
+    except STARTUP_ERRORS as exc:
         fail(str(exc))
     log.info(
         "starting",
@@ -184,7 +184,7 @@ def serve(
             workers=workers,
             factory=True,
         )
-    except ListenError as exc:
+    except (ListenError, WorkerStartError) as exc:
         fail(str(exc))
     finally:
         multiprocess.remove_directory(metrics_dir)

@@ -113,7 +113,10 @@ def serve(
         # The supervisor ends by returning (its lines written at exit); its workers as
         # one worker does, by the signal.
         config.write_logs_on_signal = True
-        Multiprocess(config, sockets=[listening]).run()
+        supervisor = Multiprocess(config, sockets=[listening])
+        supervisor.run()
+        if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+            raise WorkerStartError("a worker could not start; the log says why")
         return
     write_logs_before_signal_death()
     server = uvicorn.Server(config)
@@ -124,6 +127,10 @@ def serve(
 
 class ListenError(Exception):
     """The address cannot be listened on (in use, not this host's, not allowed)."""
+
+
+class WorkerStartError(Exception):
+    """A worker process could not start, so the supervisor stopped them all."""
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
