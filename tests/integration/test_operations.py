@@ -362,3 +362,21 @@ def test_a_worker_that_cannot_start_stops_the_server_with_one_line_saying_why(tm
     reason = "a worker cannot start: postgresql: no connection within 2 s: (injected)"
     assert 1 <= output.count(reason) <= 2, output
     assert "Traceback" not in output
+
+
+def test_a_database_file_deleted_under_the_server_stops_writes_and_says_why(token_server):
+    assert token_server.admin().post("/api/clients/add", json={"client_id": "kept"}).is_success
+    (token_server.data_dir / "swarm-oauth.db").unlink()
+    # Written into the deleted file, a client would be answered 201 and gone at restart.
+    added = token_server.admin().post("/api/clients/add", json={"client_id": "lost"})
+    assert added.status_code == 503, added.text
+    deadline = time.monotonic() + 10
+    while (ready := httpx.get(token_server.url + "/readyz")).status_code == 200:
+        assert time.monotonic() < deadline, "still ready without its database file"
+        time.sleep(0.1)
+    assert ready.status_code == 503
+    lines = [json.loads(line) for line in token_server.log().splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line.get("msg") == "the store cannot serve a request"]
+    assert refused, "the refused write left no line saying why"
+    assert refused[0]["path"] == "/api/clients/add"
+    assert "no longer the file this process opened" in refused[0]["error"]

@@ -16,6 +16,7 @@ from swarm_oauth.store import (
     RevocationRecord,
     Store,
     StoreError,
+    StoreUnavailable,
     open_store,
 )
 from swarm_oauth.store import postgres as postgres_store
@@ -482,3 +483,27 @@ def test_the_registration_token_column_is_added_to_an_existing_database(
         assert registered is not None and registered.registration_token_hash == "sha256$rat"
     finally:
         current.close()
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_sqlite_file_deleted_or_replaced_under_the_store_makes_it_unavailable(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "swarm-oauth.db"
+    store = SQLiteStore(path)
+    store.migrate()
+    store.add_client(client("svc-a"))
+    if how == "deleted":
+        path.unlink()
+    else:
+        other = SQLiteStore(tmp_path / "other.db")
+        other.migrate()
+        other.close()
+        (tmp_path / "other.db").replace(path)
+    # Its open connections would go on reading and writing the old file, and the writes
+    # would be gone at the next start.
+    with pytest.raises(StoreUnavailable, match="no longer the file this process opened"):
+        store.ping()
+    with pytest.raises(StoreUnavailable, match="restore it, or restart"):
+        store.add_client(client("svc-b"))
+    store.close()

@@ -29,7 +29,12 @@ async def _exists(_: Request, exc: Exception) -> Response:
     return error_response(409, "a client with this client_id already exists")
 
 
-async def _unavailable(_: Request, exc: Exception) -> Response:
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # The caller learns only that it may retry; the operator needs why (a disk full, a
+    # database file gone), which no other line may say while reads still succeed.
+    log.warning(
+        "the store cannot serve a request", extra={"path": request.url.path, "error": str(exc)}
+    )
     return error_response(503, "the store cannot be reached; retry later")
 
 

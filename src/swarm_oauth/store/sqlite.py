@@ -6,6 +6,7 @@ never wait for the writer, and writers wait (``busy_timeout``) rather than fail.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -98,6 +99,25 @@ class SQLiteStore(SQLStore):
         self._restrict_files()
         self._writer, self._write_lock = self._connect(), threading.Lock()
         self._reader, self._read_lock = self._connect(), threading.Lock()
+        self._opened = self._file_identity()
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
+
+    def _check_file(self) -> None:
+        # A file deleted or replaced under open connections goes on working for them, and
+        # every write after it is lost at the next start (and unseen by other processes
+        # meanwhile): the store is unavailable instead, until a restart opens the file
+        # the path names now.
+        if self._file_identity() != self._opened:
+            raise StoreUnavailable(
+                f"sqlite: {self.path} is no longer the file this process opened (deleted, "
+                "moved or replaced); restore it, or restart to open the one there now"
+            )
 
     def _restrict_files(self) -> None:
         # SQLite creates its file 0644 less the umask, and gives the -wal and -shm files
@@ -128,10 +148,10 @@ class SQLiteStore(SQLStore):
 
     # -- plumbing ------------------------------------------------------------------------
 
-    @staticmethod
     def _run(
-        conn: sqlite3.Connection, lock: threading.Lock, fn: Callable[[sqlite3.Connection], T]
+        self, conn: sqlite3.Connection, lock: threading.Lock, fn: Callable[[sqlite3.Connection], T]
     ) -> T:
+        self._check_file()
         with lock:
             try:
                 return fn(conn)
