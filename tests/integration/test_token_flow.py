@@ -86,6 +86,22 @@ def test_metadata_points_at_the_endpoints(token_server):
         }
 
 
+def test_an_issuer_with_a_path_has_its_metadata_where_rfc_8414_puts_it(server_factory):
+    # Behind a proxy that serves it under /oauth: RFC 8414 §3.1 inserts the well-known
+    # suffix before the path, and the SDK looks there (swarm_oauth.sdk.jwks.metadata_url).
+    from swarm_oauth.sdk.jwks import metadata_url
+
+    issuer = "https://gateway.test/oauth"
+    server = server_factory(args=["--issuer", issuer])
+    path = metadata_url(issuer).removeprefix("https://gateway.test")
+    assert path == "/.well-known/oauth-authorization-server/oauth"
+    for where in (path, "/.well-known/oauth-authorization-server"):
+        meta = token_server_get(server, where).json()
+        assert meta["issuer"] == issuer
+        assert meta["token_endpoint"] == f"{issuer}/api/token"
+    assert token_server_get(server, path + "/more").status_code == 404
+
+
 def test_jwks_publishes_only_public_members_with_x5c(token_server):
     keys = token_server_get(token_server, "/.well-known/jwks.json").json()["keys"]
     assert len(keys) == 1

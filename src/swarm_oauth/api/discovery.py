@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +18,7 @@ from swarm_oauth.runtime import Runtime
 # keys.keyring), so a short max-age costs nothing and keeps rotation quick.
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=60"}
 CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+WELL_KNOWN_METADATA = "/.well-known/oauth-authorization-server"
 
 
 def metadata(runtime: Runtime) -> dict[str, Any]:
@@ -69,9 +71,16 @@ def discovery_routes(runtime: Runtime) -> list[Route]:
         """RFC 8414 metadata (also served where OpenID Connect clients look)."""
         return JSONResponse(metadata(runtime), headers=PUBLIC_CACHE)
 
+    # RFC 8414 §3.1: an issuer with a path (a server behind a proxy under a prefix) has its
+    # metadata at the well-known suffix followed by that path, which a proxy routes here
+    # as it is; OpenID Connect's location is under the issuer, so prefix-stripped.
+    issuer_path = urlsplit(runtime.settings.issuer_url).path.rstrip("/")
     return [
         Route("/api/cert", cert, methods=["GET"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-        Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
+        *(
+            Route(f"{WELL_KNOWN_METADATA}{path}", server_metadata, methods=["GET"])
+            for path in dict.fromkeys(["", issuer_path])
+        ),
         Route("/.well-known/openid-configuration", server_metadata, methods=["GET"]),
     ]
