@@ -142,6 +142,20 @@ def test_a_retry_comes_back_after_a_growing_delay_and_success_ends_it(process, m
     assert process.calls[A] == 3
 
 
+def test_runs_that_keep_asking_for_a_recheck_share_one(process, make):
+    # Each run of A asks to be looked at again (a rolling update under way); every event,
+    # notification and full pass adds another run. The rechecks must not multiply.
+    process.results[A] = [Result(Outcome.UNCHANGED, recheck_after=0.3)] * 1000
+    queue = make(workers=1)
+    for count in range(1, 11):
+        queue.add([A])
+        wait_for_calls(process, A, count)
+    before = process.calls[A]
+    time.sleep(1.0)
+    # One recheck every 0.3 s: three or four runs, not one chain per add (some thirty).
+    assert process.calls[A] - before <= 5
+
+
 def test_retries_stop_after_the_bound(process, make, caplog):
     process.results[A] = [Result(Outcome.RETRY)] * 10
     queue = make(retry_delay=0.001, max_retry_delay=0.001, max_retries=3)

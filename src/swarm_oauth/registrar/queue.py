@@ -6,7 +6,9 @@
   changed meanwhile), so no per-key lock is needed.
 - A run that asks for a retry puts the key back after an exponential backoff, up to a
   bound; a later successful run forgets the failures. A run may also ask to be looked at
-  again after a while (it waits for something, like a rolling update).
+  again after a while (it waits for something, like a rolling update). A key waits for
+  at most one such moment, the earliest asked for: runs that keep asking (one per event,
+  notification or full pass) do not multiply it.
 - ``add`` returns a ``Ticket`` that resolves when every key it added has been processed
   by a run that started after the add, which is how a full pass waits for its keys.
 """
@@ -88,6 +90,8 @@ class WorkQueue:
         self._processing: set[Key] = set()
         self._failures: dict[Key, int] = {}
         self._delayed: list[tuple[float, int, Key]] = []
+        # The moment each delayed key is due; heap entries for other moments are stale.
+        self._due: dict[Key, float] = {}
         self._tiebreak = itertools.count()
         self._tickets: dict[Key, list[Ticket]] = {}
         # Every add takes the next number; a run covers every add numbered up to the
@@ -210,7 +214,11 @@ class WorkQueue:
         self._schedule(key, min(self._retry_delay * 2 ** (failures - 1), self._max_retry_delay))
 
     def _schedule(self, key: Key, delay: float) -> None:
-        heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._tiebreak), key))
+        due = time.monotonic() + delay
+        if self._due.get(key, due + 1) <= due:
+            return  # already due as soon or sooner
+        self._due[key] = due
+        heapq.heappush(self._delayed, (due, next(self._tiebreak), key))
         self._timer.notify()
 
     def _retry(self) -> None:
@@ -224,5 +232,8 @@ class WorkQueue:
                     self._timer.wait(timeout)
                 if self._closed:
                     return
-                _, _, key = heapq.heappop(self._delayed)
+                due, _, key = heapq.heappop(self._delayed)
+                if self._due.get(key) != due:
+                    continue  # superseded by an earlier moment for the key
+                del self._due[key]
                 self._enqueue(key)
