@@ -272,3 +272,67 @@ def test_rotation_takes_a_new_secret_when_the_update_issues_one(swarm, sealer):
     finally:
         registry.close()
         server.shutdown()
+
+
+class _SpendingServer(_RenewingServer):
+    """An RFC 7592 server whose registration access token is good for one use, each
+    answer carrying the next (Keycloak's default); ``forbidden`` clients answer 403."""
+
+    forbidden: ClassVar[set[str]] = set()
+
+    def _known(self) -> dict[str, Any] | None:
+        client_id = self.path.rsplit("/", 1)[-1]
+        known = self.clients.get(client_id)
+        if known is None or self.headers["Authorization"] != (
+            f"Bearer {known['registration_access_token']}"
+        ):
+            self._send(401, {"error": "invalid_token"})
+            return None
+        if client_id in self.forbidden:
+            self._send(403, {"error": "insufficient_scope"})
+            return None
+        known["registration_access_token"] = secrets.token_urlsafe(16)
+        return known
+
+    def do_GET(self) -> None:
+        if (known := self._known()) is not None:
+            self._send(200, known)
+
+    def do_DELETE(self) -> None:
+        if (known := self._known()) is not None:
+            del self.clients[known["client_id"]]
+            self._send(204)
+
+
+@pytest.fixture
+def spending(swarm, sealer) -> Iterator[DynamicRegistration]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SpendingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
+    registry = DynamicRegistration(url, RegistrationBook(swarm, sealer))
+    yield registry
+    registry.close()
+    server.shutdown()
+
+
+def test_a_registration_token_renewed_by_a_read_is_recorded(spending):
+    client_id = spending.add("web", ["read"], [], METADATA).client.client_id
+    # Each read spends the token and answers with the next: were it not recorded, the
+    # second read would look like a client gone, and the service would be registered anew.
+    for _ in range(3):
+        found = spending.get(client_id)
+        assert found is not None and found.client_id == client_id
+    assert spending.update(client_id, ["write"], []).scopes == ("write",)
+    assert spending.remove(client_id) is True
+    assert client_id not in _SpendingServer.clients
+
+
+def test_a_403_from_the_configuration_endpoint_keeps_the_record(spending):
+    client_id = spending.add("web", ["read"], [], METADATA).client.client_id
+    _SpendingServer.forbidden.add(client_id)
+    try:
+        with pytest.raises(Rejected, match="403"):
+            spending.get(client_id)
+    finally:
+        _SpendingServer.forbidden.discard(client_id)
+    assert spending.get(client_id) is not None  # not forgotten: still managed

@@ -44,8 +44,9 @@ from swarm_oauth.registrar.registrations import (
 
 SOFTWARE_ID = "swarm-oauth-registrar"
 # Answers of a client configuration endpoint that mean the client is gone (RFC 7592 §2.1:
-# 401 for a client that does not exist; 404 and 403 from servers that say it otherwise).
-GONE = (401, 403, 404)
+# 401 for a client that does not exist; 404 from servers that say it otherwise). A 403 is
+# a permission the token lacks (§2.1 too): an error, never a reason to drop the record.
+GONE = (401, 404)
 
 
 class DynamicRegistration:
@@ -208,7 +209,9 @@ class DynamicRegistration:
         if response.status_code in GONE:
             self._book.drop(record.client_id)
             return None
-        return _client(record, json_object(response), holds_previous)
+        answer = json_object(response)
+        record, _ = self._renewed(record, credentials, answer, record)
+        return _client(record, answer, holds_previous)
 
     def _register(self, record: Registration) -> FreshSecret:
         response = self._peer.call(
@@ -245,9 +248,7 @@ class DynamicRegistration:
     def _update(
         self, record: Registration, scopes: Sequence[str]
     ) -> tuple[dict[str, Any], Registration, Credentials]:
-        """RFC 7592 §2.2: the whole metadata again, with the client id. A server may answer
-        with a new registration access token (oidc-provider does, every time): it is
-        recorded before anything else happens."""
+        """RFC 7592 §2.2: the whole metadata again, with the client id."""
         credentials = self._book.credentials(record)
         body = {**_metadata(record.name, scopes), "client_id": record.client_id}
         response = self._peer.call(
@@ -261,7 +262,22 @@ class DynamicRegistration:
             self._book.drop(record.client_id)
             raise TransientError(f"client {record.client_id} is gone from its server")
         answer = json_object(response)
-        updated = replace(record, scopes=tuple(scopes))
+        updated, renewed = self._renewed(
+            record, credentials, answer, replace(record, scopes=tuple(scopes))
+        )
+        return answer, updated, renewed
+
+    def _renewed(
+        self,
+        record: Registration,
+        credentials: Credentials,
+        answer: Mapping[str, Any],
+        updated: Registration,
+    ) -> tuple[Registration, Credentials]:
+        """``updated`` and the credentials after an answer of the client configuration
+        endpoint, written to the book if either changed. A server may answer a read or an
+        update with a new registration access token, the old one then spent (oidc-provider
+        at every update, Keycloak at every use): it is recorded before anything else."""
         token = answer.get("registration_access_token")
         renewed = Credentials(
             token if isinstance(token, str) and token else credentials.access_token,
@@ -270,7 +286,7 @@ class DynamicRegistration:
         )
         if updated != record or renewed != credentials:
             updated = self._book.write(updated, renewed)
-        return answer, updated, renewed
+        return updated, renewed
 
 
 def _metadata(name: str, scopes: Sequence[str]) -> dict[str, Any]:
