@@ -412,6 +412,35 @@ def test_a_rotation_on_request_answers_once_the_new_secret_is_mounted(parts):
     assert plain.id in parts.swarm.services
 
 
+def test_a_rotation_whose_new_secret_cannot_be_stored_is_not_answered_done(parts):
+    parts.swarm.add_service("orders", LABELS)
+    send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=orders")
+    parts.registrar.drain()
+    before = parts.swarm.named("orders").secret_refs[0].secret_name
+    create = parts.swarm.create_secret
+    failures = iter([TransientError("engine unavailable")])
+
+    def create_once_failing(*args: Any, **kwargs: Any) -> Any:
+        if (error := next(failures, None)) is not None:
+            raise error
+        return create(*args, **kwargs)
+
+    parts.swarm.create_secret = create_once_failing  # type: ignore[method-assign]
+    body = '{"grace_seconds": 0}'
+    answer = parts.client.request("POST", "/v1/services/orders/rotate", ADMIN_HEADERS, body)
+    # The client rotated, its new secret never reached Docker: not "rotated" (the old
+    # secret, mounted still, no longer works), but a failure to retry.
+    assert answer.status_code == 503, answer.text
+    assert "retry" in answer.json()["error_description"]
+    # The next run (a retry, or the full pass here) mounts a secret that works.
+    assert parts.client.post("/v1/reconcile", headers=ADMIN_HEADERS).status_code == 200
+    parts.registrar.drain()
+    after = parts.swarm.named("orders").secret_refs[0].secret_name
+    assert after != before
+    mounted = next(secret.id for secret, _ in parts.swarm.secrets.values() if secret.name == after)
+    assert parts.registry.accepts("orders", parts.swarm.data(mounted).decode())
+
+
 @pytest.mark.parametrize(
     "body",
     [

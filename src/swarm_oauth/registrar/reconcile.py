@@ -266,11 +266,12 @@ class Reconciler:
                 )
         current = next((s for s in managed if is_current(s, client, service.id)), None)
         now = self._clock()
+        # A rotation request is answered once the new secret is mounted: should a step
+        # after the rotation fail, it waits for the run that finishes the job.
         with self.rotation_requests.claim(service.id) as requested:
             if current is None:
                 if fresh is None:
                     fresh = self._replace_lost_secret(service, client, managed)
-                requested.honour()
                 current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
                 managed_ids.add(current.id)
                 changed = True
@@ -283,7 +284,6 @@ class Reconciler:
                     f"rotated client {client.client_id} ({why}); the old secret works "
                     + (f"{format_duration(grace)} longer" if grace else "no longer"),
                 )
-                requested.honour()
                 self._observer.rotated("request" if requested.grace is not None else "age")
                 current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
                 managed_ids.add(current.id)
@@ -293,9 +293,11 @@ class Reconciler:
                     fresh = replace(
                         fresh, client=replace(fresh.client, previous_secret_expires_at=None)
                     )
-        if fresh is not None:  # with a server that picks ids, it may be another client now
-            client = fresh.client
-        changed |= self._mount(service, desired, client.client_id, current, managed_ids)
+            if fresh is not None:  # with a server that picks ids, it may be another client now
+                client = fresh.client
+            changed |= self._mount(service, desired, client.client_id, current, managed_ids)
+            if fresh is not None:
+                requested.honour()
         stale = [s for s in managed if s.id != current.id]
         # A task still running with an old secret keeps it until it is replaced (a rolling
         # update, a rollback): the secret goes once no task uses it, looked at again soon.
