@@ -256,6 +256,13 @@ def test_wrong_methods_and_paths_get_the_error_shape(parts):
     )
     assert client.get("/v1/nope").json()["error"] == "not_found"
     assert client.get("/v1/reconcile").status_code == 405
+    # Starlette answers HEAD wherever GET is allowed: here it would queue work.
+    parts.swarm.add_service("orders", LABELS)
+    head = client.request("HEAD", "/v1/swarm-listener/notify-create?serviceName=orders")
+    assert head.status_code == 405
+    assert head.headers["allow"] == "GET, POST"
+    parts.registrar.drain()
+    assert "orders" not in parts.registry.clients
 
 
 def test_a_forced_full_pass_reports_outcomes(parts):
@@ -448,6 +455,7 @@ def test_a_rotation_whose_new_secret_cannot_be_stored_is_not_answered_done(parts
         '{"grace_seconds": "1h"}',
         "not json",
         '{"grace_seconds": 9e9}',
+        '{"grace_seconds": 0.9}',  # would have been cut to 0 s
         # Nested deeper than Python 3.11's parser goes (within the size cap: 3.12 reads
         # deeper, and refuses it as unfinished).
         "[" * 1020,

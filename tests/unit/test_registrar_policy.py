@@ -130,6 +130,8 @@ def test_the_safe_default_allows_own_names_and_nothing_asked_by_labels():
         ("rules: []\nrules: []\n", "'rules' appears twice"),
         ("just text\n", "policy.yml:1: the policy: must be a mapping"),
         ("rules: " + "[" * 5000, "policy.yml: nested too deeply"),
+        # As short as a label may not ask for: a rotation every second.
+        ("default: {secret_max_age: 1s}\n", "default.secret_max_age: at least 30s (0: never)"),
     ],
 )
 def test_a_malformed_policy_names_the_line_and_the_problem(text, error):
@@ -139,6 +141,15 @@ def test_a_malformed_policy_names_the_line_and_the_problem(text, error):
     with pytest.raises(PolicyError) as raised:
         parse_policy(text, "policy.yml")
     assert error in str(raised.value)
+
+
+def test_a_rules_max_age_is_no_shorter_than_the_rotation_grace_it_is_given():
+    text = "rules:\n  - match: {}\n    secret_max_age: 10m\n"
+    assert parse_policy(text).rules[0].grant.secret_max_age == 600
+    # Within an hour's grace of the last rotation, the next would end it.
+    with pytest.raises(PolicyError, match=r"rules\[0\]\.secret_max_age: at least 1h"):
+        parse_policy(text, "policy.yml", shortest_max_age=3600)
+    assert parse_policy(text.replace("10m", "0"), "p", shortest_max_age=3600).rules
 
 
 def test_the_policy_file_is_followed_and_a_broken_edit_keeps_the_last_good_one(tmp_path, caplog):

@@ -52,6 +52,26 @@ def test_a_reservation_longer_than_ten_years_is_refused_before_the_registrar_sta
     assert "--id-reservation-seconds" in result.output and "315360000" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--rotation-grace", "31d"], "longer than 30d"),
+        (["--secret-max-age", "10m", "--rotation-grace", "1h"], "shorter than --rotation-grace"),
+        (["--secret-max-age", "10s", "--rotation-grace", "0"], "(or 30s)"),
+    ],
+)
+def test_secret_ages_and_graces_that_cannot_work_stop_the_registrar_at_start(args, reason):
+    from click.testing import CliRunner
+
+    from swarm_oauth.registrar.command import registrar
+
+    # A grace past the clients API's 30 days failed every rotation; a max age within
+    # the grace ended the grace of each rotation by the next.
+    result = CliRunner().invoke(registrar, ["--token-url", "http://tokens.test/api/token", *args])
+    assert result.exit_code == 2
+    assert reason in result.output
+
+
 def test_registrar_release_quotes_the_id_into_the_path(tmp_path):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

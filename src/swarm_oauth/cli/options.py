@@ -41,11 +41,16 @@ def fail(message: str) -> NoReturn:
 
 
 def duration_setting(
-    *names: str, env: str, default: float, help: str, minimum: float = 0.0
+    *names: str,
+    env: str,
+    default: float,
+    help: str,
+    minimum: float = 0.0,
+    maximum: float | None = None,
 ) -> Decorator:
     """A ``setting`` holding a duration (``swarm_oauth.durations``: seconds, or ``45s``,
     ``10m``, ``12h``, ``30d``), passed to the command as float seconds, at least
-    ``minimum``."""
+    ``minimum`` and at most ``maximum``."""
 
     def convert(ctx: click.Context, param: click.Parameter, value: Any) -> float:
         try:
@@ -55,6 +60,10 @@ def duration_setting(
         if seconds < minimum:
             raise click.BadParameter(
                 f"{value!r} is shorter than {format_duration(minimum)}", ctx, param
+            )
+        if maximum is not None and seconds > maximum:
+            raise click.BadParameter(
+                f"{value!r} is longer than {format_duration(maximum)}", ctx, param
             )
         return seconds
 

@@ -74,6 +74,8 @@ async def _grace(request: Request, default: float) -> float:
     grace = body.get("grace_seconds", default) if isinstance(body, dict) else None
     if isinstance(grace, bool) or not isinstance(grace, int | float):
         raise ApiError(400, "grace_seconds must be a number of seconds")
+    if isinstance(grace, float) and not grace.is_integer():
+        raise ApiError(400, "grace_seconds must be a whole number of seconds")
     if not 0 <= grace <= MAX_GRACE_SECONDS:
         raise ApiError(400, f"grace_seconds must be between 0 and {MAX_GRACE_SECONDS}")
     return float(grace)
@@ -111,6 +113,8 @@ def create_app(
         200 once queued (also when it names nothing); 503 only when Docker or the registry
         cannot be read to resolve it, so that swarm-listener tries again.
         """
+        if request.method == "HEAD":  # which Starlette adds to every GET route
+            raise ApiError(405, "use GET or POST", {"Allow": "GET, POST"})
         if notify_token is not None:
             require(request, notify_token, query=True)
         names = request.query_params.getlist("serviceName")

@@ -35,11 +35,12 @@ from swarm_oauth.cli.options import (
     setting,
 )
 from swarm_oauth.cli.output import Table, output_option, show
-from swarm_oauth.durations import InvalidDuration, parse_duration
+from swarm_oauth.durations import InvalidDuration, format_duration, parse_duration
+from swarm_oauth.identifiers import MAX_GRACE_SECONDS
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.registrar.backends import BACKENDS, BackendName, BackendSettings
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
-from swarm_oauth.registrar.labels import DEFAULT_SELECTOR
+from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, MIN_SECRET_MAX_AGE
 from swarm_oauth.registrar.reconcile import (
     DEFAULT_RESERVATION_SECONDS,
     DEFAULT_ROTATION_GRACE,
@@ -150,8 +151,9 @@ policy_argument = click.argument("policy", type=click.Path(path_type=Path, dir_o
     "--rotation-grace",
     env="ROTATION_GRACE",
     default=DEFAULT_ROTATION_GRACE,
+    maximum=MAX_GRACE_SECONDS,
     help="How long the replaced secret keeps working: long enough for the rolling update "
-    "that hands the new one to every task.",
+    "that hands the new one to every task (at most 30 days).",
 )
 @setting(
     "--resync-seconds",
@@ -213,6 +215,13 @@ def registrar(
     configure_logging(log_level, log_format)
     if not token_url:
         fail("--token-url required (or SWARM_OAUTH_TOKEN_URL)")
+    if secret_max_age and secret_max_age < max(MIN_SECRET_MAX_AGE, rotation_grace):
+        # A rotation within the last one's grace would end that grace for the tasks
+        # still holding the old secret.
+        fail(
+            f"--secret-max-age {format_duration(secret_max_age)} is shorter than "
+            f"--rotation-grace {format_duration(rotation_grace)} (or 30s); 0 means never"
+        )
     try:
         Selector.parse(selector)
         admin_token = resolve_admin_token(admin_token_file)

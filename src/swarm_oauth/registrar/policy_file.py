@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from swarm_oauth.durations import InvalidDuration, parse_duration
+from swarm_oauth.durations import InvalidDuration, format_duration, parse_duration
+from swarm_oauth.registrar.labels import MIN_SECRET_MAX_AGE
 from swarm_oauth.registrar.policy import Grant, Match, RegistrationPolicy, Rule
 
 log = logging.getLogger("swarm_oauth.registrar.policy")
@@ -41,9 +42,9 @@ class PolicyError(ValueError):
     """The policy file is unusable; the message names the file, the line and the problem."""
 
 
-def load_policy(path: Path) -> RegistrationPolicy:
+def load_policy(path: Path, shortest_max_age: float = MIN_SECRET_MAX_AGE) -> RegistrationPolicy:
     """Read and check ``path``; ``PolicyError`` says what is wrong and where."""
-    return parse_policy(_read(path), str(path))
+    return parse_policy(_read(path), str(path), shortest_max_age)
 
 
 def _read(path: Path) -> str:
@@ -61,12 +62,19 @@ class PolicyFile:
     allow or deny everything.
     """
 
-    def __init__(self, path: Path, apply: Callable[[RegistrationPolicy], None]) -> None:
-        """Load ``path`` (``PolicyError`` if it is unusable) and ``apply`` it."""
+    def __init__(
+        self,
+        path: Path,
+        apply: Callable[[RegistrationPolicy], None],
+        shortest_max_age: float = MIN_SECRET_MAX_AGE,
+    ) -> None:
+        """Load ``path`` (``PolicyError`` if it is unusable) and ``apply`` it; a rule's
+        ``secret_max_age`` may not be shorter than ``shortest_max_age``."""
         self.path = path
         self._apply = apply
+        self._shortest = shortest_max_age
         text = _read(path)
-        apply(parse_policy(text, str(path)))
+        apply(parse_policy(text, str(path), shortest_max_age))
         self._seen = _digest(text)
 
     def refresh(self) -> bool:
@@ -81,7 +89,7 @@ class PolicyFile:
             return False  # unchanged (a broken version was reported when it appeared)
         self._seen = digest
         try:
-            policy = parse_policy(text, str(self.path))
+            policy = parse_policy(text, str(self.path), self._shortest)
         except PolicyError as exc:
             log.error("the policy file is unusable; the previous policy stays: %s", exc)
             return False
@@ -94,8 +102,13 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def parse_policy(text: str, source: str = "policy") -> RegistrationPolicy:
-    """The policy in ``text``; ``PolicyError`` on the first problem, with its line."""
+def parse_policy(
+    text: str, source: str = "policy", shortest_max_age: float = MIN_SECRET_MAX_AGE
+) -> RegistrationPolicy:
+    """The policy in ``text``; ``PolicyError`` on the first problem, with its line. A
+    ``secret_max_age`` other than 0 must be at least ``shortest_max_age`` (the registrar's
+    rotation grace, if longer than a label's least): a rotation within the grace of the
+    last one would end that grace for the tasks still holding the old secret."""
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
@@ -107,12 +120,13 @@ def parse_policy(text: str, source: str = "policy") -> RegistrationPolicy:
         raise PolicyError(f"{source}: nested too deeply to be a policy") from None
     if root is None:
         raise PolicyError(f"{source}: the policy is empty; it needs 'rules' or 'default'")
-    return _Reader(source).policy(root)
+    return _Reader(source, shortest_max_age).policy(root)
 
 
 class _Reader:
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, shortest_max_age: float) -> None:
         self.source = source
+        self.shortest_max_age = shortest_max_age
 
     def fail(self, node: Node, where: str, what: str) -> PolicyError:
         return PolicyError(f"{self.source}:{node.start_mark.line + 1}: {where}: {what}")
@@ -197,6 +211,9 @@ class _Reader:
                 max_age = parse_duration(self.scalar(node, f"{where}.secret_max_age"))
             except InvalidDuration as exc:
                 raise self.fail(node, f"{where}.secret_max_age", str(exc)) from None
+            if max_age and max_age < self.shortest_max_age:
+                shortest = format_duration(self.shortest_max_age)
+                raise self.fail(node, f"{where}.secret_max_age", f"at least {shortest} (0: never)")
         return Grant(
             client_ids=globs("client_id"),
             scopes=globs("scopes") or (),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -280,7 +281,7 @@ class Reconciler:
                 fresh = self._act(
                     "rotate_client",
                     service.name,
-                    functools.partial(self._registry.rotate, client.client_id, int(grace)),
+                    functools.partial(self._registry.rotate, client.client_id, math.ceil(grace)),
                     f"rotated client {client.client_id} ({why}); the old secret works "
                     + (f"{format_duration(grace)} longer" if grace else "no longer"),
                 )

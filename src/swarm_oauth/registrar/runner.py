@@ -14,7 +14,7 @@ from swarm_oauth.registrar.backends import BackendSettings, open_registry
 from swarm_oauth.registrar.controller import Controller
 from swarm_oauth.registrar.docker_swarm import DockerSwarm
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE, Identities
-from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, Selector
+from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, MIN_SECRET_MAX_AGE, Selector
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.policy import RegistrationPolicy
 from swarm_oauth.registrar.policy_file import PolicyFile
@@ -65,7 +65,11 @@ class Registrar:
             rotation_grace=settings.rotation_grace,
         )
         self.policy_file = (
-            PolicyFile(settings.policy_file, self._apply_policy)
+            PolicyFile(
+                settings.policy_file,
+                self._apply_policy,
+                max(MIN_SECRET_MAX_AGE, settings.rotation_grace),
+            )
             if settings.policy_file is not None
             else None
         )
