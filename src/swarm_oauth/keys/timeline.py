@@ -19,8 +19,8 @@ log = logging.getLogger("swarm_oauth.keys")
 
 KeyState = Literal["pending", "signing", "standby", "retired"]
 """pending: published, signs later; signing: the key tokens are signed with now;
-standby: could sign, but a newer key does; retired: no longer signs, still published
-so that the tokens it signed validate."""
+standby: could sign, but a newer key does; retired: no longer signs (or, replaced while
+it waited, never will), still published so that the tokens it signed validate."""
 
 
 def signing_record(records: Iterable[KeyRecord], now: float) -> KeyRecord | None:
@@ -37,13 +37,18 @@ def key_states(records: Iterable[KeyRecord], now: float) -> dict[str, KeyState]:
     for record in published:
         if signing is not None and record.kid == signing.kid:
             states[record.kid] = "signing"
-        elif record.activates_at > now:
+        elif record.activates_at > now and not _superseded(record):
             states[record.kid] = "pending"
         elif record.signs_at(now):
             states[record.kid] = "standby"
         else:
             states[record.kid] = "retired"
     return states
+
+
+def _superseded(record: KeyRecord) -> bool:
+    # Retired before it ever signed: a later rotation replaced it while it waited.
+    return record.retires_at is not None and record.retires_at <= record.activates_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,13 @@ class KeyEvent:
     def message(self) -> str:
         """What happened, as the log says it."""
         if self.before is None:
-            return "signing key published"
+            # Published straight into signing (a rotation without --publish-ahead): what
+            # an operator looks for is when it began to sign.
+            return (
+                "signing key now signs tokens"
+                if self.state == "signing"
+                else ("signing key published")
+            )
         if self.state is None:
             return "signing key removed from the JWKS"
         return {
