@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,23 +65,32 @@ def test_token_failures_are_logged_with_client_id_and_error_code(token_server):
 
 def test_admin_writes_name_the_client(token_server):
     secret = token_server.add_client("orders", scopes=["read"])["client_secret"]
+    token = token_server.token("orders", secret).json()["access_token"]
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    revoked = httpx.post(
+        token_server.url + "/api/revoke", data={"token": token}, auth=("orders", secret)
+    )
+    assert revoked.status_code == 200
     with token_server.admin() as admin:
+        admin.post("/api/clients/revoke-tokens", json={"client_id": "orders"})
         admin.post("/api/clients/rotate", json={"client_id": "orders", "grace_seconds": 60})
         admin.post("/api/clients/update", json={"client_id": "orders", "scopes": ["write"]})
         admin.post("/api/clients/remove", json={"client_id": "orders"})
     token_server.stop()
     events = [
-        (line["msg"], line["client_id"], line.get("secret_version"))
+        (line["msg"], line["client_id"], line.get("secret_version") or line.get("jti"))
         for line in log_lines(token_server)
         if line["logger"] == "swarm_oauth.clients"
     ]
     assert events == [
         ("client added", "orders", 1),
+        ("token revoked", "orders", jti),  # by its own client, after a leak (RFC 7009)
+        ("client tokens revoked", "orders", None),
         ("client secret rotated", "orders", 2),
         ("client updated", "orders", 2),
         ("client removed", "orders", None),
     ]
-    assert secret not in token_server.log()
+    assert secret not in token_server.log() and token not in token_server.log()
 
 
 def test_key_events_are_logged_as_they_happen(token_server):

@@ -15,6 +15,7 @@ never born revoked.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable
@@ -27,6 +28,9 @@ from swarm_oauth.tokens.issuer import MAX_LIFETIME_SECONDS, VERIFY_LEEWAY_SECOND
 
 if TYPE_CHECKING:  # verify.py imports this module
     from swarm_oauth.tokens.verify import VerifiedToken
+
+# Beside the other admin writes: a revocation after a leak belongs in the same trail.
+log = logging.getLogger("swarm_oauth.clients")
 
 # How long the token endpoint may hold a request back after its client's cut-off; more
 # than a second only when the clocks of the processes differ.
@@ -58,6 +62,7 @@ def revoke_own_token(store: Store, token: VerifiedToken, caller: ClientRecord) -
         raise OAuthError("unauthorized_client", "the token was not issued to this client")
     record = token_revocation(token.client_id, token.jti, token.expires_at)
     store.add_revocation(record, time.time())
+    log.info("token revoked", extra={"client_id": token.client_id, "jti": token.jti})
     return record
 
 
@@ -69,6 +74,7 @@ def revoke_client_tokens(store: Store, client_id: object, now: float) -> Revocat
         raise ClientNotFound(client_id)
     record = client_revocation(client_id, now)
     store.add_revocation(record, now)
+    log.info("client tokens revoked", extra={"client_id": client_id, "issued_before": now})
     return record
 
 
