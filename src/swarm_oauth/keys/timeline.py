@@ -62,14 +62,12 @@ class KeyEvent:
     @property
     def message(self) -> str:
         """What happened, as the log says it."""
-        if self.before is None:
+        if self.before is None and self.state == "signing":
             # Published straight into signing (a rotation without --publish-ahead): what
             # an operator looks for is when it began to sign.
-            return (
-                "signing key now signs tokens"
-                if self.state == "signing"
-                else ("signing key published")
-            )
+            return "signing key now signs tokens"
+        if self.before is None:
+            return "signing key published"
         if self.state is None:
             return "signing key removed from the JWKS"
         return {
