@@ -52,7 +52,10 @@ def make_private_dir(path: Path) -> None:
     """Create ``path`` (and its parents) if needed and make it mode 0700, whatever the
     umask: it holds the store and may hold generated secrets. One owned by another user
     is left as it is, with a warning if others may read it."""
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    except (FileExistsError, NotADirectoryError):  # it, or a parent, is a file
+        raise SecretConfigError(f"data dir {path}: not a directory") from None
     info = path.stat()
     if stat.S_IMODE(info.st_mode) == PRIVATE_DIR_MODE:
         return

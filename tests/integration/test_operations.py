@@ -380,3 +380,12 @@ def test_a_database_file_deleted_under_the_server_stops_writes_and_says_why(toke
     assert refused, "the refused write left no line saying why"
     assert refused[0]["path"] == "/api/clients/add"
     assert "no longer the file this process opened" in refused[0]["error"]
+
+
+@pytest.mark.parametrize("under", ["", "/sub"])
+def test_a_data_dir_that_is_a_file_is_one_line_saying_so(tmp_path, under):
+    (tmp_path / "file").write_text("")
+    where = f"{tmp_path / 'file'}{under}"
+    result = run_cli("serve", "--port", "0", "--data-dir", where, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == f"error: data dir {where}: not a directory\n"
