@@ -288,3 +288,34 @@ def test_workers_started_again_keep_the_admin_token_the_server_started_with(serv
             server.url + "/api/clients", headers={"Authorization": "Bearer a-token-written-later"}
         )
         assert later.status_code == 401
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(server_factory):
+    server = server_factory(args=["--workers", "2"])
+    workers: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(workers) < 2:
+        assert time.monotonic() < deadline, "the second worker never answered"
+        workers.add(httpx.get(server.url + "/healthz").json()["pid"])
+    try:
+        # What the OOM killer does: the supervisor gets no chance to stop its workers.
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the workers outlived their supervisor"
+            time.sleep(0.05)
+        # So the port is free for the server started again.
+        assert httpx.get(server.restart().url + "/healthz").status_code == 200
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

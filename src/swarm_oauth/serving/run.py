@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import socket
 import sys
@@ -35,6 +37,7 @@ class GuardedConfig(uvicorn.Config):
         # Set by ``serve`` before the workers start, and read in each one (see below);
         # first, since uvicorn's own constructor calls ``configure_logging`` already.
         self.write_logs_on_signal = False
+        self.supervisor_pid: int | None = None
         super().__init__(
             app,
             http=GuardedHttpToolsProtocol,
@@ -57,6 +60,8 @@ class GuardedConfig(uvicorn.Config):
         super().configure_logging()
         if self.write_logs_on_signal:
             write_logs_before_signal_death()
+        if self.supervisor_pid is not None:
+            end_with_supervisor(self.supervisor_pid)
 
 
 def write_logs_before_signal_death() -> None:
@@ -71,6 +76,31 @@ def write_logs_before_signal_death() -> None:
         return  # only the main thread may set handlers; nor does uvicorn then
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _die_after_writing_logs)
+
+
+# <linux/prctl.h>
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_supervisor(supervisor_pid: int) -> None:
+    """Have this worker stop (SIGTERM, so gracefully) when its supervisor dies.
+
+    A supervisor that is told to stop stops its workers; one killed outright (SIGKILL,
+    the OOM killer) cannot, and its workers would go on serving the port with the old
+    settings, so that a server started again cannot listen on it. Linux only; elsewhere a
+    no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning(
+            "a worker cannot ask to end with its supervisor",
+            extra={"reason": os.strerror(ctypes.get_errno())},
+        )
+        return
+    if os.getppid() != supervisor_pid:  # it died before the request above
+        signal.raise_signal(signal.SIGTERM)
 
 
 def _die_after_writing_logs(signum: int, frame: FrameType | None) -> None:
@@ -113,6 +143,7 @@ def serve(
         # The supervisor ends by returning (its lines written at exit); its workers as
         # one worker does, by the signal.
         config.write_logs_on_signal = True
+        config.supervisor_pid = os.getpid()
         supervisor = Multiprocess(config, sockets=[listening])
         supervisor.run()
         if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
