@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import pytest
 
 from swarm_oauth.registrar.labels import Ask
 from swarm_oauth.registrar.model import DesiredIdentity, ObservedService
 from swarm_oauth.registrar.policy import SAFE_DEFAULT, Refused
-from swarm_oauth.registrar.policy_file import PolicyError, PolicyFile, load_policy, parse_policy
+from swarm_oauth.registrar.policy_file import (
+    PolicyError,
+    PolicyFile,
+    dead_rules,
+    load_policy,
+    parse_policy,
+)
+from tests.support.cli import run_cli
 
 POLICY = """\
 # the shop may use its own ids and these scopes
@@ -168,3 +178,50 @@ def test_the_policy_file_is_followed_and_a_broken_edit_keeps_the_last_good_one(t
     assert "policy.yml:1: default: unknown key 'scope'" in caplog.text
     with pytest.raises(PolicyError, match="cannot read"):
         load_policy(tmp_path / "missing.yml")
+
+
+def test_a_rule_an_earlier_one_always_wins_over_is_named():
+    text = """\
+rules:
+  - match: {stack: shop}
+    scopes: [read]
+  - match: {stack: shop, service: shop_admin, labels: {tier: internal}}
+    scopes: [admin]
+  - match: {service: "shop_*"}
+    scopes: [write]
+  - match: {stack: "*"}
+    scopes: [read]
+  - match: {stack: other}
+    scopes: [read]
+"""
+    policy = parse_policy(text, "policy.yml")
+    # Rule 3 is not dead: a shop_ service of another stack reaches it. Rule 5 is: every
+    # service of the stack "other" has a stack, which rule 4 fits.
+    assert policy.shadowed() == [(2, 1), (5, 4)]
+    assert dead_rules(policy)[0].startswith("policy.yml:4: rule 2 never applies: rule 1 (line 2)")
+    admin = service("shop_admin", "shop", tier="internal")
+    with pytest.raises(Refused, match="rule 1 of"):  # what the warning is about
+        policy.decide(admin, ask(None, ("admin",)))
+
+
+def test_check_policy_warns_of_a_dead_rule_and_the_shipped_example_has_none(tmp_path):
+    dead = tmp_path / "policy.yml"
+    dead.write_text(
+        "rules:\n  - match: {stack: shop}\n    scopes: [read]\n"
+        "  - match: {stack: shop, service: shop_admin}\n    scopes: [admin]\n"
+    )
+    checked = run_cli("registrar", "check-policy", str(dead))
+    assert checked.returncode == 0 and "usable" in checked.stdout
+    assert f"warning: {dead}:4: rule 2 never applies: rule 1 (line 2)" in checked.stderr
+    # The example in the shipped policy's comments, as an operator would uncomment it.
+    shipped = (Path(__file__).parents[2] / "deploy" / "policy.yml").read_text()
+    lines = shipped.splitlines()
+    start = lines.index("#   rules:")
+    example = "\n".join(
+        line.removeprefix("#   ")
+        for line in itertools.takewhile(lambda line: line.startswith("#   "), lines[start:])
+    )
+    policy = parse_policy(example, "example")
+    assert len(policy.rules) == 2 and policy.shadowed() == []
+    granted = policy.decide(service("shop_admin", "shop", tier="internal"), ask(None, ("admin",)))
+    assert granted.scopes == ("admin",)

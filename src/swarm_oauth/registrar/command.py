@@ -45,6 +45,7 @@ from swarm_oauth.registrar.reconcile import (
     DEFAULT_RESERVATION_SECONDS,
     DEFAULT_ROTATION_GRACE,
     MAX_RESERVATION_SECONDS,
+    Outcome,
 )
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, withhold_from_children
 from swarm_oauth.serving.limits import HttpLimits, TlsFiles
@@ -290,12 +291,14 @@ def registrar(
 def check_policy(policy: Path) -> None:
     """Check a registration policy file without running anything; exit 2 (with the line)
     when it is unusable."""
-    from swarm_oauth.registrar.policy_file import PolicyError, load_policy
+    from swarm_oauth.registrar.policy_file import PolicyError, dead_rules, load_policy
 
     try:
         loaded = load_policy(policy)
     except PolicyError as exc:
         fail(str(exc))
+    for sentence in dead_rules(loaded):
+        click.echo(f"warning: {sentence}", err=True)
     click.echo(f"{policy}: {len(loaded.rules)} rule(s) and a default; the policy is usable")
 
 
@@ -426,3 +429,27 @@ def release(
     """Free a client id reserved for a removed service, before its reservation ends."""
     path = f"/v1/reservations/{quote(client_id, safe='')}"
     click.echo(json.dumps(_ask("DELETE", url, path, admin_token_file, ca_bundle)))
+
+
+@registrar.command("reconcile")
+@url_option
+@token_option
+@registrar_ca_option
+@output_option
+def reconcile(
+    url: str, admin_token_file: Path | None, ca_bundle: Path | None, output: str | None
+) -> None:
+    """Run a full pass now (or join the next one) and count how its services and clients
+    ended (`registrar status` says which is which)."""
+    outcomes: dict[str, int] = _ask("POST", url, "/v1/reconcile", admin_token_file, ca_bundle)[
+        "outcomes"
+    ]
+    # In the order of Outcome, the least in need of attention first.
+    order = {outcome.value: rank for rank, outcome in enumerate(Outcome)}
+    rows = sorted(outcomes.items(), key=lambda item: order.get(item[0], len(order)))
+    show(
+        output,
+        {"outcomes": outcomes},
+        Table(("OUTCOME", "KEYS"), [(name, str(count)) for name, count in rows],
+              empty="(nothing selected or attached)"),
+    )  # fmt: skip

@@ -51,6 +51,19 @@ class Match:
             return False
         return all(service.labels.get(k) == v for k, v in self.labels.items())
 
+    def covers(self, other: Match) -> bool:
+        """Whether every service ``other`` fits, this fits too (told for sure only when
+        each of this match's conditions is absent, ``*``, or the same as ``other``'s)."""
+        return (
+            _covers(self.stack, other.stack)
+            and _covers(self.service, other.service)
+            and self.labels.items() <= other.labels.items()
+        )
+
+
+def _covers(glob: str | None, other: str | None) -> bool:
+    return glob is None or glob == "*" or glob == other
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -134,6 +147,18 @@ class RegistrationPolicy:
         if self.source:
             return self.default, f"the default of {self.source}"
         return self.default, "the built-in default (no --policy)"
+
+    def shadowed(self) -> list[tuple[int, int]]:
+        """Rules that can never apply, each as (its number, the number of an earlier rule
+        that fits every service it fits), numbered from 1."""
+        found = []
+        for later, rule in enumerate(self.rules):
+            earlier = next(
+                (i for i in range(later) if self.rules[i].match.covers(rule.match)), None
+            )
+            if earlier is not None:
+                found.append((later + 1, earlier + 1))
+        return found
 
     def decide(
         self,

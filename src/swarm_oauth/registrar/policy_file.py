@@ -74,7 +74,9 @@ class PolicyFile:
         self._apply = apply
         self._shortest = shortest_max_age
         text = _read(path)
-        apply(parse_policy(text, str(path), shortest_max_age))
+        policy = parse_policy(text, str(path), shortest_max_age)
+        _warn_of_dead_rules(policy)
+        apply(policy)
         self._seen = _digest(text)
 
     def refresh(self) -> bool:
@@ -93,9 +95,26 @@ class PolicyFile:
         except PolicyError as exc:
             log.error("the policy file is unusable; the previous policy stays: %s", exc)
             return False
+        _warn_of_dead_rules(policy)
         self._apply(policy)
         log.info("policy reloaded", extra={"path": str(self.path), "rules": len(policy.rules)})
         return True
+
+
+def dead_rules(policy: RegistrationPolicy) -> list[str]:
+    """A sentence for each rule an earlier rule keeps from ever applying."""
+    lines = {number: rule.line for number, rule in enumerate(policy.rules, 1)}
+    return [
+        f"{policy.source}:{lines[later]}: rule {later} never applies: rule {earlier} "
+        f"(line {lines[earlier]}) fits every service it fits, and the first rule that fits "
+        "decides; put the narrower rule first"
+        for later, earlier in policy.shadowed()
+    ]
+
+
+def _warn_of_dead_rules(policy: RegistrationPolicy) -> None:
+    for sentence in dead_rules(policy):
+        log.warning("policy: %s", sentence)
 
 
 def _digest(text: str) -> str:
