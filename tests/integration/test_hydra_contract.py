@@ -162,3 +162,73 @@ def test_the_client_list_is_followed_page_by_page_and_filtered_by_metadata(paged
     assert clients[0].scopes == ("read",) and clients[0].audiences == ("inventory",)
     assert all("owner=swarm-oauth-registrar" in q for q in _Paged.seen)
     assert ["page_token=t2" in q for q in _Paged.seen] == [False, True, False]
+
+
+class _OldHydra(BaseHTTPRequestHandler):
+    """A Hydra from before secret rotation: clients, but no ``.../secrets/rotate``."""
+
+    clients: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def _answer(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _client(self) -> str | None:
+        parts = httpx.URL(self.path).path.split("/")
+        return parts[3] if len(parts) == 4 and parts[3] in self.clients else None
+
+    def do_GET(self) -> None:
+        client = self._client()
+        if client is None:
+            self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+        else:
+            self._answer(200, self.clients[client])
+
+    def do_PUT(self) -> None:
+        client = self._client()
+        length = int(self.headers["Content-Length"])
+        if client is None:
+            self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+            return
+        self.clients[client] = json.loads(self.rfile.read(length))
+        self._answer(200, self.clients[client])
+
+    def do_POST(self) -> None:  # only .../secrets/rotate comes here: no such route
+        self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+
+    do_DELETE = do_POST
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_a_hydra_without_secret_rotation_is_told_plainly_and_its_client_left_as_it_was():
+    _OldHydra.clients = {
+        "shop_orders": {
+            "client_id": "shop_orders",
+            "scope": "read",
+            "audience": [],
+            "metadata": {**METADATA, "secret_version": 1},
+        }
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldHydra)
+    Thread(target=server.serve_forever, daemon=True).start()
+    admin = HydraAdmin(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        for _ in range(3):  # not "removed by someone else", retried for ever
+            with pytest.raises(Rejected, match="needs a Hydra with secret rotation"):
+                admin.rotate("shop_orders", 600)
+        client = admin.get("shop_orders")
+        assert client is not None and client.secret_version == 1
+        assert HOLDS_ROTATED not in client.metadata
+        # Nor is a retirement reported done that the server never made.
+        _OldHydra.clients["shop_orders"]["metadata"][HOLDS_ROTATED] = True
+        with pytest.raises(Rejected, match="secret rotation"):
+            admin.retire_previous("shop_orders")
+    finally:
+        admin.close()
+        server.shutdown()

@@ -32,6 +32,10 @@ PAGE_SIZE = 500
 # generation its secret is (Hydra counts none; the Docker secret is labelled with it).
 HOLDS_ROTATED = "holds_rotated_secrets"
 SECRET_VERSION = "secret_version"
+NO_ROTATION = (
+    "this Hydra has no /admin/clients/{id}/secrets/rotate (it answered 404 for a client "
+    "it has): rotating a secret needs a Hydra with secret rotation (docs/backends.md)"
+)
 
 
 class HydraAdmin:
@@ -93,7 +97,12 @@ class HydraAdmin:
         self._put(current, {**current.metadata, HOLDS_ROTATED: True, SECRET_VERSION: version})
         response = self._peer.call("POST", f"{_path(client_id)}/secrets/rotate", ok=(200, 404))
         if response.status_code == 404:
-            raise TransientError(f"client {client_id} was removed by someone else meanwhile")
+            if self.get(client_id) is None:
+                raise TransientError(f"client {client_id} was removed by someone else meanwhile")
+            # The client is there, so the route is not: a Hydra older than secret
+            # rotation. Undo the record, or every try would count another version.
+            self._put(current, current.metadata)
+            raise Rejected(NO_ROTATION)
         return _fresh(json_object(response))
 
     def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
@@ -106,7 +115,12 @@ class HydraAdmin:
         current = self._existing(client_id)
         if not current.metadata.get(HOLDS_ROTATED):
             return False
-        self._peer.call("DELETE", f"{_path(client_id)}/secrets/rotate", ok=(200, 204, 404))
+        # A 404 here is no success: the client was just read, so it is the route missing.
+        response = self._peer.call(
+            "DELETE", f"{_path(client_id)}/secrets/rotate", ok=(200, 204, 404)
+        )
+        if response.status_code == 404:
+            raise Rejected(NO_ROTATION)
         metadata = {k: v for k, v in current.metadata.items() if k != HOLDS_ROTATED}
         self._put(current, metadata)
         return True
