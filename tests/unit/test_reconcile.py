@@ -17,7 +17,7 @@ import pytest
 from swarm_oauth.registrar.model import Key, SecretRef, is_service_ref
 from swarm_oauth.registrar.policy import SAFE_DEFAULT, SERVICE_CLIENT_ID_LABEL
 from swarm_oauth.registrar.policy_file import parse_policy
-from swarm_oauth.registrar.ports import TransientError
+from swarm_oauth.registrar.ports import Rejected, TransientError
 from swarm_oauth.registrar.reconcile import Outcome
 from swarm_oauth.registrar.spec import MANAGED, SERVICE_ID_LABEL
 from swarm_oauth.registrar.status import State
@@ -758,3 +758,19 @@ def test_a_crash_during_a_rotation_is_finished_without_cutting_off_the_old_tasks
     _, secret = assert_converged(swarm, registry, "orders")
     assert old.id not in swarm.secrets and secret.id != old.id
     restarted.close()
+
+
+def test_a_peer_refusing_for_good_is_a_failure_with_its_reason(swarm, registry, reconciler, caplog):
+    key = Key.service(swarm.add_service("orders").id)
+    registry.fail = Rejected
+    with caplog.at_level("ERROR", logger="swarm_oauth.registrar"):
+        assert reconciler.reconcile(key) is Outcome.FAILED
+    # The peer's reason, in the status and the log, not "an unexpected error" and a
+    # traceback of the registrar's own code.
+    status = reconciler.board.get(key.id)
+    assert status is not None and status.state is State.PENDING
+    assert "clients API unavailable" in status.reason
+    [record] = [r for r in caplog.records if "reconcile failed" in r.getMessage()]
+    assert "clients API unavailable" in record.getMessage() and record.exc_info is None
+    registry.fail = None
+    assert reconciler.reconcile(key) is Outcome.CHANGED

@@ -189,6 +189,10 @@ class Reconciler:
         except ServiceGone:
             logger.info("%s: the service disappeared while being reconciled", key)
             result = Result(Outcome.RETRY)
+        except Rejected as exc:  # a peer's answer for good: its reason, not a traceback
+            logger.error("%s: reconcile failed: %s", key, exc)
+            self._mark_pending(key, f"refused by a peer, tried again at the next pass: {exc}")
+            result = Result(Outcome.FAILED)
         except Exception as exc:
             logger.exception("%s: reconcile failed", key)
             self._mark_pending(key, f"an unexpected error ({type(exc).__name__}); see the log")
