@@ -18,7 +18,7 @@ import pytest
 
 from swarm_oauth.registrar.dcr_api import DynamicRegistration
 from swarm_oauth.registrar.model import FreshSecret
-from swarm_oauth.registrar.ports import Rejected
+from swarm_oauth.registrar.ports import Rejected, TransientError
 from swarm_oauth.registrar.reconcile import Outcome
 from swarm_oauth.registrar.registrations import REGISTRATION, RegistrationBook
 from swarm_oauth.registrar.sealing import Sealer
@@ -336,3 +336,73 @@ def test_a_403_from_the_configuration_endpoint_keeps_the_record(spending):
     finally:
         _SpendingServer.forbidden.discard(client_id)
     assert spending.get(client_id) is not None  # not forgotten: still managed
+
+
+class _OtherMethodServer(_SpendingServer):
+    """A server whose policy registers every client for private_key_jwt, without a
+    secret (a Keycloak client policy can)."""
+
+    def do_POST(self) -> None:
+        metadata = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self._issue(secrets.token_hex(4), metadata)
+        del body["client_secret"]
+        body["token_endpoint_auth_method"] = "private_key_jwt"
+        self._send(201, body)
+
+
+class _ProxiedServer(_SpendingServer):
+    """A server behind a proxy that, for a while, answers 404 pages of its own."""
+
+    proxy_down: ClassVar[bool] = False
+
+    def do_GET(self) -> None:
+        if not self.proxy_down:
+            super().do_GET()
+            return
+        page = b"<html><body>404 Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+
+def _serve(handler: type[BaseHTTPRequestHandler], swarm, sealer):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
+    return server, DynamicRegistration(url, RegistrationBook(swarm, sealer))
+
+
+def test_a_client_registered_without_a_usable_secret_is_deleted_again(swarm, sealer):
+    _OtherMethodServer.clients = {}
+    server, registry = _serve(_OtherMethodServer, swarm, sealer)
+    try:
+        for _ in range(3):  # each pass would have left one more client at the server
+            with pytest.raises(Rejected, match="without a client secret") as refused:
+                registry.add("web", ["read"], [], METADATA)
+            assert "private_key_jwt" in str(refused.value)
+        assert _OtherMethodServer.clients == {}
+        assert registry.list() == []
+    finally:
+        registry.close()
+        server.shutdown()
+
+
+def test_a_proxys_404_page_is_not_taken_for_a_client_gone(swarm, sealer):
+    _ProxiedServer.clients = {}
+    server, registry = _serve(_ProxiedServer, swarm, sealer)
+    try:
+        client_id = registry.add("web", ["read"], [], METADATA).client.client_id
+        _ProxiedServer.proxy_down = True
+        with pytest.raises(TransientError, match="404 as a web page"):
+            registry.get(client_id)
+        _ProxiedServer.proxy_down = False
+        # Still managed: the record (and so the client's token) kept, nothing registered.
+        found = registry.get(client_id)
+        assert found is not None and found.client_id == client_id
+        assert list(_ProxiedServer.clients) == [client_id]
+    finally:
+        _ProxiedServer.proxy_down = False
+        registry.close()
+        server.shutdown()

@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import httpx
+
 from swarm_oauth import __version__
 from swarm_oauth.registrar.http_peer import Peer, json_object
 from swarm_oauth.registrar.model import ClientInfo, FreshSecret
@@ -47,6 +49,8 @@ SOFTWARE_ID = "swarm-oauth-registrar"
 # 401 for a client that does not exist; 404 from servers that say it otherwise). A 403 is
 # a permission the token lacks (§2.1 too): an error, never a reason to drop the record.
 GONE = (401, 404)
+# The methods that authenticate with the client secret the registrar hands out.
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 
 
 class DynamicRegistration:
@@ -133,8 +137,9 @@ class DynamicRegistration:
         response = self._peer.call(
             "DELETE", credentials.client_uri, ok=(200, 204, *GONE), bearer=credentials.access_token
         )
+        gone = _gone(response)
         self._book.drop(client_id)
-        return response.status_code not in GONE
+        return not gone
 
     def rotate(
         self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
@@ -206,7 +211,7 @@ class DynamicRegistration:
         response = self._peer.call(
             "GET", credentials.client_uri, ok=(200, *GONE), bearer=credentials.access_token
         )
-        if response.status_code in GONE:
+        if _gone(response):
             self._book.drop(record.client_id)
             return None
         answer = json_object(response)
@@ -222,11 +227,9 @@ class DynamicRegistration:
             bearer=self._initial_token,
         )
         body = json_object(response)
-        client_id, secret = body.get("client_id"), body.get("client_secret")
+        client_id = body.get("client_id")
         if not isinstance(client_id, str) or not client_id:
             raise Rejected(f"POST {self._url}: the answer has no client_id")
-        if not isinstance(secret, str) or not secret:
-            raise Rejected(f"POST {self._url}: the answer has no client_secret")
         token, uri = body.get("registration_access_token"), _client_uri(body, "")
         if not isinstance(token, str) or not token or not uri:
             raise Rejected(
@@ -235,15 +238,29 @@ class DynamicRegistration:
                 "cannot remove it again (delete it at the server); the dcr backend needs a "
                 "server that manages registrations"
             )
+        secret, method = body.get("client_secret"), body.get("token_endpoint_auth_method")
+        if not isinstance(secret, str) or not secret or method not in (None, *SECRET_METHODS):
+            # A server policy may register the client for another method (private_key_jwt,
+            # say): a client no service can use, which each pass would register again.
+            self._undo(uri, token)
+            raise Rejected(
+                f"POST {self._url}: the server registered client {client_id} without a "
+                f"client secret to authenticate with (token_endpoint_auth_method "
+                f"{method!r}); the registrar deleted it again"
+            )
         credentials = Credentials(token, uri, secret_digest(secret))
         try:
             stored = self._book.write(replace(record, client_id=client_id), credentials)
         except RegistrarError:
             # Without its record the client could never be managed again: undo it.
-            with contextlib.suppress(RegistrarError):
-                self._peer.call("DELETE", uri, ok=(200, 204, *GONE), bearer=token)
+            self._undo(uri, token)
             raise
         return FreshSecret(_client(stored, body, self._has_previous(stored)), secret)
+
+    def _undo(self, uri: str, token: str) -> None:
+        """Delete a client just registered, as far as the server lets us."""
+        with contextlib.suppress(RegistrarError):
+            self._peer.call("DELETE", uri, ok=(200, 204, *GONE), bearer=token)
 
     def _update(
         self, record: Registration, scopes: Sequence[str]
@@ -258,7 +275,7 @@ class DynamicRegistration:
             json=body,
             bearer=credentials.access_token,
         )
-        if response.status_code in GONE:
+        if _gone(response):
             self._book.drop(record.client_id)
             raise TransientError(f"client {record.client_id} is gone from its server")
         answer = json_object(response)
@@ -287,6 +304,24 @@ class DynamicRegistration:
         if updated != record or renewed != credentials:
             updated = self._book.write(updated, renewed)
         return updated, renewed
+
+
+def _gone(response: httpx.Response) -> bool:
+    """Whether an answer of the client configuration endpoint says the client is gone.
+
+    A 404 as a web page is a proxy's or a wrong path's, no word on the client: taking it
+    for one would drop the record, the only handle on a client that still works, and
+    register the service anew (``TransientError`` instead, tried again)."""
+    if response.status_code not in GONE:
+        return False
+    if response.status_code == 404 and response.headers.get("Content-Type", "").startswith(
+        "text/html"
+    ):
+        raise TransientError(
+            f"{response.request.method} {response.request.url.path}: 404 as a web page, "
+            "not from the registration server (a proxy in the way?)"
+        )
+    return True
 
 
 def _metadata(name: str, scopes: Sequence[str]) -> dict[str, Any]:
