@@ -116,6 +116,19 @@ def test_an_update_changes_the_scopes_and_keeps_the_secret(oidc, registry):
     assert registry.remove(client_id) is True
 
 
+def test_the_last_scope_is_not_taken_away_by_an_update_that_would_grant_all(oidc, registry):
+    fresh = registry.add("web", ["read"], [], METADATA)
+    client_id = fresh.client.client_id
+    with pytest.raises(Rejected, match="cannot take every scope away"):
+        registry.update(client_id, [], [])
+    # An update without `scope` would have let this client ask oidc-provider for any.
+    assert token(oidc, client_id, fresh.secret, "write").json()["error"] == "invalid_scope"
+    assert claims(oidc, token(oidc, client_id, fresh.secret, "read"))["scope"] == "read"
+    found = registry.get(client_id)
+    assert found is not None and found.scopes == ("read",)
+    assert registry.remove(client_id) is True
+
+
 def test_rotation_registers_anew_and_the_old_client_lasts_until_retired(oidc, registry):
     first = registry.add("web", [], [], METADATA)
     second = registry.rotate(first.client.client_id, 3600)

@@ -172,6 +172,15 @@ class DynamicRegistration:
         if audiences:
             raise Rejected("RFC 7591 registration cannot record audiences")
         record = self._existing(client_id)
+        if record.scopes and not scopes:
+            # RFC 7592 §2.2 reads an update without `scope` as "the server's default",
+            # which may be every scope it knows (oidc-provider's): taking the last scope
+            # away could grant more, never less.
+            raise Rejected(
+                f"client {client_id}: an RFC 7592 update cannot take every scope away (no "
+                "scope means the server's default, which may allow more); it keeps "
+                f"{' '.join(record.scopes)}. Remove the service, or its label, to end the client"
+            )
         body, record, _ = self._update(record, tuple(scopes))
         return _client(record, body, self._has_previous(record))
 
