@@ -232,3 +232,30 @@ def test_a_hydra_without_secret_rotation_is_told_plainly_and_its_client_left_as_
     finally:
         admin.close()
         server.shutdown()
+
+
+class _LoginPage(BaseHTTPRequestHandler):
+    """A proxy in front of the admin API that answers with its login page."""
+
+    def do_GET(self) -> None:
+        page = b"<html><body>Sign in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_a_page_instead_of_the_client_list_is_a_refusal_not_a_crash():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LoginPage)
+    Thread(target=server.serve_forever, daemon=True).start()
+    admin = HydraAdmin(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with pytest.raises(Rejected, match="not a list"):
+            admin.list()
+    finally:
+        admin.close()
+        server.shutdown()

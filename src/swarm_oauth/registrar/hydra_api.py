@@ -160,7 +160,10 @@ class HydraAdmin:
         query: dict[str, Any] = {**params, "page_size": PAGE_SIZE}
         while True:
             response = self._peer.call("GET", "/admin/clients", params=query, ok=(200,))
-            items = response.json()
+            try:
+                items = response.json()
+            except ValueError:  # a proxy's login page, a wrong URL
+                items = None
             if not isinstance(items, list):
                 raise Rejected("GET /admin/clients: the answer is not a list")
             yield from (item for item in items if isinstance(item, dict))
