@@ -19,3 +19,14 @@ def test_the_file_that_cannot_be_read_is_the_one_named(tmp_path):
     missing_key.write_text("neither")
     with pytest.raises(TlsConfigError, match="not a PEM certificate with its key"):
         TlsFiles(cert, missing_key).check()
+
+
+def test_a_file_with_no_pem_in_it_says_so_without_a_none(tmp_path):
+    garbage = tmp_path / "cert.pem"
+    garbage.write_text("garbage\n")
+    with pytest.raises(TlsConfigError) as refused:
+        TlsFiles(garbage).check()
+    assert (
+        str(refused.value)
+        == f"{garbage}: not a PEM certificate with its key (OpenSSL found none in it)"
+    )

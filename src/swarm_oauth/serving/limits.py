@@ -63,7 +63,8 @@ class TlsFiles:
             context.load_cert_chain(self.cert_file, self.key_file)
         except ssl.SSLError as exc:
             raise TlsConfigError(
-                f"{self.cert_file}: not a PEM certificate with its key ({exc.reason})"
+                f"{self.cert_file}: not a PEM certificate with its key "
+                f"({exc.reason or 'OpenSSL found none in it'})"
             ) from None
         except OSError as exc:
             raise TlsConfigError(
