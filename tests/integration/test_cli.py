@@ -78,6 +78,8 @@ def test_clients_commands_talk_to_the_api(token_server):
     assert json.loads(emptied.stdout)["audiences"] == ["inv"]  # not given: unchanged
     both = run(*base, "update", "orders", "--scope", "x", "--no-scopes", env=env)
     assert both.returncode == 2 and "opposite" in both.stderr
+    nothing = run(*base, "update", "orders", env=env)
+    assert nothing.returncode == 2 and "nothing to update" in nothing.stderr
     revoked = run(*base, "revoke-tokens", "orders", env=env)
     assert revoked.returncode == 0, revoked.stderr
     assert json.loads(revoked.stdout)["client_id"] == "orders"

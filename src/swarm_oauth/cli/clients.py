@@ -211,6 +211,8 @@ def clients_update(
         if given and none:
             fail(f"--{name[:-1]} and --no-{name} say opposite things")
         new[name] = [] if none else list(given) or None
+    if new["scopes"] is None and new["audiences"] is None:
+        fail("nothing to update: give --scope, --audience, --no-scopes or --no-audiences")
     updated = _request(ctx, lambda api: api.update(client_id, new["scopes"], new["audiences"]))
     if updated is None:
         _refuse(f"no client {client_id!r}")
