@@ -39,4 +39,6 @@ $PIP download --quiet --only-binary=:all: --implementation cp \
   --python-version "$PYTHON_VERSION" \
   --platform "manylinux2014_$arch" --platform "manylinux_2_28_$arch" \
   --dest "$wheels" "$project[server]"
+# For build-image.sh: wheels made for another base image may not fit this one's Python.
+printf '%s\n' "$BASE_IMAGE" >"$wheels/.base-image"
 log "$(ls "$wheels" | wc -l) wheels, $(du -sh "$wheels" | cut -f1)"
