@@ -76,7 +76,7 @@ def test_every_request_of_the_backend_follows_the_contract(hydra_mock, sent):
         ("POST", "/admin/clients"),
         ("GET", "/admin/clients/shop_orders"),
         ("GET", "/admin/clients"),
-        ("PUT", "/admin/clients/shop_orders"),
+        ("PATCH", "/admin/clients/shop_orders"),
         ("POST", "/admin/clients/shop_orders/secrets/rotate"),
         ("DELETE", "/admin/clients/shop_orders/secrets/rotate"),
         ("DELETE", "/admin/clients/shop_orders"),
@@ -188,7 +188,18 @@ class _OldHydra(BaseHTTPRequestHandler):
         else:
             self._answer(200, self.clients[client])
 
-    def do_PUT(self) -> None:
+    def do_PATCH(self) -> None:
+        client = self._client()
+        length = int(self.headers["Content-Length"])
+        if client is None:
+            self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+            return
+        for operation in json.loads(self.rfile.read(length)):
+            assert operation["op"] == "add" and operation["path"].count("/") == 1
+            self.clients[client][operation["path"][1:]] = operation["value"]
+        self._answer(200, self.clients[client])
+
+    def do_PUT(self) -> None:  # Hydra's: the client becomes the payload, nothing kept
         client = self._client()
         length = int(self.headers["Content-Length"])
         if client is None:
@@ -256,6 +267,33 @@ def test_a_page_instead_of_the_client_list_is_a_refusal_not_a_crash():
     try:
         with pytest.raises(Rejected, match="not a list"):
             admin.list()
+    finally:
+        admin.close()
+        server.shutdown()
+
+
+def test_a_scope_change_keeps_what_an_operator_set_on_the_client():
+    _OldHydra.clients = {
+        "shop_orders": {
+            "client_id": "shop_orders",
+            "scope": "read",
+            "audience": [],
+            "metadata": {**METADATA, "secret_version": 1},
+            "client_credentials_grant_access_token_lifespan": "5m0s",
+            "access_token_strategy": "opaque",
+        }
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldHydra)
+    Thread(target=server.serve_forever, daemon=True).start()
+    admin = HydraAdmin(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        updated = admin.update("shop_orders", ["read", "write"], ["inventory"])
+        assert updated.scopes == ("read", "write") and updated.audiences == ("inventory",)
+        stored = _OldHydra.clients["shop_orders"]
+        assert stored["client_credentials_grant_access_token_lifespan"] == "5m0s"
+        assert stored["access_token_strategy"] == "opaque"
+        # What the registrar defines is set all the same.
+        assert stored["grant_types"] == ["client_credentials"] and stored["owner"]
     finally:
         admin.close()
         server.shutdown()

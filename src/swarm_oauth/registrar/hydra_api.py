@@ -94,21 +94,21 @@ class HydraAdmin:
         # secrets that nobody knows to retire (and a crash before it, a version ahead of
         # the Docker secret, only makes the next run rotate once more).
         version = current.secret_version + 1
-        self._put(current, {**current.metadata, HOLDS_ROTATED: True, SECRET_VERSION: version})
+        self._patch(current, {**current.metadata, HOLDS_ROTATED: True, SECRET_VERSION: version})
         response = self._peer.call("POST", f"{_path(client_id)}/secrets/rotate", ok=(200, 404))
         if response.status_code == 404:
             if self.get(client_id) is None:
                 raise TransientError(f"client {client_id} was removed by someone else meanwhile")
             # The client is there, so the route is not: a Hydra older than secret
             # rotation. Undo the record, or every try would count another version.
-            self._put(current, current.metadata)
+            self._patch(current, current.metadata)
             raise Rejected(NO_ROTATION)
         return _fresh(json_object(response))
 
     def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
-        """Replace the client's scopes and audiences (a PUT without a secret keeps it)."""
+        """Replace the client's scopes and audiences (its secret stays)."""
         current = self._existing(client_id)
-        return self._put(current, current.metadata, scopes, audiences)
+        return self._patch(current, current.metadata, scopes, audiences)
 
     def retire_previous(self, client_id: str) -> bool:
         """Make the rotated-out secrets stop working, and record that none is left."""
@@ -122,7 +122,7 @@ class HydraAdmin:
         if response.status_code == 404:
             raise Rejected(NO_ROTATION)
         metadata = {k: v for k, v in current.metadata.items() if k != HOLDS_ROTATED}
-        self._put(current, metadata)
+        self._patch(current, metadata)
         return True
 
     def ping(self) -> None:
@@ -137,20 +137,29 @@ class HydraAdmin:
             raise TransientError(f"client {client_id} was removed by someone else meanwhile")
         return client
 
-    def _put(
+    def _patch(
         self,
         client: ClientInfo,
         metadata: Mapping[str, Any],
         scopes: Sequence[str] | None = None,
         audiences: Sequence[str] | None = None,
     ) -> ClientInfo:
+        """Set the fields the registrar defines (JSON Patch, RFC 6902), and only those: a
+        PUT would reset everything else an operator set on the client (its token
+        lifespans, its access token strategy) at every rotation."""
         body = _body(
             client.client_id,
             client.scopes if scopes is None else scopes,
             client.audiences if audiences is None else audiences,
             metadata,
         )
-        response = self._peer.call("PUT", _path(client.client_id), json=body, ok=(200, 404))
+        # "add" sets a member whether or not it is there yet ("replace" needs it there).
+        patch = [
+            {"op": "add", "path": f"/{name}", "value": value}
+            for name, value in body.items()
+            if name != "client_id"
+        ]
+        response = self._peer.call("PATCH", _path(client.client_id), json=patch, ok=(200, 404))
         if response.status_code == 404:
             raise TransientError(f"client {client.client_id} was removed by someone else")
         return _client(json_object(response))
