@@ -30,6 +30,7 @@ from swarm_oauth.secretfiles import (
 )
 from swarm_oauth.store import ChangeBatch, RevocationRecord, Store, StoreError, open_store
 from swarm_oauth.tokens import RevocationList, TokenIssuer, TokenVerifier
+from swarm_oauth.tokens.revocation import revoke_client_tokens
 from swarm_oauth.watcher import ChangeWatcher
 
 log = logging.getLogger("swarm_oauth.runtime")
@@ -113,7 +114,9 @@ class Runtime:
         self.revocations = self._load_revocations()
         self._revocations_lock = threading.Lock()
         self.client_cache = ClientCache(store)
-        self.clients = ClientService(store, on_change=self.client_cache.forget)
+        self.clients = ClientService(
+            store, on_change=self.client_cache.forget, revoke_tokens=self._revoke_client_tokens
+        )
         self.issuer = TokenIssuer(
             settings.issuer_url, lambda: self.keyring, lifetime=settings.token_lifetime
         )
@@ -182,6 +185,9 @@ class Runtime:
             with self._revocations_lock:
                 self.revocations = loaded
         self._observe_keys()
+
+    def _revoke_client_tokens(self, client_id: str, now: float) -> None:
+        self.note_revocation(revoke_client_tokens(self.store, client_id, now))
 
     def note_revocation(self, record: RevocationRecord) -> None:
         """Apply a revocation this process just stored, ahead of the change log."""

@@ -159,3 +159,29 @@ def test_unanswerable_while_the_store_is_not_followed(inprocess, bearer):
     assert refused.json()["error"] == "temporarily_unavailable"
     assert refused.headers["retry-after"] == "1"
     assert inprocess.request("GET", "/api/revocations").status_code == 503
+
+
+def test_a_removed_clients_tokens_are_refused_at_once(inprocess, bearer):
+    query = "?audience=inventory&scope=read"
+    assert verify(inprocess, query, headers={"Authorization": bearer}).status_code == 200
+    removed = inprocess.admin("POST", "/api/clients/remove", json={"client_id": "orders"})
+    assert removed.status_code == 200
+    # A token outlives nothing it was issued to: the services this endpoint guards, and
+    # those that introspect, refuse it from now on, not at its `exp`.
+    refused = verify(inprocess, query, headers={"Authorization": bearer})
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    # A client added again under the id gets tokens that pass.
+    again = inprocess.admin(
+        "POST",
+        "/api/clients/add",
+        json={"client_id": "orders", "scopes": ["read"], "audiences": ["inventory"]},
+    )
+    fresh = inprocess.request(
+        "POST",
+        "/api/token",
+        data={"grant_type": "client_credentials", "scope": "read"},
+        auth=("orders", again.json()["client_secret"]),
+    )
+    headers = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    assert verify(inprocess, query, headers=headers).status_code == 200

@@ -88,6 +88,7 @@ def test_admin_writes_name_the_client(token_server):
         ("client tokens revoked", "orders", None),
         ("client secret rotated", "orders", 2),
         ("client updated", "orders", 2),
+        ("client tokens revoked", "orders", None),  # a removal ends its tokens too
         ("client removed", "orders", None),
     ]
     assert secret not in token_server.log() and token not in token_server.log()

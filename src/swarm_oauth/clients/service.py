@@ -77,12 +77,16 @@ class ClientService:
         store: Store,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[str], None] = lambda client_id: None,
+        revoke_tokens: Callable[[str, float], None] = lambda client_id, now: None,
     ) -> None:
+        """``revoke_tokens(client_id, now)`` revokes every token a client being removed
+        was issued up to ``now`` (``ClientNotFound`` if there is no such client)."""
         self._store = store
         self._clock = clock
         # Lets this process's own caches drop a client at once rather than at the
         # watcher's next poll.
         self._on_change = on_change
+        self._revoke_tokens = revoke_tokens
 
     def add(
         self,
@@ -115,8 +119,14 @@ class ClientService:
         return IssuedSecret(record, secret)
 
     def remove(self, client_id: object) -> None:
-        """Delete a client; ``ClientNotFound`` when unknown."""
+        """Delete a client and revoke the tokens it holds; ``ClientNotFound`` when
+        unknown."""
         client_id = validate_client_id(client_id)
+        # First: a token stays valid to its `exp` whether its client exists or not, and
+        # the services behind forward-auth, introspection and the SDK's revocation check
+        # are to refuse a removed client's tokens at once. Should the removal then fail,
+        # the client is only revoked, and a retry removes it.
+        self._revoke_tokens(client_id, self._clock())
         if not self._store.remove_client(client_id):
             raise ClientNotFound(client_id)
         self._on_change(client_id)
