@@ -80,6 +80,14 @@ def test_a_valid_token_reaches_the_service_with_the_identity_and_nothing_forged(
         token, **{"X-Auth-Client-Id": "admin", "X-Auth-Scope": "admin", "X-Auth-Audience": "all"}
     )
     assert passed(forged) == seen
+    # The service is CGI: it reads X_Auth_Client_Id as X-Auth-Client-Id.
+    for client, scope in (
+        ("X_Auth_Client_Id", "X_Auth_Scope"),
+        ("X-Auth_Client-Id", "X-Auth_Scope"),
+        ("X_Auth-Client-Id", "x_auth-scope"),
+    ):
+        forged = protected.call(token, **{client: "admin", scope: "admin"})
+        assert passed(forged) == seen, client
 
 
 def test_a_token_for_another_audience_is_401(protected):
