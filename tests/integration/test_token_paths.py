@@ -128,6 +128,31 @@ def test_forward_auth_answers_alike_on_both_paths(token_server) -> None:
     assert all(line["route"] == "/api/verify" and line["method"] == "GET" for line in access)
 
 
+def raw_status(server, request: bytes) -> int:
+    """The status of one request sent as is (httpx would drop a fragment from the URL)."""
+    host, port = server.host, server.port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def test_a_fragment_in_the_query_is_read_alike_on_both_paths(token_server) -> None:
+    secret = token_server.add_client("orders", scopes=["read"])["client_secret"]
+    token = token_server.token("orders", secret, scope="read").json()["access_token"]
+    target = f"/api/verify?audience={quote(token_server.url, safe='')}&scope=read#x".encode()
+    head = b"Host: x\r\nAuthorization: Bearer " + token.encode() + b"\r\nConnection: close\r\n"
+    # GET is answered by the protocol itself, HEAD through ASGI, whose query_string has
+    # no fragment: scope "read#x" would be a scope the token lacks.
+    fast = raw_status(token_server, b"GET " + target + b" HTTP/1.1\r\n" + head + b"\r\n")
+    asgi = raw_status(token_server, b"HEAD " + target + b" HTTP/1.1\r\n" + head + b"\r\n")
+    assert (fast, asgi) == (200, 200)
+
+
 def test_pipelined_requests_are_answered_in_order(token_server) -> None:
     """Token requests on either side of one the application answers, sent in one write:
     the answers come back in the order asked."""

@@ -155,7 +155,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._endpoint, self._body = None, b""
         # ``url`` is still this request's: the next one's head resets it.
-        answer = endpoint(self.headers, body, self.url.partition(b"?")[2], self.client)
+        # The query as ASGI's query_string has it: without a fragment.
+        query = self.url.partition(b"#")[0].partition(b"?")[2]
+        answer = endpoint(self.headers, body, query, self.client)
         if answer is None:
             # The application needs to wait for something: the request goes the ASGI
             # way, as if its head and body had only now been read.
