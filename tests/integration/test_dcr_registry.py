@@ -223,6 +223,13 @@ def test_the_reconcile_refuses_audiences_it_cannot_record(registry, swarm):
         registrar.close()
 
 
+def _serve(handler: type[BaseHTTPRequestHandler], swarm, sealer):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
+    return server, DynamicRegistration(url, RegistrationBook(swarm, sealer))
+
+
 class _RenewingServer(BaseHTTPRequestHandler):
     """An RFC 7592 server that issues a new secret at every update, as the RFC allows and
     oidc-provider does not: the path where a rotation keeps the client id."""
@@ -269,10 +276,7 @@ class _RenewingServer(BaseHTTPRequestHandler):
 
 
 def test_rotation_takes_a_new_secret_when_the_update_issues_one(swarm, sealer):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RenewingServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
-    registry = DynamicRegistration(url, RegistrationBook(swarm, sealer))
+    server, registry = _serve(_RenewingServer, swarm, sealer)
     try:
         first = registry.add("web", ["read"], [], METADATA)
         second: FreshSecret = registry.rotate(first.client.client_id)
@@ -319,10 +323,7 @@ class _SpendingServer(_RenewingServer):
 
 @pytest.fixture
 def spending(swarm, sealer) -> Iterator[DynamicRegistration]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SpendingServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
-    registry = DynamicRegistration(url, RegistrationBook(swarm, sealer))
+    server, registry = _serve(_SpendingServer, swarm, sealer)
     yield registry
     registry.close()
     server.shutdown()
@@ -378,13 +379,6 @@ class _ProxiedServer(_SpendingServer):
         self.send_header("Content-Length", str(len(page)))
         self.end_headers()
         self.wfile.write(page)
-
-
-def _serve(handler: type[BaseHTTPRequestHandler], swarm, sealer):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
-    return server, DynamicRegistration(url, RegistrationBook(swarm, sealer))
 
 
 def test_a_client_registered_without_a_usable_secret_is_deleted_again(swarm, sealer):

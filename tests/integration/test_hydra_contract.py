@@ -10,6 +10,7 @@ behaviour of a live Hydra.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -164,6 +165,9 @@ def test_the_client_list_is_followed_page_by_page_and_filtered_by_metadata(paged
     assert ["page_token=t2" in q for q in _Paged.seen] == [False, True, False]
 
 
+NOT_FOUND = {"error": {"code": 404, "message": "Not Found"}}  # Hydra's genericError
+
+
 class _OldHydra(BaseHTTPRequestHandler):
     """A Hydra from before secret rotation: clients, but no ``.../secrets/rotate``."""
 
@@ -184,7 +188,7 @@ class _OldHydra(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         client = self._client()
         if client is None:
-            self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+            self._answer(404, NOT_FOUND)
         else:
             self._answer(200, self.clients[client])
 
@@ -192,7 +196,7 @@ class _OldHydra(BaseHTTPRequestHandler):
         client = self._client()
         length = int(self.headers["Content-Length"])
         if client is None:
-            self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+            self._answer(404, NOT_FOUND)
             return
         for operation in json.loads(self.rfile.read(length)):
             assert operation["op"] == "add" and operation["path"].count("/") == 1
@@ -203,18 +207,31 @@ class _OldHydra(BaseHTTPRequestHandler):
         client = self._client()
         length = int(self.headers["Content-Length"])
         if client is None:
-            self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+            self._answer(404, NOT_FOUND)
             return
         self.clients[client] = json.loads(self.rfile.read(length))
         self._answer(200, self.clients[client])
 
     def do_POST(self) -> None:  # only .../secrets/rotate comes here: no such route
-        self._answer(404, {"error": {"code": 404, "message": "Not Found"}})
+        self._answer(404, NOT_FOUND)
 
     do_DELETE = do_POST
 
     def log_message(self, *_: Any) -> None:
         pass
+
+
+@contextlib.contextmanager
+def _admin_of(handler: type[BaseHTTPRequestHandler]) -> Iterator[HydraAdmin]:
+    """The backend on a stub server answering with ``handler``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    admin = HydraAdmin(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        yield admin
+    finally:
+        admin.close()
+        server.shutdown()
 
 
 def test_a_hydra_without_secret_rotation_is_told_plainly_and_its_client_left_as_it_was():
@@ -226,10 +243,7 @@ def test_a_hydra_without_secret_rotation_is_told_plainly_and_its_client_left_as_
             "metadata": {**METADATA, "secret_version": 1},
         }
     }
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldHydra)
-    Thread(target=server.serve_forever, daemon=True).start()
-    admin = HydraAdmin(f"http://127.0.0.1:{server.server_address[1]}")
-    try:
+    with _admin_of(_OldHydra) as admin:
         for _ in range(3):  # not "removed by someone else", retried for ever
             with pytest.raises(Rejected, match="needs a Hydra with secret rotation"):
                 admin.rotate("shop_orders", 600)
@@ -240,9 +254,6 @@ def test_a_hydra_without_secret_rotation_is_told_plainly_and_its_client_left_as_
         _OldHydra.clients["shop_orders"]["metadata"][HOLDS_ROTATED] = True
         with pytest.raises(Rejected, match="secret rotation"):
             admin.retire_previous("shop_orders")
-    finally:
-        admin.close()
-        server.shutdown()
 
 
 class _LoginPage(BaseHTTPRequestHandler):
@@ -261,15 +272,8 @@ class _LoginPage(BaseHTTPRequestHandler):
 
 
 def test_a_page_instead_of_the_client_list_is_a_refusal_not_a_crash():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _LoginPage)
-    Thread(target=server.serve_forever, daemon=True).start()
-    admin = HydraAdmin(f"http://127.0.0.1:{server.server_address[1]}")
-    try:
-        with pytest.raises(Rejected, match="not a list"):
-            admin.list()
-    finally:
-        admin.close()
-        server.shutdown()
+    with _admin_of(_LoginPage) as admin, pytest.raises(Rejected, match="not a list"):
+        admin.list()
 
 
 def test_a_scope_change_keeps_what_an_operator_set_on_the_client():
@@ -283,10 +287,7 @@ def test_a_scope_change_keeps_what_an_operator_set_on_the_client():
             "access_token_strategy": "opaque",
         }
     }
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OldHydra)
-    Thread(target=server.serve_forever, daemon=True).start()
-    admin = HydraAdmin(f"http://127.0.0.1:{server.server_address[1]}")
-    try:
+    with _admin_of(_OldHydra) as admin:
         updated = admin.update("shop_orders", ["read", "write"], ["inventory"])
         assert updated.scopes == ("read", "write") and updated.audiences == ("inventory",)
         stored = _OldHydra.clients["shop_orders"]
@@ -294,6 +295,3 @@ def test_a_scope_change_keeps_what_an_operator_set_on_the_client():
         assert stored["access_token_strategy"] == "opaque"
         # What the registrar defines is set all the same.
         assert stored["grant_types"] == ["client_credentials"] and stored["owner"]
-    finally:
-        admin.close()
-        server.shutdown()
