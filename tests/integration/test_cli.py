@@ -212,3 +212,17 @@ def test_without_the_server_extra_the_command_says_what_to_install():
     assert result.returncode == 1
     assert "pip install 'swarm-oauth[server]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("status",), ("rotate", "orders"), ("release", "orders"), ("reconcile",)],
+    ids=lambda command: command[0],
+)
+def test_registrar_subcommands_find_the_admin_token_in_the_data_dir(tmp_path, command):
+    # As `clients` does: the token serve keeps in DATA_DIR, not always ./data's.
+    env = {"SWARM_OAUTH_DATA_DIR": str(tmp_path / "elsewhere")}
+    result = run("registrar", *command, "--url", "http://127.0.0.1:9", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{tmp_path / 'elsewhere' / 'admin-token'}:" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,18 +1,21 @@
 """``swarm-oauth registrar``: reconcile swarm services with OAuth clients, and serve the
 swarm-listener receiver, status, health and metrics over HTTP.
 
-``swarm-oauth registrar [OPTIONS]`` runs it; ``check-policy``, ``status`` and ``release``
-are subcommands beside it, for the operator.
+``swarm-oauth registrar [OPTIONS]`` runs it; ``check-policy``, ``status``, ``rotate``,
+``release`` and ``reconcile`` are subcommands beside it, for the operator.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,10 +24,11 @@ import click
 import httpx
 
 from swarm_oauth.admin_client import ca_context
-from swarm_oauth.admin_token import ENV_ADMIN_TOKEN, resolve_admin_token
+from swarm_oauth.admin_token import ADMIN_TOKEN_FILENAME, ENV_ADMIN_TOKEN, resolve_admin_token
 from swarm_oauth.cli.options import (
     admin_token_file_option,
     ca_bundle_option,
+    data_dir_option,
     duration_setting,
     fail,
     host_option,
@@ -302,52 +306,49 @@ def check_policy(policy: Path) -> None:
     click.echo(f"{policy}: {len(loaded.rules)} rule(s) and a default; the policy is usable")
 
 
-url_option = setting(
-    "--url", env="REGISTRAR_URL", default=DEFAULT_URL, help="The registrar's HTTP root."
-)
-token_option = admin_token_file_option(
-    "Default: SWARM_OAUTH_ADMIN_TOKEN(_FILE), else ./data/admin-token."
-)
-registrar_ca_option = ca_bundle_option(
-    "PEM file of the CAs an https --url is checked against. Default: the system's."
-)
+@dataclass(frozen=True)
+class RegistrarApi:
+    """Where an operator's subcommand finds the registrar's API, and how it gets in."""
+
+    url: str
+    admin_token_file: Path | None
+    data_dir: Path
+    ca_bundle: Path | None
+
+    def ask(self, method: str, path: str, body: Any = None) -> Any:
+        """One request with the admin token; its JSON, or a clear exit."""
+        import ssl
+
+        url, ca_bundle = self.url, self.ca_bundle
+        try:
+            token = resolve_admin_token(self.admin_token_file, self.data_dir / ADMIN_TOKEN_FILENAME)
+            verify: ssl.SSLContext | bool = ca_context(ca_bundle) if ca_bundle else True
+        except SecretConfigError as exc:
+            fail(str(exc))
+        except ssl.SSLError as exc:
+            fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
+        try:
+            response = httpx.request(
+                method,
+                url.rstrip("/") + path,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=600,  # a rotation waits for its reconcile
+                verify=verify,
+            )
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the registrar at {url}: {type(exc).__name__}: {exc}")
+        except httpx.InvalidURL as exc:
+            fail(f"--url {url}: {exc}")
+        return _answer(response, f"{url}{path}")
 
 
-def _ask(
-    method: str,
-    url: str,
-    path: str,
-    token_file: Path | None,
-    ca_bundle: Path | None,
-    body: Any = None,
-) -> Any:
-    """One request to the registrar's API with the admin token; its JSON, or a clear exit."""
-    import ssl
-
-    try:
-        token = resolve_admin_token(token_file, Path("data") / "admin-token")
-        verify: ssl.SSLContext | bool = ca_context(ca_bundle) if ca_bundle else True
-    except SecretConfigError as exc:
-        fail(str(exc))
-    except ssl.SSLError as exc:
-        fail(f"--ca-bundle {ca_bundle}: not a PEM file of CA certificates ({exc.reason})")
-    try:
-        response = httpx.request(
-            method,
-            url.rstrip("/") + path,
-            json=body,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=600,  # a rotation waits for its reconcile
-            verify=verify,
-        )
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the registrar at {url}: {type(exc).__name__}: {exc}")
-    except httpx.InvalidURL as exc:
-        fail(f"--url {url}: {exc}")
+def _answer(response: httpx.Response, where: str) -> Any:
+    """The JSON of the registrar's answer, or a clear exit when it is an error."""
     try:
         body = response.json()
     except ValueError:
-        fail(f"{url}{path} answered {response.status_code} without JSON: is --url right?")
+        fail(f"{where} answered {response.status_code} without JSON: is --url right?")
     if response.status_code >= 400:
         reason = body.get("error_description") if isinstance(body, dict) else None
         click.echo(f"error: {response.status_code} {reason or body}", err=True)
@@ -355,17 +356,38 @@ def _ask(
     return body
 
 
+def registrar_api(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--url``, ``--admin-token-file``, ``--data-dir`` and ``--ca-bundle``, handed to
+    the command as one ``api``."""
+
+    @setting("--url", env="REGISTRAR_URL", default=DEFAULT_URL, help="The registrar's HTTP root.")
+    @admin_token_file_option(
+        "Default: SWARM_OAUTH_ADMIN_TOKEN(_FILE), else DATA_DIR/admin-token as serve keeps it."
+    )
+    @data_dir_option("The server's data dir, where its admin token is found.")
+    @ca_bundle_option(
+        "PEM file of the CAs an https --url is checked against. Default: the system's."
+    )
+    @functools.wraps(fn)
+    def command(
+        url: str,
+        admin_token_file: Path | None,
+        data_dir: Path,
+        ca_bundle: Path | None,
+        **arguments: Any,
+    ) -> Any:
+        return fn(api=RegistrarApi(url, admin_token_file, data_dir, ca_bundle), **arguments)
+
+    return command
+
+
 @registrar.command("status")
-@url_option
-@token_option
-@registrar_ca_option
+@registrar_api
 @output_option
-def status(
-    url: str, admin_token_file: Path | None, ca_bundle: Path | None, output: str | None
-) -> None:
+def status(api: RegistrarApi, output: str | None) -> None:
     """Every selected service: its client id, state, the reason for a refusal or conflict,
     its Docker secret and when it last converged."""
-    services = _ask("GET", url, "/v1/services", admin_token_file, ca_bundle)["services"]
+    services = api.ask("GET", "/v1/services")["services"]
     now = time.time()
     rows = [
         (
@@ -395,20 +417,12 @@ def status(
     help="How long the old secret keeps working. Default: the registrar's --rotation-grace. "
     "0 stops it at once (a leaked secret); the service's tasks are replaced either way.",
 )
-@url_option
-@token_option
-@registrar_ca_option
-def rotate(
-    service: str,
-    grace: float | None,
-    url: str,
-    admin_token_file: Path | None,
-    ca_bundle: Path | None,
-) -> None:
+@registrar_api
+def rotate(service: str, grace: float | None, api: RegistrarApi) -> None:
     """Give a managed service a new client secret now, and roll its tasks onto it."""
     body = None if grace is None else {"grace_seconds": grace}
     path = f"/v1/services/{quote(service, safe='')}/rotate"
-    click.echo(json.dumps(_ask("POST", url, path, admin_token_file, ca_bundle, body)))
+    click.echo(json.dumps(api.ask("POST", path, body)))
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -420,30 +434,20 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
 
 @registrar.command("release")
 @click.argument("client_id")
-@url_option
-@token_option
-@registrar_ca_option
-def release(
-    client_id: str, url: str, admin_token_file: Path | None, ca_bundle: Path | None
-) -> None:
+@registrar_api
+def release(client_id: str, api: RegistrarApi) -> None:
     """Free a client id reserved for a removed service, before its reservation ends."""
     path = f"/v1/reservations/{quote(client_id, safe='')}"
-    click.echo(json.dumps(_ask("DELETE", url, path, admin_token_file, ca_bundle)))
+    click.echo(json.dumps(api.ask("DELETE", path)))
 
 
 @registrar.command("reconcile")
-@url_option
-@token_option
-@registrar_ca_option
+@registrar_api
 @output_option
-def reconcile(
-    url: str, admin_token_file: Path | None, ca_bundle: Path | None, output: str | None
-) -> None:
+def reconcile(api: RegistrarApi, output: str | None) -> None:
     """Run a full pass now (or join the next one) and count how its services and clients
     ended (`registrar status` says which is which)."""
-    outcomes: dict[str, int] = _ask("POST", url, "/v1/reconcile", admin_token_file, ca_bundle)[
-        "outcomes"
-    ]
+    outcomes: dict[str, int] = api.ask("POST", "/v1/reconcile")["outcomes"]
     # In the order of Outcome, the least in need of attention first.
     order = {outcome.value: rank for rank, outcome in enumerate(Outcome)}
     rows = sorted(outcomes.items(), key=lambda item: order.get(item[0], len(order)))
