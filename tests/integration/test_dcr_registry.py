@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 import httpx
 import jwt
 import pytest
+import trustme
 
 from swarm_oauth.registrar.dcr_api import DynamicRegistration
 from swarm_oauth.registrar.model import FreshSecret
@@ -223,11 +225,19 @@ def test_the_reconcile_refuses_audiences_it_cannot_record(registry, swarm):
         registrar.close()
 
 
-def _serve(handler: type[BaseHTTPRequestHandler], swarm, sealer):
+def _serve(handler: type[BaseHTTPRequestHandler], swarm, sealer, ca: trustme.CA | None = None):
+    """A stub server on 127.0.0.1 (https with a certificate of ``ca``), and the registry."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    client: dict[str, Any] = {}
+    if ca is not None:
+        served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(served)
+        server.socket = served.wrap_socket(server.socket, server_side=True)
+        client["verify"] = trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/reg"
-    return server, DynamicRegistration(url, RegistrationBook(swarm, sealer))
+    url = f"{'https' if ca else 'http'}://127.0.0.1:{server.server_address[1]}/reg"
+    return server, DynamicRegistration(url, RegistrationBook(swarm, sealer), **client)
 
 
 class _RenewingServer(BaseHTTPRequestHandler):
@@ -235,6 +245,8 @@ class _RenewingServer(BaseHTTPRequestHandler):
     oidc-provider does not: the path where a rotation keeps the client id."""
 
     clients: ClassVar[dict[str, dict[str, Any]]] = {}
+    # How it writes a client's configuration URL (RFC 7592 §3).
+    client_uri: ClassVar[str] = "http://{host}/reg/{client_id}"
 
     def _send(self, status: int, body: dict[str, Any] | None = None) -> None:
         data = json.dumps(body).encode() if body is not None else b""
@@ -251,7 +263,7 @@ class _RenewingServer(BaseHTTPRequestHandler):
             "client_id": client_id,
             "client_secret": secrets.token_urlsafe(16),
             "registration_access_token": secrets.token_urlsafe(16),
-            "registration_client_uri": f"http://{host}/reg/{client_id}",
+            "registration_client_uri": self.client_uri.format(host=host, client_id=client_id),
         }
         self.clients[client_id] = body
         return body
@@ -411,5 +423,62 @@ def test_a_proxys_404_page_is_not_taken_for_a_client_gone(swarm, sealer):
         assert list(_ProxiedServer.clients) == [client_id]
     finally:
         _ProxiedServer.proxy_down = False
+        registry.close()
+        server.shutdown()
+
+
+class _RelativeServer(_SpendingServer):
+    """A server that answers a registration with a relative configuration URL."""
+
+    client_uri = "/reg/{client_id}"
+
+
+def test_a_configuration_url_that_is_not_a_full_url_is_refused(swarm, sealer):
+    _RelativeServer.clients = {}
+    server, registry = _serve(_RelativeServer, swarm, sealer)
+    try:
+        with pytest.raises(Rejected, match="not a fully qualified") as refused:
+            registry.add("web", ["read"], [], METADATA)
+        assert "delete it at the server" in str(refused.value)
+        assert registry.list() == []
+    finally:
+        registry.close()
+        server.shutdown()
+
+
+class _TlsServer(_SpendingServer):
+    """A server reached over https, whose configuration URLs a test may turn to http (as
+    one behind a TLS proxy that does not tell it writes them)."""
+
+    client_uri = "https://{host}/reg/{client_id}"
+
+
+def test_a_registration_token_is_never_sent_over_http_when_the_server_is_https(swarm, sealer):
+    _TlsServer.clients = {}
+    ca = trustme.CA()
+    server, registry = _serve(_TlsServer, swarm, sealer, ca)
+    try:
+        client_id = registry.add("web", ["read"], [], METADATA).client.client_id
+        # A later answer that moves the URL to http: refused, the https one kept, and the
+        # renewed registration token recorded all the same (the old one is spent).
+        configured = _TlsServer.clients[client_id]
+        configured["registration_client_uri"] = configured["registration_client_uri"].replace(
+            "https://", "http://"
+        )
+        with pytest.raises(Rejected, match="in the clear"):
+            registry.get(client_id)
+        configured["registration_client_uri"] = configured["registration_client_uri"].replace(
+            "http://", "https://"
+        )
+        found = registry.get(client_id)
+        assert found is not None and found.client_id == client_id
+        # A registration answered with an http URL: refused, nothing recorded.
+        _TlsServer.client_uri = "http://{host}/reg/{client_id}"
+        with pytest.raises(Rejected, match="in the clear") as refused:
+            registry.add("api", ["read"], [], {**METADATA, "service_name": "api"})
+        assert "delete it at the server" in str(refused.value)
+        assert [c.client_id for c in registry.list()] == [client_id]
+    finally:
+        _TlsServer.client_uri = "https://{host}/reg/{client_id}"
         registry.close()
         server.shutdown()

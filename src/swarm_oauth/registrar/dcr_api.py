@@ -239,7 +239,14 @@ class DynamicRegistration:
         client_id = body.get("client_id")
         if not isinstance(client_id, str) or not client_id:
             raise Rejected(f"POST {self._url}: the answer has no client_id")
-        token, uri = body.get("registration_access_token"), _client_uri(body, "")
+        token = body.get("registration_access_token")
+        try:
+            uri = self._client_uri(body, "")
+        except Rejected as exc:
+            raise Rejected(
+                f"POST {self._url}: the server registered client {client_id}, but its {exc}; "
+                "the registrar cannot remove it again (delete it at the server)"
+            ) from None
         if not isinstance(token, str) or not token or not uri:
             raise Rejected(
                 f"POST {self._url}: the server registered client {client_id} but gave no "
@@ -305,14 +312,53 @@ class DynamicRegistration:
         update with a new registration access token, the old one then spent (oidc-provider
         at every update, Keycloak at every use): it is recorded before anything else."""
         token = answer.get("registration_access_token")
+        refused: Rejected | None = None
+        try:
+            uri = self._client_uri(answer, credentials.client_uri)
+        except Rejected as exc:
+            uri, refused = credentials.client_uri, exc
         renewed = Credentials(
             token if isinstance(token, str) and token else credentials.access_token,
-            _client_uri(answer, credentials.client_uri),
+            uri,
             credentials.secret_digest,
         )
         if updated != record or renewed != credentials:
             updated = self._book.write(updated, renewed)
+        if refused is not None:
+            # After the write: a new token in the same answer has spent the old one.
+            raise Rejected(
+                f"client {record.client_id}: the server answered with a new {refused}; the "
+                "registrar keeps the one it had"
+            )
         return updated, renewed
+
+    def _client_uri(self, body: Mapping[str, Any], default: str) -> str:
+        """The client configuration URL an answer gives (RFC 7592 §3), else ``default``.
+
+        The registration access token goes there with every later call, so it must be a
+        fully qualified http(s) URL, and https when the registration endpoint is: a
+        server behind a TLS proxy that does not know it (no ``X-Forwarded-Proto``) answers
+        ``http://``, and following it would send the token in the clear.
+        """
+        uri = body.get("registration_client_uri")
+        if not isinstance(uri, str) or not uri:
+            return default
+        try:
+            parsed: httpx.URL | None = httpx.URL(uri)
+        except httpx.InvalidURL:
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise Rejected(
+                f"registration_client_uri {uri[:200]!r} is not a fully qualified http(s) "
+                "URL (RFC 7592 §3)"
+            )
+        if parsed.scheme == "http" and httpx.URL(self._url).scheme == "https":
+            raise Rejected(
+                f"registration_client_uri {uri[:200]!r} is http while the registration "
+                "endpoint is https: the registrar will not send a registration access token "
+                "in the clear (is the server's public URL https, e.g. behind its proxy?)"
+            )
+        return uri
 
 
 def _gone(response: httpx.Response) -> bool:
@@ -347,11 +393,6 @@ def _metadata(name: str, scopes: Sequence[str]) -> dict[str, Any]:
     if scopes:
         body["scope"] = " ".join(scopes)
     return body
-
-
-def _client_uri(body: Mapping[str, Any], default: str) -> str:
-    uri = body.get("registration_client_uri")
-    return uri if isinstance(uri, str) and uri else default
 
 
 def _client(
