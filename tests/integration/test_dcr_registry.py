@@ -180,7 +180,7 @@ def test_removal_deletes_the_client_and_its_record(oidc, registry, swarm, sealer
     assert swarm.list_configs(REGISTRATION) == []
 
 
-def test_the_reconcile_gives_a_service_the_client_the_server_chose(oidc, registry, swarm):
+def test_the_reconcile_gives_a_service_the_client_the_server_chose(oidc, registry, swarm, caplog):
     registrar = InProcessRegistrar(swarm, registry, token_url=oidc.token_url)
     try:
         service = swarm.add_service("web")
@@ -196,8 +196,13 @@ def test_the_reconcile_gives_a_service_the_client_the_server_chose(oidc, registr
         assert token(oidc, client.client_id, given).status_code == 200
         assert registrar.hint("web") is Outcome.UNCHANGED
 
-        registrar.controller.rotate(swarm.named("web"), 3600).result(30)
-        registrar.drain()
+        with caplog.at_level("INFO", logger="swarm_oauth.registrar"):
+            registrar.controller.rotate(swarm.named("web"), 3600).result(30)
+            registrar.drain()
+        assert any(
+            r.getMessage().endswith("the old secret works until no task uses it")
+            for r in caplog.records
+        )
         rotated = registry.find("web", service.id)
         assert rotated is not None and rotated.client_id != client.client_id
         assert f"OAUTH_CLIENT_ID={rotated.client_id}" in swarm.named("web").env
@@ -331,6 +336,31 @@ class _SpendingServer(_RenewingServer):
         if (known := self._known()) is not None:
             del self.clients[known["client_id"]]
             self._send(204)
+
+
+def test_a_rotation_says_when_the_server_could_not_keep_the_old_secret(swarm, sealer, caplog):
+    # An update that issues a new secret ends the old one at the server: the grace the
+    # registrar was asked for cannot be kept, and its log must not promise it.
+    _SpendingServer.clients = {}
+    server, registry = _serve(_SpendingServer, swarm, sealer)
+    registrar = InProcessRegistrar(swarm, registry)
+    try:
+        swarm.add_service("web")
+        assert registrar.hint("web") is Outcome.CHANGED
+        [client_id] = _SpendingServer.clients
+        with caplog.at_level("INFO", logger="swarm_oauth.registrar"):
+            registrar.controller.rotate(swarm.named("web"), 3600).result(30)
+            registrar.drain()
+        [rotation] = [r.getMessage() for r in caplog.records if "rotated client" in r.getMessage()]
+        assert rotation.endswith(
+            "the old secret works no longer: its server keeps no previous secret, so the "
+            "1h grace asked for could not be kept"
+        ), rotation
+        assert list(_SpendingServer.clients) == [client_id]  # the same client, a new secret
+    finally:
+        registrar.close()
+        registry.close()
+        server.shutdown()
 
 
 @pytest.fixture

@@ -580,7 +580,7 @@ def rotating(swarm: FakeSwarm, registry: FakeRegistry, **kwargs: Any) -> tuple[A
 
 
 def test_a_secret_older_than_its_maximum_is_rotated_and_the_old_one_goes_once_unused(
-    swarm, registry
+    swarm, registry, caplog
 ):
     rec, clock = rotating(swarm, registry, rotation_grace=3600)
     service = swarm.add_service("orders")
@@ -592,7 +592,12 @@ def test_a_secret_older_than_its_maximum_is_rotated_and_the_old_one_goes_once_un
     clock.now += 1 * DAY
     # A task of the old spec still runs with the old secret (the update rolls out).
     swarm.old_tasks[service.id] = {old.id}
-    assert rec.full_pass() == Counter({Outcome.CHANGED: 1})
+    with caplog.at_level("INFO", logger="swarm_oauth.registrar"):
+        assert rec.full_pass() == Counter({Outcome.CHANGED: 1})
+    assert any(
+        r.getMessage().endswith("its maximum is 30d); the old secret works 1h longer")
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
     secrets_now = swarm.list_secrets({**MANAGED, SERVICE_ID_LABEL: service.id})
     assert {s.id for s in secrets_now} > {old.id}  # the old one is kept while in use
     assert registry.clients["orders"].secret_version == client.secret_version + 1

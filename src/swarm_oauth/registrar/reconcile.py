@@ -282,12 +282,15 @@ class Reconciler:
                 changed = True
             elif (why := self._rotation_due(current, desired, requested.grace)) is not None:
                 grace = self._rotation_grace if requested.grace is None else requested.grace
+                rotated = client.client_id
                 fresh = self._act(
                     "rotate_client",
                     service.name,
-                    functools.partial(self._registry.rotate, client.client_id, math.ceil(grace)),
-                    f"rotated client {client.client_id} ({why}); the old secret works "
-                    + (f"{format_duration(grace)} longer" if grace else "no longer"),
+                    functools.partial(self._registry.rotate, rotated, math.ceil(grace)),
+                    lambda fresh: (
+                        f"rotated client {rotated} ({why}); "
+                        + _old_secret_lasts(fresh.client, grace, self._clock())
+                    ),
                 )
                 self._observer.rotated("request" if requested.grace is not None else "age")
                 current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
@@ -636,7 +639,14 @@ class Reconciler:
 
     # -- single writes: counted, logged, then the step hook ----------------------------
 
-    def _act(self, kind: str, service_name: str, write: Callable[[], T], message: str) -> T:
+    def _act(
+        self,
+        kind: str,
+        service_name: str,
+        write: Callable[[], T],
+        message: str | Callable[[T], str],
+    ) -> T:
+        """``write``, counted and logged with ``message`` (or what it makes of the result)."""
         try:
             result = write()
         except Exception:
@@ -649,7 +659,7 @@ class Reconciler:
         logger.info(
             "service %s: %s",
             service_name,
-            message,
+            message if isinstance(message, str) else message(result),
             extra={"service": service_name, "action": kind},
         )
         self._after_step(kind)
@@ -705,3 +715,22 @@ class Reconciler:
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _old_secret_lasts(client: ClientInfo, grace: float, now: float) -> str:
+    """How long a rotated-out secret keeps working, as the registry's answer says: the
+    grace asked for is what a registry can keep, not a promise."""
+    until = client.previous_secret_expires_at
+    if not grace:
+        return "the old secret works no longer"
+    if until is None or until <= now:
+        return (
+            f"the old secret works no longer: its server keeps no previous secret, so the "
+            f"{format_duration(grace)} grace asked for could not be kept"
+        )
+    if math.isinf(until):
+        return "the old secret works until no task uses it"
+    left = until - now
+    # The grace asked for, when that is what the registry kept (its clock, a moment ago).
+    kept = grace if abs(left - grace) < 60 else max(0, round(left))
+    return f"the old secret works {format_duration(kept)} longer"
