@@ -363,6 +363,51 @@ def test_a_rotation_says_when_the_server_could_not_keep_the_old_secret(swarm, se
         server.shutdown()
 
 
+class _ExpiringServer(_SpendingServer):
+    """A server that ends each client secret ``lifetime`` seconds after issuing it, by its
+    ``clock`` (RFC 7591 ``client_secret_expires_at``; 0 for never)."""
+
+    lifetime: ClassVar[int] = 3 * 86400
+    clock: ClassVar[list[float]] = [1_000_000.0]
+
+    def _issue(self, client_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        body = super()._issue(client_id, metadata)
+        body["client_secret_expires_at"] = (
+            int(self.clock[0]) + self.lifetime if self.lifetime else 0
+        )
+        return body
+
+
+def test_a_secret_the_server_ends_is_rotated_before_it_ends(swarm, sealer):
+    _ExpiringServer.clients, _ExpiringServer.lifetime = {}, 3 * 86400
+    now = _ExpiringServer.clock = [1_000_000.0]
+    swarm.clock = lambda: now[0]
+    server, registry = _serve(_ExpiringServer, swarm, sealer)
+    registrar = InProcessRegistrar(swarm, registry, clock=lambda: now[0])
+    try:
+        service = swarm.add_service("web")
+        assert registrar.hint("web") is Outcome.CHANGED
+        [client_id] = _ExpiringServer.clients
+        found = registry.find("web", service.id)
+        assert found is not None and found.secret_expires_at == 1_000_000 + 3 * 86400
+        first = _ExpiringServer.clients[client_id]["client_secret"]
+        now[0] += 2 * 86400 - 60
+        assert registrar.full_pass() == {Outcome.UNCHANGED: 1}
+        now[0] += 60  # a third of its life left
+        assert registrar.full_pass() == {Outcome.CHANGED: 1}
+        given = _ExpiringServer.clients[client_id]["client_secret"]
+        assert given != first
+        [secret] = swarm.managed_secrets()
+        assert swarm.data(secret.id).decode() == given
+        # A server that ends no secret (0) says nothing the registrar acts on.
+        _ExpiringServer.lifetime = 0
+        assert registry.rotate(client_id).client.secret_expires_at is None
+    finally:
+        registrar.close()
+        registry.close()
+        server.shutdown()
+
+
 @pytest.fixture
 def spending(swarm, sealer) -> Iterator[DynamicRegistration]:
     server, registry = _serve(_SpendingServer, swarm, sealer)

@@ -196,6 +196,8 @@ class FakeRegistry:
         self.delay = 0.0
         self.previous_of: dict[str, tuple[str, float | None]] = {}
         self.clock: Callable[[], float] = time.time
+        # How long a secret works, as a server that ends them (RFC 7591) says; None: ever.
+        self.secret_lifetime: float | None = None
 
     def _check(self) -> None:
         if self.fail is not None:
@@ -270,6 +272,8 @@ class FakeRegistry:
 
     def _issue(self, client: ClientInfo, kind: str) -> FreshSecret:
         secret = secrets.token_urlsafe(32)
+        if self.secret_lifetime is not None:
+            client = replace(client, secret_expires_at=self.clock() + self.secret_lifetime)
         self.clients[client.client_id] = client
         self.secret_of[client.client_id] = secret
         self.writes[kind] += 1

@@ -635,6 +635,37 @@ def test_with_the_maximum_age_off_a_secret_is_never_rotated_by_age(swarm, regist
     rec.close()
 
 
+def test_a_secret_its_server_ends_is_replaced_with_a_third_of_its_life_left(swarm, registry):
+    rec, clock = rotating(swarm, registry)
+    registry.secret_lifetime = 3 * DAY
+    rec.hint(swarm.add_service("orders").name)
+    first = registry.secret_of["orders"]
+    clock.now += 2 * DAY - 60
+    assert rec.full_pass() == Counter({Outcome.UNCHANGED: 1})
+    clock.now += 60
+    assert rec.full_pass() == Counter({Outcome.CHANGED: 1})
+    assert registry.secret_of["orders"] != first
+    _, secret = assert_converged(swarm, registry, "orders")
+    assert swarm.data(secret.id) == registry.secret_of["orders"].encode()
+    # The new secret's life counts from its own start.
+    clock.now += 2 * DAY - 60
+    assert rec.full_pass() == Counter({Outcome.UNCHANGED: 1})
+    rec.close()
+
+
+def test_secrets_their_server_gives_no_life_are_not_replaced_at_every_pass(swarm, registry):
+    # A server whose clock is behind the registrar's ends each secret before Docker made it.
+    rec, clock = rotating(swarm, registry)
+    registry.secret_lifetime = -60
+    rec.hint(swarm.add_service("orders").name)
+    first = registry.secret_of["orders"]
+    for _ in range(3):
+        clock.now += 3600
+        assert rec.full_pass() == Counter({Outcome.UNCHANGED: 1})
+    assert registry.secret_of["orders"] == first
+    rec.close()
+
+
 def test_a_label_may_ask_for_a_shorter_maximum_but_not_a_longer_one(swarm, registry):
     rec, clock = rotating(swarm, registry)
     swarm.add_service("short", {**SELECTED, "swarm-oauth.secret-max-age": "1d"})

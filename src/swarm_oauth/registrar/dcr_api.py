@@ -403,6 +403,8 @@ def _client(
     until ``retire_previous``."""
     scope = body.get("scope") if body is not None else None
     scopes = tuple(scope.split()) if isinstance(scope, str) else record.scopes
+    # RFC 7591 §3.2.1: 0 (or, from a lax server, nothing) is a secret that never ends.
+    ends = body.get("client_secret_expires_at") if body is not None else None
     return ClientInfo(
         client_id=record.client_id,
         secret_version=record.secret_version,
@@ -410,4 +412,9 @@ def _client(
         scopes=scopes,
         audiences=(),
         previous_secret_expires_at=math.inf if holds_previous else None,
+        secret_expires_at=(
+            float(ends)
+            if isinstance(ends, int | float) and not isinstance(ends, bool) and 0 < ends < math.inf
+            else None
+        ),
     )

@@ -109,6 +109,9 @@ class ClientInfo:
     audiences: tuple[str, ...] = ()
     # Until when (Unix time) the previous secret still works, during a rotation's grace.
     previous_secret_expires_at: float | None = None
+    # Until when the current secret works, where its server ends it (RFC 7591
+    # client_secret_expires_at); None: it does not.
+    secret_expires_at: float | None = None
 
     @property
     def managed(self) -> bool:

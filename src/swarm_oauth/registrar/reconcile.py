@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from swarm_oauth.durations import format_duration
 from swarm_oauth.registrar.identities import Identities
-from swarm_oauth.registrar.labels import InvalidLabels
+from swarm_oauth.registrar.labels import MIN_SECRET_MAX_AGE, InvalidLabels
 from swarm_oauth.registrar.model import (
     ClientInfo,
     DesiredIdentity,
@@ -280,7 +280,7 @@ class Reconciler:
                 current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
                 managed_ids.add(current.id)
                 changed = True
-            elif (why := self._rotation_due(current, desired, requested.grace)) is not None:
+            elif why := self._rotation_due(current, desired, client, requested.grace):
                 grace = self._rotation_grace if requested.grace is None else requested.grace
                 rotated = client.client_id
                 fresh = self._act(
@@ -353,16 +353,29 @@ class Reconciler:
         )
 
     def _rotation_due(
-        self, current: DockerSecret, desired: DesiredIdentity, requested: float | None
+        self,
+        current: DockerSecret,
+        desired: DesiredIdentity,
+        client: ClientInfo,
+        requested: float | None,
     ) -> str | None:
         """Why the current secret must be replaced now, or None."""
         if requested is not None:
             return "on request"
-        age = self._clock() - current.created_at
+        now = self._clock()
+        age = now - current.created_at
         if desired.secret_max_age and current.created_at and age >= desired.secret_max_age:
             return f"it is {format_duration(int(age))} old, its maximum is " + format_duration(
                 desired.secret_max_age
             )
+        ends = client.secret_expires_at
+        life = ends - current.created_at if ends is not None and current.created_at else 0
+        # A secret its server ends is replaced with a third of its life left: time for the
+        # rolling update, and a pass or two missed. One the server gave (next to) no life,
+        # its clock behind ours, say, is left alone: each new one would be as short, and
+        # replacing them would roll the service's tasks at every pass.
+        if ends is not None and life >= MIN_SECRET_MAX_AGE and now >= ends - life / 3:
+            return f"its server ends it at {_iso(ends)}"
         return None
 
     @property
