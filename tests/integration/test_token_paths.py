@@ -126,6 +126,30 @@ def test_forward_auth_answers_alike_on_both_paths(token_server) -> None:
     assert access[0::2] == access[1::2]
     assert [line["status"] for line in access[0::2]] == [c[2] for c in cases.values()]
     assert all(line["route"] == "/api/verify" and line["method"] == "GET" for line in access)
+    # Who was let through or turned away, and why; a client id only from a token whose
+    # signature verified, never one a caller merely wrote.
+    logged = {
+        outcome: {k: line.get(k) for k in ("client_id", "error", "error_description")}
+        for outcome, line in zip(cases, access[0::2], strict=True)
+    }
+    assert logged == {
+        "allowed": {"client_id": "orders", "error": None, "error_description": None},
+        "invalid_token": {
+            "client_id": None,
+            "error": "invalid_token",
+            "error_description": "the token is not a JWT",
+        },
+        "insufficient_scope": {
+            "client_id": "orders",
+            "error": "insufficient_scope",
+            "error_description": "the token lacks scope(s): write",
+        },
+        "bad_query": {
+            "client_id": None,
+            "error": "invalid_request",
+            "error_description": "unknown query parameter 'scopes' (use audience and scope)",
+        },
+    }
 
 
 def raw_status(server, request: bytes) -> int:

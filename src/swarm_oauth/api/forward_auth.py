@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope, Send
 
 from swarm_oauth.api.metrics import FORWARD_AUTH
+from swarm_oauth.api.observe import LOG_FIELDS
 from swarm_oauth.api.responses import NO_STORE, json_answer, send_answer
 from swarm_oauth.identifiers import is_audience, is_scope_token
 from swarm_oauth.runtime import Runtime
@@ -111,11 +112,20 @@ class Refusal:
     error: str
     description: str
     challenge: str
+    client_id: str | None = None  # of a token whose signature verified
 
 
-def refusal(status: int, error: str, description: str, scopes: Iterable[str] = ()) -> Refusal:
+def refusal(
+    status: int,
+    error: str,
+    description: str,
+    scopes: Iterable[str] = (),
+    client_id: str | None = None,
+) -> Refusal:
     """A refusal whose challenge carries ``error``, ``description`` and ``scopes``."""
-    return Refusal(status, error, description, challenge(REALM, error, description, scopes))
+    return Refusal(
+        status, error, description, challenge(REALM, error, description, scopes), client_id
+    )
 
 
 # RFC 6750 §3.1: no error attributes in the challenge when no credentials came at all.
@@ -139,9 +149,9 @@ def decide(
     try:
         return verifier.authorize(token, now, audience, scopes)
     except InvalidToken as exc:
-        return refusal(401, "invalid_token", str(exc))
+        return refusal(401, "invalid_token", str(exc), client_id=exc.client_id)
     except InsufficientScope as exc:
-        return refusal(403, "insufficient_scope", str(exc), scopes)
+        return refusal(403, "insufficient_scope", str(exc), scopes, exc.client_id)
 
 
 class ForwardAuthEndpoint:
@@ -162,16 +172,20 @@ class ForwardAuthEndpoint:
         self, headers: Headers, body: bytes, query: bytes, fields: dict[str, object]
     ) -> Answer:
         """The answer to a request with these ``headers`` and raw ``query`` string; the
-        body is never read and there is nothing to log beyond the access line's own."""
+        body is never read. The access line gets the client of a token whose signature
+        verified, and a refusal's error and reason (never the token)."""
         try:
             audience, scopes = requirements(query)
         except BadQuery as exc:
             FORWARD_AUTH.labels("bad_query").inc()
+            fields["error"], fields["error_description"] = "invalid_request", str(exc)
             return json_answer(400, error_body("invalid_request", str(exc)), NO_STORE)
         if not self.runtime.watcher.fresh():
             # Revocations may be missing from a view the store no longer confirms.
             FORWARD_AUTH.labels("temporarily_unavailable").inc()
-            unavailable = error_body("temporarily_unavailable", "revocations cannot be checked")
+            reason = "revocations cannot be checked"
+            fields["error"], fields["error_description"] = "temporarily_unavailable", reason
+            unavailable = error_body("temporarily_unavailable", reason)
             retry = (b"retry-after", RETRY_AFTER_SECONDS)
             return json_answer(503, unavailable, (*NO_STORE, retry))
         authorization = [
@@ -180,12 +194,16 @@ class ForwardAuthEndpoint:
         outcome = decide(self.runtime.verifier, authorization, audience, scopes, time.time())
         if isinstance(outcome, Refusal):
             FORWARD_AUTH.labels(outcome.error).inc()
+            if outcome.client_id is not None:
+                fields["client_id"] = outcome.client_id
+            fields["error"], fields["error_description"] = outcome.error, outcome.description
             return json_answer(
                 outcome.status,
                 error_body(outcome.error, outcome.description),
                 ((b"www-authenticate", outcome.challenge.encode()), *NO_STORE),
             )
         ALLOWED.inc()
+        fields["client_id"] = outcome.client_id
         return Answer(
             200,
             (
@@ -198,4 +216,7 @@ class ForwardAuthEndpoint:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send_answer(send, self.answer_now(scope["headers"], b"", scope["query_string"], {}))
+        fields = scope.setdefault(LOG_FIELDS, {})
+        await send_answer(
+            send, self.answer_now(scope["headers"], b"", scope["query_string"], fields)
+        )

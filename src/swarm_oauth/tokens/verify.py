@@ -32,14 +32,20 @@ MAX_REMEMBERED = 10_000
 
 class InvalidToken(Exception):
     """Not a valid access token of this issuer (RFC 6750 ``invalid_token``); the message
-    says why and never quotes the token."""
+    says why and never quotes the token. ``client_id`` is the client of a token whose
+    signature verified (one expired, revoked, or for another audience), else ``None``."""
+
+    def __init__(self, reason: str, client_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.client_id = client_id
 
 
 class InsufficientScope(Exception):
     """A valid token that lacks required scopes (RFC 6750 ``insufficient_scope``)."""
 
-    def __init__(self, missing: Iterable[str]) -> None:
+    def __init__(self, missing: Iterable[str], client_id: str | None = None) -> None:
         self.missing = tuple(sorted(missing))
+        self.client_id = client_id
         super().__init__(f"the token lacks scope(s): {' '.join(self.missing)}")
 
 
@@ -115,9 +121,9 @@ class TokenVerifier:
         elif verified.expires_at <= now - grace:
             if verified.expires_at <= now - self.leeway:
                 del self._remembered[token]
-            raise InvalidToken("the token has expired")
+            raise InvalidToken("the token has expired", verified.client_id)
         if self._revocations().revoked(verified.client_id, verified.jti, verified.issued_at):
-            raise InvalidToken("the token has been revoked")
+            raise InvalidToken("the token has been revoked", verified.client_id)
         return verified
 
     def authorize(
@@ -127,10 +133,12 @@ class TokenVerifier:
         every one of ``scopes`` (``InsufficientScope``)."""
         verified = self.check(token, now)
         if audience is not None and audience not in verified.audiences:
-            raise InvalidToken(f"the token is not meant for audience {audience}")
+            raise InvalidToken(
+                f"the token is not meant for audience {audience}", verified.client_id
+            )
         missing = set(scopes) - verified.scopes
         if missing:
-            raise InsufficientScope(missing)
+            raise InsufficientScope(missing, verified.client_id)
         return verified
 
     def _decode(self, token: str, now: float, grace: float) -> VerifiedToken:
@@ -173,12 +181,12 @@ class TokenVerifier:
             raise InvalidToken("the token's claims are malformed") from None
         verified = _verified(claims)
         if verified.expires_at <= now - grace:
-            raise InvalidToken("the token has expired")
+            raise InvalidToken("the token has expired", verified.client_id)
         nbf = claims.get("nbf", verified.issued_at)
         if not _is_number(nbf):
             raise InvalidToken("the token's claims are malformed")
         if max(verified.issued_at, float(nbf)) > now + self.leeway:
-            raise InvalidToken("the token is not valid yet")
+            raise InvalidToken("the token is not valid yet", verified.client_id)
         return verified
 
 
