@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -294,6 +295,76 @@ def test_requests_auth_retries_once_with_a_fresh_token_after_401(
         assert [r.status_code for r in response.history] == [401]
         assert counter.count == 2
         assert served.requests == 3
+
+
+class Redirecting:
+    """Two HTTP servers of different origins: ``url`` (127.0.0.1) redirects to the other
+    (localhost), which answers 401 to everything and records what it was sent."""
+
+    def __init__(self) -> None:
+        seen = self.seen = []
+
+        class Refusing(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", "Bearer")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.refusing = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+        self.elsewhere = f"localhost:{self.refusing.server_address[1]}"
+        elsewhere = self.elsewhere
+
+        class Redirect(Refusing):
+            def do_GET(self) -> None:
+                self.send_response(302)
+                self.send_header("Location", f"http://{elsewhere}/x")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.redirect = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        self.url = f"http://127.0.0.1:{self.redirect.server_address[1]}/go"
+        for server in (self.refusing, self.redirect):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        for server in (self.refusing, self.redirect):
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_401_from_another_origin_after_a_redirect_neither_gets_nor_drops_the_token(
+    token_server: ServerProcess, secret_file: Path, tmp_path: Path, monkeypatch: Any
+) -> None:
+    counter, now = TokenCounter(), [1000.0]
+    source = source_for(
+        token_server,
+        secret_file,
+        clock=lambda: now[0],
+        http_client=httpx.Client(event_hooks={"request": [counter.hook]}),
+    )
+    servers = Redirecting()
+    # requests strips the token on the way to another host, and puts .netrc's there.
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine localhost login user password {'p' * 8}\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    try:
+        with requests.Session() as session:
+            session.auth = RequestsBearerAuth(source)
+            now[0] += source.min_token_age  # old enough that a 401 of its own would drop it
+            response = session.get(servers.url, timeout=10)
+        assert response.status_code == 401
+        assert servers.seen and all(a and a.startswith("Basic ") for a in servers.seen)
+        with httpx.Client(auth=BearerAuth(source), follow_redirects=True) as client:
+            assert [client.get(servers.url).status_code for _ in range(3)] == [401] * 3
+        assert counter.count == 1  # the token was kept: the 401s were not to it
+        assert not any(a and "Bearer" in a for a in servers.seen), servers.seen
+    finally:
+        servers.close()
 
 
 def test_a_service_that_keeps_refusing_a_new_token_costs_no_token_requests(

@@ -32,7 +32,7 @@ class BearerAuth(httpx.Auth):
         token = self.source.token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401 and self.source.invalidate(token):
+        if _refuses(response, token) and self.source.invalidate(token):
             request.headers["Authorization"] = f"Bearer {self.source.token()}"
             yield request
 
@@ -43,6 +43,16 @@ class BearerAuth(httpx.Auth):
         token = await self.source.atoken()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401 and self.source.invalidate(token):
+        if _refuses(response, token) and self.source.invalidate(token):
             request.headers["Authorization"] = f"Bearer {await self.source.atoken()}"
             yield request
+
+
+def _refuses(response: httpx.Response, token: str) -> bool:
+    """Whether ``response`` is a 401 to ``token`` itself: not one from the end of a
+    redirect to another origin, which httpx sends without the token (a valid token would
+    be dropped, and fetched again, at every call)."""
+    return (
+        response.status_code == 401
+        and response.request.headers.get("Authorization") == f"Bearer {token}"
+    )

@@ -34,8 +34,11 @@ class RequestsBearerAuth(requests.auth.AuthBase):
         sent = response.request
         if response.status_code != 401 or not isinstance(sent.body, bytes | str | None):
             return response
-        token = str(sent.headers["Authorization"]).removeprefix("Bearer ")
-        if not self.source.invalidate(token):
+        # Only a 401 to a request that carried a token of ours says anything about it: a
+        # redirect to another host went without it (requests strips it, and may put
+        # .netrc's Basic credentials there), and must not be sent the token after all.
+        scheme, _, token = str(sent.headers.get("Authorization", "")).partition(" ")
+        if scheme != "Bearer" or not self.source.invalidate(token):
             return response
         response.content  # noqa: B018 (read it all so the connection can be reused)
         response.close()
