@@ -7,11 +7,13 @@ The source's clock is a variable here, so "80% of the lifetime later" needs no s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +225,83 @@ def test_refused_secret_without_a_usable_token_raises(identity: Identity) -> Non
     assert caught.value.status_code == 401
     assert caught.value.error == "invalid_client"
     assert "not-the-secret" not in str(caught.value)
+
+
+def test_a_refused_request_is_not_made_again_by_every_caller_at_once(identity: Identity) -> None:
+    # A task whose secret was rotated out, say: each of its calls would otherwise cost the
+    # token server a request, as fast as the service handles its own traffic.
+    secret = identity.secret_file.read_text()
+    identity.secret_file.write_text("not-the-secret")
+    source = identity.source(async_http_client=identity.counter.async_client())
+    with pytest.raises(TokenRequestError):
+        source.token()
+    for call in [source.token] * 20 + [lambda: asyncio.run(source.atoken())] * 5:
+        with pytest.raises(TokenRequestError, match="not asked again for") as again:
+            call()
+        assert (again.value.status_code, again.value.error) == (401, "invalid_client")
+    assert identity.counter.requests == 1
+    identity.clock[0] += 1.0  # the first backoff: 0.5 to 1 s
+    with pytest.raises(TokenRequestError) as second:
+        source.token()
+    assert "not asked again" not in str(second.value)
+    assert identity.counter.requests == 2
+    identity.clock[0] += 0.99  # the second in a row: 1 to 2 s
+    with pytest.raises(TokenRequestError, match="not asked again"):
+        source.token()
+    identity.secret_file.write_text(secret)
+    identity.clock[0] += 1.01
+    assert identity.verifier().verify(source.token())["sub"] == "orders"
+    assert identity.counter.requests == 3
+
+
+class Unavailable(BaseHTTPRequestHandler):
+    """A token endpoint that answers 503 with ``Retry-After: 20`` and a long, many-line
+    error description."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        description = "down\nCRITICAL forged line " + "x" * 5000
+        body = json.dumps({"error": "temporarily_unavailable", "error_description": description})
+        self.send_response(503)
+        self.send_header("Retry-After", "20")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_server_that_says_when_to_come_back_is_not_asked_before(
+    identity: Identity, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/token"
+        source = TokenSource(
+            "orders",
+            url,
+            client_secret="s3cr3t",
+            clock=lambda: identity.clock[0],
+            http_client=identity.counter.client(),
+        )
+        with pytest.raises(TokenRequestError) as refused:
+            source.token()
+        assert refused.value.retry_after == 20
+        # The server's words, quoted on one line and cut short (they reach logs).
+        assert "\n" not in str(refused.value) and len(str(refused.value)) < 300
+        identity.clock[0] += 19
+        with pytest.raises(TokenRequestError, match=r"not asked again for 1\.0s"):
+            source.token()
+        identity.clock[0] += 1
+        with pytest.raises(TokenRequestError):
+            source.token()
+        assert identity.counter.requests == 2
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_forced_refresh_after_invalidate(identity: Identity) -> None:

@@ -118,12 +118,19 @@ class TokenRequestError(TokenSourceError):
     """The token endpoint refused the request or could not be reached.
 
     ``status_code`` is ``None`` when no HTTP response arrived; ``error`` is the RFC 6749
-    §5.2 code from the response body when there was one (e.g. ``invalid_client``).
+    §5.2 code from the response body when there was one (e.g. ``invalid_client``);
+    ``retry_after`` the seconds of the response's ``Retry-After``, if it had one.
     """
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, error: str | None = None
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.error = error
+        self.retry_after = retry_after

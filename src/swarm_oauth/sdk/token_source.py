@@ -11,9 +11,12 @@ so a short outage of the token server does not reach the service's own callers.
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import math
 import os
+import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +47,13 @@ DEFAULT_LIFETIME_SECONDS = 60.0
 # Longer than any access token is meant to live: a larger expires_in (a server's way of
 # saying "never expires") is taken as this.
 MAX_LIFETIME_SECONDS = 10 * 365 * 86400.0
+# With no valid token to fall back on, a failed request is answered again to every
+# caller, without a request of its own, for a while that doubles with each failure in a
+# row (half of it random, so that replicas spread out), from the first to the last:
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+# The longest a server's words are quoted in an error (and so in logs).
+MAX_QUOTED = 200
 # What the registrar sets for a managed service, two optional request settings, and the
 # CA bundle of a token server that serves HTTPS with a private CA.
 _ENVIRONMENT = {
@@ -84,12 +94,13 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
     if response.status_code != 200:
         error = body.get("error") if isinstance(body, dict) else None
         description = body.get("error_description") if isinstance(body, dict) else None
-        detail = ": ".join(str(part) for part in (error, description) if part)
+        detail = ": ".join(quoted(part) for part in (error, description) if part)
         raise TokenRequestError(
             f"token endpoint refused the request with HTTP {response.status_code}"
             + (f" ({detail})" if detail else ""),
             status_code=response.status_code,
-            error=error if isinstance(error, str) else None,
+            error=quoted(error) if isinstance(error, str) else None,
+            retry_after=retry_after(response),
         )
     if not isinstance(body, dict):
         raise TokenRequestError("token endpoint answered 200 without a JSON object")
@@ -97,7 +108,9 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
     if not isinstance(token, str) or not token:
         raise TokenRequestError("token response has no access_token")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise TokenRequestError(f"token response has token_type {token_type!r}, not Bearer")
+        raise TokenRequestError(
+            f"token response has token_type {quoted(repr(token_type))}, not Bearer"
+        )
     expires_in = body.get("expires_in", DEFAULT_LIFETIME_SECONDS)
     # Python's json reads NaN and Infinity (no lifetime), and integers float() cannot hold.
     if (
@@ -107,6 +120,21 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
     ):
         raise TokenRequestError(f"token response has an invalid expires_in: {expires_in!r:.40}")
     return token, float(min(MAX_LIFETIME_SECONDS, expires_in))
+
+
+def quoted(value: object) -> str:
+    """A server's words as an error may quote them: one line, at most ``MAX_QUOTED``
+    characters (a log line must not be forged, nor grow without bound)."""
+    return _CONTROLS.sub(" ", str(value))[:MAX_QUOTED]
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds, when the server said it that way (RFC 9110 §10.2.3)."""
+    value = response.headers.get("Retry-After", "").strip()
+    return float(min(int(value), BACKOFF_MAX_SECONDS)) if value.isdigit() else None
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
@@ -176,6 +204,9 @@ class TokenSource:
         self._lock = threading.Lock()
         self._cached: CachedToken | None = None
         self._retry_at = float("-inf")
+        self._failed: TokenSourceError | None = None  # the last failure with no token left
+        self._failures = 0  # in a row
+        self._failed_until = float("-inf")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> TokenSource:
@@ -204,17 +235,33 @@ class TokenSource:
         return cls(**settings)
 
     def token(self) -> str:
-        """A current access token, fetching one first if none is usable."""
+        """A current access token, fetching one first if none is usable.
+
+        With none usable, a request that just failed is not made again at once: until its
+        backoff ends (1 s, doubling with each failure in a row up to 30 s, or the server's
+        ``Retry-After``), callers get its error again, saying so.
+        """
         if (token := self._usable()) is not None:
             return token
+        self._raise_if_backing_off()
         return self._flight.run(lambda: self._runner.run(self._refreshing())).access_token
 
     async def atoken(self) -> str:
         """Like ``token`` for async code: waits without blocking the event loop."""
         if (token := self._usable()) is not None:
             return token
+        self._raise_if_backing_off()
         cached = await self._flight.arun(lambda: self._runner.arun(self._refreshing()))
         return cached.access_token
+
+    def _raise_if_backing_off(self) -> None:
+        """The last failure again, while its backoff lasts."""
+        failed, now = self._failed, self._clock()
+        if failed is None or now >= self._failed_until:
+            return
+        again = copy.copy(failed)  # a new traceback each time, the attributes kept
+        again.args = (f"{failed} (not asked again for {self._failed_until - now:.1f}s)",)
+        raise again
 
     def invalidate(self, token: str | None = None) -> bool:
         """Forget the cached token (only if it is ``token``, when given): a 401 said it is bad.
@@ -250,9 +297,18 @@ class TokenSource:
         return cached if cached is not None and self._clock() < cached.refresh_at else None
 
     def _fall_back(self, error: TokenSourceError) -> CachedToken:
-        """After a failed refresh, the current token if it is still valid; else ``error``."""
+        """After a failed refresh, the current token if it is still valid; else ``error``,
+        which callers get again until its backoff ends."""
         cached, now = self._cached, self._clock()
         if cached is None or now >= cached.expires_at:
+            with self._lock:
+                self._failures += 1
+                backoff = min(
+                    BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1)
+                )
+                backoff *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+                asked = error.retry_after if isinstance(error, TokenRequestError) else None
+                self._failed, self._failed_until = error, now + max(backoff, asked or 0.0)
             raise error
         self._retry_at = now + self.retry_interval
         log.warning(
@@ -306,4 +362,5 @@ class TokenSource:
         with self._lock:
             self._cached = cached
             self._retry_at = float("-inf")
+            self._failed, self._failures = None, 0
         return cached
