@@ -30,7 +30,7 @@ from swarm_oauth.secretfiles import (
 )
 from swarm_oauth.store import ChangeBatch, RevocationRecord, Store, StoreError, open_store
 from swarm_oauth.tokens import RevocationList, TokenIssuer, TokenVerifier
-from swarm_oauth.tokens.revocation import revoke_client_tokens
+from swarm_oauth.tokens.revocation import client_revocation
 from swarm_oauth.watcher import ChangeWatcher
 
 log = logging.getLogger("swarm_oauth.runtime")
@@ -115,7 +115,10 @@ class Runtime:
         self._revocations_lock = threading.Lock()
         self.client_cache = ClientCache(store)
         self.clients = ClientService(
-            store, on_change=self.client_cache.forget, revoke_tokens=self._revoke_client_tokens
+            store,
+            on_change=self.client_cache.forget,
+            cutoff=client_revocation,
+            on_revoked=self.note_revocation,
         )
         self.issuer = TokenIssuer(
             settings.issuer_url, lambda: self.keyring, lifetime=settings.token_lifetime
@@ -185,9 +188,6 @@ class Runtime:
             with self._revocations_lock:
                 self.revocations = loaded
         self._observe_keys()
-
-    def _revoke_client_tokens(self, client_id: str, now: float) -> None:
-        self.note_revocation(revoke_client_tokens(self.store, client_id, now))
 
     def note_revocation(self, record: RevocationRecord) -> None:
         """Apply a revocation this process just stored, ahead of the change log."""

@@ -153,6 +153,26 @@ def test_only_a_migrated_store_counts_as_initialized(store_url: str, tmp_path: P
         fresh.close()
 
 
+def test_a_client_is_removed_with_its_cutoff_in_one_change(store: Store) -> None:
+    now = time.time()
+    store.add_client(client("svc-a"))
+    cursor = store.last_change()
+    cutoff = RevocationRecord("svc-a", now + 1000, issued_before=now)
+    assert store.remove_client("svc-a", cutoff) is True
+    assert store.get_client("svc-a") is None
+    assert store.list_revocations(now) == [cutoff]
+    # One batch names both: no reader of the log sees the cut-off without the removal.
+    batch = store.changes_since(cursor)
+    assert [(c.kind, c.key) for c in batch.changes] == [
+        ("client", "svc-a"),
+        ("revocation", cutoff.key),
+    ]
+    # Nothing to remove, nothing revoked.
+    other = RevocationRecord("svc-b", now + 1000, issued_before=now)
+    assert store.remove_client("svc-b", other) is False
+    assert store.list_revocations(now) == [cutoff]
+
+
 def test_duplicate_add_raises_client_exists_and_keeps_the_first(store: Store) -> None:
     first = client("svc-a")
     store.add_client(first)

@@ -54,6 +54,12 @@ async def load_client(runtime: Runtime, client_id: str) -> ClientRecord | None:
     cached, client = cached_client(runtime, client_id)
     if cached:
         return client
+    return await reloaded_client(runtime, client_id)
+
+
+async def reloaded_client(runtime: Runtime, client_id: str) -> ClientRecord | None:
+    """The client's record as the store has it now (off the event loop), not the cache's;
+    503 when the store cannot be reached."""
     try:
         return await asyncio.to_thread(runtime.client_cache.load, client_id)
     except StoreRejected:

@@ -13,7 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import Receive, Scope, Send
 
-from swarm_oauth.api.forms import cached_client, form_headers, form_of, load_client
+from swarm_oauth.api.forms import (
+    cached_client,
+    form_headers,
+    form_of,
+    load_client,
+    reloaded_client,
+)
 from swarm_oauth.api.metrics import TOKEN_ISSUE_SECONDS, TOKENS
 from swarm_oauth.api.observe import LOG_FIELDS
 from swarm_oauth.api.responses import (
@@ -142,6 +148,10 @@ class TokenEndpoint:
                 # would be. uvloop's timers count whole milliseconds and may fire that
                 # much early.
                 await asyncio.sleep(delay + TIMER_SLACK_SECONDS)
+                # And asked again, of the store: a cut-off comes with a removal or after
+                # a new secret, which the record loaded before the wait (or the cache,
+                # behind the store by a poll) may not know of yet.
+                client = await reloaded_client(runtime, request.client_id)
             now = time.time()
             if runtime.issuer.signs_slowly(now):
                 loop = asyncio.get_running_loop()

@@ -16,7 +16,7 @@ from swarm_oauth.identifiers import (
     validate_client_id,
     validate_list,
 )
-from swarm_oauth.store import ClientRecord, Store
+from swarm_oauth.store import ClientRecord, RevocationRecord, Store
 from swarm_oauth.timestamps import iso8601
 
 log = logging.getLogger("swarm_oauth.clients")
@@ -77,16 +77,19 @@ class ClientService:
         store: Store,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[str], None] = lambda client_id: None,
-        revoke_tokens: Callable[[str, float], None] = lambda client_id, now: None,
+        cutoff: Callable[[str, float], RevocationRecord] | None = None,
+        on_revoked: Callable[[RevocationRecord], None] = lambda record: None,
     ) -> None:
-        """``revoke_tokens(client_id, now)`` revokes every token a client being removed
-        was issued up to ``now`` (``ClientNotFound`` if there is no such client)."""
+        """``cutoff(client_id, now)`` is the revocation of every token a client being
+        removed was issued up to ``now``, stored with the removal; ``on_revoked`` applies
+        it in this process once stored."""
         self._store = store
         self._clock = clock
         # Lets this process's own caches drop a client at once rather than at the
         # watcher's next poll.
         self._on_change = on_change
-        self._revoke_tokens = revoke_tokens
+        self._cutoff = cutoff
+        self._on_revoked = on_revoked
 
     def add(
         self,
@@ -122,15 +125,20 @@ class ClientService:
         """Delete a client and revoke the tokens it holds; ``ClientNotFound`` when
         unknown."""
         client_id = validate_client_id(client_id)
-        # First: a token stays valid to its `exp` whether its client exists or not, and
-        # the services behind forward-auth, introspection and the SDK's revocation check
-        # are to refuse a removed client's tokens at once. Should the removal then fail,
-        # the client is only revoked, and a retry removes it.
-        self._revoke_tokens(client_id, self._clock())
-        if not self._store.remove_client(client_id):
+        # A token stays valid to its `exp` whether its client exists or not, and the
+        # services behind forward-auth, introspection and the SDK's revocation check are
+        # to refuse a removed client's tokens at once: the cut-off goes with the removal,
+        # in one transaction. Apart, a tokens process that saw the cut-off first would
+        # hold a request for its second, then issue from the client it still had cached,
+        # a token after the cut-off of a client about to be gone.
+        now = self._clock()
+        revocation = self._cutoff(client_id, now) if self._cutoff is not None else None
+        if not self._store.remove_client(client_id, revocation):
             raise ClientNotFound(client_id)
+        if revocation is not None:
+            self._on_revoked(revocation)
         self._on_change(client_id)
-        log.info("client removed", extra={"client_id": client_id})
+        log.info("client removed", extra={"client_id": client_id, "tokens_issued_before": now})
 
     def rotate(
         self, client_id: object, grace_seconds: object = 0, replace_current: object = False

@@ -151,8 +151,10 @@ class Store(Protocol):
     def count_clients(self) -> int:
         """How many clients there are."""
 
-    def remove_client(self, client_id: str) -> bool:
-        """Delete a client; False when there was none."""
+    def remove_client(self, client_id: str, revocation: RevocationRecord | None = None) -> bool:
+        """Delete a client, and store ``revocation`` (its tokens' cut-off) in the same
+        transaction, so that no process sees one without the other; False when there was
+        no such client (and nothing is stored)."""
 
     def rotate_client_secret(
         self,

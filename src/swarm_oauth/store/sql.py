@@ -243,13 +243,17 @@ class SQLStore(ABC):
         rows = self._read(lambda conn: conn.execute(self._sql.count_clients).fetchall())
         return int(rows[0][0])
 
-    def remove_client(self, client_id: str) -> bool:
-        """Delete a client; False when there was none."""
+    def remove_client(self, client_id: str, revocation: RevocationRecord | None = None) -> bool:
+        """Delete a client, with ``revocation`` stored in the same transaction; False when
+        there was none."""
 
         def go(conn: Executor) -> bool:
             removed = bool(conn.execute(self._sql.remove_client, (client_id,)).rowcount > 0)
             if removed:
                 self._log(conn, "client", client_id)
+                if revocation is not None:
+                    conn.execute(self._sql.add_revocation, revocation_params(revocation))
+                    self._log(conn, "revocation", revocation.key)
             return removed
 
         return self._write(go)

@@ -1,0 +1,98 @@
+"""A token request held for its client's cut-off second, and what changed meanwhile: the
+clients role and the tokens role as two runtimes in this process, on one SQLite file.
+
+After ``revoke-tokens`` the tokens role holds a request of that client until the next
+second (``iat`` has whole seconds). Whatever the clients role did during that second (a
+new secret, the client removed) must count when the request resumes: a token issued
+after the cut-off is never revoked by it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.inprocess import InProcessServer
+
+BODY = {"grant_type": "client_credentials"}
+
+
+@pytest.fixture
+def roles(tmp_path: Path) -> Iterator[tuple[InProcessServer, InProcessServer]]:
+    clients = InProcessServer(tmp_path / "data", role="clients")
+    tokens = InProcessServer(tmp_path / "data", role="tokens")
+    yield clients, tokens
+    tokens.close()
+    clients.close()
+
+
+def ask(tokens: InProcessServer, secret: str, answers: list[httpx.Response]) -> None:
+    answers.append(tokens.request("POST", "/api/token", data=BODY, auth=("orders", secret)))
+
+
+def held_request(
+    clients: InProcessServer, tokens: InProcessServer, secret: str
+) -> tuple[threading.Thread, list[httpx.Response], float]:
+    """A token request the tokens role holds for a cut-off it has seen, with at least
+    half a second of the hold left; the thread, where its answer goes, and the end of
+    the hold."""
+    for _ in range(10):
+        # Just after a second begins, so that the hold is long enough to act within.
+        time.sleep(math.ceil(time.time()) - time.time() + 0.02)
+        revoked = clients.admin("POST", "/api/clients/revoke-tokens", json={"client_id": "orders"})
+        assert revoked.status_code == 200, revoked.text
+        deadline = time.monotonic() + 0.3
+        while tokens.runtime.revocations.issue_delay("orders", time.time()) == 0:
+            assert time.monotonic() < deadline, "the tokens role never saw the cut-off"
+            time.sleep(0.01)
+        if tokens.runtime.revocations.issue_delay("orders", time.time()) < 0.5:
+            continue  # too close to the second's end to act within the hold
+        answers: list[httpx.Response] = []
+        thread = threading.Thread(target=ask, args=(tokens, secret, answers))
+        thread.start()
+        return thread, answers, math.floor(revoked.json()["issued_before"]) + 1.0
+    pytest.fail("no cut-off left half a second of its second")
+
+
+def test_a_secret_rotated_during_the_hold_is_refused_when_the_request_resumes(roles) -> None:
+    clients, tokens = roles
+    old = clients.admin("POST", "/api/clients/add", json={"client_id": "orders"})
+    secret = old.json()["client_secret"]
+    assert tokens.request("POST", "/api/token", data=BODY, auth=("orders", secret)).is_success
+    thread, answers, hold_ends = held_request(clients, tokens, secret)
+    time.sleep(0.05)  # the request is in, loaded with the old secret, and waiting
+    assert thread.is_alive()
+    rotated = clients.admin(
+        "POST", "/api/clients/rotate", json={"client_id": "orders", "grace_seconds": 0}
+    )
+    assert rotated.status_code == 200
+    assert time.time() < hold_ends  # the rotation came within the hold
+    thread.join(10)
+    [answer] = answers
+    assert time.time() >= hold_ends  # it was held
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"] == "invalid_client"
+
+
+def test_a_client_removed_during_the_hold_gets_no_token(roles) -> None:
+    clients, tokens = roles
+    secret = clients.admin("POST", "/api/clients/add", json={"client_id": "orders"}).json()[
+        "client_secret"
+    ]
+    assert tokens.request("POST", "/api/token", data=BODY, auth=("orders", secret)).is_success
+    thread, answers, hold_ends = held_request(clients, tokens, secret)
+    time.sleep(0.05)
+    assert thread.is_alive()
+    removed = clients.admin("POST", "/api/clients/remove", json={"client_id": "orders"})
+    assert removed.status_code == 200
+    assert time.time() < hold_ends
+    thread.join(10)
+    [answer] = answers
+    assert answer.status_code == 401, answer.text
+    assert answer.json()["error"] == "invalid_client"
