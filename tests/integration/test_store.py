@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql as psql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from swarm_oauth.store import (
     ClientExists,
@@ -24,6 +28,7 @@ from swarm_oauth.store import sqlite as sqlite_store
 from swarm_oauth.store.postgres import PostgresStore
 from swarm_oauth.store.records import CLIENT_COLUMNS, client_params
 from swarm_oauth.store.sqlite import SQLiteStore
+from tests.support.postgres import url_for
 from tests.support.race import race
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -456,6 +461,69 @@ def test_concurrent_migrate_from_several_processes(store_url: str, tmp_path: Pat
         assert [c.key for c in store.changes_since(0).changes] == ["svc-a"]
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_writes_stay_serialized_where_the_database_defaults_to_a_stricter_isolation(
+    postgres_url: str, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    # Under REPEATABLE READ the advisory lock's statement would take the snapshot before
+    # its wait: each writer's checks would miss what the one before it committed.
+    name = conninfo_to_dict(postgres_url)["dbname"]
+    with psycopg.connect(postgres_admin_url, autocommit=True) as admin:
+        admin.execute(
+            psql.SQL(
+                "ALTER DATABASE {} SET default_transaction_isolation = 'repeatable read'"
+            ).format(psql.Identifier(name))
+        )
+    count = 4
+    assert race(_migrate_in_process, [(postgres_url, str(tmp_path))] * count) == ["ok"] * count
+    store = open_store(postgres_url, tmp_path)
+    try:
+        store.add_key(key("old", created_at=time.time() - 3600))
+        outcomes = dict(
+            race(_rotate_in_process, [(postgres_url, str(tmp_path), f"k{n}") for n in range(count)])
+        )
+        assert sorted(outcomes.values(), key=str) == [None] * (count - 1) + [["old"]], outcomes
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_role_that_may_not_create_tables_starts_on_a_current_schema(
+    postgres_url: str, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    owner = open_store(postgres_url, tmp_path)
+    owner.migrate()  # `swarm-oauth db upgrade`, as the owner
+    owner.close()
+    role, password = f"app_{secrets.token_hex(6)}", secrets.token_urlsafe(12)
+    params = {key: str(value) for key, value in conninfo_to_dict(postgres_url).items()}
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            psql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                psql.Identifier(role), psql.Literal(password)
+            )
+        )
+        conn.execute(psql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+        for grant in (
+            "GRANT USAGE ON SCHEMA public TO {}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}",
+            "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}",
+        ):
+            conn.execute(psql.SQL(grant).format(psql.Identifier(role)))
+    try:
+        app_url = url_for(make_conninfo(**{**params, "user": role, "password": password}))
+        store = open_store(app_url, tmp_path)
+        try:
+            store.migrate()  # what every `serve` start runs
+            store.add_client(client("svc-a"))
+            assert store.get_client("svc-a") == client("svc-a")
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(psql.SQL("DROP OWNED BY {}").format(psql.Identifier(role)))
+            conn.execute(psql.SQL("DROP ROLE {}").format(psql.Identifier(role)))
 
 
 def test_registration_token_hash_is_kept_through_updates_and_rotations(store: Store) -> None:

@@ -208,11 +208,15 @@ class PostgresStore(SQLStore):
     def _configure_session(self, conn: psycopg.Connection) -> None:
         # Bounds on the server side: no statement or lock wait (the write lock behind a
         # stuck writer) runs forever, and a session that died mid-transaction releases
-        # the write lock instead of holding it until TCP gives up.
+        # the write lock instead of holding it until TCP gives up. And READ COMMITTED
+        # whatever the database or role defaults to: a write's checks must read what the
+        # writer before it committed, and under REPEATABLE READ or SERIALIZABLE the
+        # snapshot is taken by the advisory lock's own statement, before its wait.
         timeout = str(self._statement_timeout_ms)
         conn.execute(
             "SELECT set_config('statement_timeout', %s, false),"
-            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            " set_config('idle_in_transaction_session_timeout', %s, false),"
+            " set_config('default_transaction_isolation', 'read committed', false)",
             (timeout, timeout),
         )
 
@@ -280,7 +284,11 @@ class PostgresStore(SQLStore):
 
     def migrate(self) -> None:
         """Apply pending migrations, one replica at a time (advisory lock), each with its
-        row in ``schema_version``, all in one transaction."""
+        row in ``schema_version``, all in one transaction. A schema already current is
+        only read: a role without the right to create tables starts on one that
+        ``swarm-oauth db upgrade`` (as the owner) brought up to date."""
+        if self._schema_version() >= len(MIGRATIONS):
+            return
 
         def go(conn: Executor) -> None:
             conn.execute(
@@ -302,6 +310,18 @@ class PostgresStore(SQLStore):
 
         # Unbounded: a replica waits for another's migration rather than fail its start.
         self._run(go, lock=MIGRATION_LOCK, unbounded=True)
+
+    def _schema_version(self) -> int:
+        """The newest migration applied here (0: none, or no schema at all)."""
+
+        def go(conn: Executor) -> int:
+            exists = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchall()
+            if not exists[0][0]:
+                return 0
+            rows = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()
+            return int(rows[0][0])
+
+        return self._read(go)
 
     def initialized(self) -> bool:
         """Whether ``schema_version`` exists in this database (a server created it)."""
