@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -146,3 +148,53 @@ def test_a_write_stuck_behind_the_write_lock_gives_up_instead_of_hanging(
         assert store.get_client("svc-a") == client("svc-a")
     finally:
         impatient.close()
+
+
+def test_a_database_restored_from_an_older_dump_makes_readers_reload(
+    cluster: PostgresCluster, database_url: str, store: PostgresStore, tmp_path: Path
+) -> None:
+    # A reader (a tokens process's watcher) follows the log to its head; the database
+    # is then restored from a dump taken earlier: the log restarts below the reader's
+    # cursor, and its numbers come again for other changes.
+    reader = PostgresStore(database_url)
+    try:
+        store.add_client(client("svc-a"))
+        dump = tmp_path / "oauth.dump"
+        subprocess.run(
+            [str(cluster.bin_dir / "pg_dump"), "-Fc", "-f", str(dump), database_url], check=True
+        )
+        for name in ("svc-b", "svc-c", "svc-d"):
+            store.add_client(client(name))
+        store.remove_client("svc-a")
+        followed = reader.changes_since(0)
+        assert followed.complete and followed.cursor == store.last_change() == 5
+
+        name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+        with psycopg.connect(cluster.url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        subprocess.run(
+            [str(cluster.bin_dir / "pg_restore"), "-d", database_url, str(dump)], check=True
+        )
+        assert store.get_client("svc-a") is not None  # back, as in the dump
+        # Writes after the restore carry the log past the reader's cursor again.
+        for name in ("svc-e", "svc-f", "svc-g", "svc-h", "svc-i"):
+            store.add_client(client(name))
+        assert store.last_change() == 6
+        batch = reader.changes_since(followed.cursor)
+        assert batch.complete is False  # drop everything cached, it may be gone
+        assert batch.cursor == 6
+        assert reader.changes_since(batch.cursor).complete is True
+        store.remove_client("svc-e")
+        after = reader.changes_since(batch.cursor)
+        assert after.complete and [c.key for c in after.changes] == ["svc-e"]
+    finally:
+        reader.close()
+
+
+def test_a_log_behind_the_cursor_is_an_incomplete_batch(store: PostgresStore) -> None:
+    # A failover to a standby that had not yet received the last changes.
+    store.add_client(client("svc-a"))
+    head = store.last_change()
+    batch = store.changes_since(head + 3)
+    assert (batch.complete, batch.cursor) == (False, head)

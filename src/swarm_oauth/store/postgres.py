@@ -134,6 +134,13 @@ class PostgresStore(SQLStore):
     """A ``Store`` on a PostgreSQL database, safe for many processes at once."""
 
     placeholder: ClassVar[str] = "%s"
+    # A database restored (recreated: a new oid) or a server restarted or failed over to
+    # (a new start time) may hold an older log than the cursor a reader kept; a reload
+    # after a mere restart costs little.
+    head_statement: ClassVar[str] = (
+        "SELECT max(seq), (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " || '@' || pg_postmaster_start_time() FROM changes"
+    )
     duplicate_key_error: ClassVar[type[Exception]] = psycopg.errors.UniqueViolation
 
     def __init__(

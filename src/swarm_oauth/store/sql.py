@@ -147,12 +147,16 @@ class SQLStore(ABC):
     placeholder: ClassVar[str]
     #: What the driver raises when an insert hits the client id's primary key.
     duplicate_key_error: ClassVar[type[Exception]]
+    #: The change log's head, and what tells this database apart from one restored or
+    #: failed over to in its place (``NULL`` where the backend watches that otherwise).
+    head_statement: ClassVar[str] = "SELECT max(seq), NULL FROM changes"
 
     def __init__(self, *, change_log_keep: int = CHANGE_LOG_KEEP) -> None:
         self._sql = Statements(self.placeholder)
         self._keep = change_log_keep
         # Prune in steps rather than on every write; the log holds keep..keep+step entries.
         self._prune_every = max(1, change_log_keep // 10)
+        self._identity: object = None  # of the database, as changes_since last saw it
 
     # -- what a backend provides -----------------------------------------------------------
 
@@ -194,6 +198,14 @@ class SQLStore(ABC):
             rows: Sequence[Sequence[Any]] = conn.execute(
                 self._sql.changes_after, (cursor,)
             ).fetchall()
+            head, identity = conn.execute(self.head_statement).fetchall()[0]
+            head = int(head or 0)
+            seen, self._identity = self._identity, identity
+            if cursor > head or (seen is not None and identity != seen):
+                # The log went back (a restore, a failover to a standby that lagged) or
+                # is another database's: numbers past the head may come again, for other
+                # changes. Whoever cached anything must drop it, and follow from here.
+                return ChangeBatch(cursor=head, complete=False)
             if not rows:
                 # Pruning always keeps the newest entries, so an empty answer means the
                 # cursor is at the head and nothing was lost.
