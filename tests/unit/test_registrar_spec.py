@@ -35,7 +35,12 @@ def service(labels: dict[str, str], **fields: object) -> ObservedService:
     return ObservedService(id="abcdef0123456789", name="shop_orders", labels=labels, **fields)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("client_id", ["a", "orders", "x" * 128, "a." * 40 + "b", "-lead-", "_x_"])
+@pytest.mark.parametrize(
+    "client_id",
+    # The last ones as servers that pick ids write them (Gluu's inums, a UUID URN, ...).
+    ["a", "orders", "x" * 128, "a." * 40 + "b", "-lead-", "_x_", "@!1234!0001.aBc",
+     "urn:uuid:0f8fad5b-d9cb-469f", "ünïcode id", "%%%"],
+)  # fmt: skip
 def test_secret_names_are_valid_docker_names_within_64_characters(client_id):
     client = ClientInfo(client_id, 123456, {"incarnation": "0123456789abcdef"})
     name = secret_name(client, "q2x8r0vnb9l3p6m1z4k7j5h2g")

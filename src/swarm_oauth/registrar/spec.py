@@ -107,9 +107,14 @@ def secret_name(client: ClientInfo, service_id: str) -> str:
         f"-v{client.secret_version}"
     )
     room = MAX_SECRET_NAME - len("oauth-") - len(suffix)
-    # Docker wants the name to start and end with an alphanumeric character.
-    client_part = client.client_id[:room].strip("._-") or "client"
+    # A server that picks client ids (dcr) may put anything in them ("@!1234!0001"):
+    # Docker takes letters, digits and "_.-", with a letter or digit at each end.
+    readable = _NOT_IN_NAMES.sub("-", client.client_id)
+    client_part = readable[:room].strip("._-") or "client"
     return f"oauth-{client_part}{suffix}"
+
+
+_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def is_current(secret: DockerSecret, client: ClientInfo, service_id: str) -> bool:
