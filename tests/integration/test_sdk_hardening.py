@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import jwt
@@ -367,3 +367,69 @@ def test_a_content_coding_that_inflates_beyond_gzip_is_refused(misbehaving: str)
     token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {"sub": "x"}, es256)
     with pytest.raises(KeySetUnavailable, match="content coding 'gzip, gzip'"):
         verifier.verify(token)
+
+
+class Recording(BaseHTTPRequestHandler):
+    """A token endpoint (``POST``) and a JWKS (``GET``) that record each request's
+    ``Accept-Encoding``."""
+
+    accepted: ClassVar[list[str | None]] = []
+    KEYS: ClassVar[dict[str, Any]] = {
+        "keys": [
+            {
+                **jwt.algorithms.ECAlgorithm.to_jwk(EC_KEY.public_key(), as_dict=True),
+                "kid": "another",
+                "alg": "ES256",
+                "use": "sig",
+            }
+        ]
+    }
+
+    def do_GET(self) -> None:
+        self.answer(self.KEYS)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.answer({"access_token": "t", "token_type": "Bearer", "expires_in": 60})
+
+    def answer(self, document: dict[str, Any]) -> None:
+        self.accepted.append(self.headers.get("Accept-Encoding"))
+        body = json.dumps(document).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_every_request_accepts_only_the_codings_the_sdk_reads(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    # httpx's default names br and zstd once brotli or zstandard is installed (a
+    # dependency of something else, say); a server or proxy honouring it would send a
+    # coding the SDK refuses, and every token and key fetch would fail.
+    monkeypatch.setattr(httpx._client, "ACCEPT_ENCODING", "gzip, deflate, br, zstd")
+    Recording.accepted = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recording)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        source = TokenSource("orders", f"{url}/token", client_secret="s3cr3t")
+        verifier = Verifier("https://issuer", AUDIENCE, f"{url}/jwks")
+        token = signed({"alg": "ES256", "typ": "at+jwt", "kid": "ec"}, {"sub": "x"}, es256)
+        if mode == "sync":
+            assert source.token() == "t"
+            with pytest.raises(UnknownKey):
+                verifier.verify(token)
+        else:
+            assert asyncio.run(source.atoken()) == "t"
+            with pytest.raises(UnknownKey):
+                asyncio.run(verifier.averify(token))
+        assert Recording.accepted and set(Recording.accepted) == {"gzip, deflate"}
+    finally:
+        server.shutdown()
+        server.server_close()

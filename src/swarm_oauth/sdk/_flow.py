@@ -38,6 +38,10 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # a thousand times its size, so the cap is checked in time. Brotli and zstd (decoded by
 # httpx when their packages are installed) and stacked codings inflate further per read.
 _CODINGS = frozenset({"identity", "gzip", "x-gzip", "deflate"})
+# What every request says it takes, so that a server (or a compressing proxy) that
+# honours it sends nothing else: httpx's default names br and zstd when their packages
+# happen to be installed.
+ACCEPT_ENCODING = "gzip, deflate"
 # Response headers a body read whole no longer has: it is decoded, its length known.
 _FRAMING = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
@@ -220,7 +224,7 @@ def _arguments(request: Request) -> dict[str, Any]:
     return {
         "method": request.method,
         "url": request.url,
-        "headers": request.headers,
+        "headers": {"Accept-Encoding": ACCEPT_ENCODING, **(request.headers or {})},
         "data": request.data,
         # Even with a client of yours that follows redirects: a 307 would resend a form
         # with the client secret in it to wherever it points.
