@@ -6,8 +6,12 @@ that names the URL."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from swarm_oauth.sdk import (
     TokenSource,
     Verifier,
 )
+from tests.support.requirements import unavailable
 from tests.support.server import ServerProcess
 
 
@@ -156,3 +161,34 @@ def test_a_ca_bundle_that_cannot_work_is_refused_at_once(tmp_path: Path) -> None
     with pytest.raises(ConfigurationError, match=f"ca_bundle {re.escape(str(not_pem))}"):
         TokenSource.from_env(environ)
     assert TokenSource.from_env(environ, http_client=httpx.Client()).client_id == "c"
+
+
+SYSTEM_TRUST_CHECK = """
+import sys
+from swarm_oauth.sdk import TokenSource
+token = TokenSource("orders", sys.argv[1], client_secret_file=sys.argv[2]).token()
+print("token", len(token) > 0)
+"""
+
+
+def test_without_a_ca_bundle_the_systems_cas_count(
+    https_server: ServerProcess, secret_file: Path, ca: trustme.CA, tmp_path: Path
+) -> None:
+    # A private CA added to the system's bundle (what update-ca-certificates does in a
+    # service's image) is trusted with no ca_bundle at all. The bundle is changed for a
+    # child process only, in a mount namespace of its own: nothing on this machine changes.
+    system = Path(os.path.realpath(ssl.get_default_verify_paths().openssl_cafile))
+    if os.geteuid() != 0 or not shutil.which("unshare") or not system.is_file():
+        unavailable("needs root, unshare(1) and a system CA bundle to add a CA to, privately")
+    bundle = tmp_path / "system-bundle.pem"
+    bundle.write_bytes(system.read_bytes() + ca.cert_pem.bytes())
+    env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(bundle), str(system),
+         sys.executable, "-c", SYSTEM_TRUST_CHECK, f"{https_server.url}/api/token",
+         str(secret_file)],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "token True"

@@ -114,6 +114,17 @@ def trust(ca_bundle: str | Path) -> ssl.SSLContext:
         ) from None
 
 
+def system_trust() -> ssl.SSLContext:
+    """A client TLS context that trusts the system's CAs (OpenSSL's default paths, or
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``): a private CA added the usual way
+    (``update-ca-certificates``) counts. Where the system has none (a minimal image
+    without ``ca-certificates``), Mozilla's, as certifi has them."""
+    paths = ssl.get_default_verify_paths()  # None where the file or directory is absent
+    if paths.cafile is None and paths.capath is None:
+        return httpx.create_ssl_context()
+    return ssl.create_default_context()
+
+
 class Runner:
     """Performs flows' steps with the caller's httpx clients, or short-lived ones.
 
@@ -147,7 +158,7 @@ class Runner:
         # every short-lived client would otherwise spend again (on the event loop, for
         # the async ones: each JWKS or revocation refresh stalled the service that long).
         if self._trusted is None:
-            self._trusted = httpx.create_ssl_context()
+            self._trusted = system_trust()
         return self._trusted
 
     def run(self, flow: Flow[T]) -> T:
