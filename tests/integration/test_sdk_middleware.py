@@ -492,6 +492,7 @@ def test_fastapi_dependency(token_server: ServerProcess, secret_file: Path) -> N
         403,
         unscoped.headers["www-authenticate"],
     )
+    assert plain.headers["cache-control"] == unscoped.headers["cache-control"] == "no-store"
 
 
 def test_middleware_on_a_fastapi_app(token_server: ServerProcess, secret_file: Path) -> None:

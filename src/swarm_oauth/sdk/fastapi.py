@@ -28,7 +28,9 @@ class TokenRejected(HTTPException):
     """A request refused by ``TokenRequired``; ``rejection`` says how to answer it."""
 
     def __init__(self, rejection: Rejection) -> None:
-        super().__init__(rejection.status_code, rejection.description, rejection.headers)
+        # FastAPI's own handler writes a JSON body of its own: every header but its type.
+        headers = {k: v for k, v in rejection.response_headers().items() if k != "Content-Type"}
+        super().__init__(rejection.status_code, rejection.description, headers)
         self.rejection = rejection
 
 
