@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
+import time
 
 import pytest
 
@@ -214,3 +217,39 @@ def test_a_background_task_asked_for_without_an_event_loop_claims_nothing() -> N
 
     asyncio.run(from_a_loop())
     assert calls == ["task"]
+
+
+def test_a_child_forked_while_a_flight_is_under_way_starts_idle() -> None:
+    # A service forks its workers (gunicorn, multiprocessing) after a refresh began in a
+    # thread: the child has no such thread, and must not wait for it forever.
+    flight: SingleFlight[int] = SingleFlight()
+    background = Background(SingleFlight(), lambda: None, _never, "refresh")
+    release = threading.Event()
+    owner = threading.Thread(target=flight.run, args=(lambda: release.wait(10) and 1,))
+    owner.start()
+    background._claim(lambda: True)
+    while not flight.busy:
+        time.sleep(0.001)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, then leave at once
+        signal.alarm(5)  # a child stuck waiting dies, and the parent reads nothing
+        try:
+            state = (flight.busy, background.running, flight.run(lambda: 2))
+            os.write(write, repr(state).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        with os.fdopen(read) as pipe:
+            answer = pipe.read()
+    finally:
+        release.set()
+        owner.join(10)
+        os.waitpid(pid, 0)
+    assert answer == "(False, False, 2)"
+    assert flight.busy is False  # the parent's flight ended as usual
+
+
+async def _never() -> None:
+    raise AssertionError("not called")

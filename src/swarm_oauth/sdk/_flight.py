@@ -11,11 +11,13 @@ result instead of starting its own request. The rendezvous is a
 from __future__ import annotations
 
 import asyncio
+import os
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from threading import Lock, Thread
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -28,6 +30,10 @@ class SingleFlight(Generic[T]):
     """Runs at most one ``fn`` at a time; concurrent callers share its outcome."""
 
     def __init__(self) -> None:
+        self._reset()
+        _FORKED.add(self)
+
+    def _reset(self) -> None:
         self._lock = Lock()
         self._future: Future[T] | None = None
         self._owner_loop: asyncio.AbstractEventLoop | None = None
@@ -116,6 +122,10 @@ class Background:
         self._fetch = fetch
         self._afetch = afetch
         self._name = name
+        self._reset()
+        _FORKED.add(self)
+
+    def _reset(self) -> None:
         self._lock = Lock()
         self._running = False
         self._tasks: set[asyncio.Task[None]] = set()  # keeps running tasks alive
@@ -156,6 +166,20 @@ class Background:
         # A callback, not a ``finally``: it also runs for a task cancelled before it started.
         self._tasks.discard(task)
         self._running = False
+
+
+# A forked child has its parent's memory but none of its threads: a flight or a
+# background refresh under way at the fork would never end there, and every caller of
+# the child would wait for it forever (or no refresh would ever start). Each starts idle.
+_FORKED: weakref.WeakSet[SingleFlight[Any] | Background] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for each in list(_FORKED):
+        each._reset()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def _refuse_blocking(owner_loop: asyncio.AbstractEventLoop | None) -> None:
