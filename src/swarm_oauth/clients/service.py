@@ -137,8 +137,9 @@ class ClientService:
             raise ClientNotFound(client_id)
         if revocation is not None:
             self._on_revoked(revocation)
+            log.info("client tokens revoked", extra={"client_id": client_id, "issued_before": now})
         self._on_change(client_id)
-        log.info("client removed", extra={"client_id": client_id, "tokens_issued_before": now})
+        log.info("client removed", extra={"client_id": client_id})
 
     def rotate(
         self, client_id: object, grace_seconds: object = 0, replace_current: object = False
