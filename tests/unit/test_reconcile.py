@@ -558,6 +558,33 @@ def test_a_crash_after_reserving_is_finished_by_the_next_pass(swarm, registry):
     restarted.close()
 
 
+def test_the_removal_of_a_service_never_takes_the_client_of_one_recreated_under_its_name(
+    swarm, registry
+):
+    # docker service rm orders && docker service create --name orders ...: the old id's
+    # key and the new one's run on two workers. The new one finishes the removal itself
+    # and registers its own client while the old one is still retiring.
+    state: dict[str, Any] = {}
+
+    def meanwhile(step: str) -> None:
+        if step == "create_reservation" and not state.get("fired"):
+            state["fired"] = True
+            ticket = state["rec"].controller.queue.add([Key.service(state["new"].id)])
+            state["new_outcome"] = ticket.wait(10)[Key.service(state["new"].id)]
+
+    rec = make(swarm, registry, after_step=meanwhile)
+    state["rec"] = rec
+    old = swarm.add_service("orders")
+    assert rec.reconcile(Key.service(old.id)) is Outcome.CHANGED
+    del swarm.services[old.id]
+    state["new"] = swarm.add_service("orders")
+    rec.reconcile(Key.service(old.id))
+    assert state["new_outcome"] is Outcome.CHANGED
+    client, _ = assert_converged(swarm, registry, "orders")  # its client, and its secret works
+    assert client.service_id == state["new"].id
+    rec.close()
+
+
 # -- rotation of client secrets ------------------------------------------------------------
 
 DAY = 86400.0

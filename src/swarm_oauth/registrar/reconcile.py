@@ -8,12 +8,14 @@ crash order are in docs/architecture.md, "Reconciling one key".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import secrets
+import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -176,6 +178,10 @@ class Reconciler:
         self._clock = clock
         # Secrets to rotate now, whatever their age (``POST /v1/services/{name}/rotate``).
         self.rotation_requests = RotationRequests()
+        # The work queue runs one key at a time, but a removed service's key and the key
+        # of one created under its name meet on the same client name: one of them at a
+        # time, so the removal cannot take the client the other has just made.
+        self._names = _NameLocks()
 
     def reconcile(self, key: Key) -> Result:
         """Bring ``key`` to its desired state as Docker reports it now; never raises."""
@@ -230,7 +236,8 @@ class Reconciler:
                     f"the service asks for audiences {', '.join(desired.audiences)} but this "
                     "backend's clients cannot record audiences; remove the label",
                 )
-            return self._converge(service, desired)
+            with self._names.held(desired.client_id):
+                return self._converge(service, desired)
         except InvalidLabels as refusal:  # malformed labels, or more than the policy allows
             return self._refused(service, refusal)
 
@@ -689,12 +696,21 @@ class Reconciler:
         )
 
     def _remove_client(self, service_name: str, client: ClientInfo, why: str) -> bool:
-        return self._act(
-            "remove_client",
-            service_name,
-            lambda: self._registry.remove(client.client_id),
-            f"removed client {client.client_id} ({why})",
-        )
+        """Remove ``client`` if it is still the one read: not one that another key made
+        under its name meanwhile (read again under the name's lock)."""
+        with self._names.held(client.name):
+            now = self._registry.get(client.client_id)
+            if now is None or (now.service_id, now.incarnation) != (
+                client.service_id,
+                client.incarnation,
+            ):
+                return False
+            return self._act(
+                "remove_client",
+                service_name,
+                lambda: self._registry.remove(client.client_id),
+                f"removed client {client.client_id} ({why})",
+            )
 
     def _create_secret(
         self, service_name: str, client: ClientInfo, service_id: str, secret: str
@@ -724,6 +740,22 @@ class Reconciler:
                     "service %s: cannot delete Docker secret %s: %s", service_name, secret.name, exc
                 )
         return deleted
+
+
+class _NameLocks:
+    """A reentrant lock per client name, made on first use (names are few: one a service)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
+
+    @contextlib.contextmanager
+    def held(self, name: str) -> Iterator[None]:
+        """Hold ``name``'s lock for the block."""
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.RLock())
+        with lock:
+            yield
 
 
 def _iso(epoch: float) -> str:
