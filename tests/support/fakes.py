@@ -140,6 +140,10 @@ class FakeSwarm:
         running = {r.secret_id for r in service.secret_refs} if service else set()
         return running | self.old_tasks.get(service_id, set())
 
+    def secret_exists(self, secret_id: str) -> bool:
+        self._check()
+        return secret_id in self.secrets
+
     def delete_secret(self, secret_id: str) -> bool:
         self._check()
         with self.lock:

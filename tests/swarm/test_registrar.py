@@ -155,6 +155,37 @@ def test_a_dropped_secret_reference_is_reattached_without_rotation(
     assert rig.secret_in_container(name) and rig.token_from_container(name)["sub"] == name
 
 
+def test_a_rollback_past_a_rotation_gets_the_current_secret_mounted_again(
+    rig, reconcilers, swarm_port, swarm_cleanup
+):
+    # Docker lets the registrar delete the rotated-out secret once no task runs with it
+    # (it checks the current spec only); a rollback then restores the spec that mounts it.
+    name = rig.service("reg-rollback")
+    reconciler = reconcilers()
+    reconciler.hint(name)
+    first = rig.identity(name)
+    rotated = reconciler.controller.rotate(swarm_port.get_service(name), 0).result(120)
+    assert rotated is Outcome.CHANGED
+    wait_for(
+        lambda: (
+            reconciler.hint(name) is not None
+            and not rig.docker.api.secrets(filters={"id": first.secret["ID"]})
+        ),
+        120,
+        1,
+        "the rotated-out Docker secret was never deleted",
+    )
+    subprocess.run(
+        ["docker", "service", "rollback", "--detach", name], check=True, capture_output=True
+    )
+    spec = rig.docker.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert [s["SecretID"] for s in spec["Secrets"]] == [first.secret["ID"]]  # gone, mounted
+    assert reconciler.hint(name) is Outcome.CHANGED  # not a conflict
+    again = rig.identity(name)
+    assert again.secret["ID"] != first.secret["ID"]
+    assert rig.token_from_container(name)["sub"] == name
+
+
 def test_a_service_removed_while_the_registrar_was_down(rig, reconcilers, swarm_cleanup):
     name = rig.service("reg-gone")
     reconcilers().hint(name)

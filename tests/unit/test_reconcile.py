@@ -726,6 +726,25 @@ def test_a_label_may_not_ask_for_a_maximum_shorter_than_the_rotation_grace(swarm
     rec.close()
 
 
+def test_a_rollback_past_a_rotation_is_repaired_not_called_a_conflict(swarm, registry):
+    # The rotation's update fails and Docker rolls the service back to its previous spec,
+    # which mounts the secret the rotation deleted once no task used it (Docker checks
+    # only the current spec before deleting one).
+    rec, _ = rotating(swarm, registry)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    before = swarm.named("orders")
+    assert rec.controller.rotate(service, 3600).result(10) is Outcome.CHANGED
+    rec.drain()
+    [old] = [r.secret_id for r in before.secret_refs]
+    assert old not in swarm.secrets
+    swarm.set_service(before)  # the rollback
+    assert rec.hint("orders") is Outcome.CHANGED
+    assert_converged(swarm, registry, "orders")
+    assert rec.full_pass() == Counter({Outcome.UNCHANGED: 1})
+    rec.close()
+
+
 def test_a_requested_rotation_with_no_grace_stops_the_old_secret_at_once(swarm, registry):
     rec, _ = rotating(swarm, registry)
     service = swarm.add_service("orders")

@@ -187,6 +187,15 @@ class DockerSwarm:
         self._count("delete_secret")
         return True
 
+    def secret_exists(self, secret_id: str) -> bool:
+        """Whether a Docker secret with this id exists."""
+        try:
+            with _translated(f"inspect secret {secret_id}"):
+                self._api.inspect_secret(secret_id)
+        except _Missing:
+            return False
+        return True
+
     # -- helpers -----------------------------------------------------------------------
 
     def _inspect(self, ref: str) -> dict[str, Any] | None:

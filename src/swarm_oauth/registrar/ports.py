@@ -67,6 +67,10 @@ class Swarm(Protocol):
         """Delete a Docker secret; False if it was already gone."""
         ...
 
+    def secret_exists(self, secret_id: str) -> bool:
+        """Whether a Docker secret with this id exists."""
+        ...
+
     def secrets_in_use(self, service_id: str) -> set[str]:
         """Ids of the Docker secrets that a task of the service still runs with (or is
         about to): a secret leaves only once no task uses it."""

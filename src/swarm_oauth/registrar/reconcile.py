@@ -249,7 +249,27 @@ class Reconciler:
         managed_ids = {s.id for s in managed}
         try:
             if target_taken(service, desired, managed_ids):
-                raise _Conflict(f"a secret it does not own is mounted at {desired.target}")
+                # A secret that no longer exists is nobody's (Docker refuses to delete one
+                # a service's spec mounts): a rollback (failure_action, or `docker service
+                # rollback`) restored the spec from before a rotation, with the secret the
+                # rotation then deleted. Docker checks only the current spec. Replace it.
+                gone = {
+                    ref.secret_id
+                    for ref in service.secret_refs
+                    if ref.target == desired.target
+                    and ref.secret_id not in managed_ids
+                    and not self._swarm.secret_exists(ref.secret_id)
+                }
+                managed_ids |= gone
+                if target_taken(service, desired, managed_ids):
+                    raise _Conflict(f"a secret it does not own is mounted at {desired.target}")
+                logger.warning(
+                    "service %s: it mounts a Docker secret that no longer exists at %s "
+                    "(rolled back past a rotation?); mounting its current one",
+                    service.name,
+                    desired.target,
+                    extra={"service": service.name},
+                )
             client, changed = self._usable_client(service, desired)
         except _Conflict as exc:
             logger.warning("service %s: conflict, %s; leaving it alone", service.name, exc)
