@@ -745,6 +745,22 @@ def test_a_rollback_past_a_rotation_is_repaired_not_called_a_conflict(swarm, reg
     rec.close()
 
 
+def test_a_rotation_with_a_grace_never_cuts_off_tasks_of_the_last_one(swarm, registry):
+    # The registry keeps one previous secret: rotating again while tasks still run with
+    # the one before would stop it at once, whatever grace it was promised.
+    rec, _ = rotating(swarm, registry)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    first = registry.secret_of["orders"]
+    swarm.old_tasks[service.id] = {r.secret_id for r in swarm.named("orders").secret_refs}
+    assert rec.controller.rotate(swarm.named("orders"), 3600).result(10) is Outcome.CHANGED
+    version = registry.clients["orders"].secret_version
+    assert rec.controller.rotate(swarm.named("orders"), 3600).result(10) is Outcome.UNCHANGED
+    assert registry.clients["orders"].secret_version == version
+    assert registry.accepts("orders", first)
+    rec.close()
+
+
 def test_a_requested_rotation_with_no_grace_stops_the_old_secret_at_once(swarm, registry):
     rec, _ = rotating(swarm, registry)
     service = swarm.add_service("orders")

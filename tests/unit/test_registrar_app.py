@@ -419,6 +419,34 @@ def test_a_rotation_on_request_answers_once_the_new_secret_is_mounted(parts):
     assert plain.id in parts.swarm.services
 
 
+def test_a_rotation_with_a_grace_waits_for_the_last_one_to_roll_out(parts):
+    # The registry keeps one previous secret: a second rotation while tasks still run
+    # with the first one's old secret would stop theirs at once, grace or not.
+    service = parts.swarm.add_service("orders", LABELS)
+    send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=orders")
+    parts.registrar.drain()
+    first = parts.registry.secret_of["orders"]
+    parts.swarm.old_tasks[service.id] = {
+        r.secret_id for r in parts.swarm.named("orders").secret_refs
+    }
+    path = "/v1/services/orders/rotate"
+    assert parts.client.request("POST", path, ADMIN_HEADERS).status_code == 200
+    version = parts.registry.clients["orders"].secret_version
+    refused = parts.client.request("POST", path, ADMIN_HEADERS)
+    assert refused.status_code == 409, refused.text
+    assert "still run with its previous secret" in refused.json()["error_description"]
+    assert parts.registry.clients["orders"].secret_version == version
+    assert parts.registry.accepts("orders", first)  # the tasks on it keep working
+    # A leaked secret does not wait: grace 0 goes through, and their secret stops.
+    now = parts.client.request("POST", path, ADMIN_HEADERS, '{"grace_seconds": 0}')
+    assert now.status_code == 200, now.text
+    assert not parts.registry.accepts("orders", first)
+    # Once no task runs with an old secret, a rotation with a grace goes through again.
+    parts.swarm.old_tasks[service.id] = set()
+    parts.registrar.full_pass()
+    assert parts.client.request("POST", path, ADMIN_HEADERS).status_code == 200
+
+
 def test_a_rotation_whose_new_secret_cannot_be_stored_is_not_answered_done(parts):
     parts.swarm.add_service("orders", LABELS)
     send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=orders")

@@ -231,6 +231,19 @@ def create_app(
             state = known.state.value if known else "not managed"
             return error_response(409, f"service {name} has no identity to rotate ({state})")
         try:
+            rolling = grace > 0 and await run_in_threadpool(
+                controller.holds_previous_secret, service
+            )
+        except RegistrarError as exc:
+            return error_response(503, str(exc))
+        if rolling:
+            return error_response(
+                409,
+                f"tasks of service {name} still run with its previous secret (the last "
+                "rotation is rolling out): rotate when they are replaced, or with a grace "
+                "of 0 to stop their secret now",
+            )
+        try:
             outcome = await asyncio.wrap_future(controller.rotate(service, grace))
         except QueueClosed as exc:
             return error_response(503, str(exc))

@@ -71,6 +71,11 @@ class Controller:
         """Finish the runs in progress and stop the workers."""
         self.queue.close()
 
+    def holds_previous_secret(self, service: ObservedService) -> bool:
+        """Whether a task of ``service`` still runs with a secret its spec no longer
+        mounts (blocking: it reads Docker)."""
+        return self._reconciler.holds_previous_secret(service)
+
     @property
     def board(self) -> StatusBoard:
         """What the reconciles last concluded about each service."""
@@ -110,7 +115,9 @@ class Controller:
             elif (error := reconciled.exception()) is not None:
                 answer.set_exception(error)
             else:
-                answer.set_result(reconciled.result()[key])
+                # Not honoured: whatever the run changed, it issued no new secret.
+                outcome = reconciled.result()[key]
+                answer.set_result(Outcome.UNCHANGED if outcome is Outcome.CHANGED else outcome)
 
         self.queue.add([key]).future.add_done_callback(settle)
         return answer

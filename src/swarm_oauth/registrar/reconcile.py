@@ -307,7 +307,9 @@ class Reconciler:
                 current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
                 managed_ids.add(current.id)
                 changed = True
-            elif why := self._rotation_due(current, desired, client, requested.grace):
+            elif (why := self._rotation_due(current, desired, client, requested.grace)) and not (
+                requested.grace and self.holds_previous_secret(service, managed)
+            ):
                 grace = self._rotation_grace if requested.grace is None else requested.grace
                 rotated = client.client_id
                 fresh = self._act(
@@ -378,6 +380,19 @@ class Reconciler:
             functools.partial(self._registry.rotate, client.client_id, 0, replace_current=in_grace),
             f"rotated client {client.client_id}, no Docker secret held its secret",
         )
+
+    def holds_previous_secret(
+        self, service: ObservedService, managed: Sequence[DockerSecret] | None = None
+    ) -> bool:
+        """Whether a task of ``service`` still runs with a secret its spec no longer
+        mounts: the last rotation is still rolling out (or stuck). A rotation with a grace
+        waits for it, since the registry keeps one previous secret: those tasks' secret
+        would stop at once."""
+        if managed is None:
+            managed = self._swarm.list_secrets(service_secrets_filter(service.id))
+        mounted = {ref.secret_id for ref in service.secret_refs}
+        previous = {s.id for s in managed} - mounted
+        return bool(previous and previous & self._swarm.secrets_in_use(service.id))
 
     def _rotation_due(
         self,
