@@ -151,16 +151,31 @@ def test_a_ca_bundle_that_cannot_work_is_refused_at_once(tmp_path: Path) -> None
             Verifier(issuer="https://i", audience="a", ca_bundle=path)
         with pytest.raises(ConfigurationError, match=named):
             TokenSource("c", "https://i/api/token", client_secret="s", ca_bundle=path)
+    both = {"http_client": httpx.Client(), "async_http_client": httpx.AsyncClient()}
     with pytest.raises(ConfigurationError, match="not both"):
-        TokenSource("c", "https://i/api/token", client_secret="s", ca_bundle=not_pem,
-                    http_client=httpx.Client())  # fmt: skip
-    # The variable is for the clients the source makes; your own bring their own verify=.
+        TokenSource("c", "https://i/api/token", client_secret="s", ca_bundle=not_pem, **both)
+    # The variable is for the clients the source makes; your own bring their own verify=,
+    # and with one of yours it is for the other side's.
     environ = {"OAUTH_CLIENT_ID": "c", "OAUTH_TOKEN_URL": "https://i/api/token",
                "OAUTH_CLIENT_SECRET_FILE": "/run/secrets/s",
                "SWARM_OAUTH_CA_BUNDLE": str(not_pem)}  # fmt: skip
-    with pytest.raises(ConfigurationError, match=f"ca_bundle {re.escape(str(not_pem))}"):
-        TokenSource.from_env(environ)
-    assert TokenSource.from_env(environ, http_client=httpx.Client()).client_id == "c"
+    for options in ({}, {"http_client": httpx.Client()}):
+        with pytest.raises(ConfigurationError, match=f"ca_bundle {re.escape(str(not_pem))}"):
+            TokenSource.from_env(environ, **options)
+    assert TokenSource.from_env(environ, **both).client_id == "c"
+
+
+def test_with_a_sync_client_of_yours_the_async_side_still_trusts_the_ca_bundle(
+    https_server: ServerProcess, secret_file: Path, ca_file: Path
+) -> None:
+    yours = httpx.Client(verify=ssl.create_default_context(cafile=str(ca_file)))
+    requests: list[httpx.Request] = []
+    yours.event_hooks["request"].append(requests.append)
+    first = source(https_server, secret_file, ca_bundle=ca_file, http_client=yours)
+    assert asyncio.run(first.atoken())  # by a client the source made, trusting ca_bundle
+    assert requests == []
+    assert source(https_server, secret_file, ca_bundle=ca_file, http_client=yours).token()
+    assert len(requests) == 1  # and by yours
 
 
 SYSTEM_TRUST_CHECK = """

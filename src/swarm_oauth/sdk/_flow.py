@@ -100,7 +100,10 @@ def describe(error: Exception) -> str:
     server's certificate is not trusted (the usual cause: a private CA not configured)."""
     text = f"{type(error).__name__}: {error}"
     if "CERTIFICATE_VERIFY_FAILED" in text:
-        text += f" (give the CA that signed it as ca_bundle, or {CA_BUNDLE_VARIABLE})"
+        text += (
+            f" (give the CA that signed it as ca_bundle or {CA_BUNDLE_VARIABLE}, or as"
+            " verify= to an http client of your own)"
+        )
     return text
 
 
@@ -130,7 +133,8 @@ class Runner:
 
     A short-lived client is made on a flow's first request and closed when the flow
     ends; ``timeout`` and ``ca_bundle`` apply to it only (the caller's clients keep
-    their own settings, so giving both is a ``ConfigurationError``).
+    their own settings, so ``ca_bundle`` with both of them is a ``ConfigurationError``:
+    with one, it is for the short-lived clients of the other side).
     """
 
     def __init__(
@@ -147,7 +151,7 @@ class Runner:
         self._async_client = async_http_client
         self._trusted: ssl.SSLContext | None = None
         if ca_bundle is not None:
-            if http_client is not None or async_http_client is not None:
+            if http_client is not None and async_http_client is not None:
                 raise ConfigurationError(
                     "give ca_bundle or your own http clients (with their own verify=), not both"
                 )

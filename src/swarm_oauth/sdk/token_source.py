@@ -174,7 +174,8 @@ class TokenSource:
         without them a short-lived client is made per request, which is cheap at one
         request per token lifetime. ``ca_bundle`` is a PEM file of the CAs an https
         ``token_url`` is checked against (default: the system's), for those short-lived
-        clients; your own clients bring their own. ``invalidate`` keeps a token younger than
+        clients (with one client of yours, for the other side's); yours bring their own.
+        ``invalidate`` keeps a token younger than
         ``min_token_age`` seconds. ``clock`` (monotonic seconds) decides when a token is
         due for refresh; tests move it instead of sleeping.
         """
@@ -216,13 +217,14 @@ class TokenSource:
         (required) and ``OAUTH_SCOPE``, ``OAUTH_AUDIENCE``, ``SWARM_OAUTH_CA_BUNDLE``
         (optional). Keyword ``options`` are passed to the constructor and win over the
         environment; ``SWARM_OAUTH_CA_BUNDLE`` is for the clients the source makes, so it
-        is not read when you give your own ``http_client`` or ``async_http_client``.
+        is not read when you give your own ``http_client`` and ``async_http_client`` (with
+        one of them, it is for the other side's).
         """
         env = os.environ if environ is None else environ
         settings: dict[str, Any] = {
             key: env[name] for key, name in _ENVIRONMENT.items() if env.get(name)
         }
-        if any(options.get(name) is not None for name in ("http_client", "async_http_client")):
+        if all(options.get(name) is not None for name in ("http_client", "async_http_client")):
             settings.pop("ca_bundle", None)  # your own clients bring their own verify=
         settings.update(options)
         required = ["client_id", "token_url", "client_secret_file"]
