@@ -761,6 +761,25 @@ def test_a_rotation_with_a_grace_never_cuts_off_tasks_of_the_last_one(swarm, reg
     rec.close()
 
 
+def test_a_rollout_that_takes_long_is_looked_at_less_often(swarm, registry):
+    # A paused update leaves a task with the old secret for as long as nobody resumes
+    # it: each look is a whole reconcile (and a request to the registry).
+    rec, clock = rotating(swarm, registry)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    swarm.old_tasks[service.id] = {r.secret_id for r in swarm.named("orders").secret_refs}
+    assert rec.controller.rotate(swarm.named("orders"), 0).result(10) is Outcome.CHANGED
+    waits = []
+    for elapsed in (1, 60, 600, 6000):
+        clock.now += elapsed
+        waits.append(rec.reconciler.reconcile(Key.service(service.id)).recheck_after)
+    assert waits == [3.0, 15.25, 60.0, 60.0]
+    swarm.old_tasks[service.id] = set()  # replaced at last: the old secret goes
+    result = rec.reconciler.reconcile(Key.service(service.id))
+    assert result.recheck_after is None and result.outcome is Outcome.CHANGED
+    rec.close()
+
+
 def test_a_requested_rotation_with_no_grace_stops_the_old_secret_at_once(swarm, registry):
     rec, _ = rotating(swarm, registry)
     service = swarm.add_service("orders")

@@ -145,8 +145,11 @@ MAX_RESERVATION_SECONDS = 10 * 365 * 86400.0
 # How long the previous client secret keeps working after a rotation by age: long enough
 # for a rolling update of the service to replace every task that holds it.
 DEFAULT_ROTATION_GRACE = 3600.0
-# How soon a stale Docker secret still used by a task is looked at again.
+# How soon a stale Docker secret still used by a task is looked at again: at first
+# soon, then less often the longer the rollout has taken (a paused update, a task on a
+# node that is down), a quarter of the time so far, up to a minute.
 RECHECK_SECONDS = 3.0
+MAX_RECHECK_SECONDS = 60.0
 
 
 class Reconciler:
@@ -359,7 +362,11 @@ class Reconciler:
             )
         )
         outcome = Outcome.CHANGED if changed else Outcome.UNCHANGED
-        return Result(outcome, then, RECHECK_SECONDS if len(deletable) < len(stale) else None)
+        if len(deletable) == len(stale):
+            return Result(outcome, then)
+        rolling_for = self._clock() - current.created_at if current.created_at else 0.0
+        recheck = min(MAX_RECHECK_SECONDS, max(RECHECK_SECONDS, rolling_for / 4))
+        return Result(outcome, then, recheck)
 
     def _replace_lost_secret(
         self, service: ObservedService, client: ClientInfo, managed: Sequence[DockerSecret]
