@@ -305,9 +305,8 @@ class TokenSource:
         if cached is None or now >= cached.expires_at:
             with self._lock:
                 self._failures += 1
-                backoff = min(
-                    BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1)
-                )
+                doublings = min(self._failures - 1, 16)  # the cap is reached long before
+                backoff = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2**doublings)
                 backoff *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
                 asked = error.retry_after if isinstance(error, TokenRequestError) else None
                 self._failed, self._failed_until = error, now + max(backoff, asked or 0.0)
