@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import httpx
 
+from swarm_oauth.identifiers import NO_CLIENT
+
 JSON = dict[str, Any]
 
 
@@ -81,8 +83,7 @@ class AdminClient:
 
     def get(self, client_id: str) -> JSON | None:
         """One client's record, or None when there is none."""
-        response = self.call("GET", f"/api/clients/{quote(client_id, safe='')}", ok=(200, 404))
-        return None if response.status_code == 404 else _object(response)
+        return self._about_client("GET", f"/api/clients/{quote(client_id, safe='')}")
 
     def list(self) -> list[JSON]:
         """Every client's record, following the API's pages to the last."""
@@ -120,7 +121,7 @@ class AdminClient:
     def remove(self, client_id: str) -> bool:
         """Remove a client; False when it was already gone."""
         body = {"client_id": client_id}
-        return self.call("POST", "/api/clients/remove", json=body, ok=(200, 404)).status_code == 200
+        return self._about_client("POST", "/api/clients/remove", body) is not None
 
     def rotate(
         self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
@@ -131,8 +132,7 @@ class AdminClient:
         body: JSON = {"client_id": client_id, "grace_seconds": grace_seconds}
         if replace_current:
             body["replace_current"] = True
-        response = self.call("POST", "/api/clients/rotate", json=body, ok=(200, 404))
-        return None if response.status_code == 404 else _object(response)
+        return self._about_client("POST", "/api/clients/rotate", body)
 
     def update(
         self,
@@ -147,17 +147,31 @@ class AdminClient:
             body["scopes"] = list(scopes)
         if audiences is not None:
             body["audiences"] = list(audiences)
-        response = self.call("POST", "/api/clients/update", json=body, ok=(200, 404))
-        return None if response.status_code == 404 else _object(response)
+        return self._about_client("POST", "/api/clients/update", body)
 
     def revoke_tokens(self, client_id: str) -> JSON | None:
         """Revoke every token issued to a client until now: the answer names the instant
         (``issued_before``). None when the client is unknown."""
         body = {"client_id": client_id}
-        response = self.call("POST", "/api/clients/revoke-tokens", json=body, ok=(200, 404))
-        return None if response.status_code == 404 else _object(response)
+        return self._about_client("POST", "/api/clients/revoke-tokens", body)
 
     # -- transport -----------------------------------------------------------------------
+
+    def _about_client(self, method: str, path: str, body: JSON | None = None) -> JSON | None:
+        """The answer of a route about one client; None when the clients API says it has
+        no such client. Any other 404 (a proxy's page, a route an older server lacks) is
+        an ``AdminAPIError``: it says nothing of the client."""
+        response = self.call(method, path, json=body, ok=(200, 404))
+        if response.status_code != 404:
+            return _object(response)
+        answer = _json(response)
+        if isinstance(answer, dict) and answer.get("error_description") == NO_CLIENT:
+            return None
+        raise AdminAPIError(
+            f"{method} {path}",
+            404,
+            {"error_description": "not found, and not a client: is the URL the clients API?"},
+        )
 
     def send(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None

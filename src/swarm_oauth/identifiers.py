@@ -14,6 +14,8 @@ MAX_LIST_ITEMS = 100
 MAX_AUDIENCE_LENGTH = 512
 # How long a rotated-out client secret may keep working.
 MAX_GRACE_SECONDS = 30 * 86400
+# The clients API's 404 for an unknown client id, which its clients tell from any other.
+NO_CLIENT = "no client with this client_id"
 
 
 class InvalidClientData(ValueError):

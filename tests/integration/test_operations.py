@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import jwt
@@ -131,6 +133,39 @@ def test_clients_commands_say_what_went_wrong(token_server, tmp_path):
     assert bad.returncode == 1 and "client_id must be" in bad.stderr
     no_token = run_cli("clients", "list", env={**env, "SWARM_OAUTH_DATA_DIR": str(tmp_path)})
     assert no_token.returncode == 2 and str(tmp_path / "admin-token") in no_token.stderr
+
+
+class _Elsewhere(BaseHTTPRequestHandler):
+    """Not the clients API: a web server that answers every request with a 404 page."""
+
+    def _page(self) -> None:
+        page = b"<html><body>404 Not Found</body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    do_GET = do_POST = _page
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_404_that_is_not_the_clients_api_is_not_a_client_gone(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Elsewhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"SWARM_OAUTH_ADMIN_TOKEN": "t0ken", "SWARM_OAUTH_DATA_DIR": str(tmp_path)}
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for command in (("show", "orders"), ("remove", "orders"), ("revoke-tokens", "orders")):
+            result = run_cli("clients", "--url", url, *command, env=env)
+            assert result.returncode != 0, result.stdout
+            assert "is the URL the clients API?" in result.stderr, result.stderr
+            assert "no client" not in result.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # -- output for a person and for a program ------------------------------------------------

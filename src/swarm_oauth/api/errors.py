@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from swarm_oauth.clients import ClientNotFound, InvalidClientData
+from swarm_oauth.identifiers import NO_CLIENT
 from swarm_oauth.store import ClientExists, StoreError, StoreRejected, StoreUnavailable
 from swarm_oauth.tokens import OAuthError
 from swarm_oauth.web import EXCEPTION_HANDLERS as WEB_HANDLERS
@@ -22,7 +23,7 @@ async def _invalid(_: Request, exc: Exception) -> Response:
 
 
 async def _not_found(_: Request, exc: Exception) -> Response:
-    return error_response(404, "no client with this client_id")
+    return error_response(404, NO_CLIENT)
 
 
 async def _exists(_: Request, exc: Exception) -> Response:
