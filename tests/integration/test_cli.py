@@ -206,6 +206,24 @@ def test_retiring_the_active_key_before_its_successor_signs_is_refused_and_says_
     assert jwt.get_unverified_header(answer.json()["access_token"])["kid"] == old["kid"]
 
 
+def test_retiring_the_key_a_rotation_hands_over_to_cancels_the_hand_over(token_server):
+    # Withdrawing the pending key once left the current one to stop signing at the
+    # hand-over, with nothing after it: every token request failed from then on.
+    data = str(token_server.data_dir)
+    (old,) = key_list(token_server.data_dir)
+    assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "300").returncode == 0
+    (new,) = [k for k in key_list(token_server.data_dir) if k["kid"] != old["kid"]]
+    retired = run("keys", "retire", "--data-dir", data, "--", new["kid"])
+    assert retired.returncode == 0, retired.stderr
+    assert json.loads(retired.stdout)["keep_signing"] == [old["kid"]]
+    (kept,) = key_list(token_server.data_dir)
+    assert kept["kid"] == old["kid"]
+    assert kept["retires_at"] is None and kept["unpublish_at"] is None
+    # The one key left signs on, so retiring it is refused as the last one.
+    refused = run("keys", "retire", "--data-dir", data, "--", old["kid"])
+    assert refused.returncode == 2 and "no other key will sign" in refused.stderr
+
+
 def test_without_the_server_extra_the_command_says_what_to_install():
     blocked = "import sys; sys.modules['click'] = None; from swarm_oauth.entry import main; main()"
     result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)

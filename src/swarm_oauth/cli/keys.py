@@ -174,13 +174,16 @@ def keys_retire(
     `keys retire [OPTIONS] -- KID` so that it is not read as an option.
     """
     try:
-        retire_key(open_existing_store(data_dir, database_url), kid, time.time(), force=force)
+        kept = retire_key(
+            open_existing_store(data_dir, database_url), kid, time.time(), force=force
+        )
     except (StoreError, LastSigningKey, UnknownKey) as exc:
         fail(str(exc))
     show(
         output,
-        {"kid": kid, "retired": True},
-        f"retired {kid}: it no longer signs and has left the JWKS",
+        {"kid": kid, "retired": True, "keep_signing": kept},
+        f"retired {kid}: it no longer signs and has left the JWKS"
+        + (f"; the rotation to it is cancelled, {', '.join(kept)} keeps signing" if kept else ""),
     )
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography import x509
@@ -211,32 +213,70 @@ class UnknownKey(LookupError):
 
 
 class LastSigningKey(ValueError):
-    """Retiring this key would leave no key to sign with now; the message says what to do."""
+    """Retiring this key would leave no key to sign with, now or later; the message says
+    what to do."""
 
 
-def retire_key(store: Store, kid: str, now: float, *, force: bool = False) -> None:
+def first_gap(records: Iterable[KeyRecord], now: float) -> float | None:
+    """The first instant from ``now`` on at which none of ``records`` signs, or None."""
+    covered = now
+    for record in sorted(records, key=lambda r: r.activates_at):
+        if record.activates_at > covered:
+            break
+        ends = math.inf if record.retires_at is None else record.retires_at
+        covered = max(covered, ends)
+    return None if covered == math.inf else covered
+
+
+def retire_key(store: Store, kid: str, now: float, *, force: bool = False) -> list[str]:
     """Stop a key signing and withdraw it from the JWKS at once (a compromised key): the
     tokens it signed stop validating.
 
-    Refuses (``LastSigningKey``) when no other key would sign at ``now``, since every
-    token request would then fail until one does, unless ``force``.
+    Withdrawing the key a rotation is to hand over to cancels the hand-over: the keys that
+    were to stop signing then keep signing; their kids are returned. Refuses
+    (``LastSigningKey``) when the other keys would leave an instant from ``now`` on with
+    no key to sign, since every token request would then fail until one does, unless
+    ``force``.
     """
     published = {record.kid: record for record in store.list_keys()}
     if kid not in published:
         raise UnknownKey(f"no published key {kid!r} (see `swarm-oauth keys list`)")
     others = [record for record in published.values() if record.kid != kid]
-    if not force and not any(record.signs_at(now) for record in others):
-        upcoming = sorted((r for r in others if r.activates_at > now), key=lambda r: r.activates_at)
-        if upcoming:
-            advice = (
-                f"key {upcoming[0].kid} signs only in {upcoming[0].activates_at - now:.0f} s: "
-                "retire this one after that"
-            )
-        else:
-            advice = "no other key will sign"
-        raise LastSigningKey(
-            f"retiring {kid} now would leave no key to sign tokens ({advice}); to replace a "
-            "compromised key at once, run `swarm-oauth keys rotate --publish-ahead 0` first, "
-            "or pass --force to accept that token requests fail until a key signs"
-        )
+    gap = first_gap(others, now)
+    keepers = [r.kid for r in others if gap is not None and gap > now and r.retires_at == gap]
+    if keepers:
+        others = [
+            replace(r, retires_at=None, unpublish_at=None) if r.kid in keepers else r
+            for r in others
+        ]
+        gap = first_gap(others, now)
+    if gap is not None and not force:
+        raise LastSigningKey(_no_signer(kid, others, now, gap))
+    for keeper in keepers:  # first: at no instant does no key sign
+        store.schedule_key_retirement(keeper, None, None)
     store.schedule_key_retirement(kid, now, now)
+    return keepers
+
+
+def _no_signer(kid: str, others: Sequence[KeyRecord], now: float, gap: float) -> str:
+    """Why retiring ``kid`` is refused, and what to do instead."""
+    if gap > now:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(gap))
+        return (
+            f"retiring {kid} would leave no key to sign tokens from {when}; rotate first "
+            "(`swarm-oauth keys rotate`), or pass --force to accept that token requests "
+            "fail from then until a key signs"
+        )
+    upcoming = sorted((r for r in others if r.activates_at > now), key=lambda r: r.activates_at)
+    if upcoming:
+        advice = (
+            f"key {upcoming[0].kid} signs only in {upcoming[0].activates_at - now:.0f} s: "
+            "retire this one after that"
+        )
+    else:
+        advice = "no other key will sign"
+    return (
+        f"retiring {kid} now would leave no key to sign tokens ({advice}); to replace a "
+        "compromised key at once, run `swarm-oauth keys rotate --publish-ahead 0` first, "
+        "or pass --force to accept that token requests fail until a key signs"
+    )

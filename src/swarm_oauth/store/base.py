@@ -214,8 +214,10 @@ class Store(Protocol):
         current key is older than N" happen once however many processes decide it at
         the same moment."""
 
-    def schedule_key_retirement(self, kid: str, retires_at: float, unpublish_at: float) -> None:
-        """Set when a key stops signing and when it leaves the JWKS."""
+    def schedule_key_retirement(
+        self, kid: str, retires_at: float | None, unpublish_at: float | None
+    ) -> None:
+        """Set when a key stops signing and when it leaves the JWKS (None: never)."""
 
     def last_change(self) -> int:
         """The newest change sequence number (0 when none)."""

@@ -413,8 +413,10 @@ class SQLStore(ABC):
 
         return self._write(go)
 
-    def schedule_key_retirement(self, kid: str, retires_at: float, unpublish_at: float) -> None:
-        """Set when a key stops signing and when it leaves the JWKS."""
+    def schedule_key_retirement(
+        self, kid: str, retires_at: float | None, unpublish_at: float | None
+    ) -> None:
+        """Set when a key stops signing and when it leaves the JWKS (None: never)."""
 
         def go(conn: Executor) -> None:
             if conn.execute(self._sql.retire_key, (retires_at, unpublish_at, kid)).rowcount:
