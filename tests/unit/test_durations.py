@@ -94,3 +94,11 @@ def test_a_duration_option_refuses_with_a_reason(value, reason):
     result = CliRunner().invoke(_command(), ["--wait", value])
     assert result.exit_code == 2
     assert reason in result.output
+
+
+@pytest.mark.parametrize("text", ["1" * 10_000 + "x", "1h" * 5_000, " " * 100 + "10m"])
+def test_text_longer_than_any_duration_is_refused_before_it_is_parsed(text):
+    # A service's label may hold a megabyte: digits without a unit once cost the
+    # pattern time quadratic in their length, with the whole registrar stalled meanwhile.
+    with pytest.raises(InvalidDuration, match="longer than 64 characters"):
+        parse_duration(text)
