@@ -113,6 +113,9 @@ class Runtime:
         self._observe_keys()
         self.revocations = self._load_revocations()
         self._revocations_lock = threading.Lock()
+        # Revocations this process took since the watcher began its last load: a load
+        # that began before one was written does not have it, and must not drop it.
+        self._noted: list[RevocationRecord] = []
         self.client_cache = ClientCache(store)
         self.clients = ClientService(
             store,
@@ -184,9 +187,11 @@ class Runtime:
         if not batch.complete or "key" in kinds:
             self.keyring = self._load_keyring()
         if not batch.complete or "revocation" in kinds:
+            with self._revocations_lock:
+                self._noted.clear()
             loaded = self._load_revocations()
             with self._revocations_lock:
-                self.revocations = loaded
+                self.revocations = loaded.with_records(self._noted)
         self._observe_keys()
 
     def note_revocation(self, record: RevocationRecord) -> None:
@@ -195,6 +200,7 @@ class Runtime:
         # by one made from the list before it.
         with self._revocations_lock:
             self.revocations = self.revocations.with_record(record)
+            self._noted.append(record)
 
     def _observe_keys(self) -> None:
         if self.master is not None:

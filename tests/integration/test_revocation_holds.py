@@ -1,5 +1,6 @@
-"""A token request held for its client's cut-off second, and what changed meanwhile: the
-clients role and the tokens role as two runtimes in this process, on one SQLite file.
+"""Revocations racing with other work. Mostly a token request held for its client's
+cut-off second, and what changed meanwhile: the clients role and the tokens role as two
+runtimes in this process, on one SQLite file.
 
 After ``revoke-tokens`` the tokens role holds a request of that client until the next
 second (``iat`` has whole seconds). Whatever the clients role did during that second (a
@@ -14,10 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jwt
 import pytest
 
+from swarm_oauth.store import ChangeBatch
 from tests.support.inprocess import InProcessServer
 
 BODY = {"grant_type": "client_credentials"}
@@ -98,3 +102,36 @@ def test_a_client_removed_during_the_hold_gets_no_token(roles) -> None:
     [answer] = answers
     assert answer.status_code == 401, answer.text
     assert answer.json()["error"] == "invalid_client"
+
+
+def test_a_revocation_taken_while_the_watcher_reloads_the_list_is_kept(
+    inprocess, monkeypatch
+) -> None:
+    # The process applies its own revocation at once; a reload of the list that began
+    # before the revocation was written must not put the older list back in its place.
+    runtime = inprocess.runtime
+    secret = inprocess.admin("POST", "/api/clients/add", json={"client_id": "orders"}).json()[
+        "client_secret"
+    ]
+    token = inprocess.request("POST", "/api/token", data=BODY, auth=("orders", secret))
+    claims = jwt.decode(token.json()["access_token"], options={"verify_signature": False})
+    loading, release = threading.Event(), threading.Event()
+    read = runtime.store.list_revocations
+
+    def slow_read(now: float) -> list[Any]:
+        records = read(now)  # the list as it was before the revocation
+        loading.set()
+        release.wait(10)
+        return records
+
+    monkeypatch.setattr(runtime.store, "list_revocations", slow_read)
+    reload = threading.Thread(
+        target=runtime._apply_changes, args=(ChangeBatch(cursor=0, complete=False),)
+    )
+    reload.start()
+    assert loading.wait(10)
+    revoked = inprocess.admin("POST", "/api/clients/revoke-tokens", json={"client_id": "orders"})
+    assert revoked.status_code == 200
+    release.set()
+    reload.join(10)
+    assert runtime.revocations.revoked("orders", claims["jti"], claims["iat"])

@@ -98,7 +98,12 @@ class RevocationList:
     def with_record(self, record: RevocationRecord) -> RevocationList:
         """This list and ``record``: what a process applies at once to its own revocation,
         before the change log brings it back."""
-        return RevocationList((*self.records, record))
+        return self.with_records((record,))
+
+    def with_records(self, records: Iterable[RevocationRecord]) -> RevocationList:
+        """This list and ``records`` (itself when there are none)."""
+        added = tuple(records)
+        return RevocationList((*self.records, *added)) if added else self
 
     def revoked(self, client_id: str, jti: str, issued_at: float) -> bool:
         """Whether the token with these claims is revoked."""
