@@ -244,3 +244,20 @@ def test_registrar_subcommands_find_the_admin_token_in_the_data_dir(tmp_path, co
     assert result.returncode == 2
     assert f"{tmp_path / 'elsewhere' / 'admin-token'}:" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("issuer", "reason"),
+    [
+        ("https://auth.example/", "without the trailing '/' (https://auth.example)"),
+        ("https://auth.example/?tenant=1", "no query or fragment"),
+        ("https://auth.example#x", "no query or fragment"),
+        ("auth.example", "not an http(s) URL with a host"),
+    ],
+)
+def test_an_issuer_verifiers_could_not_match_is_refused_not_rewritten(tmp_path, issuer, reason):
+    # Verifiers compare the issuer exactly (RFC 8414 §3.3, RFC 9068 §4): the server once
+    # dropped a trailing "/" and served tokens whose iss no longer said what was configured.
+    result = run("serve", "--data-dir", str(tmp_path), "--issuer", issuer, "--port", "9")
+    assert result.returncode == 2
+    assert reason in result.stderr, result.stderr

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
@@ -136,7 +137,36 @@ def signing_alg_option(name: str, help: str) -> Decorator:
 
 def issuer_option(help: str) -> Decorator:
     """The issuer URL (``iss``), ``SWARM_OAUTH_ISSUER``."""
-    return setting("--issuer", env="ISSUER", help=help)
+    return setting("--issuer", env="ISSUER", callback=_issuer, help=help)
+
+
+def _issuer(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The issuer as given, refused unless RFC 8414 §2 allows it: verifiers compare it
+    exactly (§3.3, RFC 9068 §4), so it is never rewritten either."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{value[:100]!r} is not an http(s) URL with a host, e.g. https://auth.example",
+            ctx,
+            param,
+        )
+    if "?" in value or "#" in value:
+        raise click.BadParameter(
+            "an issuer has no query or fragment (RFC 8414 §2): the metadata's URLs are "
+            "built from it",
+            ctx,
+            param,
+        )
+    if value.endswith("/"):
+        raise click.BadParameter(
+            f"write it without the trailing '/' ({value.rstrip('/')}): tokens and metadata "
+            "carry the issuer as written, and verifiers compare it exactly",
+            ctx,
+            param,
+        )
+    return value
 
 
 def token_lifetime_option(help: str) -> Decorator:
