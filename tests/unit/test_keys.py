@@ -53,6 +53,8 @@ def test_loaded_key_signs_what_its_jwk_and_certificate_verify(master, alg):
     assert jwt.decode(token, cert.public_key(), algorithms=[alg]) == {"a": 1}
     assert loaded.jwk["kid"] == thumbprint(public_jwk(loaded.private_key.public_key()))
     assert "d" not in loaded.jwk and "p" not in loaded.jwk  # public members only
+    # "use" only: RFC 7517 §4.3 says not to give key_ops beside it.
+    assert loaded.jwk["use"] == "sig" and "key_ops" not in loaded.jwk
 
 
 def test_thumbprint_matches_rfc7638_example():

@@ -39,10 +39,15 @@ def generate_private_key(alg: str) -> PrivateKey:
 def public_jwk(public_key: PublicKey) -> dict[str, Any]:
     """The public JWK members (RFC 7517/7518/8037) of ``public_key``."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return dict(ECAlgorithm.to_jwk(public_key, as_dict=True))
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return dict(RSAAlgorithm.to_jwk(public_key, as_dict=True))
-    return dict(OKPAlgorithm.to_jwk(public_key, as_dict=True))
+        jwk = dict(ECAlgorithm.to_jwk(public_key, as_dict=True))
+    elif isinstance(public_key, rsa.RSAPublicKey):
+        jwk = dict(RSAAlgorithm.to_jwk(public_key, as_dict=True))
+    else:
+        jwk = dict(OKPAlgorithm.to_jwk(public_key, as_dict=True))
+    # PyJWT adds key_ops to RSA keys; the JWKS says "use": "sig", and RFC 7517 §4.3 says
+    # not to give both.
+    jwk.pop("key_ops", None)
+    return jwk
 
 
 _THUMBPRINT_MEMBERS = {
