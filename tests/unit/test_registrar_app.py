@@ -109,6 +109,30 @@ def send(client: Client, method: str, path_and_query: str) -> Any:
 LABELS = {**SELECTED, "com.df.notify": "true", "com.df.oauthScopes": "read,write"}
 
 
+def test_an_engine_that_answers_pings_and_nothing_else_is_not_ready(parts, monkeypatch):
+    # A worker node's engine (or a socket proxy that lets _ping through) answers a ping,
+    # and refuses every listing: the registrar can do nothing there.
+    def not_a_manager() -> Any:
+        raise TransientError("list services: This node is not a swarm manager.")
+
+    monkeypatch.setattr(parts.swarm, "list_services", not_a_manager)
+    ready = lambda: parts.registrar.metrics.registry.get_sample_value(  # noqa: E731
+        "swarm_oauth_registrar_ready"
+    )
+    assert parts.client.post("/v1/reconcile", headers=ADMIN_HEADERS).status_code == 503
+    for _ in range(2):  # asking again does not turn the metric back to ready
+        response = parts.client.get("/readyz")
+        assert response.status_code == 503
+        assert (
+            "the last full pass failed: list services: This node is not a swarm manager"
+            in (response.json()["reason"])
+        )
+        assert ready() == 0
+    monkeypatch.undo()
+    assert parts.client.post("/v1/reconcile", headers=ADMIN_HEADERS).status_code == 200
+    assert parts.client.get("/readyz").status_code == 200 and ready() == 1
+
+
 def test_a_notification_is_answered_before_its_reconcile_ends(parts):
     # swarm-listener counts only a 200 as delivered and retries anything slower or else:
     # the answer must not wait for the clients API.

@@ -269,13 +269,17 @@ def create_app(
         return await problem("docker", swarm.ping)
 
     async def readyz(_: Request) -> Response:
-        """Docker and the client registry both answer."""
+        """Docker and the client registry both answer, and the last full pass could list
+        what it needs (a ping alone does not say the registrar can work)."""
+        reason = None
         for what, ping in (("docker", swarm.ping), ("client registry", registry.ping)):
-            reason = await problem(what, ping)
-            if reason is not None:
-                logger.warning("not ready: %s", reason)
-                metrics.readiness(False)
-                return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
+            reason = reason or await problem(what, ping)
+        if reason is None and controller.pass_problem is not None:
+            reason = f"the last full pass failed: {controller.pass_problem}"
+        if reason is not None:
+            logger.warning("not ready: %s", reason)
+            metrics.readiness(False)
+            return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
         metrics.readiness(True)
         return JSONResponse({"status": "ready"})
 

@@ -58,6 +58,9 @@ class Controller:
         self._observer = observer
         self._before_pass = before_pass
         self.queue = WorkQueue(reconciler.reconcile, workers=workers, retry_delay=retry_delay)
+        # Why the last full pass could not list what it needs, until one can: an engine
+        # may answer a ping and nothing else (a worker node, a socket proxy).
+        self.pass_problem: str | None = None
         self._pass_lock = threading.Lock()
         # The pass that will plan next (requests join it) and whether one is running.
         self._next_pass: Future[PassOutcomes] | None = None
@@ -168,10 +171,12 @@ class Controller:
         try:
             plan = full_pass_keys(self._swarm, self._registry, self._reconciler.identities)
             self._reconciler.prune_reservations()
-        except RegistrarError:
+        except RegistrarError as exc:
+            self.pass_problem = str(exc)
             if self._observer is not None:
                 self._observer.pass_failed()
             raise
+        self.pass_problem = None
         outcomes = Counter(self.queue.add(plan.keys).wait().values())
         if self._observer is not None:
             self._observer.full_pass(plan.selected)
