@@ -444,6 +444,23 @@ def test_one_scope_too_many_refuses_a_new_service_as_a_whole(swarm, registry):
     rec.close()
 
 
+def test_a_refused_service_removed_unseen_leaves_the_board_at_the_next_pass(swarm, registry):
+    # Removed with no event reaching the registrar (swarm-listener with --no-events, an
+    # event-stream gap): nothing of the registrar's was on it, so no key of its own runs.
+    rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY, "policy.yml"))
+    service = shop_service(swarm, **{"swarm-oauth.scopes": "read admin"})
+    assert rec.full_pass() == Counter({Outcome.REFUSED: 1})
+    refused = lambda: rec.metrics.registry.get_sample_value(  # noqa: E731
+        "swarm_oauth_registrar_services", {"state": "refused"}
+    )
+    assert refused() == 1
+    del swarm.services[service.id]
+    rec.full_pass()
+    assert rec.board.get(service.id) is None
+    assert refused() == 0
+    rec.close()
+
+
 def test_a_tightened_policy_takes_grants_away_in_place(swarm, registry):
     rec = make(swarm, registry, policy=parse_policy(SHOP_POLICY))
     shop_service(swarm, **{"swarm-oauth.scopes": "read orders:write"})

@@ -168,6 +168,8 @@ class Controller:
 
     def _run_pass(self) -> PassOutcomes:
         self._before_pass()
+        board = self._reconciler.board
+        known = board.service_ids()
         try:
             plan = full_pass_keys(self._swarm, self._registry, self._reconciler.identities)
             self._reconciler.prune_reservations()
@@ -178,11 +180,17 @@ class Controller:
             raise
         self.pass_problem = None
         outcomes = Counter(self.queue.add(plan.keys).wait().values())
+        # A service gone or unselected is forgotten when its own key runs; one removed
+        # with nothing of the registrar's on it (refused, or its event lost) has no key to
+        # run, and would stay on the board, and in the metrics, for ever. Entries made
+        # since the pass began (a service created meanwhile) are not the pass's to judge.
+        for stale in known - plan.selected:
+            board.forget(stale)
         if self._observer is not None:
-            self._observer.full_pass(plan.selected)
+            self._observer.full_pass(len(plan.selected))
         logger.info(
             "full pass: %d selected services, %s",
-            plan.selected,
+            len(plan.selected),
             ", ".join(f"{o.value}={n}" for o, n in sorted(outcomes.items())) or "nothing",
         )
         return outcomes

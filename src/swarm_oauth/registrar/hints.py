@@ -57,10 +57,10 @@ def keys_for_reference(ref: str, swarm: Swarm, registry: ClientRegistry) -> list
 
 @dataclass(frozen=True, slots=True)
 class PassPlan:
-    """The keys of one full pass, and how many services were selected."""
+    """The keys of one full pass, and the ids of the services it found selected."""
 
     keys: frozenset[Key]
-    selected: int
+    selected: frozenset[str]
 
 
 def full_pass_keys(swarm: Swarm, registry: ClientRegistry, identities: Identities) -> PassPlan:
@@ -84,7 +84,7 @@ def full_pass_keys(swarm: Swarm, registry: ClientRegistry, identities: Identitie
         for c in orphaned(registry.list(), live, identities)
         if (c.client_id, c.service_id) not in named
     }
-    return PassPlan(frozenset(keys), len(selected))
+    return PassPlan(frozenset(keys), frozenset(selected))
 
 
 def orphaned(

@@ -63,6 +63,11 @@ class StatusBoard:
         with self._lock:
             self._entries.pop(service_id, None)
 
+    def service_ids(self) -> set[str]:
+        """The ids of the services on the board now."""
+        with self._lock:
+            return set(self._entries)
+
     def get(self, service_id: str) -> ServiceStatus | None:
         """The latest status of one service, if any."""
         with self._lock:
