@@ -228,3 +228,39 @@ def test_a_malformed_policy_stops_the_registrar_and_changes_nothing(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0 and "usable" in ok.stdout
+
+
+def test_a_reload_says_what_came_of_it(docker_client, run_id, tmp_path, caplog):
+    # SIGHUP's work, on the real engine: the operator must be able to tell a policy
+    # applied from one left unchanged or still unusable, and a pass that failed.
+    from swarm_oauth.registrar.backends import BackendSettings
+    from swarm_oauth.registrar.runner import Registrar, RegistrarSettings
+
+    policy = write(tmp_path / "policy.yml", "default: {scopes: [read]}\n")
+    nowhere = BackendSettings(clients_url="http://127.0.0.1:9", admin_token="x")
+    registrar = Registrar(
+        RegistrarSettings(
+            backend=nowhere,
+            token_url="http://oauth-tokens:8080/api/token",
+            admin_token="x",
+            selector=f"swarm-oauth.client={run_id}-reload",
+            policy_file=policy,
+        )
+    )
+    registrar.controller.start()
+    try:
+        with caplog.at_level("INFO", logger="swarm_oauth.registrar"):
+            registrar.reload()
+            assert "the policy file is unchanged; its policy stays in force" in caplog.text
+            # The clients API is nowhere: the pass cannot list the clients.
+            assert "the full pass after the reload failed: " in caplog.text
+            caplog.clear()
+            write(policy, "default: {scope: [read]}\n")  # a typo
+            registrar.controller.full_pass().exception(30)  # a pass sees it first
+            caplog.clear()
+            registrar.reload()
+            assert "the policy file is still unusable; the previous policy stays" in caplog.text
+            assert "unknown key 'scope'" in caplog.text
+    finally:
+        registrar.controller.close()
+        registrar.registry.close()

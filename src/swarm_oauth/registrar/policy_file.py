@@ -78,12 +78,15 @@ class PolicyFile:
         _warn_of_dead_rules(policy)
         apply(policy)
         self._seen = _digest(text)
+        self.problem: str | None = None
+        """Why the file as it is now is unusable (the policy before it stays), or None."""
 
     def refresh(self) -> bool:
         """Apply the file again if its content changed; True when a new policy applies."""
         try:
             text = _read(self.path)
         except PolicyError as exc:
+            self.problem = str(exc)
             log.error("the policy file is unusable; the previous policy stays: %s", exc)
             return False
         digest = _digest(text)
@@ -93,8 +96,10 @@ class PolicyFile:
         try:
             policy = parse_policy(text, str(self.path), self._shortest)
         except PolicyError as exc:
+            self.problem = str(exc)
             log.error("the policy file is unusable; the previous policy stays: %s", exc)
             return False
+        self.problem = None
         _warn_of_dead_rules(policy)
         self._apply(policy)
         log.info("policy reloaded", extra={"path": str(self.path), "rules": len(policy.rules)})

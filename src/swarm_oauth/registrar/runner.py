@@ -18,6 +18,7 @@ from swarm_oauth.registrar.labels import DEFAULT_SELECTOR, MIN_SECRET_MAX_AGE, S
 from swarm_oauth.registrar.metrics import RegistrarMetrics
 from swarm_oauth.registrar.policy import RegistrationPolicy
 from swarm_oauth.registrar.policy_file import PolicyFile
+from swarm_oauth.registrar.ports import RegistrarError
 from swarm_oauth.registrar.reconcile import (
     DEFAULT_RESERVATION_SECONDS,
     DEFAULT_ROTATION_GRACE,
@@ -126,8 +127,24 @@ class Registrar:
         self.resync.start()
 
     def reload(self) -> None:
-        """Re-read the policy file now and run a full pass (what SIGHUP does)."""
-        self.controller.full_pass()
+        """Re-read the policy file now and run a full pass (what SIGHUP does), and log
+        what came of both: a reload nobody can see happen is one nobody can trust."""
+        log.info("reload asked for: the policy file is read again and a full pass runs")
+        # A new policy that applies says so itself ("policy reloaded").
+        if self.policy_file is not None and not self.policy_file.refresh():
+            if self.policy_file.problem is not None:
+                log.error(
+                    "the policy file is still unusable; the previous policy stays: %s",
+                    self.policy_file.problem,
+                )
+            else:
+                log.info("the policy file is unchanged; its policy stays in force")
+        try:
+            outcomes = self.controller.full_pass().result()
+        except RegistrarError as exc:
+            log.error("the full pass after the reload failed: %s", exc)
+            return
+        log.info("reload done: %d keys reconciled", sum(outcomes.values()))
 
     def stop(self) -> None:
         """Stop the triggers, finish the runs in progress, close connections."""
