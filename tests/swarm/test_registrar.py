@@ -22,6 +22,7 @@ from swarm_oauth.registrar.reconcile import Outcome
 from tests.support.registrar import InProcessRegistrar, crash_at, registrar_factory
 from tests.support.rig import SELECTOR_KEY, TARGET, Rig, open_rig
 from tests.support.swarm import (
+    create_service,
     exec_in,
     running_container,
     unique_name,
@@ -269,6 +270,25 @@ def test_an_update_after_another_writer_is_retried_on_the_new_spec(rig, swarm_po
     spec = rig.docker.api.inspect_service(name)["Spec"]
     assert spec["Labels"]["other"] == "writer"
     assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["A=1", "OURS=1"]
+
+
+def test_a_reference_that_prefixes_several_service_ids_names_no_service(
+    docker_client, base_image, swarm_port, swarm_cleanup
+):
+    # The engine reads a reference as an id prefix too, and answers 400 "ambiguous" for
+    # the prefix of several: a swarm-listener short name of one character met that.
+    ids: dict[str, str] = {}
+    for _ in range(40):  # 36 first characters: two share one long before that
+        made = create_service(
+            docker_client, unique_name("reg-prefix"), mode=docker.types.ServiceMode("replicated", 0)
+        )
+        if made.id[0] in ids:
+            break
+        ids[made.id[0]] = made.id
+    else:
+        pytest.fail("no two service ids began alike")
+    assert swarm_port.get_service(made.id[0]) is None
+    assert swarm_port.get_service(made.id) is not None  # the whole id still names it
 
 
 def test_a_reference_that_is_no_service_name_never_reaches_the_engine(rig, reconcilers, swarm_port):

@@ -187,6 +187,18 @@ def test_the_configured_urls_own_parameters_come_first(parts):
     assert_converged(parts.swarm, parts.registry, "shop_orders")
 
 
+def test_a_short_name_reaches_its_stack_service_beside_one_named_so(parts):
+    # swarm-listener sends "api" for shop_api; a service named "api" of its own must not
+    # take the notification from it.
+    plain = parts.swarm.add_service("api", LABELS)
+    stacked = parts.swarm.add_service("shop_api", {**LABELS, "com.docker.stack.namespace": "shop"})
+    response = send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=api")
+    assert response.status_code == 200
+    assert response.json()["queued"] == [f"service:{plain.id}", f"service:{stacked.id}"]
+    parts.registrar.drain()
+    assert_converged(parts.swarm, parts.registry, "shop_api")
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_remove_for_a_service_never_seen_is_200_and_queues_nothing(parts, method):
     query = "distribute=true&serviceName=ghost"

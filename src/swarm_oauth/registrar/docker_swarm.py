@@ -203,7 +203,14 @@ class DockerSwarm:
             return None  # no service has it, and it must not reach a URL
         try:
             with _translated(f"inspect service {ref}"):
-                raw: dict[str, Any] = self._api.inspect_service(ref)
+                try:
+                    raw: dict[str, Any] = self._api.inspect_service(ref)
+                except docker.errors.APIError as exc:
+                    # The engine also reads a reference as an id prefix, and answers 400
+                    # ("ambiguous") for a prefix of several ids: no service is named so.
+                    if exc.status_code == 400:
+                        return None
+                    raise
         except _Missing:
             return None
         # The engine also resolves unique id prefixes; a hint must name a service exactly.

@@ -34,14 +34,16 @@ def keys_for_reference(ref: str, swarm: Swarm, registry: ClientRegistry) -> list
     if not is_service_ref(ref):
         return []
     service = swarm.get_service(ref)
-    if service is not None:
-        return [Key.service(service.id)]
     live = swarm.list_services()
+    # The stack services it is the short name of count even beside a service named
+    # exactly so: "api" may be a service of its own and the short name of "shop_api".
     keys = [
         Key.service(s.id)
         for s in live
         if s.stack_namespace and s.name == f"{s.stack_namespace}_{ref}"
     ]
+    if service is not None:
+        return [Key.service(service.id), *(k for k in keys if k.id != service.id)]
     live_ids = {s.id for s in live}
     keys += [
         Key.client(c.client_id)
