@@ -1,6 +1,7 @@
 import base64
 import dataclasses
 import json
+import time
 
 import jwt
 import pytest
@@ -8,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from swarm_oauth.keys import ALGORITHMS, MasterKey, MasterKeyError
-from swarm_oauth.keys.keyring import KeyRing, load_key, new_key_record
+from swarm_oauth.keys.keyring import KeyRing, first_gap, load_key, new_key_record, retire_key
 from swarm_oauth.keys.material import public_jwk, thumbprint
 
 
@@ -130,3 +131,47 @@ def test_tokens_never_outlive_their_keys_publication(master):
     claims = jwt.decode(issued.access_token, options={"verify_signature": False})
     assert claims["exp"] == 1_500 - 60
     assert issued.expires_in == claims["exp"] - claims["iat"]
+
+
+def keys_in(tmp_path, master, *timelines):
+    """A real SQLite store holding one key per (activates_at, retires_at) of ``timelines``."""
+    from swarm_oauth.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(str(tmp_path / "keys.db"))
+    store.migrate()
+    made = []
+    for activates_at, retires_at in timelines:
+        made.append(record(master, activates_at=activates_at, retires_at=retires_at))
+        store.add_key(made[-1])
+        if retires_at is not None:
+            store.schedule_key_retirement(made[-1].kid, retires_at, retires_at + 1000)
+    return store, [r.kid for r in made]
+
+
+def test_first_gap_is_the_first_instant_no_key_signs(master):
+    def key(activates_at, retires_at=None):
+        return record(master, activates_at=activates_at, retires_at=retires_at)
+
+    assert first_gap([key(0, 100), key(100)], 50) is None
+    assert first_gap([key(0, 100), key(150)], 50) == 100
+    assert first_gap([key(60)], 50) == 50
+    assert first_gap([], 50) == 50
+
+
+def test_retiring_a_key_never_undoes_a_gap_it_did_not_make(tmp_path, master):
+    # One key already ends with nothing after it (forced out before): retiring another,
+    # whose end comes earlier, leaves the first as it was.
+    now = time.time()
+    store, (ending, other) = keys_in(tmp_path, master, (now - 10, now + 100), (now - 10, now + 50))
+    assert retire_key(store, other, now) == []
+    assert {r.kid: r.retires_at for r in store.list_keys()}[ending] == now + 100
+    store.close()
+
+
+def test_retiring_the_key_handed_over_to_keeps_the_signing_one(tmp_path, master):
+    now = time.time()
+    store, (current, pending) = keys_in(tmp_path, master, (now - 10, now + 300), (now + 300, None))
+    assert retire_key(store, pending, now) == [current]
+    (kept,) = store.list_keys()
+    assert (kept.kid, kept.retires_at, kept.unpublish_at) == (current, None, None)
+    store.close()

@@ -242,15 +242,18 @@ def retire_key(store: Store, kid: str, now: float, *, force: bool = False) -> li
     if kid not in published:
         raise UnknownKey(f"no published key {kid!r} (see `swarm-oauth keys list`)")
     others = [record for record in published.values() if record.kid != kid]
+    # A gap there already (a key forced out before) is not this retirement's doing.
+    before = first_gap(published.values(), now)
     gap = first_gap(others, now)
-    keepers = [r.kid for r in others if gap is not None and gap > now and r.retires_at == gap]
-    if keepers:
+    keepers: list[str] = []
+    if gap is not None and now < gap and (before is None or gap < before):
+        keepers = [r.kid for r in others if r.retires_at == gap]
         others = [
             replace(r, retires_at=None, unpublish_at=None) if r.kid in keepers else r
             for r in others
         ]
         gap = first_gap(others, now)
-    if gap is not None and not force:
+    if gap is not None and not force and (gap == now or before is None or gap < before):
         raise LastSigningKey(_no_signer(kid, others, now, gap))
     for keeper in keepers:  # first: at no instant does no key sign
         store.schedule_key_retirement(keeper, None, None)
