@@ -179,6 +179,15 @@ def test_keys_retire_withdraws_a_key_but_never_the_last(token_server):
     assert jwt.get_unverified_header(old_token)["kid"] not in kids
 
 
+def rotated_ahead(data: str) -> tuple[dict, dict]:
+    """The one key of a server's data dir, and the key ``keys rotate`` then publishes to
+    take over from it in 300 s."""
+    (old,) = key_list(data)
+    assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "300").returncode == 0
+    (new,) = [k for k in key_list(data) if k["kid"] != old["kid"]]
+    return old, new
+
+
 def test_retiring_the_active_key_before_its_successor_signs_is_refused_and_says_how_long(
     token_server,
 ):
@@ -189,9 +198,7 @@ def test_retiring_the_active_key_before_its_successor_signs_is_refused_and_says_
     import jwt
 
     data = str(token_server.data_dir)
-    (old,) = key_list(token_server.data_dir)
-    assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "300").returncode == 0
-    (new,) = [k for k in key_list(token_server.data_dir) if k["kid"] != old["kid"]]
+    old, new = rotated_ahead(data)
     refused = run("keys", "retire", "--data-dir", data, "--", old["kid"])
     assert refused.returncode == 2, refused.stdout
     waiting = re.search(rf"key {new['kid']} signs only in (\d+) s", refused.stderr)
@@ -210,9 +217,7 @@ def test_retiring_the_key_a_rotation_hands_over_to_cancels_the_hand_over(token_s
     # Withdrawing the pending key once left the current one to stop signing at the
     # hand-over, with nothing after it: every token request failed from then on.
     data = str(token_server.data_dir)
-    (old,) = key_list(token_server.data_dir)
-    assert run("keys", "rotate", "--data-dir", data, "--publish-ahead", "300").returncode == 0
-    (new,) = [k for k in key_list(token_server.data_dir) if k["kid"] != old["kid"]]
+    old, new = rotated_ahead(data)
     retired = run("keys", "retire", "--data-dir", data, "--", new["kid"])
     assert retired.returncode == 0, retired.stderr
     assert json.loads(retired.stdout)["keep_signing"] == [old["kid"]]

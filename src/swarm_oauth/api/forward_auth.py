@@ -178,14 +178,13 @@ class ForwardAuthEndpoint:
             audience, scopes = requirements(query)
         except BadQuery as exc:
             FORWARD_AUTH.labels("bad_query").inc()
-            fields["error"], fields["error_description"] = "invalid_request", str(exc)
-            return json_answer(400, error_body("invalid_request", str(exc)), NO_STORE)
+            return json_answer(400, _logged(fields, "invalid_request", str(exc)), NO_STORE)
         if not self.runtime.watcher.fresh():
             # Revocations may be missing from a view the store no longer confirms.
             FORWARD_AUTH.labels("temporarily_unavailable").inc()
-            reason = "revocations cannot be checked"
-            fields["error"], fields["error_description"] = "temporarily_unavailable", reason
-            unavailable = error_body("temporarily_unavailable", reason)
+            unavailable = _logged(
+                fields, "temporarily_unavailable", "revocations cannot be checked"
+            )
             retry = (b"retry-after", RETRY_AFTER_SECONDS)
             return json_answer(503, unavailable, (*NO_STORE, retry))
         authorization = [
@@ -196,10 +195,9 @@ class ForwardAuthEndpoint:
             FORWARD_AUTH.labels(outcome.error).inc()
             if outcome.client_id is not None:
                 fields["client_id"] = outcome.client_id
-            fields["error"], fields["error_description"] = outcome.error, outcome.description
             return json_answer(
                 outcome.status,
-                error_body(outcome.error, outcome.description),
+                _logged(fields, outcome.error, outcome.description),
                 ((b"www-authenticate", outcome.challenge.encode()), *NO_STORE),
             )
         ALLOWED.inc()
@@ -220,3 +218,9 @@ class ForwardAuthEndpoint:
         await send_answer(
             send, self.answer_now(scope["headers"], b"", scope["query_string"], fields)
         )
+
+
+def _logged(fields: dict[str, object], error: str, description: str) -> dict[str, str]:
+    """A refusal's body, its error and reason also put in the access line's ``fields``."""
+    fields["error"], fields["error_description"] = error, description
+    return error_body(error, description)

@@ -252,27 +252,9 @@ class Reconciler:
         managed_ids = {s.id for s in managed}
         try:
             if target_taken(service, desired, managed_ids):
-                # A secret that no longer exists is nobody's (Docker refuses to delete one
-                # a service's spec mounts): a rollback (failure_action, or `docker service
-                # rollback`) restored the spec from before a rotation, with the secret the
-                # rotation then deleted. Docker checks only the current spec. Replace it.
-                gone = {
-                    ref.secret_id
-                    for ref in service.secret_refs
-                    if ref.target == desired.target
-                    and ref.secret_id not in managed_ids
-                    and not self._swarm.secret_exists(ref.secret_id)
-                }
-                managed_ids |= gone
+                managed_ids |= self._gone_at_target(service, desired, managed_ids)
                 if target_taken(service, desired, managed_ids):
                     raise _Conflict(f"a secret it does not own is mounted at {desired.target}")
-                logger.warning(
-                    "service %s: it mounts a Docker secret that no longer exists at %s "
-                    "(rolled back past a rotation?); mounting its current one",
-                    service.name,
-                    desired.target,
-                    extra={"service": service.name},
-                )
             client, changed = self._usable_client(service, desired)
         except _Conflict as exc:
             logger.warning("service %s: conflict, %s; leaving it alone", service.name, exc)
@@ -387,6 +369,32 @@ class Reconciler:
             functools.partial(self._registry.rotate, client.client_id, 0, replace_current=in_grace),
             f"rotated client {client.client_id}, no Docker secret held its secret",
         )
+
+    def _gone_at_target(
+        self, service: ObservedService, desired: DesiredIdentity, managed_ids: Collection[str]
+    ) -> set[str]:
+        """The secrets mounted at the target that no longer exist, to be replaced.
+
+        A secret that no longer exists is nobody's (Docker refuses to delete one a
+        service's spec mounts): a rollback (failure_action, or `docker service rollback`)
+        restored the spec from before a rotation, with the secret the rotation then
+        deleted. Docker checks only the current spec."""
+        gone = {
+            ref.secret_id
+            for ref in service.secret_refs
+            if ref.target == desired.target
+            and ref.secret_id not in managed_ids
+            and not self._swarm.secret_exists(ref.secret_id)
+        }
+        if gone:
+            logger.warning(
+                "service %s: it mounts a Docker secret that no longer exists at %s "
+                "(rolled back past a rotation?); mounting its current one",
+                service.name,
+                desired.target,
+                extra={"service": service.name},
+            )
+        return gone
 
     def holds_previous_secret(
         self, service: ObservedService, managed: Sequence[DockerSecret] | None = None
