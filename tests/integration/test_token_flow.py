@@ -1,7 +1,5 @@
 """A real OAuth client library gets tokens from a real server; PyJWT validates them."""
 
-import time
-
 import httpx
 import jwt
 import pytest
@@ -68,8 +66,6 @@ def test_token_validates_with_the_certificate(token_server, registered):
 
 
 def token_server_get(server, path):
-    import httpx
-
     return httpx.get(server.url + path, timeout=10)
 
 
@@ -130,9 +126,5 @@ def test_several_workers_serve_one_port(server_factory):
         assert server.token("svc", body["client_secret"]).status_code == 200
     # Each request on a new connection; the kernel spreads them over the workers, which
     # are children of the process started (uvicorn's supervisor), not that process itself.
-    pids: set[int] = set()
-    deadline = time.monotonic() + 30
-    while len(pids) < 2 and time.monotonic() < deadline:
-        pids.add(httpx.get(server.url + "/healthz").json()["pid"])
-    assert len(pids) == 2, pids
+    pids = server.worker_pids(2)
     assert server.proc is not None and server.proc.pid not in pids

@@ -97,6 +97,16 @@ class ServerProcess:
         """Everything the process wrote so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def worker_pids(self, workers: int, timeout: float = 30.0) -> set[int]:
+        """The pids of ``workers`` distinct worker processes, once each has answered
+        ``/healthz`` (a new connection each time, which the kernel spreads over them)."""
+        pids: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(pids) < workers:
+            assert time.monotonic() < deadline, f"only {len(pids)} workers answered:\n{self.log()}"
+            pids.add(httpx.get(self.url + "/healthz", timeout=10).json()["pid"])
+        return pids
+
     def stop(self) -> None:
         """Terminate the process and wait for it."""
         if self.proc is not None and self.proc.poll() is None:
