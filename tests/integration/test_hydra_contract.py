@@ -276,6 +276,28 @@ def test_a_page_instead_of_the_client_list_is_a_refusal_not_a_crash():
         admin.list()
 
 
+class _BrokenGzip(BaseHTTPRequestHandler):
+    """A proxy that mangles the body it says is gzip-encoded."""
+
+    def do_GET(self) -> None:
+        body = b"this is not gzip"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_a_body_that_cannot_be_decoded_is_retried_not_a_crash():
+    # httpx raises DecodingError, not a TransportError, while it reads such a body.
+    with _admin_of(_BrokenGzip) as admin, pytest.raises(TransientError, match="DecodingError"):
+        admin.get("shop_orders")
+
+
 def test_a_scope_change_keeps_what_an_operator_set_on_the_client():
     _OldHydra.clients = {
         "shop_orders": {

@@ -33,12 +33,15 @@ class Peer:
         bearer: str | None = None,
     ) -> httpx.Response:
         """The response when its status is in ``ok``. ``TransientError`` when the server
-        cannot be reached or answers 429 or 5xx; ``Rejected`` for any other status."""
+        cannot be reached, its answer cannot be read, or it answers 429 or 5xx;
+        ``Rejected`` for any other status."""
         what = f"{method} {httpx.URL(url).path or url}"
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
         try:
             response = self.http.request(method, url, json=json, params=params, headers=headers)
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # Transport failures, and a body mangled on the way (DecodingError): both may
+            # pass, neither says anything about the client.
             raise TransientError(f"{what}: {type(exc).__name__}: {exc}") from None
         if response.status_code in ok:
             return response
