@@ -41,6 +41,26 @@ def test_a_backend_url_must_be_one(url, reason):
         backend.check()
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://admin:hunter2@hydra:4445",
+        "ftp://admin:hunter2@hydra",
+        "http://admin:hunter2@hydra:abc",
+    ],
+)
+def test_a_password_in_a_backend_url_is_shown_neither_in_an_error_nor_in_the_log(url):
+    backend = BackendSettings("hydra", hydra_admin_url=url)
+    refusal = ""
+    try:
+        backend.check()
+    except BackendConfigError as exc:
+        refusal = str(exc)
+    # Refused or accepted, the password appears nowhere an operator's tools collect.
+    assert "hunter2" not in refusal and "hunter2" not in backend.location
+    assert "***@hydra" in backend.location
+
+
 def test_a_reservation_longer_than_ten_years_is_refused_before_the_registrar_starts():
     from click.testing import CliRunner
 

@@ -8,6 +8,7 @@ its ``Capabilities``.
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,14 +65,25 @@ class BackendSettings:
 
     @property
     def location(self) -> str:
-        """Where clients are registered, for the start-up log."""
-        return str(
-            {
-                "builtin": self.clients_url,
-                "hydra": self.hydra_admin_url,
-                "dcr": self.registration_url,
-            }[self.name]
+        """Where clients are registered, for the start-up log (without a password)."""
+        return _shown(
+            str(
+                {
+                    "builtin": self.clients_url,
+                    "hydra": self.hydra_admin_url,
+                    "dcr": self.registration_url,
+                }[self.name]
+            )
         )
+
+
+# A URL's user:password@ (which httpx sends as Basic auth), even in one it cannot parse.
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
+def _shown(url: str) -> str:
+    """``url`` fit for a log line or an error: any user information is masked."""
+    return _USERINFO.sub("***@", url)
 
 
 def _check_url(option: str, value: str) -> None:
@@ -79,9 +91,9 @@ def _check_url(option: str, value: str) -> None:
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
-        raise BackendConfigError(f"{option} {value}: {exc}") from None
+        raise BackendConfigError(f"{option} {_shown(value)}: {_shown(str(exc))}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise BackendConfigError(f"{option} {value}: not an http or https URL")
+        raise BackendConfigError(f"{option} {_shown(value)}: not an http or https URL")
 
 
 def open_registry(settings: BackendSettings, swarm: Swarm) -> ClientRegistry:

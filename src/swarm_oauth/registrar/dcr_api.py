@@ -68,6 +68,8 @@ class DynamicRegistration:
     ) -> None:
         """``client`` goes to ``Peer`` (``timeout=``, ``verify=`` for a CA bundle, ...)."""
         self._url = registration_url
+        # What errors name, as the peer's do: never a user:password@ or a query.
+        self._path = httpx.URL(registration_url).path or "/"
         self._book = book
         self._initial_token = initial_access_token
         self._peer = Peer(**client)
@@ -238,18 +240,18 @@ class DynamicRegistration:
         body = json_object(response)
         client_id = body.get("client_id")
         if not isinstance(client_id, str) or not client_id:
-            raise Rejected(f"POST {self._url}: the answer has no client_id")
+            raise Rejected(f"POST {self._path}: the answer has no client_id")
         token = body.get("registration_access_token")
         try:
             uri = self._client_uri(body, "")
         except Rejected as exc:
             raise Rejected(
-                f"POST {self._url}: the server registered client {client_id}, but its {exc}; "
+                f"POST {self._path}: the server registered client {client_id}, but its {exc}; "
                 "the registrar cannot remove it again (delete it at the server)"
             ) from None
         if not isinstance(token, str) or not token or not uri:
             raise Rejected(
-                f"POST {self._url}: the server registered client {client_id} but gave no "
+                f"POST {self._path}: the server registered client {client_id} but gave no "
                 "registration access token and configuration URL (RFC 7592), so the registrar "
                 "cannot remove it again (delete it at the server); the dcr backend needs a "
                 "server that manages registrations"
@@ -260,7 +262,7 @@ class DynamicRegistration:
             # say): a client no service can use, which each pass would register again.
             self._undo(uri, token)
             raise Rejected(
-                f"POST {self._url}: the server registered client {client_id} without a "
+                f"POST {self._path}: the server registered client {client_id} without a "
                 f"client secret to authenticate with (token_endpoint_auth_method "
                 f"{method!r}); the registrar deleted it again"
             )
