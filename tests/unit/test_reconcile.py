@@ -664,6 +664,37 @@ def test_a_secret_older_than_its_maximum_is_rotated_and_the_old_one_goes_once_un
     rec.close()
 
 
+def test_a_rotated_secret_docker_would_not_store_is_stored_on_retry_not_rotated_again(
+    swarm, registry, monkeypatch
+):
+    rec, clock = rotating(swarm, registry, rotation_grace=3600)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    _, old = assert_converged(swarm, registry, "orders")
+    old_secret = registry.secret_of["orders"]
+    swarm.old_tasks[service.id] = {old.id}  # the running tasks hold the old secret
+    clock.now += 30 * DAY
+    refusals = iter([TransientError("raft: no leader")] * 3)
+    create_secret = swarm.create_secret
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if (refusal := next(refusals, None)) is not None:
+            raise refusal
+        return create_secret(*args, **kwargs)
+
+    monkeypatch.setattr(swarm, "create_secret", flaky)
+    for _ in range(4):
+        rec.full_pass()
+    # One rotation, however many tries the Docker secret took: a registry that keeps a
+    # few rotated secrets (Hydra) would otherwise drop the one the tasks still use.
+    assert registry.writes["rotate"] == 1
+    swarm.old_tasks[service.id] = set()
+    rec.hint("orders")
+    assert_converged(swarm, registry, "orders")  # what is mounted is the client's secret
+    assert registry.accepts("orders", old_secret)  # its grace
+    rec.close()
+
+
 def test_with_the_maximum_age_off_a_secret_is_never_rotated_by_age(swarm, registry):
     # --secret-max-age 0 and a policy without secret_max_age: what InProcessRegistrar runs.
     clock = Clock()

@@ -185,6 +185,11 @@ class Reconciler:
         # of one created under its name meet on the same client name: one of them at a
         # time, so the removal cannot take the client the other has just made.
         self._names = _NameLocks()
+        # A new secret the registry made but no Docker secret holds yet (its write failed),
+        # by client id: the retry stores this one rather than rotate again. Each rotation
+        # costs a kept secret where the registry keeps a few (Hydra five), and enough
+        # retries would push out the one the running tasks still use.
+        self._unstored: dict[str, FreshSecret] = {}
 
     def reconcile(self, key: Key) -> Result:
         """Bring ``key`` to its desired state as Docker reports it now; never raises."""
@@ -282,6 +287,8 @@ class Reconciler:
                     f"deleted the reservation of client id {desired.client_id}",
                 )
         current = next((s for s in managed if is_current(s, client, service.id)), None)
+        if current is not None:  # stored after all (an answer lost on the way)
+            self._unstored.pop(client.client_id, None)
         now = self._clock()
         # A rotation request is answered once the new secret is mounted: should a step
         # after the rotation fail, it waits for the run that finishes the job.
@@ -289,7 +296,7 @@ class Reconciler:
             if current is None:
                 if fresh is None:
                     fresh = self._replace_lost_secret(service, client, managed)
-                current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
+                current = self._create_secret(service.name, fresh, service.id)
                 managed_ids.add(current.id)
                 changed = True
             elif (why := self._rotation_due(current, desired, client, requested.grace)) and not (
@@ -307,7 +314,7 @@ class Reconciler:
                     ),
                 )
                 self._observer.rotated("request" if requested.grace is not None else "age")
-                current = self._create_secret(service.name, fresh.client, service.id, fresh.secret)
+                current = self._create_secret(service.name, fresh, service.id)
                 managed_ids.add(current.id)
                 changed = True
                 if not grace and self._retire_on_request:
@@ -357,8 +364,12 @@ class Reconciler:
         value is gone for good (a crash between making it and storing it).
 
         If that happened in the middle of a rotation, the tasks still run with the
-        previous secret, in its grace: it is kept, and only the lost one is replaced.
+        previous secret, in its grace: it is kept, and only the lost one is replaced. A
+        secret this process made and failed to store is not lost: it is stored now.
         """
+        unstored = self._unstored.get(client.client_id)
+        if unstored is not None and unstored.client.secret_version == client.secret_version:
+            return unstored
         now = self._clock()
         in_grace = (client.previous_secret_expires_at or 0) > now and any(
             s.labels.get(VERSION_LABEL) == str(client.secret_version - 1) for s in managed
@@ -763,17 +774,21 @@ class Reconciler:
             )
 
     def _create_secret(
-        self, service_name: str, client: ClientInfo, service_id: str, secret: str
+        self, service_name: str, fresh: FreshSecret, service_id: str
     ) -> DockerSecret:
+        client = fresh.client
         name = secret_name(client, service_id)
-        return self._act(
+        self._unstored[client.client_id] = fresh
+        created = self._act(
             "create_secret",
             service_name,
             lambda: self._swarm.create_secret(
-                name, secret.encode(), secret_labels(client, service_id)
+                name, fresh.secret.encode(), secret_labels(client, service_id)
             ),
             f"created Docker secret {name}",
         )
+        del self._unstored[client.client_id]
+        return created
 
     def _delete_secrets(self, service_name: str, stale: Iterable[DockerSecret]) -> bool:
         deleted = False
