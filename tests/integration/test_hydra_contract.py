@@ -256,45 +256,37 @@ def test_a_hydra_without_secret_rotation_is_told_plainly_and_its_client_left_as_
             admin.retire_previous("shop_orders")
 
 
-class _LoginPage(BaseHTTPRequestHandler):
-    """A proxy in front of the admin API that answers with its login page."""
+def _proxy_answering(body: bytes, **headers: str) -> type[BaseHTTPRequestHandler]:
+    """A proxy in front of the admin API that answers every GET with ``body`` and
+    ``headers`` (underscores in their names as dashes)."""
 
-    def do_GET(self) -> None:
-        page = b"<html><body>Sign in</body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(page)))
-        self.end_headers()
-        self.wfile.write(page)
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name.replace("_", "-"), value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
-    def log_message(self, *_: Any) -> None:
-        pass
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    return Proxy
 
 
 def test_a_page_instead_of_the_client_list_is_a_refusal_not_a_crash():
-    with _admin_of(_LoginPage) as admin, pytest.raises(Rejected, match="not a list"):
+    login_page = _proxy_answering(b"<html><body>Sign in</body></html>", Content_Type="text/html")
+    with _admin_of(login_page) as admin, pytest.raises(Rejected, match="not a list"):
         admin.list()
-
-
-class _BrokenGzip(BaseHTTPRequestHandler):
-    """A proxy that mangles the body it says is gzip-encoded."""
-
-    def do_GET(self) -> None:
-        body = b"this is not gzip"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
 
 
 def test_a_body_that_cannot_be_decoded_is_retried_not_a_crash():
     # httpx raises DecodingError, not a TransportError, while it reads such a body.
-    with _admin_of(_BrokenGzip) as admin, pytest.raises(TransientError, match="DecodingError"):
+    broken_gzip = _proxy_answering(
+        b"this is not gzip", Content_Type="application/json", Content_Encoding="gzip"
+    )
+    with _admin_of(broken_gzip) as admin, pytest.raises(TransientError, match="DecodingError"):
         admin.get("shop_orders")
 
 
