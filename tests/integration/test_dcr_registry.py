@@ -9,6 +9,7 @@ import secrets
 import ssl
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -555,5 +556,151 @@ def test_a_registration_token_is_never_sent_over_http_when_the_server_is_https(s
         assert [c.client_id for c in registry.list()] == [client_id]
     finally:
         _TlsServer.client_uri = "https://{host}/reg/{client_id}"
+        registry.close()
+        server.shutdown()
+
+
+class _ReadRenewingServer(_SpendingServer):
+    """A server that, for its next ``reads`` reads, answers with a new secret and ends the
+    old one (RFC 7592 §2.1 allows it); every update issues one too. It counts the secrets
+    it issues."""
+
+    reads: ClassVar[int] = 0
+    issued: ClassVar[int] = 0
+
+    def _issue(self, client_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        type(self).issued += 1
+        return super()._issue(client_id, metadata)
+
+    def do_GET(self) -> None:
+        if (known := self._known()) is not None:
+            if self.reads:
+                type(self).reads -= 1
+                type(self).issued += 1
+                known["client_secret"] = secrets.token_urlsafe(16)
+            self._send(200, known)
+
+
+@pytest.fixture
+def renewing(swarm, sealer) -> Iterator[DynamicRegistration]:
+    _ReadRenewingServer.clients, _ReadRenewingServer.reads = {}, 0
+    _ReadRenewingServer.issued = 0
+    server, registry = _serve(_ReadRenewingServer, swarm, sealer)
+    yield registry
+    registry.close()
+    server.shutdown()
+
+
+def _mounted(swarm: FakeSwarm) -> str:
+    [secret] = swarm.managed_secrets()
+    return swarm.data(secret.id).decode()
+
+
+def test_a_secret_a_read_issues_is_the_one_the_service_gets(renewing, swarm):
+    registrar = InProcessRegistrar(swarm, renewing)
+    try:
+        swarm.add_service("web")
+        assert registrar.hint("web") is Outcome.CHANGED
+        [client_id] = _ReadRenewingServer.clients
+        assert _mounted(swarm) == _ReadRenewingServer.clients[client_id]["client_secret"]
+        # The next read ends the mounted secret and answers with another: that one is
+        # mounted, by the same pass, and no further secret is asked for.
+        _ReadRenewingServer.reads, issued = 1, _ReadRenewingServer.issued
+        assert registrar.full_pass() == {Outcome.CHANGED: 1}
+        assert list(_ReadRenewingServer.clients) == [client_id]
+        assert _mounted(swarm) == _ReadRenewingServer.clients[client_id]["client_secret"]
+        assert _ReadRenewingServer.issued == issued + 1
+        assert f"OAUTH_CLIENT_ID={client_id}" in swarm.named("web").env
+        assert registrar.full_pass() == {Outcome.UNCHANGED: 1}
+    finally:
+        registrar.close()
+
+
+def test_a_secret_a_scope_update_issues_is_the_one_the_service_gets(renewing, swarm):
+    registrar = InProcessRegistrar(swarm, renewing)
+    try:
+        labels = {"swarm-oauth.client": "true", "swarm-oauth.scopes": "a"}
+        swarm.add_service("web", labels)
+        assert registrar.hint("web") is Outcome.CHANGED
+        [client_id] = _ReadRenewingServer.clients
+        labels = {**labels, "swarm-oauth.scopes": "a b"}
+        swarm.set_service(replace(swarm.named("web"), labels=labels))
+        issued = _ReadRenewingServer.issued
+        assert registrar.hint("web") is Outcome.CHANGED
+        configured = _ReadRenewingServer.clients[client_id]
+        assert configured["scope"] == "a b"
+        assert _mounted(swarm) == configured["client_secret"]
+        assert _ReadRenewingServer.issued == issued + 1  # the update's, no rotation after
+    finally:
+        registrar.close()
+
+
+def test_a_secret_a_read_issues_survives_a_failed_write_of_its_record(renewing, swarm, sealer):
+    client_id = renewing.add("web", ["read"], [], METADATA).client.client_id
+    _ReadRenewingServer.reads = 1
+    swarm.fail = TransientError
+    with pytest.raises(TransientError):
+        renewing.get(client_id)  # the answer spent the token and ended the secret
+    swarm.fail = None
+    found = renewing.get(client_id)
+    assert found is not None and found.secret_version == 2
+    fresh = renewing.rotate(client_id)
+    assert fresh.secret == _ReadRenewingServer.clients[client_id]["client_secret"]
+    assert fresh.client.secret_version == 2
+    record = RegistrationBook(swarm, sealer).get(client_id)
+    assert record is not None and record.secret_version == 2
+
+
+def test_a_registration_token_whose_record_could_not_be_written_is_kept(spending, swarm):
+    client_id = spending.add("web", ["read"], [], METADATA).client.client_id
+    create_config = swarm.create_config
+    failures = iter([TransientError("no raft leader")])
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        return create_config(*args, **kwargs)
+
+    swarm.create_config = flaky  # type: ignore[method-assign]
+    # The read spends the token and answers with the next, which the book cannot store:
+    # forgetting it would make the next read a 401, the client orphaned at its server.
+    with pytest.raises(TransientError, match="no raft leader"):
+        spending.get(client_id)
+    for _ in range(2):
+        found = spending.get(client_id)
+        assert found is not None and found.client_id == client_id
+    assert spending.remove(client_id) is True
+    assert client_id not in _SpendingServer.clients
+    assert swarm.list_configs(REGISTRATION) == []
+
+
+class _SlowReadServer(_SpendingServer):
+    """A spending server whose reads answer only after ``reading`` is set and a pause."""
+
+    reading: ClassVar[threading.Event] = threading.Event()
+
+    def do_GET(self) -> None:
+        known = self._known()  # the token is spent on receipt
+        self.reading.set()
+        threading.Event().wait(0.5)
+        if known is not None:
+            self._send(200, known)
+
+
+def test_a_read_and_a_removal_at_once_do_not_orphan_the_client(swarm, sealer):
+    # A removed service's key and its client's key on two workers: one reads the client
+    # while the other deletes it, both with the one token the server spends at each use.
+    _SlowReadServer.clients, _SlowReadServer.reading = {}, threading.Event()
+    server, registry = _serve(_SlowReadServer, swarm, sealer)
+    try:
+        client_id = registry.add("web", ["read"], [], METADATA).client.client_id
+        read = threading.Thread(target=registry.get, args=(client_id,))
+        read.start()
+        assert _SlowReadServer.reading.wait(10)
+        assert registry.remove(client_id) is True
+        read.join(10)
+        assert _SlowReadServer.clients == {}  # deleted, not orphaned behind a spent token
+        assert swarm.list_configs(REGISTRATION) == []
+    finally:
         registry.close()
         server.shutdown()

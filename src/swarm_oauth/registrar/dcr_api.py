@@ -8,7 +8,14 @@ client. What follows from that:
 
 - ``find`` asks the server about the newest record of a name (``GET`` on the client's
   configuration URL); a server that answers 401 no longer has the client (RFC 7592 §2.1),
-  and the record goes.
+  and the record goes. A server may answer a read or an update with a new registration
+  access token (the old one then spent) or a new secret (the old one then ended): both are
+  recorded before anything else, a new secret as the client's next secret version, which
+  the reconcile then mounts (``rotate`` hands it over without asking for another).
+- Calls about one client take turns, and a renewed token the book could not store is
+  kept in memory until it can be: with a server that spends the token at each use, two
+  calls at once, or one lost write, would leave the registrar with a spent token, whose
+  401 reads as the client gone.
 - Rotation first asks for a new secret the way RFC 7592 allows, an update (``PUT``); a
   server may answer it with a new secret. Most keep the secret (RFC 7592 gives a client no
   way to demand one), and then the service is registered anew: a new client id and secret,
@@ -27,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -35,6 +43,7 @@ import httpx
 
 from swarm_oauth import __version__
 from swarm_oauth.registrar.http_peer import Peer, json_object
+from swarm_oauth.registrar.locks import KeyedLocks
 from swarm_oauth.registrar.model import ClientInfo, FreshSecret
 from swarm_oauth.registrar.ports import Capabilities, RegistrarError, Rejected, TransientError
 from swarm_oauth.registrar.registrations import (
@@ -73,6 +82,19 @@ class DynamicRegistration:
         self._book = book
         self._initial_token = initial_access_token
         self._peer = Peer(**client)
+        # Two calls about one client at once (a removed service's key and its client's
+        # key, on two workers) with a token the server spends at each use: one of them
+        # would send a spent token.
+        self._clients = KeyedLocks()
+        # Guards the two memos below, which calls about different clients share.
+        self._memo = threading.Lock()
+        # What an answer renewed that the book could not store (a Docker error), by client
+        # id, with the generation of the record it follows: the only copy of a new
+        # registration access token, used until a later write stores it.
+        self._unwritten: dict[str, tuple[int, Registration, Credentials]] = {}
+        # A secret the server issued unasked, in a read or an update answer, by client id,
+        # until ``rotate`` hands it to the reconcile.
+        self._issued: dict[str, str] = {}
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -83,17 +105,14 @@ class DynamicRegistration:
         still has; records of clients it no longer has are dropped."""
         records = self._book.of(name, service_id)
         for index, record in enumerate(records):
-            client = self._fetch(record, holds_previous=index + 1 < len(records))
+            client = self._fetch(record.client_id, holds_previous=index + 1 < len(records))
             if client is not None:
                 return client
         return None
 
     def get(self, client_id: str) -> ClientInfo | None:
         """The client as its server describes it, or None."""
-        record = self._book.get(client_id)
-        if record is None:
-            return None
-        return self._fetch(record, holds_previous=self._has_previous(record))
+        return self._fetch(client_id, holds_previous=None)
 
     def list(self) -> list[ClientInfo]:
         """Every client the records name (from the records alone: no request each)."""
@@ -132,63 +151,66 @@ class DynamicRegistration:
 
     def remove(self, client_id: str) -> bool:
         """Delete the client at its server, then its record; False if either was gone."""
-        record = self._book.get(client_id)
-        if record is None:
-            return False
-        credentials = self._book.credentials(record)
-        response = self._peer.call(
-            "DELETE", credentials.client_uri, ok=(200, 204, *GONE), bearer=credentials.access_token
-        )
-        gone = _gone(response)
-        self._book.drop(client_id)
-        return not gone
+        with self._clients.held(client_id):
+            current = self._current(client_id)
+            if current is None:
+                return False
+            _, credentials = current
+            response = self._peer.call(
+                "DELETE",
+                credentials.client_uri,
+                ok=(200, 204, *GONE),
+                bearer=credentials.access_token,
+            )
+            gone = _gone(response)
+            self._forget(client_id)
+            return not gone
 
     def rotate(
         self, client_id: str, grace_seconds: int = 0, *, replace_current: bool = False
     ) -> FreshSecret:
         """A new secret: by an update where the server issues one, else by registering
-        the service anew (``grace_seconds`` is the reconcile's to act on)."""
-        record = self._existing(client_id)
-        body, record, credentials = self._update(record, record.scopes)
-        secret = body.get("client_secret")
-        if (
-            isinstance(secret, str)
-            and secret
-            and not hmac.compare_digest(
-                secret_digest(secret).encode(), credentials.secret_digest.encode()
-            )
-        ):
-            renewed = replace(record, secret_version=record.secret_version + 1)
-            stored = self._book.write(
-                renewed, replace(credentials, secret_digest=secret_digest(secret))
-            )
-            return FreshSecret(_client(stored, body, self._has_previous(stored)), secret)
-        versions = (r.secret_version for r in self._book.of(record.name, record.service_id))
-        fresh = self._register(replace(record, client_id="", secret_version=max(versions) + 1))
-        if replace_current:
-            self.remove(client_id)
-        return fresh
+        the service anew (``grace_seconds`` is the reconcile's to act on). A secret the
+        server issued unasked, in an earlier answer, is the new one: no other is asked for."""
+        with self._clients.held(client_id):
+            record, credentials = self._existing(client_id)
+            with self._memo:
+                issued = self._issued.pop(client_id, None)
+            if issued is not None and _same(issued, credentials.secret_digest):
+                return FreshSecret(_client(record, None, self._has_previous(record)), issued)
+            body, record, issued = self._update(record, credentials, record.scopes)
+            if issued is not None:
+                with self._memo:
+                    self._issued.pop(client_id, None)
+                return FreshSecret(_client(record, body, self._has_previous(record)), issued)
+            versions = (r.secret_version for r in self._book.of(record.name, record.service_id))
+            fresh = self._register(replace(record, client_id="", secret_version=max(versions) + 1))
+            if replace_current:
+                self.remove(client_id)
+            return fresh
 
     def update(self, client_id: str, scopes: Sequence[str], audiences: Sequence[str]) -> ClientInfo:
         """Replace the client's scopes by an RFC 7592 update (the secret stays)."""
         if audiences:
             raise Rejected("RFC 7591 registration cannot record audiences")
-        record = self._existing(client_id)
-        if record.scopes and not scopes:
-            # RFC 7592 §2.2 reads an update without `scope` as "the server's default",
-            # which may be every scope it knows (oidc-provider's): taking the last scope
-            # away could grant more, never less.
-            raise Rejected(
-                f"client {client_id}: an RFC 7592 update cannot take every scope away (no "
-                "scope means the server's default, which may allow more); it keeps "
-                f"{' '.join(record.scopes)}. Remove the service, or its label, to end the client"
-            )
-        body, record, _ = self._update(record, tuple(scopes))
-        return _client(record, body, self._has_previous(record))
+        with self._clients.held(client_id):
+            record, credentials = self._existing(client_id)
+            if record.scopes and not scopes:
+                # RFC 7592 §2.2 reads an update without `scope` as "the server's default",
+                # which may be every scope it knows (oidc-provider's): taking the last scope
+                # away could grant more, never less.
+                raise Rejected(
+                    f"client {client_id}: an RFC 7592 update cannot take every scope away (no "
+                    "scope means the server's default, which may allow more); it keeps "
+                    f"{' '.join(record.scopes)}. Remove the service, or its label, to end the "
+                    "client"
+                )
+            body, record, _ = self._update(record, credentials, tuple(scopes))
+            return _client(record, body, self._has_previous(record))
 
     def retire_previous(self, client_id: str) -> bool:
         """Delete the clients this one replaced at its rotation."""
-        record = self._existing(client_id)
+        record, _ = self._existing(client_id)
         older = [
             r
             for r in self._book.of(record.name, record.service_id)
@@ -205,11 +227,31 @@ class DynamicRegistration:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _existing(self, client_id: str) -> Registration:
+    def _current(self, client_id: str) -> tuple[Registration, Credentials] | None:
+        """The client's record and credentials: the book's, or what an answer renewed
+        that the book could not store yet."""
         record = self._book.get(client_id)
+        with self._memo:
+            kept = self._unwritten.get(client_id)
+            if kept is not None and record is not None and kept[0] == record.generation:
+                return kept[1], kept[2]
+            self._unwritten.pop(client_id, None)  # stored after all, or gone
         if record is None:
+            return None
+        return record, self._book.credentials(record)
+
+    def _forget(self, client_id: str) -> None:
+        """Drop the client's records and whatever memory keeps of it."""
+        self._book.drop(client_id)
+        with self._memo:
+            self._unwritten.pop(client_id, None)
+            self._issued.pop(client_id, None)
+
+    def _existing(self, client_id: str) -> tuple[Registration, Credentials]:
+        current = self._current(client_id)
+        if current is None:
             raise TransientError(f"client {client_id} was removed meanwhile")
-        return record
+        return current
 
     def _has_previous(self, record: Registration) -> bool:
         return any(
@@ -217,17 +259,25 @@ class DynamicRegistration:
             for r in self._book.of(record.name, record.service_id)
         )
 
-    def _fetch(self, record: Registration, *, holds_previous: bool) -> ClientInfo | None:
-        credentials = self._book.credentials(record)
-        response = self._peer.call(
-            "GET", credentials.client_uri, ok=(200, *GONE), bearer=credentials.access_token
-        )
-        if _gone(response):
-            self._book.drop(record.client_id)
-            return None
-        answer = json_object(response)
-        record, _ = self._renewed(record, credentials, answer, record)
-        return _client(record, answer, holds_previous)
+    def _fetch(self, client_id: str, *, holds_previous: bool | None) -> ClientInfo | None:
+        """The client as its server describes it (``holds_previous`` None: from the
+        records), or None if the server or the records no longer have it."""
+        with self._clients.held(client_id):
+            current = self._current(client_id)
+            if current is None:
+                return None
+            record, credentials = current
+            response = self._peer.call(
+                "GET", credentials.client_uri, ok=(200, *GONE), bearer=credentials.access_token
+            )
+            if _gone(response):
+                self._forget(client_id)
+                return None
+            answer = json_object(response)
+            record, _, _ = self._renewed(record, credentials, answer, record)
+            if holds_previous is None:
+                holds_previous = self._has_previous(record)
+            return _client(record, answer, holds_previous)
 
     def _register(self, record: Registration) -> FreshSecret:
         response = self._peer.call(
@@ -281,10 +331,10 @@ class DynamicRegistration:
             self._peer.call("DELETE", uri, ok=(200, 204, *GONE), bearer=token)
 
     def _update(
-        self, record: Registration, scopes: Sequence[str]
-    ) -> tuple[dict[str, Any], Registration, Credentials]:
-        """RFC 7592 §2.2: the whole metadata again, with the client id."""
-        credentials = self._book.credentials(record)
+        self, record: Registration, credentials: Credentials, scopes: Sequence[str]
+    ) -> tuple[dict[str, Any], Registration, str | None]:
+        """RFC 7592 §2.2: the whole metadata again, with the client id. The answer, the
+        record after it, and the new secret if the server issued one."""
         body = {**_metadata(record.name, scopes), "client_id": record.client_id}
         response = self._peer.call(
             "PUT",
@@ -294,13 +344,13 @@ class DynamicRegistration:
             bearer=credentials.access_token,
         )
         if _gone(response):
-            self._book.drop(record.client_id)
+            self._forget(record.client_id)
             raise TransientError(f"client {record.client_id} is gone from its server")
         answer = json_object(response)
-        updated, renewed = self._renewed(
+        updated, _, issued = self._renewed(
             record, credentials, answer, replace(record, scopes=tuple(scopes))
         )
-        return answer, updated, renewed
+        return answer, updated, issued
 
     def _renewed(
         self,
@@ -308,31 +358,58 @@ class DynamicRegistration:
         credentials: Credentials,
         answer: Mapping[str, Any],
         updated: Registration,
-    ) -> tuple[Registration, Credentials]:
+    ) -> tuple[Registration, Credentials, str | None]:
         """``updated`` and the credentials after an answer of the client configuration
-        endpoint, written to the book if either changed. A server may answer a read or an
-        update with a new registration access token, the old one then spent (oidc-provider
-        at every update, Keycloak at every use): it is recorded before anything else."""
+        endpoint, written to the book if either changed, and the new secret if the answer
+        issued one.
+
+        A server may answer a read or an update with a new registration access token, the
+        old one then spent (oidc-provider at every update, Keycloak at every use), or with
+        a new client secret, the old one then ended (RFC 7592 §2.1, §2.2): both are
+        recorded before anything else, the secret as the client's next version."""
         token = answer.get("registration_access_token")
         refused: Rejected | None = None
         try:
             uri = self._client_uri(answer, credentials.client_uri)
         except Rejected as exc:
             uri, refused = credentials.client_uri, exc
+        digest, issued = credentials.secret_digest, answer.get("client_secret")
+        if isinstance(issued, str) and issued and not _same(issued, digest):
+            digest = secret_digest(issued)
+            updated = replace(updated, secret_version=record.secret_version + 1)
+            with self._memo:
+                self._issued[record.client_id] = issued
+        else:
+            issued = None
         renewed = Credentials(
             token if isinstance(token, str) and token else credentials.access_token,
             uri,
-            credentials.secret_digest,
+            digest,
         )
-        if updated != record or renewed != credentials:
-            updated = self._book.write(updated, renewed)
+        if updated != record or renewed != credentials or record.client_id in self._unwritten:
+            updated = self._store(record, updated, renewed)
         if refused is not None:
             # After the write: a new token in the same answer has spent the old one.
             raise Rejected(
                 f"client {record.client_id}: the server answered with a new {refused}; the "
                 "registrar keeps the one it had"
             )
-        return updated, renewed
+        return updated, renewed, issued
+
+    def _store(
+        self, record: Registration, updated: Registration, credentials: Credentials
+    ) -> Registration:
+        """Write ``updated`` over ``record``; if the book fails, keep it in memory, the
+        only copy of what the server just renewed, until a later write succeeds."""
+        try:
+            stored = self._book.write(updated, credentials)
+        except Exception:
+            with self._memo:
+                self._unwritten[record.client_id] = (record.generation, updated, credentials)
+            raise
+        with self._memo:
+            self._unwritten.pop(record.client_id, None)
+        return stored
 
     def _client_uri(self, body: Mapping[str, Any], default: str) -> str:
         """The client configuration URL an answer gives (RFC 7592 §3), else ``default``.
@@ -361,6 +438,11 @@ class DynamicRegistration:
                 "in the clear (is the server's public URL https, e.g. behind its proxy?)"
             )
         return uri
+
+
+def _same(secret: str, digest: str) -> bool:
+    """Whether ``secret`` is the one ``digest`` fingerprints (in constant time)."""
+    return hmac.compare_digest(secret_digest(secret).encode(), digest.encode())
 
 
 def _gone(response: httpx.Response) -> bool:

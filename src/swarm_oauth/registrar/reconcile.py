@@ -8,14 +8,12 @@ crash order are in docs/architecture.md, "Reconciling one key".
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
 import secrets
-import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -23,6 +21,7 @@ from typing import Protocol, TypeVar
 from swarm_oauth.durations import format_duration
 from swarm_oauth.registrar.identities import Identities
 from swarm_oauth.registrar.labels import MIN_SECRET_MAX_AGE, InvalidLabels
+from swarm_oauth.registrar.locks import KeyedLocks
 from swarm_oauth.registrar.model import (
     ClientInfo,
     DesiredIdentity,
@@ -184,7 +183,7 @@ class Reconciler:
         # The work queue runs one key at a time, but a removed service's key and the key
         # of one created under its name meet on the same client name: one of them at a
         # time, so the removal cannot take the client the other has just made.
-        self._names = _NameLocks()
+        self._names = KeyedLocks()
         # A new secret the registry made but no Docker secret holds yet (its write failed),
         # by client id: the retry stores this one rather than rotate again. Each rotation
         # costs a kept secret where the registry keeps a few (Hydra five), and enough
@@ -805,22 +804,6 @@ class Reconciler:
                     "service %s: cannot delete Docker secret %s: %s", service_name, secret.name, exc
                 )
         return deleted
-
-
-class _NameLocks:
-    """A reentrant lock per client name, made on first use (names are few: one a service)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.RLock] = {}
-
-    @contextlib.contextmanager
-    def held(self, name: str) -> Iterator[None]:
-        """Hold ``name``'s lock for the block."""
-        with self._guard:
-            lock = self._locks.setdefault(name, threading.RLock())
-        with lock:
-            yield
 
 
 def _iso(epoch: float) -> str:
