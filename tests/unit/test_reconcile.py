@@ -695,6 +695,44 @@ def test_a_rotated_secret_docker_would_not_store_is_stored_on_retry_not_rotated_
     rec.close()
 
 
+def test_a_secret_docker_would_not_store_is_not_given_to_a_later_client_of_that_id(
+    swarm, registry, monkeypatch
+):
+    rec = make(swarm, registry)
+    refusing = [True]
+    create_secret, add = swarm.create_secret, registry.add
+
+    def flaky_secret(*args: Any, **kwargs: Any) -> Any:
+        if refusing[0]:
+            raise TransientError("raft: no leader")
+        return create_secret(*args, **kwargs)
+
+    monkeypatch.setattr(swarm, "create_secret", flaky_secret)
+    first = swarm.add_service("orders")
+    assert rec.hint("orders") is Outcome.RETRY  # the client made, its secret not stored
+    del swarm.services[first.id]
+    rec.full_pass()  # the client of the gone service is removed
+    assert "orders" not in registry.clients
+    refusing[0] = False
+    # The same name again, and the answer to its registration lost on the way: the next
+    # run finds a client of version 1 without a Docker secret, as the first one was.
+    answers = iter([TransientError("connection reset")])
+
+    def lossy_add(*args: Any, **kwargs: Any) -> Any:
+        fresh = add(*args, **kwargs)
+        if (lost := next(answers, None)) is not None:
+            raise lost
+        return fresh
+
+    monkeypatch.setattr(registry, "add", lossy_add)
+    swarm.add_service("orders")
+    rec.hint("orders")
+    rec.full_pass()
+    # Mounted: the new client's secret, not the one made for the removed client.
+    assert_converged(swarm, registry, "orders")
+    rec.close()
+
+
 def test_with_the_maximum_age_off_a_secret_is_never_rotated_by_age(swarm, registry):
     # --secret-max-age 0 and a policy without secret_max_age: what InProcessRegistrar runs.
     clock = Clock()

@@ -367,7 +367,10 @@ class Reconciler:
         secret this process made and failed to store is not lost: it is stored now.
         """
         unstored = self._unstored.get(client.client_id)
-        if unstored is not None and unstored.client.secret_version == client.secret_version:
+        if unstored is not None and (
+            unstored.client.secret_version,
+            unstored.client.incarnation,
+        ) == (client.secret_version, client.incarnation):
             return unstored
         now = self._clock()
         in_grace = (client.previous_secret_expires_at or 0) > now and any(
@@ -765,12 +768,16 @@ class Reconciler:
                 client.incarnation,
             ):
                 return False
-            return self._act(
+            removed = self._act(
                 "remove_client",
                 service_name,
                 lambda: self._registry.remove(client.client_id),
                 f"removed client {client.client_id} ({why})",
             )
+            unstored = self._unstored.get(client.client_id)
+            if unstored is not None and unstored.client.incarnation == client.incarnation:
+                self._unstored.pop(client.client_id, None)  # its secret, no one's now
+            return removed
 
     def _create_secret(
         self, service_name: str, fresh: FreshSecret, service_id: str
@@ -786,7 +793,7 @@ class Reconciler:
             ),
             f"created Docker secret {name}",
         )
-        del self._unstored[client.client_id]
+        self._unstored.pop(client.client_id, None)
         return created
 
     def _delete_secrets(self, service_name: str, stale: Iterable[DockerSecret]) -> bool:
