@@ -139,18 +139,25 @@ class Runtime:
         """Prepare the data dir, store and keys (idempotent), and build the runtime."""
         make_private_dir(settings.data_dir)
         store = open_store(settings.database_url, settings.data_dir)
-        store.migrate()
-        master = None
-        if settings.serves_tokens:
-            master = load_master_key(settings)
-            # At start a key that does not open is the operator's mistake: refuse to run.
-            # Later (a key added under another master key) it is left out and logged.
-            check_master_key(store, master)
-            if ensure_signing_key(
-                store, master, settings.signing_alg, settings.issuer_url, time.time()
-            ):
-                log.info("created a signing key", extra={"alg": settings.signing_alg})
-        return cls(settings, store, master)
+        try:
+            store.migrate()
+            master = None
+            if settings.serves_tokens:
+                master = load_master_key(settings)
+                # At start a key that does not open is the operator's mistake: refuse to
+                # run. Later (a key added under another master key) it is left out and
+                # logged.
+                check_master_key(store, master)
+                if ensure_signing_key(
+                    store, master, settings.signing_alg, settings.issuer_url, time.time()
+                ):
+                    log.info("created a signing key", extra={"alg": settings.signing_alg})
+            return cls(settings, store, master)
+        except BaseException:
+            # Its pool (and the pool's threads) would outlive a failed start, once per
+            # attempt of a worker that waits for its store.
+            store.close()
+            raise
 
     def _key_rotator(self) -> KeyRotator | None:
         settings = self.settings

@@ -238,6 +238,51 @@ def test_store_up_follows_an_outage_in_every_worker(server_factory, postgres_clu
     wait_for(1, 30, "after the database came back")
 
 
+def test_a_worker_replaced_during_a_store_outage_waits_for_the_store(
+    server_factory, postgres_cluster_factory
+):
+    from tests.support.postgres import create_database
+
+    cluster = postgres_cluster_factory()
+    env = {"SWARM_OAUTH_DATABASE_URL": create_database(cluster.url)}
+    server = server_factory(env=env, args=["--workers", "2"])
+    jwks = server.url + "/.well-known/jwks.json"
+
+    def waiting() -> list[dict]:
+        return [line for line in log_lines(server) if line["msg"].startswith("a worker waits")]
+
+    def worker_dies_in_an_outage() -> int:
+        """Stop the database, kill a worker; the pid of the one left."""
+        first, second = sorted(server.worker_pids(2))
+        waited = len(waiting())
+        cluster.stop()
+        os.kill(first, signal.SIGKILL)
+        # The survivor goes on answering what needs no store, while the replacement
+        # waits; a replacement that gave up would have stopped the whole server.
+        deadline = time.monotonic() + 12
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(jwks, timeout=5)
+            except httpx.TransportError as exc:
+                pytest.fail(f"the server stopped answering ({exc!r}); the log:\n{server.log()}")
+            assert answer.status_code == 200 and answer.json()["keys"], answer.text
+            time.sleep(0.25)
+        assert len(waiting()) > waited, server.log()[-4000:]
+        assert server.proc is not None and server.proc.poll() is None
+        return second
+
+    survivor = worker_dies_in_an_outage()
+    cluster.start()
+    # The replacement starts once the store is back, and serves beside the survivor.
+    assert survivor in (pids := server.worker_pids(2, timeout=60)) and len(pids) == 2
+
+    # Stopping the server while a replacement waits ends it at once, not at the store's
+    # return: the waiting worker ends by the signal.
+    worker_dies_in_an_outage()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(15) == 0
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_server_writes_its_last_log_lines(server_factory, workers, stop):

@@ -13,8 +13,9 @@ import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,8 +37,12 @@ from swarm_oauth.api.token_endpoint import TokenEndpoint
 from swarm_oauth.config import ServerSettings
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.runtime import STARTUP_ERRORS, Runtime
+from swarm_oauth.serving.run import ending_on_signal
+from swarm_oauth.store import StoreUnavailable
 
 log = logging.getLogger("swarm_oauth.serving")
+# The longest pause between two attempts of a worker waiting for its store.
+MAX_STORE_WAIT = 15.0
 
 TOKEN_PATH = "/api/token"
 
@@ -108,14 +113,41 @@ class WorkerApp:
     worker's environment or command line."""
 
     settings: ServerSettings
+    # A worker started in place of one that died: see ``_open``.
+    replacing: bool = False
+
+    def replacement(self) -> WorkerApp:
+        """This factory for the workers started after the first ones."""
+        return replace(self, replacing=True)
 
     def __call__(self) -> ASGIApp:
         configure_logging(self.settings.log_level, self.settings.log_format)
         try:
-            runtime = Runtime.open(self.settings)
+            runtime = self._open()
         except STARTUP_ERRORS as exc:
             # Raised, it would be a traceback, and uvicorn would start the worker again,
             # forever; this status makes its supervisor stop instead.
             log.error("a worker cannot start: %s", exc)
             sys.exit(STARTUP_FAILURE)
         return create_app(runtime)
+
+    def _open(self) -> Runtime:
+        """The runtime. A first worker that cannot reach its store stops the server (a
+        crash loop the orchestrator sees); a replacement waits for the store instead,
+        while its siblings go on serving what needs no store (the JWKS, tokens of cached
+        clients): stopping would turn one worker's crash into the whole server's outage."""
+        if not self.replacing:
+            return Runtime.open(self.settings)
+        delay = 1.0
+        with ending_on_signal():
+            while True:
+                try:
+                    return Runtime.open(self.settings)
+                except StoreUnavailable as exc:
+                    log.warning(
+                        "a worker waits for its store: %s",
+                        exc,
+                        extra={"retry_in_seconds": delay},
+                    )
+                    time.sleep(delay)
+                    delay = min(delay * 2, MAX_STORE_WAIT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -9,8 +10,9 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
@@ -103,6 +105,23 @@ def end_with_supervisor(supervisor_pid: int) -> None:
         signal.raise_signal(signal.SIGTERM)
 
 
+@contextlib.contextmanager
+def ending_on_signal() -> Iterator[None]:
+    """For a block that holds a worker's main thread before it serves (a wait for its
+    store): ``SIGTERM`` or ``SIGINT`` end the process at once, its logs written, rather
+    than setting a flag the blocked server would read only afterwards (and a supervisor
+    stopping would wait for it); the handlers in place before come back after it."""
+    stopping = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in stopping}
+    for sig in stopping:
+        signal.signal(sig, _die_after_writing_logs)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _die_after_writing_logs(signum: int, frame: FrameType | None) -> None:
     stop_writer()
     signal.signal(signum, signal.SIG_DFL)
@@ -144,7 +163,7 @@ def serve(
         # one worker does, by the signal.
         config.write_logs_on_signal = True
         config.supervisor_pid = os.getpid()
-        supervisor = Multiprocess(config, sockets=[listening])
+        supervisor = Supervisor(config, sockets=[listening])
         supervisor.run()
         if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
             raise WorkerStartError("a worker could not start; the log says why")
@@ -154,6 +173,28 @@ def serve(
     server.run(sockets=[listening])
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+@runtime_checkable
+class Replaceable(Protocol):
+    """An app factory that builds its app differently in a worker started after the
+    first ones (in place of one that died, or at ``SIGHUP``): the server already serves."""
+
+    def replacement(self) -> Callable[[], Any]:
+        """The factory for such workers."""
+        ...
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor, whose workers started after the first ones get the app
+    factory's ``replacement()`` (when it has one)."""
+
+    def init_processes(self) -> None:
+        """Start the first workers; every later one is a replacement."""
+        super().init_processes()
+        # Each worker gets the config pickled when it starts: the first ones already have.
+        if isinstance(self.config.app, Replaceable):
+            self.config.app = self.config.app.replacement()
 
 
 class ListenError(Exception):
