@@ -215,6 +215,8 @@ def test_the_reconcile_gives_a_service_the_client_the_server_chose(oidc, registr
         del swarm.services[service.id]
         assert registrar.hint(service.id) is not Outcome.FAILED
         assert registry.list() == [] and swarm.managed_secrets() == []
+        # No id to hold for the service's name: the server picks them.
+        assert registrar.reconciler.reservations() == []
     finally:
         registrar.close()
 

@@ -667,9 +667,10 @@ class Reconciler:
 
     def _reserve(self, client: ClientInfo) -> bool:
         """Keep ``client``'s id for its service's name for a while, before the client goes
-        (so a crash in between leaves the reservation, not an unprotected id)."""
+        (so a crash in between leaves the reservation, not an unprotected id). Where the
+        server picks ids, no service can ask for one: nothing to keep."""
         name = client.service_name
-        if not name or self._reservation_seconds <= 0:
+        if not name or self._reservation_seconds <= 0 or not self._chosen_ids:
             return False
         until = self._clock() + self._reservation_seconds
         existing = self._reservation(client.client_id)
