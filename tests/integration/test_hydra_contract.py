@@ -256,6 +256,29 @@ def test_a_hydra_without_secret_rotation_is_told_plainly_and_its_client_left_as_
             admin.retire_previous("shop_orders")
 
 
+class _RacingHydra(_OldHydra):
+    """A Hydra whose client is deleted by someone else just as the registrar retires its
+    rotated-out secrets: the retirement's 404 is the client gone, not the route."""
+
+    def do_DELETE(self) -> None:
+        self.clients.clear()
+        self._answer(404, NOT_FOUND)
+
+
+def test_a_client_deleted_during_its_retirement_is_retried_not_taken_for_an_old_hydra():
+    _RacingHydra.clients = {
+        "shop_orders": {
+            "client_id": "shop_orders",
+            "metadata": {**METADATA, "secret_version": 2, HOLDS_ROTATED: True},
+        }
+    }
+    with (
+        _admin_of(_RacingHydra) as admin,
+        pytest.raises(TransientError, match="removed by someone else"),
+    ):
+        admin.retire_previous("shop_orders")
+
+
 def _proxy_answering(body: bytes, **headers: str) -> type[BaseHTTPRequestHandler]:
     """A proxy in front of the admin API that answers every GET with ``body`` and
     ``headers`` (underscores in their names as dashes)."""

@@ -97,10 +97,8 @@ class HydraAdmin:
         self._patch(current, {**current.metadata, HOLDS_ROTATED: True, SECRET_VERSION: version})
         response = self._peer.call("POST", f"{_path(client_id)}/secrets/rotate", ok=(200, 404))
         if response.status_code == 404:
-            if self.get(client_id) is None:
-                raise TransientError(f"client {client_id} was removed by someone else meanwhile")
-            # The client is there, so the route is not: a Hydra older than secret
-            # rotation. Undo the record, or every try would count another version.
+            self._raise_if_removed(client_id)
+            # Undo the record, or every try would count another version.
             self._patch(current, current.metadata)
             raise Rejected(NO_ROTATION)
         return _fresh(json_object(response))
@@ -115,11 +113,12 @@ class HydraAdmin:
         current = self._existing(client_id)
         if not current.metadata.get(HOLDS_ROTATED):
             return False
-        # A 404 here is no success: the client was just read, so it is the route missing.
+        # A 404 here is no success: the client gone meanwhile, or the route missing.
         response = self._peer.call(
             "DELETE", f"{_path(client_id)}/secrets/rotate", ok=(200, 204, 404)
         )
         if response.status_code == 404:
+            self._raise_if_removed(client_id)
             raise Rejected(NO_ROTATION)
         metadata = {k: v for k, v in current.metadata.items() if k != HOLDS_ROTATED}
         self._patch(current, metadata)
@@ -130,6 +129,13 @@ class HydraAdmin:
         self._peer.call("GET", "/admin/clients", params={"page_size": 1}, ok=(200,))
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _raise_if_removed(self, client_id: str) -> None:
+        """After a 404 from a rotation route: ``TransientError`` if the client went
+        meanwhile. If it is still there, the route is missing (a Hydra older than secret
+        rotation), which the caller refuses."""
+        if self.get(client_id) is None:
+            raise TransientError(f"client {client_id} was removed by someone else meanwhile")
 
     def _existing(self, client_id: str) -> ClientInfo:
         client = self.get(client_id)
