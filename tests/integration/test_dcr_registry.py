@@ -233,10 +233,17 @@ def test_the_reconcile_refuses_audiences_it_cannot_record(registry, swarm):
         registrar.close()
 
 
-def _serve(handler: type[BaseHTTPRequestHandler], swarm, sealer, ca: trustme.CA | None = None):
-    """A stub server on 127.0.0.1 (https with a certificate of ``ca``), and the registry."""
+def _serve(
+    handler: type[BaseHTTPRequestHandler],
+    swarm,
+    sealer,
+    ca: trustme.CA | None = None,
+    **options: Any,
+):
+    """A stub server on 127.0.0.1 (https with a certificate of ``ca``), and the registry
+    (with ``options``)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    client: dict[str, Any] = {}
+    client: dict[str, Any] = dict(options)
     if ca is not None:
         served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1").configure_cert(served)
@@ -519,6 +526,31 @@ def test_a_configuration_url_that_is_not_a_full_url_is_refused(swarm, sealer):
             registry.add("web", ["read"], [], METADATA)
         assert "delete it at the server" in str(refused.value)
         assert registry.list() == []
+    finally:
+        registry.close()
+        server.shutdown()
+
+
+def test_a_server_whose_registrations_cannot_be_managed_is_not_asked_at_every_pass(swarm, sealer):
+    _RelativeServer.clients = {}
+    now = [0.0]
+    server, registry = _serve(_RelativeServer, swarm, sealer, clock=lambda: now[0])
+    try:
+        with pytest.raises(Rejected, match="not a fully qualified"):
+            registry.add("web", ["read"], [], METADATA)
+        # Every try makes a client the registrar can neither use nor delete: the next
+        # ones (a full pass a minute, a rotation) wait, saying why and for how long.
+        for elapsed in (60.0, 14 * 60.0):
+            now[0] = elapsed
+            with pytest.raises(Rejected, match="not a fully qualified") as held:
+                registry.add("api", ["read"], [], {**METADATA, "service_name": "api"})
+            assert "registrations wait" in str(held.value)
+        assert len(_RelativeServer.clients) == 1
+        now[0] = 15 * 60.0 + 1  # the server may have been fixed meanwhile
+        with pytest.raises(Rejected, match="not a fully qualified") as refused:
+            registry.add("api", ["read"], [], {**METADATA, "service_name": "api"})
+        assert "registrations wait" not in str(refused.value)
+        assert len(_RelativeServer.clients) == 2
     finally:
         registry.close()
         server.shutdown()

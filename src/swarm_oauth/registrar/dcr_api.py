@@ -26,7 +26,10 @@ client. What follows from that:
 
 The window the protocol leaves open: the server's answer to a registration is the only
 time the registration access token is seen, so a registrar killed between that answer and
-writing the record leaves a client that only the server's administrator can delete.
+writing the record leaves a client that only the server's administrator can delete. A
+server that answers registrations in a way that leaves such a client (no configuration
+URL the registrar may use) would do so at every try: registrations then wait
+``REFUSAL_HOLD`` before the next.
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ import contextlib
 import hmac
 import math
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from swarm_oauth import __version__
+from swarm_oauth.durations import format_duration
 from swarm_oauth.registrar.http_peer import Peer, json_object
 from swarm_oauth.registrar.locks import KeyedLocks
 from swarm_oauth.registrar.model import ClientInfo, FreshSecret
@@ -60,6 +65,9 @@ SOFTWARE_ID = "swarm-oauth-registrar"
 GONE = (401, 404)
 # The methods that authenticate with the client secret the registrar hands out.
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+# After a registration the server made but the registrar cannot manage (nor delete), how
+# long registrations wait: each try would leave one more client (one a full pass).
+REFUSAL_HOLD = 15 * 60.0
 
 
 class DynamicRegistration:
@@ -73,6 +81,7 @@ class DynamicRegistration:
         book: RegistrationBook,
         *,
         initial_access_token: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
         **client: Any,
     ) -> None:
         """``client`` goes to ``Peer`` (``timeout=``, ``verify=`` for a CA bundle, ...)."""
@@ -95,6 +104,9 @@ class DynamicRegistration:
         # A secret the server issued unasked, in a read or an update answer, by client id,
         # until ``rotate`` hands it to the reconcile.
         self._issued: dict[str, str] = {}
+        self._clock = clock
+        # Until when registrations wait, and why (see ``REFUSAL_HOLD``).
+        self._hold: tuple[float, str] | None = None
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -280,6 +292,11 @@ class DynamicRegistration:
             return _client(record, answer, holds_previous)
 
     def _register(self, record: Registration) -> FreshSecret:
+        if self._hold is not None and (left := self._hold[0] - self._clock()) > 0:
+            raise Rejected(
+                f"{self._hold[1]} (registrations wait {format_duration(math.ceil(left))} more: "
+                "each try would leave another such client; a registrar restart tries at once)"
+            )
         response = self._peer.call(
             "POST",
             self._url,
@@ -290,17 +307,20 @@ class DynamicRegistration:
         body = json_object(response)
         client_id = body.get("client_id")
         if not isinstance(client_id, str) or not client_id:
-            raise Rejected(f"POST {self._path}: the answer has no client_id")
+            raise self._unmanageable(
+                f"POST {self._path}: the answer has no client_id, so the registrar cannot "
+                "remove what the server may have registered"
+            )
         token = body.get("registration_access_token")
         try:
             uri = self._client_uri(body, "")
         except Rejected as exc:
-            raise Rejected(
+            raise self._unmanageable(
                 f"POST {self._path}: the server registered client {client_id}, but its {exc}; "
                 "the registrar cannot remove it again (delete it at the server)"
             ) from None
         if not isinstance(token, str) or not token or not uri:
-            raise Rejected(
+            raise self._unmanageable(
                 f"POST {self._path}: the server registered client {client_id} but gave no "
                 "registration access token and configuration URL (RFC 7592), so the registrar "
                 "cannot remove it again (delete it at the server); the dcr backend needs a "
@@ -324,6 +344,12 @@ class DynamicRegistration:
             self._undo(uri, token)
             raise
         return FreshSecret(_client(stored, body, self._has_previous(stored)), secret)
+
+    def _unmanageable(self, reason: str) -> Rejected:
+        """The refusal of a registration the server made and the registrar cannot manage;
+        registrations wait ``REFUSAL_HOLD`` from now."""
+        self._hold = (self._clock() + REFUSAL_HOLD, reason)
+        return Rejected(reason)
 
     def _undo(self, uri: str, token: str) -> None:
         """Delete a client just registered, as far as the server lets us."""
