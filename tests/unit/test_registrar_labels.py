@@ -70,6 +70,9 @@ def test_labels_set_the_secret_files_owner_and_mode():
         ("swarm-oauth.secret-target", ".hidden", "secret-target"),
         ("swarm-oauth.secret-uid", "root", "secret-uid"),
         ("swarm-oauth.secret-gid", "-1", "secret-gid"),
+        # Past 32 bits Docker would wrap it to another id (9999999999 is 1410065407).
+        ("swarm-oauth.secret-uid", "9999999999", "0 to 4294967294"),
+        ("swarm-oauth.secret-gid", "4294967295", "0 to 4294967294"),
         ("swarm-oauth.secret-mode", "0999", "secret-mode"),
         ("swarm-oauth.secret-mode", "rw", "secret-mode"),
         # Replaced on every pass, each time restarting the service's tasks.

@@ -33,6 +33,8 @@ DEFAULT_TARGET = "oauth_client_secret"
 # A file name directly under /run/secrets: no path separator, no "." or "..".
 _TARGET = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 _NUMERIC_ID = re.compile(r"[0-9]{1,10}")
+# Linux ids are 32-bit, and the all-ones one means "none" (chown's "leave it").
+MAX_NUMERIC_ID = 2**32 - 2
 _MODE = re.compile(r"0?[0-7]{3}")
 # The shortest secret max age a label may ask for, whatever the registrar's settings: each
 # replacement restarts the service's tasks, and an age of a few seconds would have the
@@ -145,8 +147,8 @@ def read_labels(service: ObservedService) -> Ask:
 
 def _numeric(labels: Mapping[str, str], label: str) -> str:
     value = labels.get(label, "").strip() or "0"
-    if not _NUMERIC_ID.fullmatch(value):
-        raise InvalidLabels(f"{label}: must be a numeric user or group id")
+    if not _NUMERIC_ID.fullmatch(value) or int(value) > MAX_NUMERIC_ID:
+        raise InvalidLabels(f"{label}: must be a numeric user or group id (0 to {MAX_NUMERIC_ID})")
     return value
 
 
