@@ -7,6 +7,7 @@ ones are used by tests/swarm/test_registrar*.py.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -481,6 +482,16 @@ def test_a_rotation_with_a_grace_waits_for_the_last_one_to_roll_out(parts):
     parts.swarm.old_tasks[service.id] = set()
     parts.registrar.full_pass()
     assert parts.client.request("POST", path, ADMIN_HEADERS).status_code == 200
+
+
+def test_a_grace_of_minus_zero_is_a_grace_of_zero(parts):
+    parts.swarm.add_service("orders", LABELS)
+    send(parts.client, "GET", "/v1/swarm-listener/notify-create?serviceName=orders")
+    parts.registrar.drain()
+    path = "/v1/services/orders/rotate"
+    rotated = parts.client.request("POST", path, ADMIN_HEADERS, '{"grace_seconds": -0.0}')
+    assert rotated.status_code == 200, rotated.text
+    assert math.copysign(1.0, rotated.json()["grace_seconds"]) == 1.0
 
 
 def test_a_rotation_whose_new_secret_cannot_be_stored_is_not_answered_done(parts):
