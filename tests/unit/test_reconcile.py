@@ -8,6 +8,7 @@ branch (each crash point, each conflict) is cheap to reach.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -730,6 +731,45 @@ def test_a_secret_docker_would_not_store_is_not_given_to_a_later_client_of_that_
     rec.full_pass()
     # Mounted: the new client's secret, not the one made for the removed client.
     assert_converged(swarm, registry, "orders")
+    rec.close()
+
+
+def test_the_board_says_while_tasks_run_with_an_older_secret_and_once_it_stops(swarm, registry):
+    rec, clock = rotating(swarm, registry, rotation_grace=3600)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    _, old = assert_converged(swarm, registry, "orders")
+    assert rec.board.get(service.id).state is State.REGISTERED
+    swarm.old_tasks[service.id] = {old.id}  # a rolling update that does not finish
+    clock.now += 30 * DAY
+    rec.full_pass()  # rotated by age, with an hour's grace
+    status = rec.board.get(service.id)
+    ends = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now + 3600))
+    assert status.state is State.ROLLING, status
+    assert f"works until {ends}" in status.reason
+    clock.now += 3601
+    rec.full_pass()
+    status = rec.board.get(service.id)
+    assert status.state is State.STRANDED, status
+    assert "no longer works" in status.reason
+    sample = rec.metrics.registry.get_sample_value
+    assert sample("swarm_oauth_registrar_services", {"state": "stranded"}) == 1
+    swarm.old_tasks[service.id] = set()  # replaced at last
+    rec.full_pass()
+    assert rec.board.get(service.id).state is State.REGISTERED
+    assert rec.board.get(service.id).reason == ""
+    rec.close()
+
+
+def test_after_a_rotation_without_grace_the_tasks_not_yet_replaced_are_stranded(swarm, registry):
+    rec = make(swarm, registry)
+    service = swarm.add_service("orders")
+    rec.hint("orders")
+    _, old = assert_converged(swarm, registry, "orders")
+    swarm.old_tasks[service.id] = {old.id}
+    rec.controller.rotate(swarm.named("orders"), 0).result(30)  # a leaked secret
+    rec.drain()
+    assert rec.board.get(service.id).state is State.STRANDED
     rec.close()
 
 

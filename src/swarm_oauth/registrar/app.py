@@ -226,7 +226,7 @@ def create_app(
         if (
             not controller.identities.selected(service)
             or known is None
-            or (known.state is not State.REGISTERED)
+            or not known.state.registered
         ):
             state = known.state.value if known else "not managed"
             return error_response(409, f"service {name} has no identity to rotate ({state})")

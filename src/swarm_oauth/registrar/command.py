@@ -385,8 +385,8 @@ def registrar_api(fn: Callable[..., Any]) -> Callable[..., Any]:
 @registrar_api
 @output_option
 def status(api: RegistrarApi, output: str | None) -> None:
-    """Every selected service: its client id, state, the reason for a refusal or conflict,
-    its Docker secret and when it last converged."""
+    """Every selected service: its client id, state, the reason for a refusal, a conflict
+    or a rollout, its Docker secret and when it last converged."""
     services = api.ask("GET", "/v1/services")["services"]
     now = time.time()
     rows = [

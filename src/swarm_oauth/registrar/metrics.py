@@ -111,7 +111,8 @@ class _ServicesByState(Collector):
         counts = self._board.states()
         family = GaugeMetricFamily(
             "swarm_oauth_registrar_services",
-            "Selected services by state (registered, refused, conflict, pending).",
+            "Selected services by state (registered, rolling, stranded, refused, conflict, "
+            "pending).",
             labels=["state"],
         )
         for state in State:

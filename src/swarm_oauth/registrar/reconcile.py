@@ -344,10 +344,12 @@ class Reconciler:
         others = {s.labels.get(SECRET_CLIENT_ID_LABEL) for s in deletable}
         others -= {client.client_id, None}
         then = tuple(Key.client(client_id) for client_id in sorted(o for o in others if o))
+        held = [s for s in stale if s.id in in_use]
+        state, reason = _rollout(
+            client, current, held, now, keeps_every_rotated=self._retire_on_request
+        )
         self.board.record(
-            ServiceStatus(
-                service.id, service.name, State.REGISTERED, client.client_id, "", current.name
-            )
+            ServiceStatus(service.id, service.name, state, client.client_id, reason, current.name)
         )
         outcome = Outcome.CHANGED if changed else Outcome.UNCHANGED
         if len(deletable) == len(stale):
@@ -812,6 +814,41 @@ class Reconciler:
                     "service %s: cannot delete Docker secret %s: %s", service_name, secret.name, exc
                 )
         return deleted
+
+
+def _rollout(
+    client: ClientInfo,
+    current: DockerSecret,
+    held: Sequence[DockerSecret],
+    now: float,
+    *,
+    keeps_every_rotated: bool,
+) -> tuple[State, str]:
+    """Where a registered service stands whose tasks still run with the secrets ``held``.
+
+    A secret of another client (its client id changed, or a server that registers anew
+    at rotation) works as long as that client, which is retired once no task holds its
+    secret. This client's rotated-out secrets work until the registry says: the one just
+    before the current one, or every one where they last until retired (Hydra)."""
+    if not held:
+        return State.REGISTERED, ""
+    since = f" since {_iso(current.created_at)}" if current.created_at else ""
+    until = client.previous_secret_expires_at or 0.0
+    mine = [s for s in held if s.labels.get(SECRET_CLIENT_ID_LABEL) == client.client_id]
+    previous = str(client.secret_version - 1)
+    if mine and (
+        until <= now
+        or not (keeps_every_rotated or all(s.labels.get(VERSION_LABEL) == previous for s in mine))
+    ):
+        return State.STRANDED, (
+            "tasks still run with a secret that no longer works: the rolling update that "
+            f"hands them the current one{since} is stuck, paused or slower than the grace "
+            "(docker service ps)"
+        )
+    lasts = "until they are replaced" if not mine or math.isinf(until) else f"until {_iso(until)}"
+    return State.ROLLING, f"tasks still run with the secret before, which works {lasts}; " + (
+        f"rolling out{since}"
+    )
 
 
 def _iso(epoch: float) -> str:

@@ -18,9 +18,20 @@ class State(StrEnum):
     """Where a selected service stands."""
 
     REGISTERED = "registered"  # it has its client, its secret, and mounts it
+    # Registered, and tasks still run with an older secret (a rotation rolling out) that
+    # still works; the reason says until when.
+    ROLLING = "rolling"
+    # Registered, and tasks still run with a secret that no longer works: the rolling
+    # update that hands them the new one is stuck, paused or slower than the grace.
+    STRANDED = "stranded"
     REFUSED = "refused"  # its labels ask for what they may not (or are malformed)
     CONFLICT = "conflict"  # someone else owns its client id or its secret's target
     PENDING = "pending"  # not reconciled yet, or the last try failed and will be retried
+
+    @property
+    def registered(self) -> bool:
+        """It has its client and mounts its current secret (however far the rollout)."""
+        return self in (State.REGISTERED, State.ROLLING, State.STRANDED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +60,11 @@ class StatusBoard:
 
     def record(self, status: ServiceStatus) -> None:
         """Replace a service's status; a registered one is stamped with the time."""
-        if status.state is State.REGISTERED and status.converged_at is None:
+        if status.state.registered and status.converged_at is None:
             status = ServiceStatus(**{**asdict(status), "converged_at": time.time()})
         with self._lock:
             previous = self._entries.get(status.service_id)
-            if status.state is not State.REGISTERED and previous is not None:
+            if not status.state.registered and previous is not None:
                 # Keep when it last converged: "refused since ..." needs it.
                 status = ServiceStatus(**{**asdict(status), "converged_at": previous.converged_at})
             self._entries[status.service_id] = status
