@@ -328,6 +328,30 @@ def test_scope_and_audience_with_either_client_authentication(
     assert claims["aud"] == "billing"
 
 
+def test_an_http_client_with_auth_of_its_own_does_not_lend_it_to_the_sdk(
+    identity: Identity,
+) -> None:
+    # A client shared with the rest of a service may carry that service's own `auth=`:
+    # it must not replace the client credentials, nor the verifier's plain JWKS request.
+    elsewhere = httpx.BasicAuth("someone-else", "their-password")
+    source = identity.source(http_client=httpx.Client(timeout=10, auth=elsewhere))
+    token = source.token()
+    verifier = Verifier(
+        issuer=identity.server.url,
+        audience="inventory",
+        http_client=httpx.Client(timeout=10, auth=elsewhere),
+    )
+    assert verifier.verify(token)["sub"] == "orders"
+
+    async def in_a_task() -> str:
+        async_source = identity.source(
+            async_http_client=httpx.AsyncClient(timeout=10, auth=elsewhere)
+        )
+        return await async_source.atoken()
+
+    assert identity.verifier().verify(asyncio.run(in_a_task()))["sub"] == "orders"
+
+
 def test_unreachable_token_endpoint(identity: Identity) -> None:
     url = identity.server.url
     identity.server.stop()

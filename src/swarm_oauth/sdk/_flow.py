@@ -244,6 +244,10 @@ def _arguments(request: Request) -> dict[str, Any]:
         # Even with a client of yours that follows redirects: a 307 would resend a form
         # with the client secret in it to wherever it points.
         "follow_redirects": False,
+        # The SDK authenticates its own requests; a client of yours may carry the `auth=`
+        # of other calls (another identity's credentials, or a flow that asks this very
+        # token source for a token and would wait on itself).
+        "auth": None,
     }
 
 
