@@ -57,6 +57,27 @@ def test_parse_refusal_carries_status_and_rfc6749_error() -> None:
     assert "unknown client or wrong secret" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("20", 20.0),
+        (" 7 ", 7.0),
+        ("86400", 30.0),
+        ("²", None),
+        ("٣", None),
+        ("-1", None),
+        ("1.5", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+    ],
+)
+def test_retry_after_in_seconds_only_from_ascii_digits(value: str, seconds: float | None) -> None:
+    request = httpx.Request("POST", URL)
+    refused = httpx.Response(503, headers={"Retry-After": value.encode()}, request=request)
+    with pytest.raises(TokenRequestError) as caught:
+        parse_token_response(refused)
+    assert caught.value.retry_after == seconds
+
+
 def test_parse_refusal_without_json_body() -> None:
     with pytest.raises(TokenRequestError) as caught:
         parse_token_response(response(502, text="<html>bad gateway</html>"))

@@ -134,7 +134,10 @@ _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 def retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` in seconds, when the server said it that way (RFC 9110 §10.2.3)."""
     value = response.headers.get("Retry-After", "").strip()
-    return float(min(int(value), BACKOFF_MAX_SECONDS)) if value.isdigit() else None
+    # str.isdigit() also holds for digits int() does not read, such as "²".
+    if not (value.isascii() and value.isdigit()):
+        return None
+    return float(min(int(value), BACKOFF_MAX_SECONDS))
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
