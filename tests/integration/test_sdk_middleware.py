@@ -54,7 +54,7 @@ async def hello(websocket: WebSocket) -> None:
 class Served:
     """A Starlette app behind BearerTokenMiddleware, on uvicorn in a thread."""
 
-    def __init__(self, verifier: Verifier, scopes: tuple[str, ...] = ()) -> None:
+    def __init__(self, verifier: Verifier, scopes: str | tuple[str, ...] = ()) -> None:
         app = Starlette(
             routes=[
                 Route("/whoami", whoami),
@@ -172,11 +172,13 @@ def test_exempt_path_needs_no_token(app: Served) -> None:
     assert (response.status_code, response.text) == (200, "ok")
 
 
+# A string is a space-separated list, as OAuth writes scopes: not the letters w, r, i, t, e.
+@pytest.mark.parametrize("required", [("write",), "write"])
 def test_missing_scope_is_403_insufficient_scope(
-    token_server: ServerProcess, secret_file: Path
+    token_server: ServerProcess, secret_file: Path, required: str | tuple[str, ...]
 ) -> None:
     verifier = Verifier(issuer=token_server.url, audience="inventory")
-    with Served(verifier, scopes=("write",)) as served:
+    with Served(verifier, scopes=required) as served:
         reader = BearerAuth(source_for(token_server, secret_file, scope="read"))
         response = httpx.get(f"{served.url}/whoami", auth=reader)
         assert response.status_code == 403
@@ -407,7 +409,7 @@ def test_a_service_that_keeps_refusing_a_new_token_costs_no_token_requests(
 def fastapi_app(verifier: Verifier, *, handler: bool = True) -> FastAPI:
     handlers = {TokenRejected: token_rejected_handler} if handler else {}
     api = FastAPI(exception_handlers=handlers)
-    reader = require_token(verifier, ["read"])
+    reader = require_token(verifier, "read")  # one string: space-separated scopes
 
     @api.get("/orders")
     async def orders(

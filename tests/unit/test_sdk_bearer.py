@@ -74,6 +74,14 @@ def test_require_scopes_names_what_is_missing() -> None:
     assert (caught.value.status_code, caught.value.error) == (403, "insufficient_scope")
 
 
+def test_required_scopes_in_one_string_are_space_separated() -> None:
+    require_scopes({"scope": "read write"}, "write")
+    require_scopes({"scope": "read write"}, " read  write ")
+    with pytest.raises(InsufficientScope) as caught:
+        require_scopes({"scope": "read"}, "read admin")
+    assert caught.value.required == {"read", "admin"}
+
+
 # A verifier whose keys live nowhere: every check below must fail before any fetch.
 OFFLINE = Verifier(issuer="http://issuer.invalid", audience="orders", jwks_url="http://0.0.0.0:9/")
 KEY = ec.generate_private_key(ec.SECP256R1())

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from swarm_oauth.sdk.bearer import Rejection, authenticate
+from swarm_oauth.sdk.scopes import required_scopes
 from swarm_oauth.sdk.verifier import Verifier
 
 Scope = MutableMapping[str, Any]
@@ -38,7 +39,7 @@ class BearerTokenMiddleware:
         app: ASGIApp,
         verifier: Verifier,
         *,
-        scopes: Iterable[str] = (),
+        scopes: str | Iterable[str] = (),
         exempt_paths: Iterable[str] = (),
         state_key: str = "token_claims",
         realm: str | None = None,
@@ -46,7 +47,7 @@ class BearerTokenMiddleware:
         """Wrap ``app``; claims are stored under ``state_key`` in ``scope["state"]``."""
         self.app = app
         self.verifier = verifier
-        self.scopes = frozenset(scopes)
+        self.scopes = required_scopes(scopes)
         self.exempt_paths = frozenset(exempt_paths)
         self.state_key = state_key
         self.realm = realm

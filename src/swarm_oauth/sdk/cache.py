@@ -87,7 +87,7 @@ class Verified(NamedTuple):
     kid: str
     key: jwt.PyJWK
 
-    def grant(self, scopes: Iterable[str]) -> Claims:
+    def grant(self, scopes: str | Iterable[str]) -> Claims:
         """The claims if they grant ``scopes``; else ``InsufficientScope``."""
         require_granted(self.scopes, scopes)
         return self.claims

@@ -21,6 +21,7 @@ from fastapi.security import HTTPBearer
 
 from swarm_oauth.sdk.bearer import Rejection, authenticate
 from swarm_oauth.sdk.cache import Claims
+from swarm_oauth.sdk.scopes import required_scopes
 from swarm_oauth.sdk.verifier import Verifier
 
 
@@ -47,7 +48,7 @@ class TokenRequired(HTTPBearer):
     def __init__(
         self,
         verifier: Verifier,
-        scopes: Iterable[str] = (),
+        scopes: str | Iterable[str] = (),
         *,
         state_key: str = "token_claims",
         realm: str | None = None,
@@ -55,7 +56,7 @@ class TokenRequired(HTTPBearer):
         """Require a token of ``verifier``'s issuer and audience granting ``scopes``."""
         super().__init__(bearerFormat="JWT", auto_error=False)
         self.verifier = verifier
-        self.scopes = frozenset(scopes)
+        self.scopes = required_scopes(scopes)
         self.state_key = state_key
         self.realm = realm
 
@@ -71,7 +72,7 @@ class TokenRequired(HTTPBearer):
 
 def require_token(
     verifier: Verifier,
-    scopes: Iterable[str] = (),
+    scopes: str | Iterable[str] = (),
     *,
     state_key: str = "token_claims",
     realm: str | None = None,

@@ -18,15 +18,21 @@ def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset()
 
 
-def require_granted(granted: frozenset[str], scopes: Iterable[str]) -> None:
+def required_scopes(scopes: str | Iterable[str]) -> frozenset[str]:
+    """The scopes a call requires: a collection of them, or one string of space-separated
+    scopes as OAuth writes them (``"read write"``), never the letters of ``"write"``."""
+    return frozenset(scopes.split() if isinstance(scopes, str) else scopes)
+
+
+def require_granted(granted: frozenset[str], scopes: str | Iterable[str]) -> None:
     """Raise ``InsufficientScope`` unless ``granted`` holds every one of ``scopes``."""
-    required = frozenset(scopes)
+    required = required_scopes(scopes)
     if missing := required - granted:
         raise InsufficientScope(
             f"token lacks scope(s): {' '.join(sorted(missing))}", required=required
         )
 
 
-def require_scopes(claims: Mapping[str, Any], scopes: Iterable[str]) -> None:
+def require_scopes(claims: Mapping[str, Any], scopes: str | Iterable[str]) -> None:
     """Raise ``InsufficientScope`` unless the claims grant every one of ``scopes``."""
     require_granted(scopes_of(claims), scopes)

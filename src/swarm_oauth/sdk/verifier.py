@@ -42,7 +42,7 @@ from swarm_oauth.sdk.errors import (
 )
 from swarm_oauth.sdk.jwks import KeySet
 from swarm_oauth.sdk.revocations import PATH, RevocationList, Revocations
-from swarm_oauth.sdk.scopes import scopes_of
+from swarm_oauth.sdk.scopes import required_scopes, scopes_of
 
 # What the token server can sign with; never "none" nor an HMAC algorithm.
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "EdDSA")
@@ -159,7 +159,7 @@ class Verifier:
         elif revocations_url is not None:
             raise ConfigurationError("revocations_url is used only with check_revocations=True")
 
-    def verify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
+    def verify(self, token: str, *, scopes: str | Iterable[str] = ()) -> Claims:
         """The token's claims if it is valid (and grants ``scopes``); else a ``TokenError``.
 
         The claims are read-only and shared by every call with the same token.
@@ -175,9 +175,9 @@ class Verifier:
             verified = self._verified(token, alg, kid, self.keys.get(kid), revoked, epoch)
         return verified.grant(scopes)
 
-    async def averify(self, token: str, *, scopes: Iterable[str] = ()) -> Claims:
+    async def averify(self, token: str, *, scopes: str | Iterable[str] = ()) -> Claims:
         """Like ``verify``; a fetch, when one is due, does not block the event loop."""
-        required = frozenset(scopes)
+        required = required_scopes(scopes)
         if isinstance(token, str) and (claims := self.recall(token, required)) is not None:
             return claims
         epoch = self.cache.epoch
