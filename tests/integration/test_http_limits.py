@@ -4,6 +4,7 @@ legitimate client its token. Raw sockets, because an HTTP client would not misbe
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import time
@@ -240,3 +241,62 @@ def test_slow_sockets_cost_no_client_its_token(server_factory):
     finally:
         for sock in slow:
             sock.close()
+
+
+def chunked_token_request(body: bytes, trailer: bytes) -> bytes:
+    """A token request whose form arrives in one chunk, then ``trailer`` (its fields)."""
+    head = (
+        b"POST /api/token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    return head + b"%x\r\n" % len(body) + body + b"\r\n0\r\n" + trailer + b"\r\n"
+
+
+def test_credentials_in_a_trailer_are_not_taken_for_the_requests_own(token_server):
+    secret = token_server.add_client("orders")["client_secret"]
+    basic = base64.b64encode(f"orders:{secret}".encode())
+    form = b"grant_type=client_credentials"
+    # The same credentials in the head are good: only where they travel differs.
+    served = exchange(
+        token_server,
+        chunked_token_request(form, b"").replace(
+            b"Transfer-Encoding", b"Authorization: Basic " + basic + b"\r\nTransfer-Encoding"
+        ),
+    )
+    assert status_of(served) == 200, served
+    answer = exchange(
+        token_server, chunked_token_request(form, b"Authorization: Basic " + basic + b"\r\n")
+    )
+    assert status_of(answer) == 401, answer
+    assert b'"error":"invalid_client"' in answer
+    # A trailer the request may carry does not spoil it.
+    form += b"&client_id=orders&client_secret=" + secret.encode()
+    answer = exchange(token_server, chunked_token_request(form, b"X-Checksum: abc\r\n"))
+    assert status_of(answer) == 200, answer
+    # Nor does a body of 4,000 one-byte chunks: 24 KB of chunk framing is no trailer.
+    padded = form + b"&pad=" + b"p" * (4000 - len(form) - 5)
+    chunks = b"".join(b"1\r\n%c\r\n" % byte for byte in padded)
+    request = chunked_token_request(b"", b"").replace(b"0\r\n\r\n0\r\n", chunks + b"0\r\n")
+    answer = exchange(token_server, request)
+    assert status_of(answer) == 200, answer
+
+
+def test_an_oversized_trailer_is_431_and_the_server_does_not_keep_it(token_server):
+    pid = token_server.proc.pid
+    exchange(token_server, REQUEST_LINE + b"\r\n")  # warm the connection path up
+    before = rss_kib(pid)
+    answers = []
+    start = chunked_token_request(b"grant_type=client_credentials", b"")[:-2] + b"X-Big: "
+    piece = b"a" * 65536
+    for _ in range(8):
+        with connection(token_server) as sock:
+            sock.sendall(start)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for _ in range(80):  # 5 MiB
+                    sock.sendall(piece)
+            answers.append(read_until_closed(sock))
+    grown = rss_kib(pid) - before
+    assert grown < 8 * 1024, f"resident memory grew by {grown} KiB"
+    seen = [status_of(answer) for answer in answers if answer]
+    assert seen and set(seen) == {431}, seen
+    assert b"the request trailer fields are too large" in answers[0]

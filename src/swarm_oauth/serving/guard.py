@@ -7,6 +7,9 @@ connection and before the application sees anything:
 
 - the request line and headers together at most ``max_header_bytes``, and at most
   ``max_headers`` header fields: otherwise 431 and the connection is closed;
+- the trailer fields after a chunked body discarded (RFC 9110 §6.5.1 allows it), never
+  merged into the request's headers, where the application would read them as if the
+  head had carried them; their bytes too at most ``max_header_bytes``, or 431 and close;
 - every request (head and body) complete within ``request_timeout`` seconds of its first
   byte, or of the connection's opening for the first one: otherwise 408 and close;
 - at most ``max_connections`` open connections per worker: a connection beyond that
@@ -35,6 +38,8 @@ from swarm_oauth.web import HTTP_ERROR_CODES, error_body
 HEADERS_TOO_LARGE = 431
 REQUEST_TIMEOUT = 408
 OVERLOADED = 503
+# What is fed to the parser at a time while the bytes may be trailer fields.
+TRAILER_PIECE = 1024
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -63,6 +68,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # body gathered for it (its length is capped before it is offered).
         self._endpoint: DirectEndpoint | None = None
         self._body = b""
+        # Whether the next bytes may be trailer fields (after a chunk-size line, before
+        # that chunk's data), and at most how many of them the parser holds: it keeps a
+        # field in memory until the field ends.
+        self._maybe_trailer = False
+        self._trailer_bytes = 0
 
     # -- connection ------------------------------------------------------------------------
 
@@ -107,9 +117,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 break
         else:
             if data:
-                super().data_received(data)
+                self._feed_body(data)
         if self._refusal is not None:
             self._refuse()
+
+    def _feed_body(self, data: bytes) -> None:
+        """Feed bytes after a head; those that may be trailer fields within the cap."""
+        while data and self._refusal is None and not self.transport.is_closing():
+            if not self._maybe_trailer:
+                # A last chunk in here may start a trailer: it can overshoot the cap by
+                # at most the rest of this read, as a head can.
+                super().data_received(data)
+                return
+            # Small pieces, so that the count stays close: bytes before a chunk's data
+            # in the same piece are counted as if they could be a trailer's.
+            piece, data = data[:TRAILER_PIECE], data[TRAILER_PIECE:]
+            super().data_received(piece)
+            if not self._maybe_trailer:
+                continue
+            self._trailer_bytes += len(piece)  # on_body zeroed it if the piece had data
+            if self._trailer_bytes > self.limits.max_header_bytes:
+                self._refuse_late((HEADERS_TOO_LARGE, "the request trailer fields are too large"))
 
     # -- parser callbacks --------------------------------------------------------------------
 
@@ -120,6 +148,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._deadline is None:
             self._arm(self.limits.request_timeout)
         super().on_message_begin()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:
+            super().on_header(name, value)
+        # else a trailer field, discarded: a credential there must not count as a header.
+
+    def on_chunk_header(self) -> None:
+        self._maybe_trailer = True
+
+    def on_chunk_complete(self) -> None:
+        self._maybe_trailer = False
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -135,6 +174,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._start_cycle()
 
     def on_body(self, body: bytes) -> None:
+        # A chunk with data: what came before it was no trailer.
+        self._maybe_trailer, self._trailer_bytes = False, 0
         if self._refusal is not None:
             return
         if self._endpoint is not None:
@@ -149,6 +190,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # Whatever arrives next on this connection is the next request's head.
         self._in_head = True
         self._head_bytes = 0
+        self._trailer_bytes = 0
         endpoint, body = self._endpoint, self._body
         if endpoint is None:
             super().on_message_complete()
@@ -213,15 +255,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if remaining > 0:  # the request under way began after the timer was armed
             self._arm(remaining)
             return
-        cycle = self.cycle
-        if cycle is not None and cycle.response_started and not cycle.response_complete:
-            # Too late for a status: the application is answering while the body trickles.
-            self.transport.close()
-            return
-        self._refusal = (REQUEST_TIMEOUT, "the request did not arrive in time")
-        self._refuse()
+        self._refuse_late((REQUEST_TIMEOUT, "the request did not arrive in time"))
 
     # -- refusing ----------------------------------------------------------------------------
+
+    def _refuse_late(self, refusal: tuple[int, str]) -> None:
+        """Refuse a request whose body is arriving, unless its answer has begun."""
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            # Too late for a status: the application is answering while the body arrives.
+            self.transport.close()
+            return
+        self._refusal = refusal
+        self._refuse()
 
     def _refuse(self, extra: bytes = b"") -> None:
         """Answer the refusal in the API's error shape and close the connection."""
