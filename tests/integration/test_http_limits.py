@@ -300,3 +300,28 @@ def test_an_oversized_trailer_is_431_and_the_server_does_not_keep_it(token_serve
     seen = [status_of(answer) for answer in answers if answer]
     assert seen and set(seen) == {431}, seen
     assert b"the request trailer fields are too large" in answers[0]
+
+
+H2C = (
+    b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+)
+
+
+def test_a_request_asking_to_upgrade_is_served_over_http_1_1_or_refused_with_a_reason(
+    token_server,
+):
+    # What `curl --http2 http://...` sends: nothing here speaks h2c, so HTTP/1.1 answers.
+    answer = exchange(token_server, b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + H2C + b"\r\n")
+    assert status_of(answer) == 200, answer
+    assert b"connection: close" in answer.lower()
+    # With a body, the parser would skip it and the token endpoint see an empty form.
+    secret = token_server.add_client("orders")["client_secret"]
+    form = f"grant_type=client_credentials&client_id=orders&client_secret={secret}".encode()
+    head = b"POST /api/token HTTP/1.1\r\nHost: t\r\n" + H2C
+    head += b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n"
+    answer = exchange(token_server, head % len(form) + form)
+    assert status_of(answer) == 400, answer
+    assert b"send it without the Upgrade header" in answer
+    assert secret.encode() not in answer
+    assert token_server.token("orders", secret).status_code == 200

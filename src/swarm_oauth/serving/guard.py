@@ -167,6 +167,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # The application never sees this request; the body that follows is ignored.
             self._refusal = (HEADERS_TOO_LARGE, "too many request header fields")
             return
+        if self.parser.should_upgrade():
+            self._decline_upgrade()
+            return
         endpoint = self._direct.get(self.url.partition(b"?")[0])
         if endpoint is not None and self._may_answer_directly(endpoint):
             self._endpoint = endpoint
@@ -214,6 +217,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if not keep_alive:
                 self.transport.close()
         self.on_response_complete()
+
+    # -- Upgrade ---------------------------------------------------------------------------
+
+    def _decline_upgrade(self) -> None:
+        """Serve a request that asks for another protocol (``Upgrade: h2c`` from
+        ``curl --http2``, say) over HTTP/1.1, as RFC 9110 §7.8 lets a server do.
+
+        httptools skips the body of such a request and parses nothing after it, so one
+        with a body is refused with a reason instead of reaching the application empty,
+        and the connection closes after the answer either way."""
+        if _has_body(self.headers):
+            self._refusal = (
+                400,
+                "a request with a body cannot ask to upgrade the connection: "
+                "send it without the Upgrade header (HTTP/1.1 is served here)",
+            )
+            return
+        self._start_cycle()
+        if self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's: it would log every such request, and blame a missing WebSocket
+        # library; _decline_upgrade has answered it.
+        pass
 
     # -- the two request paths ---------------------------------------------------------------
 
@@ -291,3 +319,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's head announces a body (a non-zero length, or chunks)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0")):
+            return True
+    return False

@@ -43,7 +43,7 @@ class GuardedConfig(uvicorn.Config):
         super().__init__(
             app,
             http=GuardedHttpToolsProtocol,
-            # Nothing here speaks WebSocket; an upgrade request is an ordinary request.
+            # Nothing here speaks WebSocket; the guard serves an upgrade request over HTTP/1.1.
             ws="none",
             log_config=None,
             access_log=False,
