@@ -130,6 +130,10 @@ def test_two_authorization_headers_are_refused(inprocess, bearer):
         (b"audience=%ff", "malformed"),
         (b"a=1&b=2&c=3", "malformed"),
         (b"scope=" + b"s+" * 1100, "longer than 2048 bytes"),
+        # A proxy template whose variable was unset: not "any audience", nor "no scope".
+        (b"audience=&scope=read", "'audience' is empty"),
+        (b"audience", "'audience' is empty"),
+        (b"audience=orders&scope=+", "'scope' is empty"),
     ],
 )
 def test_a_query_the_endpoint_does_not_understand_is_refused(inprocess, bearer, query, reason):
@@ -142,7 +146,7 @@ def test_a_query_the_endpoint_does_not_understand_is_refused(inprocess, bearer, 
 
 def test_query_requirements():
     assert requirements(b"") == (None, ())
-    assert requirements(b"audience=&scope=") == (None, ())
+    assert requirements(b"audience=orders") == ("orders", ())
     assert requirements(b"audience=https://api.test/x&scope=a+b%20c") == (
         "https://api.test/x",
         ("a", "b", "c"),

@@ -77,8 +77,9 @@ class BadQuery(ValueError):
 def requirements(query_string: bytes) -> tuple[str | None, tuple[str, ...]]:
     """The ``audience`` and the space-separated ``scope`` that a token must carry.
 
-    An unknown or repeated parameter is refused rather than ignored: a proxy configured
-    with ``scopes=`` instead of ``scope=`` must not let every token through.
+    An unknown, repeated or empty parameter is refused rather than ignored: a proxy
+    configured with ``scopes=`` instead of ``scope=``, or whose template left
+    ``audience=`` empty, must not let every token through.
     """
     if len(query_string) > MAX_QUERY_BYTES:  # also what bounds the cache's memory
         raise BadQuery(f"the query string is longer than {MAX_QUERY_BYTES} bytes")
@@ -94,8 +95,10 @@ def requirements(query_string: bytes) -> tuple[str | None, tuple[str, ...]]:
             raise BadQuery(f"unknown query parameter {name!r} (use audience and scope)")
         if name in values:
             raise BadQuery(f"query parameter {name!r} is repeated")
+        if not value.strip():
+            raise BadQuery(f"query parameter {name!r} is empty (leave it out to require none)")
         values[name] = value
-    audience = values.get("audience") or None
+    audience = values.get("audience")
     if audience is not None and not is_audience(audience):
         raise BadQuery("malformed audience parameter")
     scopes = tuple(values.get("scope", "").split())
