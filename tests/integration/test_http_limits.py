@@ -325,3 +325,22 @@ def test_a_request_asking_to_upgrade_is_served_over_http_1_1_or_refused_with_a_r
     assert b"send it without the Upgrade header" in answer
     assert secret.encode() not in answer
     assert token_server.token("orders", secret).status_code == 200
+
+
+def test_a_request_pipelined_behind_a_direct_answer_is_not_cut_off_as_idle(token_server):
+    # The first is answered at once, in the read that brought both; the second's body
+    # takes longer than the 5 s a kept-alive connection may stay idle.
+    body = b'{"client_id": "late-body"}'
+    head = (
+        b"POST /api/clients/add HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + token_server.admin_token.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with connection(token_server) as sock:
+        sock.sendall(b"GET /api/verify HTTP/1.1\r\nHost: t\r\n\r\n" + head + body[:5])
+        time.sleep(6.5)
+        sock.sendall(body[5:])
+        answers = read_until_closed(sock)
+    first, _, second = answers.partition(b"HTTP/1.1 ")[2].partition(b"HTTP/1.1 ")
+    assert first.startswith(b"401 "), answers
+    assert second.startswith(b"201 "), answers

@@ -147,6 +147,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._started = self.loop.time()
         if self._deadline is None:
             self._arm(self.limits.request_timeout)
+        # A direct answer earlier in this read armed the idle timer (uvicorn cancels it
+        # per read): this request, pipelined behind it, is no idleness.
+        self._unset_keepalive_if_required()
         super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
