@@ -130,3 +130,13 @@ def test_replacing_the_current_secret_keeps_the_previous_one_in_its_grace(inproc
         "POST", "/api/clients/rotate", json={"client_id": "orders", "replace_current": "yes"}
     )
     assert bad.status_code == 400 and "replace_current" in bad.json()["error_description"]
+
+
+def test_a_path_with_a_trailing_slash_is_404_not_a_redirect_built_from_the_host(inprocess):
+    # A 307 to http://<Host>/api/clients/add would be followed with the body in hand.
+    answer = inprocess.admin(
+        "POST", "/api/clients/add/", json={"client_id": "orders"}, headers={"Host": "evil.test"}
+    )
+    assert answer.status_code == 404, answer.headers
+    assert "location" not in answer.headers
+    assert inprocess.admin("GET", "/api/clients/orders").status_code == 404

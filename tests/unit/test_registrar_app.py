@@ -557,3 +557,9 @@ def test_a_rotation_request_with_a_body_over_the_cap_is_413(parts):
     assert response.status_code == 413
     assert f"{MAX_ROTATE_BODY_BYTES} bytes" in response.json()["error_description"]
     assert parts.registry.clients["orders"].secret_version == version  # nothing rotated
+
+
+def test_a_path_with_a_trailing_slash_is_404_not_a_redirect(parts):
+    answer = parts.client.request("POST", "/v1/reconcile/", headers=ADMIN_HEADERS)
+    assert answer.status_code == 404
+    assert "location" not in answer.headers

@@ -98,6 +98,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    # Starlette would answer /api/clients/add/ with a 307 to an http:// URL built from the
+    # Host header, which a client may follow with the form (a secret) in hand.
+    router.router.redirect_slashes = False
     if not settings.serves_tokens:
         return Observed(Dispatch({}, router))
     token = TokenEndpoint(runtime)

@@ -292,7 +292,7 @@ def create_app(
             await run_in_threadpool(on_stop)
 
     both = ["GET", "POST"]
-    return Starlette(
+    app = Starlette(
         routes=[
             Route(f"{LISTENER_PREFIX}/notify-create", notify, methods=both),
             Route(f"{LISTENER_PREFIX}/notify-remove", notify, methods=both),
@@ -308,3 +308,5 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # as the token server's (api/app.py)
+    return app
