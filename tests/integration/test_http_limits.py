@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -344,3 +345,23 @@ def test_a_request_pipelined_behind_a_direct_answer_is_not_cut_off_as_idle(token
     first, _, second = answers.partition(b"HTTP/1.1 ")[2].partition(b"HTTP/1.1 ")
     assert first.startswith(b"401 "), answers
     assert second.startswith(b"201 "), answers
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"POST /api/token HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_bytes_that_are_no_http_get_the_json_error_of_every_other_refusal(
+    token_server, request_bytes
+):
+    answer = exchange(token_server, request_bytes)
+    assert status_of(answer) == 400, answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head
+    assert json.loads(body) == {
+        "error": "invalid_request",
+        "error_description": "the request is not valid HTTP/1.1",
+    }

@@ -300,6 +300,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal = refusal
         self._refuse()
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's, for bytes its parser cannot read: text/plain, where every other
+        # refusal here is the API's JSON error.
+        self._refuse_late((400, "the request is not valid HTTP/1.1"))
+
     def _refuse(self, extra: bytes = b"") -> None:
         """Answer the refusal in the API's error shape and close the connection."""
         assert self._refusal is not None
