@@ -98,8 +98,9 @@ def test_parse_refusal_without_json_body() -> None:
     ],
 )
 def test_parse_rejects_unusable_success_bodies(body: object, reason: str) -> None:
-    with pytest.raises(TokenRequestError, match=reason):
+    with pytest.raises(TokenRequestError, match=reason) as caught:
         parse_token_response(response(200, body))
+    assert caught.value.status_code == 200  # None says the endpoint was unreachable
 
 
 @pytest.mark.parametrize("expires_in", ["NaN", "Infinity", "-Infinity"])

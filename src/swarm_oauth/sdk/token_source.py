@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import logging
 import math
 import os
@@ -102,15 +103,15 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
             error=quoted(error) if isinstance(error, str) else None,
             retry_after=retry_after(response),
         )
+    # A 200 whose body is no usable token: the server answered, so status_code says 200.
+    unusable = functools.partial(TokenRequestError, status_code=response.status_code)
     if not isinstance(body, dict):
-        raise TokenRequestError("token endpoint answered 200 without a JSON object")
+        raise unusable("token endpoint answered 200 without a JSON object")
     token, token_type = body.get("access_token"), body.get("token_type")
     if not isinstance(token, str) or not token:
-        raise TokenRequestError("token response has no access_token")
+        raise unusable("token response has no access_token")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise TokenRequestError(
-            f"token response has token_type {quoted(repr(token_type))}, not Bearer"
-        )
+        raise unusable(f"token response has token_type {quoted(repr(token_type))}, not Bearer")
     expires_in = body.get("expires_in", DEFAULT_LIFETIME_SECONDS)
     # Python's json reads NaN and Infinity (no lifetime), and integers float() cannot hold.
     if (
@@ -118,7 +119,7 @@ def parse_token_response(response: httpx.Response) -> tuple[str, float]:
         or not isinstance(expires_in, int | float)
         or not 0 < expires_in < math.inf
     ):
-        raise TokenRequestError(f"token response has an invalid expires_in: {expires_in!r:.40}")
+        raise unusable(f"token response has an invalid expires_in: {expires_in!r:.40}")
     return token, float(min(MAX_LIFETIME_SECONDS, expires_in))
 
 
