@@ -156,3 +156,42 @@ def test_an_emergency_rotation_stops_the_old_secret_at_once(rig, start_registrar
     assert json.loads(result.stdout)["grace_seconds"] == 0
     refused = rig.server.token(name, current)
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+
+
+def test_a_rollout_that_stalls_is_rolling_then_stranded_then_registered(
+    rig, start_registrar, swarm_cleanup
+):
+    registrar = start_registrar("--resync-seconds", "2")
+    token = rig.server.admin_token
+    name = rig.service(
+        "rot-stall",
+        mode=docker.types.ServiceMode("replicated", replicas=2),
+        update_config=docker.types.UpdateConfig(parallelism=1, order="stop-first"),
+    )
+    rig.identity(name, timeout=60)
+    old_secret = rig.secret_in_container(name).strip()
+    # From now on an update replaces one task, then waits ten minutes before the next.
+    stall = ["docker", "service", "update", "--detach", "--update-delay", "600s", name]
+    subprocess.run(stall, check=True, capture_output=True, timeout=60)
+
+    rotated = registrar.api_json("POST", f"/v1/services/{name}/rotate", token, {"grace_seconds": 8})
+    assert rotated.status_code == 200, rotated.text
+
+    def state() -> dict[str, Any]:
+        return registrar.services(token)[name]
+
+    rolling = wait_for(lambda: (s := state())["state"] == "rolling" and s, 30, 0.5, "not rolling")
+    assert "works until" in rolling["reason"], rolling
+    assert rig.server.token(name, old_secret).status_code == 200  # in its grace
+    stranded = wait_for(
+        lambda: (s := state())["state"] == "stranded" and s, 60, 0.5, "never stranded"
+    )
+    assert "no longer works" in stranded["reason"], stranded
+    assert rig.server.token(name, old_secret).json()["error"] == "invalid_client"
+    assert registrar.metric("swarm_oauth_registrar_services", state="stranded") == 1
+
+    # The operator replaces the task left behind: the service is whole again.
+    resume = ["docker", "service", "update", "--detach", "--update-delay", "0s", "--force", name]
+    subprocess.run(resume, check=True, capture_output=True, timeout=60)
+    wait_for(lambda: state()["state"] == "registered", 120, 1.0, "still not registered")
+    assert state()["reason"] == ""
