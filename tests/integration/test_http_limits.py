@@ -365,3 +365,25 @@ def test_bytes_that_are_no_http_get_the_json_error_of_every_other_refusal(
         "error": "invalid_request",
         "error_description": "the request is not valid HTTP/1.1",
     }
+
+
+@pytest.mark.parametrize("extra", [b"Expect: 100-continue\r\n", b""])
+def test_a_content_length_of_thousands_of_leading_zeros_is_read_as_the_number_it_is(
+    token_server, extra
+):
+    # llhttp takes it; int() refuses more than 4,300 digits (a 500 before authentication).
+    secret = token_server.add_client("orders")["client_secret"]
+    form = f"grant_type=client_credentials&client_id=orders&client_secret={secret}".encode()
+    head = (
+        b"POST /api/token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+        + extra
+        + b"Content-Type: application/x-www-form-urlencoded\r\n"
+        + b"Content-Length: "
+        + b"0" * 5000
+        + b"%d\r\n\r\n" % len(form)
+    )
+    answer = exchange(token_server, head + form)
+    if answer.startswith(b"HTTP/1.1 100 "):  # the interim answer to Expect
+        answer = answer.partition(b"\r\n\r\n")[2]
+    assert status_of(answer) == 200, answer[:300]
+    assert b'"access_token"' in answer

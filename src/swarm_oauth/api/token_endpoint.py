@@ -29,7 +29,7 @@ from swarm_oauth.api.responses import (
     send_answer,
     send_json,
 )
-from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, read_body
+from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, declared_length, read_body
 from swarm_oauth.cpus import usable_cpus
 from swarm_oauth.runtime import Runtime
 from swarm_oauth.serving.direct import Answer, Headers
@@ -119,13 +119,14 @@ class TokenEndpoint:
                 [(b"allow", b"POST"), *NO_STORE],
             )
             return
-        declared_length = None
+        length = None
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit():
-                declared_length = int(value)
+            if name == b"content-length":
+                # Not int(): llhttp lets through 5,000 leading zeros, which int() refuses.
+                length = declared_length(value.decode("latin-1"))
         fields = scope.setdefault(LOG_FIELDS, {})
         try:
-            body = await read_body(receive, MAX_BODY_BYTES, declared_length)
+            body = await read_body(receive, MAX_BODY_BYTES, length)
         except ClientDisconnected:
             return
         except BodyTooLarge:

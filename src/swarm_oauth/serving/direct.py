@@ -26,6 +26,8 @@ from typing import Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from swarm_oauth.bodies import declared_length
+
 Headers = Sequence[tuple[bytes, bytes]]
 
 
@@ -67,9 +69,11 @@ def offered(headers: Headers, max_body_bytes: int) -> bool:
     length = None
     for name, value in headers:
         if name == b"content-length":
-            if length is not None or not value.isdigit():
+            if length is not None:
                 return False
-            length = int(value)
+            length = declared_length(value.decode("latin-1"))
+            if length is None:  # more digits than a length needs: the general path says
+                return False
         elif name == b"transfer-encoding":
             return False
     return length is None or length <= max_body_bytes
