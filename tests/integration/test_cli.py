@@ -112,6 +112,17 @@ def test_db_upgrade_and_keys_list(tmp_path):
     assert not (tmp_path / "master.key").exists()  # listing never needs nor makes one
 
 
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("keys", "list"), ("keys", "retire", "k")])
+def test_a_database_url_file_that_cannot_be_read_is_one_error_line(tmp_path, command):
+    missing = tmp_path / "no-such-secret"
+    done = run(*command, env={"SWARM_OAUTH_DATABASE_URL_FILE": str(missing)})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot read secret file {missing}: No such file or directory"
+    ]
+
+
 def test_keys_rotate_never_invents_a_master_key(tmp_path):
     make_store(tmp_path)
     refused = run("keys", "rotate", "--data-dir", str(tmp_path))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from swarm_oauth.cli.options import fail, resolve_database_url, store_options
+from swarm_oauth.secretfiles import SecretConfigError
 from swarm_oauth.store import Store, StoreError, open_store, sqlite_path
 
 
@@ -18,7 +19,10 @@ def open_existing_store(data_dir: Path, database_url: str | None) -> Store:
     """The store a server created, its schema brought up to date; ``NoStore`` rather
     than a new empty one when there is none where the options point (only ``serve``
     creates a store)."""
-    url = resolve_database_url(database_url)
+    try:
+        url = resolve_database_url(database_url)
+    except SecretConfigError as exc:  # SWARM_OAUTH_DATABASE_URL_FILE names a bad file
+        raise StoreError(str(exc)) from None
     path = sqlite_path(url, data_dir)
     advice = (
         "only `swarm-oauth serve` creates one: pass the server's --data-dir (or "
