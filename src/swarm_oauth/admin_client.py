@@ -12,11 +12,10 @@ import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from swarm_oauth.identifiers import NO_CLIENT
+from swarm_oauth.identifiers import NO_CLIENT, path_segment
 
 JSON = dict[str, Any]
 
@@ -83,7 +82,7 @@ class AdminClient:
 
     def get(self, client_id: str) -> JSON | None:
         """One client's record, or None when there is none."""
-        return self._about_client("GET", f"/api/clients/{quote(client_id, safe='')}")
+        return self._about_client("GET", f"/api/clients/{path_segment(client_id)}")
 
     def list(self) -> list[JSON]:
         """Every client's record, following the API's pages to the last."""

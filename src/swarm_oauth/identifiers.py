@@ -4,6 +4,7 @@ fields: the grammar the server and the registrar share."""
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 SCOPE_TOKEN_PATTERN = r"[\x21\x23-\x5b\x5d-\x7e]+"
@@ -20,6 +21,14 @@ NO_CLIENT = "no client with this client_id"
 
 class InvalidClientData(ValueError):
     """A client field is malformed; the message says which and why."""
+
+
+def path_segment(client_id: str) -> str:
+    """``client_id`` as one segment of a URL path. ``.`` and ``..`` are client ids too,
+    which an HTTP client would resolve as dot segments (``/api/clients/.`` is
+    ``/api/clients/``), so their dots are percent-encoded (RFC 3986 §5.2.4)."""
+    segment = quote(client_id, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
 
 
 def is_client_id(value: str) -> bool:

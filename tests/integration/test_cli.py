@@ -87,6 +87,17 @@ def test_clients_commands_talk_to_the_api(token_server):
     assert run(*base, "remove", "orders", env=env).returncode == 1
 
 
+@pytest.mark.parametrize("client_id", [".", "..", "a.b"])
+def test_a_client_id_of_dots_is_shown_as_that_client_not_the_list(token_server, client_id):
+    # "." and ".." are client ids, which a URL path would resolve as dot segments.
+    base = ["clients", "--url", token_server.url]
+    env = {"SWARM_OAUTH_ADMIN_TOKEN_FILE": str(token_server.data_dir / "admin-token")}
+    token_server.add_client(client_id, scopes=["read"])
+    shown = run(*base, "show", client_id, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["client_id"] == client_id
+
+
 def test_the_server_says_where_it_listens(token_server):
     # uvicorn no longer does: the socket is bound before it starts.
     assert f'"msg": "listening", "url": "http://127.0.0.1:{token_server.port}"' in (

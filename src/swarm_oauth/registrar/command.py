@@ -40,7 +40,7 @@ from swarm_oauth.cli.options import (
 )
 from swarm_oauth.cli.output import Table, output_option, show
 from swarm_oauth.durations import InvalidDuration, format_duration, parse_duration
-from swarm_oauth.identifiers import MAX_GRACE_SECONDS
+from swarm_oauth.identifiers import MAX_GRACE_SECONDS, path_segment
 from swarm_oauth.logs import configure_logging
 from swarm_oauth.registrar.backends import BACKENDS, BackendName, BackendSettings
 from swarm_oauth.registrar.identities import DEFAULT_SECRET_MAX_AGE
@@ -437,7 +437,7 @@ def _seconds(ctx: click.Context, param: click.Parameter, value: str) -> float:
 @registrar_api
 def release(client_id: str, api: RegistrarApi) -> None:
     """Free a client id reserved for a removed service, before its reservation ends."""
-    path = f"/v1/reservations/{quote(client_id, safe='')}"
+    path = f"/v1/reservations/{path_segment(client_id)}"
     click.echo(json.dumps(api.ask("DELETE", path)))
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
+from swarm_oauth.identifiers import path_segment
 from swarm_oauth.registrar.http_peer import Peer, json_object
 from swarm_oauth.registrar.model import MANAGED_BY, ClientInfo, FreshSecret
 from swarm_oauth.registrar.ports import Capabilities, Rejected, TransientError
@@ -190,7 +190,7 @@ class HydraAdmin:
 
 
 def _path(client_id: str) -> str:
-    return f"/admin/clients/{quote(client_id, safe='')}"
+    return f"/admin/clients/{path_segment(client_id)}"
 
 
 def _body(
