@@ -54,8 +54,11 @@ class ServerSettings:
     @property
     def issuer_url(self) -> str:
         """The ``iss`` of every token: the configured issuer, else ``http(s)://HOST:PORT``."""
+        if self.issuer:
+            return self.issuer.rstrip("/")
         scheme = "https" if self.tls else "http"
-        return (self.issuer or f"{scheme}://{self.host}:{self.port}").rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 (RFC 3986 §3.2.2)
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def serves_tokens(self) -> bool:
