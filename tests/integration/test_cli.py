@@ -98,6 +98,27 @@ def test_a_client_id_of_dots_is_shown_as_that_client_not_the_list(token_server, 
     assert json.loads(shown.stdout)["client_id"] == client_id
 
 
+def test_a_password_in_a_url_is_not_printed_back(tmp_path):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://someone:pa55w0rd-x@127.0.0.1:{port}"
+    for name in ("admin-token", "secret"):
+        (tmp_path / name).write_text("t" * 43)
+    env = {"SWARM_OAUTH_ADMIN_TOKEN_FILE": str(tmp_path / "admin-token")}
+    secret = str(tmp_path / "secret")
+    commands = [
+        ("clients", "list", "--url", url),
+        ("token", "--client-id", "a", "--client-secret-file", secret, "--token-url", url),
+        ("registrar", "status", "--url", url),
+    ]
+    for command in commands:
+        done = run(*command, env=env)
+        assert done.returncode != 0, command
+        assert "127.0.0.1" in done.stderr, done.stderr  # the error names the address
+        assert "pa55w0rd" not in done.stderr + done.stdout, command
+
+
 def test_the_server_says_where_it_listens(token_server):
     # uvicorn no longer does: the socket is bound before it starts.
     assert f'"msg": "listening", "url": "http://127.0.0.1:{token_server.port}"' in (

@@ -29,6 +29,7 @@ from swarm_oauth.cli.options import (
 )
 from swarm_oauth.cli.output import Table, cell, fields, output_option, show
 from swarm_oauth.secretfiles import SecretConfigError
+from swarm_oauth.urls import shown
 
 T = TypeVar("T")
 
@@ -88,7 +89,7 @@ def _request(ctx: click.Context, call: Callable[[AdminClient], T]) -> T:
     try:
         return call(api)
     except AdminAPIUnreachable as exc:
-        fail(f"cannot reach the clients API at {api.base_url} (--url): {exc}")
+        fail(f"cannot reach the clients API at {shown(api.base_url)} (--url): {shown(str(exc))}")
     except AdminAPIError as exc:
         _refuse(f"the clients API answered {exc.status}: {exc.reason}")
 

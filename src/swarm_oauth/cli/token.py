@@ -23,6 +23,7 @@ from swarm_oauth.cli.output import Table, cell, output_option, show
 from swarm_oauth.sdk import TokenSource
 from swarm_oauth.sdk.errors import ConfigurationError, TokenSourceError
 from swarm_oauth.timestamps import iso8601, relative
+from swarm_oauth.urls import shown
 
 # Registered JWT claims that hold instants (RFC 7519 §4.1).
 _INSTANTS = ("exp", "iat", "nbf", "auth_time")
@@ -106,7 +107,7 @@ def token(
     except ConfigurationError as exc:
         fail(str(exc))
     except TokenSourceError as exc:
-        click.echo(f"error: {client_id} at {token_url}: {exc}", err=True)
+        click.echo(f"error: {client_id} at {shown(token_url)}: {shown(str(exc))}", err=True)
         sys.exit(1)
     if not claims:
         click.echo(access_token)

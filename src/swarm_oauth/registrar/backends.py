@@ -8,7 +8,6 @@ its ``Capabilities``.
 
 from __future__ import annotations
 
-import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from swarm_oauth.registrar.hydra_api import HydraAdmin
 from swarm_oauth.registrar.ports import ClientRegistry, Swarm
 from swarm_oauth.registrar.registrations import RegistrationBook
 from swarm_oauth.registrar.sealing import Sealer
+from swarm_oauth.urls import shown
 
 BackendName = Literal["builtin", "hydra", "dcr"]
 BACKENDS: tuple[BackendName, ...] = ("builtin", "hydra", "dcr")
@@ -66,7 +66,7 @@ class BackendSettings:
     @property
     def location(self) -> str:
         """Where clients are registered, for the start-up log (without a password)."""
-        return _shown(
+        return shown(
             str(
                 {
                     "builtin": self.clients_url,
@@ -77,23 +77,14 @@ class BackendSettings:
         )
 
 
-# A URL's user:password@ (which httpx sends as Basic auth), even in one it cannot parse.
-_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
-
-
-def _shown(url: str) -> str:
-    """``url`` fit for a log line or an error: any user information is masked."""
-    return _USERINFO.sub("***@", url)
-
-
 def _check_url(option: str, value: str) -> None:
     """``BackendConfigError`` unless ``value`` is an http(s) URL with a host."""
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
-        raise BackendConfigError(f"{option} {_shown(value)}: {_shown(str(exc))}") from None
+        raise BackendConfigError(f"{option} {shown(value)}: {shown(str(exc))}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise BackendConfigError(f"{option} {_shown(value)}: not an http or https URL")
+        raise BackendConfigError(f"{option} {shown(value)}: not an http or https URL")
 
 
 def open_registry(settings: BackendSettings, swarm: Swarm) -> ClientRegistry:

@@ -54,6 +54,7 @@ from swarm_oauth.registrar.reconcile import (
 from swarm_oauth.secretfiles import SecretConfigError, read_secret_file, withhold_from_children
 from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 from swarm_oauth.timestamps import relative
+from swarm_oauth.urls import shown
 
 log = logging.getLogger("swarm_oauth.registrar")
 
@@ -337,9 +338,10 @@ class RegistrarApi:
                 verify=verify,
             )
         except httpx.HTTPError as exc:
-            fail(f"cannot reach the registrar at {url}: {type(exc).__name__}: {exc}")
+            cause = f"{type(exc).__name__}: {shown(str(exc))}"
+            fail(f"cannot reach the registrar at {shown(url)}: {cause}")
         except httpx.InvalidURL as exc:
-            fail(f"--url {url}: {exc}")
+            fail(f"--url {shown(url)}: {shown(str(exc))}")
         return _answer(response, f"{url}{path}")
 
 
