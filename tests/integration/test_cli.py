@@ -119,6 +119,15 @@ def test_a_password_in_a_url_is_not_printed_back(tmp_path):
         assert "pa55w0rd" not in done.stderr + done.stdout, command
 
 
+def test_registrar_status_pointed_at_another_server_says_so(token_server):
+    # The token server's /healthz answers a GET 200 with JSON of its own, to any query.
+    env = {"SWARM_OAUTH_ADMIN_TOKEN_FILE": str(token_server.data_dir / "admin-token")}
+    done = run("registrar", "status", "--url", f"{token_server.url}/healthz?", env=env)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "is --url the registrar's HTTP root?" in done.stderr
+
+
 def test_the_server_says_where_it_listens(token_server):
     # uvicorn no longer does: the socket is bound before it starts.
     assert f'"msg": "listening", "url": "http://127.0.0.1:{token_server.port}"' in (

@@ -358,6 +358,15 @@ def _answer(response: httpx.Response, where: str) -> Any:
     return body
 
 
+def _member(body: Any, name: str, kind: type) -> Any:
+    """``body[name]``, of ``kind``, or a clear exit: ``--url`` may point at another
+    server that answers 200 with JSON of its own."""
+    value = body.get(name) if isinstance(body, dict) else None
+    if not isinstance(value, kind):
+        fail(f"the answer has no {name}: is --url the registrar's HTTP root?")
+    return value
+
+
 def registrar_api(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--url``, ``--admin-token-file``, ``--data-dir`` and ``--ca-bundle``, handed to
     the command as one ``api``."""
@@ -389,7 +398,7 @@ def registrar_api(fn: Callable[..., Any]) -> Callable[..., Any]:
 def status(api: RegistrarApi, output: str | None) -> None:
     """Every selected service: its client id, state, the reason for a refusal, a conflict
     or a rollout, its Docker secret and when it last converged."""
-    services = api.ask("GET", "/v1/services")["services"]
+    services = _member(api.ask("GET", "/v1/services"), "services", list)
     now = time.time()
     rows = [
         (
@@ -449,7 +458,7 @@ def release(client_id: str, api: RegistrarApi) -> None:
 def reconcile(api: RegistrarApi, output: str | None) -> None:
     """Run a full pass now (or join the next one) and count how its services and clients
     ended (`registrar status` says which is which)."""
-    outcomes: dict[str, int] = api.ask("POST", "/v1/reconcile")["outcomes"]
+    outcomes: dict[str, int] = _member(api.ask("POST", "/v1/reconcile"), "outcomes", dict)
     # In the order of Outcome, the least in need of attention first.
     order = {outcome.value: rank for rank, outcome in enumerate(Outcome)}
     rows = sorted(outcomes.items(), key=lambda item: order.get(item[0], len(order)))
