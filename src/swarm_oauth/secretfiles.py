@@ -19,12 +19,26 @@ class SecretConfigError(ValueError):
     """A secret's configuration is unusable; the message names the variable, not the value."""
 
 
+# Far more than any token, key or database URL: a file past it is the wrong file (or
+# /dev/zero), which is not read into memory whole.
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
 def read_secret_file(path: Path | str) -> str:
-    """The file's content without surrounding whitespace; error if missing or empty."""
+    """The file's content without surrounding whitespace; error if missing, empty or
+    larger than ``MAX_SECRET_FILE_BYTES``."""
     try:
-        value = Path(path).read_text().strip()
+        with Path(path).open("rb") as file:
+            content = file.read(MAX_SECRET_FILE_BYTES + 1)
     except OSError as exc:
         raise SecretConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    if len(content) > MAX_SECRET_FILE_BYTES:
+        raise SecretConfigError(
+            f"secret file {path} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB: "
+            "not a secret this program reads"
+        )
+    try:
+        value = content.decode().strip()
     except UnicodeDecodeError:
         raise SecretConfigError(f"secret file {path} is not UTF-8 text") from None
     if not value:

@@ -1,11 +1,13 @@
 import multiprocessing
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from swarm_oauth.admin_token import resolve_admin_token
 from swarm_oauth.secretfiles import (
+    MAX_SECRET_FILE_BYTES,
     SecretConfigError,
     create_once,
     read_secret_file,
@@ -71,3 +73,16 @@ def test_an_admin_token_with_a_space_inside_still_works(tmp_path):
     # It did before the check: clients send it, and the server reads past the first space.
     (tmp_path / "admin-token").write_text("two words\n")
     assert resolve_admin_token(tmp_path / "admin-token") == "two words"
+
+
+def test_a_secret_file_past_64_kib_is_refused_without_being_read_whole(tmp_path: Path) -> None:
+    at_limit, past = tmp_path / "at-limit", tmp_path / "past"
+    at_limit.write_text("s" * MAX_SECRET_FILE_BYTES)
+    past.write_text("s" * (MAX_SECRET_FILE_BYTES + 1))
+    assert read_secret_file(at_limit) == "s" * MAX_SECRET_FILE_BYTES
+    with pytest.raises(SecretConfigError, match="larger than 64 KiB") as caught:
+        read_secret_file(past)
+    assert "sss" not in str(caught.value)
+    # What a wrong path may name: an endless file is refused as quickly.
+    with pytest.raises(SecretConfigError, match="larger than 64 KiB"):
+        read_secret_file("/dev/zero")
