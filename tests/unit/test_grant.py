@@ -97,6 +97,15 @@ def test_scope_subset_and_single_audience(issuer):
     assert claims["aud"] == "billing"
 
 
+def test_a_resource_with_a_fragment_is_invalid_target():
+    with pytest.raises(OAuthError, match="fragment") as caught:
+        parse_token_request(
+            form(grant_type="client_credentials", resource=["https://api.example/#frag"]),
+            basic("orders", SECRET),
+        )
+    assert caught.value.error == "invalid_target"
+
+
 def test_repeated_resource_indicators_are_allowed(issuer):
     req = parse_token_request(
         form(grant_type="client_credentials", resource=["inventory", "billing"]),

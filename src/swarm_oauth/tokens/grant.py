@@ -156,6 +156,9 @@ def parse_token_request(form: dict[str, list[str]], authorization: str | None) -
     if resources:
         if not all(is_audience(r) for r in resources):
             raise OAuthError("invalid_target", "malformed resource parameter")
+        # RFC 8707 §2; a service's name (no URI at all) stays welcome, as with audience.
+        if any("#" in r for r in resources):
+            raise OAuthError("invalid_target", "a resource must not have a fragment")
         audience = tuple(dict.fromkeys(resources))
     return TokenRequest(client_id, client_secret, scopes, audience)
 
