@@ -145,6 +145,10 @@ def test_introspection_needs_the_callers_client_credentials(inprocess, orders):
         assert "active" not in refused.json()
     missing = inprocess.request("POST", "/api/introspect", data={}, auth=orders)
     assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
+    # Credentials come first (RFC 7662 §2.1): without them, no word about the form.
+    for path in ("/api/introspect", "/api/revoke"):
+        unknown = inprocess.request("POST", path, data={"token": ""})
+        assert (unknown.status_code, unknown.json()["error"]) == (401, "invalid_client")
     as_json = inprocess.request("POST", "/api/introspect", json={"token": issued}, auth=orders)
     assert as_json.status_code == 400
     assert "Content-Type" in as_json.json()["error_description"]

@@ -54,9 +54,8 @@ def _names(if_none_match: str, etag: str) -> bool:
     return etag in _ENTITY_TAG.findall(if_none_match)
 
 
-async def _form(request: Request) -> tuple[str, dict[str, list[str]], str | None]:
-    """The ``token`` parameter, the whole form (it may carry client credentials) and the
-    ``Authorization`` header."""
+async def _form(request: Request) -> tuple[dict[str, list[str]], str | None]:
+    """The form (it may carry client credentials) and the ``Authorization`` header."""
     declared = declared_length(request.headers.get("content-length"))
     try:
         body = await read_body(request.receive, MAX_BODY_BYTES, declared)
@@ -71,10 +70,16 @@ async def _form(request: Request) -> tuple[str, dict[str, list[str]], str | None
     repeated = sorted(name for name in _PARAMETERS if len(form.get(name, ())) > 1)
     if repeated:
         raise OAuthError("invalid_request", f"parameter {repeated[0]!r} is repeated")
+    return form, authorization
+
+
+def _token(form: dict[str, list[str]]) -> str:
+    """The ``token`` parameter; asked for once the caller has authenticated, so that a
+    caller who has not learns nothing but that (RFC 7662 §2.1)."""
     token = form.get("token")
-    if not token:
+    if not token or not token[0]:
         raise OAuthError("invalid_request", "missing token")
-    return token[0], form, authorization
+    return token[0]
 
 
 def introspection_routes(runtime: Runtime) -> list[Route]:
@@ -83,8 +88,9 @@ def introspection_routes(runtime: Runtime) -> list[Route]:
 
     async def introspect(request: Request) -> Response:
         """RFC 7662: whether a token is active, and its claims if it is."""
-        token, form, authorization = await _form(request)
+        form, authorization = await _form(request)
         await authenticated_client(runtime, form, authorization)
+        token = _token(form)
         try:
             verified = runtime.verifier.check(token, time.time(), exp_leeway=0)
         except InvalidToken:
@@ -97,8 +103,9 @@ def introspection_routes(runtime: Runtime) -> list[Route]:
 
     async def revoke(request: Request) -> Response:
         """RFC 7009: revoke one of the caller's own tokens."""
-        token, form, authorization = await _form(request)
+        form, authorization = await _form(request)
         client = await authenticated_client(runtime, form, authorization)
+        token = _token(form)
         try:
             verified = runtime.verifier.check(token, time.time())
         except InvalidToken:
