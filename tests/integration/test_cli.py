@@ -135,6 +135,16 @@ def test_the_server_says_where_it_listens(token_server):
     )
 
 
+def test_a_default_issuer_on_the_any_address_is_warned_about(server_factory, tmp_path):
+    everywhere = server_factory(data_dir=tmp_path / "a", host="0.0.0.0")
+    assert "the default issuer names the any-address" in everywhere.log()
+    assert f'"issuer": "http://0.0.0.0:{everywhere.port}"' in everywhere.log()
+    named = server_factory(
+        data_dir=tmp_path / "b", host="0.0.0.0", args=("--issuer", "http://tokens:8080")
+    )
+    assert "any-address" not in named.log()
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_port_in_use_is_one_error_line_and_exit_2(tmp_path, workers):
     with socket.create_server(("127.0.0.1", 0)) as taken:

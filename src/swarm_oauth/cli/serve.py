@@ -36,6 +36,8 @@ from swarm_oauth.secretfiles import secret_from_env, withhold_from_children
 from swarm_oauth.serving.limits import HttpLimits, TlsFiles
 
 log = logging.getLogger("swarm_oauth.cli")
+# Addresses that listen on every interface: no URL for a client to use.
+ANY_ADDRESS = frozenset({"0.0.0.0", "::", ""})
 
 MAX_WORKERS = 64
 
@@ -163,6 +165,13 @@ def serve(
             "data_dir": str(data_dir),
         },
     )
+    if issuer is None and host in ANY_ADDRESS and settings.serves_tokens:
+        # Tokens would say iss http://0.0.0.0:8080, which no verifier is configured with.
+        log.warning(
+            "the default issuer names the any-address, not one clients use: pass --issuer "
+            "(SWARM_OAUTH_ISSUER) with the URL they reach this server by",
+            extra={"issuer": settings.issuer_url},
+        )
     if workers == 1 and not multiprocess.enabled():
         try:
             serve_http(create_app(runtime), host=host, port=port, limits=limits, tls=tls)
