@@ -128,6 +128,12 @@ def test_registrar_status_pointed_at_another_server_says_so(token_server):
     assert "is --url the registrar's HTTP root?" in done.stderr
 
 
+def test_a_grace_past_30_days_is_refused_before_any_request(tmp_path):
+    done = run("clients", "rotate", "orders", "--grace-seconds", "2592001", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "2592001 is not in the range 0<=x<=2592000" in done.stderr
+
+
 def test_the_server_says_where_it_listens(token_server):
     # uvicorn no longer does: the socket is bound before it starts.
     assert f'"msg": "listening", "url": "http://127.0.0.1:{token_server.port}"' in (

@@ -28,6 +28,7 @@ from swarm_oauth.cli.options import (
     setting,
 )
 from swarm_oauth.cli.output import Table, cell, fields, output_option, show
+from swarm_oauth.identifiers import MAX_GRACE_SECONDS
 from swarm_oauth.secretfiles import SecretConfigError
 from swarm_oauth.urls import shown
 
@@ -150,7 +151,13 @@ def clients_remove(ctx: click.Context, client_id: str, output: str | None) -> No
 
 @clients.command("rotate")
 @click.argument("client_id")
-@click.option("--grace-seconds", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--grace-seconds",
+    type=click.IntRange(0, MAX_GRACE_SECONDS),
+    default=0,
+    show_default=True,
+    help="How long the old secret keeps working (at most 30 days); 0 stops it at once.",
+)
 @output_option
 @click.pass_context
 def clients_rotate(
