@@ -342,7 +342,7 @@ class RegistrarApi:
             fail(f"cannot reach the registrar at {shown(url)}: {cause}")
         except httpx.InvalidURL as exc:
             fail(f"--url {shown(url)}: {shown(str(exc))}")
-        return _answer(response, f"{url}{path}")
+        return _answer(response, shown(f"{url}{path}"))
 
 
 def _answer(response: httpx.Response, where: str) -> Any:
