@@ -119,6 +119,14 @@ def test_a_password_in_a_url_is_not_printed_back(tmp_path):
         assert "pa55w0rd" not in done.stderr + done.stdout, command
 
 
+def test_a_password_in_the_url_of_an_answer_without_json_is_not_printed_back(token_server):
+    url = f"http://someone:pa55w0rd-x@127.0.0.1:{token_server.port}/metrics?"  # text/plain
+    env = {"SWARM_OAUTH_ADMIN_TOKEN_FILE": str(token_server.data_dir / "admin-token")}
+    done = run("registrar", "status", "--url", url, env=env)
+    assert done.returncode == 2 and "without JSON" in done.stderr, done.stderr
+    assert "pa55w0rd" not in done.stderr
+
+
 def test_registrar_status_pointed_at_another_server_says_so(token_server):
     # The token server's /healthz answers a GET 200 with JSON of its own, to any query.
     env = {"SWARM_OAUTH_ADMIN_TOKEN_FILE": str(token_server.data_dir / "admin-token")}
