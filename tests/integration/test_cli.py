@@ -1,10 +1,13 @@
 """The command line: clear errors instead of tracebacks, and the admin commands."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 
 from swarm_oauth.keys import MasterKey
@@ -157,6 +160,33 @@ def test_a_default_issuer_on_the_any_address_is_warned_about(server_factory, tmp
         data_dir=tmp_path / "b", host="0.0.0.0", args=("--issuer", "http://tokens:8080")
     )
     assert "any-address" not in named.log()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_0_serves_on_the_port_the_system_picks_and_the_issuer_names_it(tmp_path, workers):
+    args = ["serve", "--port", "0", "--workers", workers, "--data-dir", str(tmp_path / "d")]
+    env = {**os.environ, "SWARM_OAUTH_LOG_FORMAT": "json"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "swarm_oauth", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env=env, text=True,
+    )  # fmt: skip
+    try:
+        url = None
+        for line in server.stdout:
+            if '"msg": "listening"' in line:
+                url = json.loads(line)["url"]
+                break
+        assert url is not None and not url.endswith(":0"), url
+        for _ in range(200):
+            try:
+                metadata = httpx.get(f"{url}/.well-known/oauth-authorization-server", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert metadata.json()["issuer"] == url
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

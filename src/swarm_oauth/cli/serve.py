@@ -121,10 +121,18 @@ def serve(
     from swarm_oauth.api import multiprocess
     from swarm_oauth.api.app import WorkerApp, create_app
     from swarm_oauth.runtime import ENV_MASTER_KEY, STARTUP_ERRORS, Runtime, with_secrets_read
-    from swarm_oauth.serving.run import ListenError, WorkerStartError
+    from swarm_oauth.serving.run import ListenError, WorkerStartError, listening_socket
     from swarm_oauth.serving.run import serve as serve_http
 
     configure_logging(log_level, log_format)
+    listening = None
+    if port == 0:
+        # The system picks the port: bound now, so that the issuer and the log name it.
+        try:
+            listening = listening_socket(host, 0)
+        except ListenError as exc:
+            fail(str(exc))
+        port = listening.getsockname()[1]
     try:
         settings = ServerSettings(
             role=role,  # type: ignore[arg-type]
@@ -174,7 +182,14 @@ def serve(
         )
     if workers == 1 and not multiprocess.enabled():
         try:
-            serve_http(create_app(runtime), host=host, port=port, limits=limits, tls=tls)
+            serve_http(
+                create_app(runtime),
+                host=host,
+                port=port,
+                limits=limits,
+                tls=tls,
+                listening=listening,
+            )
         except ListenError as exc:
             runtime.close()
             fail(str(exc))
@@ -192,6 +207,7 @@ def serve(
             tls=tls,
             workers=workers,
             factory=True,
+            listening=listening,
         )
     except (ListenError, WorkerStartError) as exc:
         fail(str(exc))

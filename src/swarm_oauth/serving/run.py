@@ -137,10 +137,12 @@ def serve(
     tls: TlsFiles | None = None,
     workers: int = 1,
     factory: bool = False,
+    listening: socket.socket | None = None,
 ) -> None:
     """Serve ``app`` until stopped. With ``factory``, and always with ``workers`` > 1,
     ``app`` is a picklable factory (a callable without arguments that returns the ASGI
-    app), called in each worker."""
+    app), called in each worker. ``listening`` is a socket already bound to ``host``:``port``,
+    if the caller bound one."""
     config = GuardedConfig(
         app,
         limits=limits,
@@ -152,7 +154,8 @@ def serve(
     )
     # Bound here, before anything starts, so that a port in use is one clear error (uvicorn
     # would log it and exit with its own status).
-    listening = _listening_socket(host, port)
+    if listening is None:
+        listening = listening_socket(host, port)
     # uvicorn logs where it listens only for the sockets it binds itself.
     log.info(
         "listening",
@@ -205,7 +208,7 @@ class WorkerStartError(Exception):
     """A worker process could not start, so the supervisor stopped them all."""
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` as uvicorn binds one (address reuse on,
     inherited by the worker processes); ``ListenError`` saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
