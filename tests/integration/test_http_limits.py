@@ -65,20 +65,26 @@ def exchange(server, data: bytes) -> bytes:
         return read_until_closed(sock)
 
 
-def test_an_oversized_header_is_431_and_the_server_does_not_keep_it(token_server):
-    pid = token_server.proc.pid
-    exchange(token_server, REQUEST_LINE + b"\r\n")  # warm the connection path up
+def flood(server, start: bytes) -> tuple[int, list[bytes]]:
+    """Eight connections, each sending ``start`` and then 5 MiB of one field's value:
+    how much the server's resident memory grew (KiB), and what each was answered."""
+    pid = server.proc.pid
+    exchange(server, REQUEST_LINE + b"\r\n")  # warm the connection path up
     before = rss_kib(pid)
     answers = []
     piece = b"a" * 65536
     for _ in range(8):
-        with connection(token_server) as sock:
-            sock.sendall(REQUEST_LINE + b"X-Big: ")
+        with connection(server) as sock:
+            sock.sendall(start)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 for _ in range(80):  # 5 MiB
                     sock.sendall(piece)
             answers.append(read_until_closed(sock))
-    grown = rss_kib(pid) - before
+    return rss_kib(pid) - before, answers
+
+
+def test_an_oversized_header_is_431_and_the_server_does_not_keep_it(token_server):
+    grown, answers = flood(token_server, REQUEST_LINE + b"X-Big: ")
     # Before the cap, each 5 MiB header stayed in the parser and the process grew by
     # about 73 MB over eight of them; now at most one read (256 KiB) is ever buffered.
     assert grown < 8 * 1024, f"resident memory grew by {grown} KiB"
@@ -283,20 +289,8 @@ def test_credentials_in_a_trailer_are_not_taken_for_the_requests_own(token_serve
 
 
 def test_an_oversized_trailer_is_431_and_the_server_does_not_keep_it(token_server):
-    pid = token_server.proc.pid
-    exchange(token_server, REQUEST_LINE + b"\r\n")  # warm the connection path up
-    before = rss_kib(pid)
-    answers = []
     start = chunked_token_request(b"grant_type=client_credentials", b"")[:-2] + b"X-Big: "
-    piece = b"a" * 65536
-    for _ in range(8):
-        with connection(token_server) as sock:
-            sock.sendall(start)
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                for _ in range(80):  # 5 MiB
-                    sock.sendall(piece)
-            answers.append(read_until_closed(sock))
-    grown = rss_kib(pid) - before
+    grown, answers = flood(token_server, start)
     assert grown < 8 * 1024, f"resident memory grew by {grown} KiB"
     seen = [status_of(answer) for answer in answers if answer]
     assert seen and set(seen) == {431}, seen

@@ -29,10 +29,10 @@ from swarm_oauth.api.responses import (
     send_answer,
     send_json,
 )
-from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, declared_length, read_body
+from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.cpus import usable_cpus
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.serving.direct import Answer, Headers
+from swarm_oauth.serving.direct import Answer, Headers, header_length
 from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens import (
     IssuedToken,
@@ -122,8 +122,7 @@ class TokenEndpoint:
         length = None
         for name, value in scope["headers"]:
             if name == b"content-length":
-                # Not int(): llhttp lets through 5,000 leading zeros, which int() refuses.
-                length = declared_length(value.decode("latin-1"))
+                length = header_length(value)
         fields = scope.setdefault(LOG_FIELDS, {})
         try:
             body = await read_body(receive, MAX_BODY_BYTES, length)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -180,16 +181,12 @@ def serve(
             "(SWARM_OAUTH_ISSUER) with the URL they reach this server by",
             extra={"issuer": settings.issuer_url},
         )
+    listen = functools.partial(
+        serve_http, host=host, port=port, limits=limits, tls=tls, listening=listening
+    )
     if workers == 1 and not multiprocess.enabled():
         try:
-            serve_http(
-                create_app(runtime),
-                host=host,
-                port=port,
-                limits=limits,
-                tls=tls,
-                listening=listening,
-            )
+            listen(create_app(runtime))
         except ListenError as exc:
             runtime.close()
             fail(str(exc))
@@ -199,16 +196,7 @@ def serve(
     metrics_dir = multiprocess.prepare_directory()
     runtime.close()
     try:
-        serve_http(
-            WorkerApp(settings),
-            host=host,
-            port=port,
-            limits=limits,
-            tls=tls,
-            workers=workers,
-            factory=True,
-            listening=listening,
-        )
+        listen(WorkerApp(settings), workers=workers, factory=True)
     except (ListenError, WorkerStartError) as exc:
         fail(str(exc))
     finally:

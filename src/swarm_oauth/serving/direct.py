@@ -26,9 +26,9 @@ from typing import Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
-from swarm_oauth.bodies import declared_length
-
 Headers = Sequence[tuple[bytes, bytes]]
+# As bodies.declared_length reads a Content-Length: more than any body could have.
+MAX_LENGTH_DIGITS = 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,13 @@ def direct_endpoints(app: object) -> Mapping[bytes, DirectEndpoint]:
     return endpoints if isinstance(endpoints, Mapping) else {}
 
 
+def header_length(value: bytes) -> int | None:
+    """The length a raw ``Content-Length`` value declares, if it is a plain number of at
+    most 18 digits (``bytes.isdigit`` takes ASCII digits only; llhttp lets through
+    thousands of leading zeros, which ``int`` refuses past 4,300 digits)."""
+    return int(value) if value.isdigit() and len(value) <= MAX_LENGTH_DIGITS else None
+
+
 def offered(headers: Headers, max_body_bytes: int) -> bool:
     """Whether a request with these headers is plain enough to be answered directly:
     at most one ``Content-Length``, within the cap, and no ``Transfer-Encoding``."""
@@ -71,7 +78,7 @@ def offered(headers: Headers, max_body_bytes: int) -> bool:
         if name == b"content-length":
             if length is not None:
                 return False
-            length = declared_length(value.decode("latin-1"))
+            length = header_length(value)
             if length is None:  # more digits than a length needs: the general path says
                 return False
         elif name == b"transfer-encoding":
