@@ -158,15 +158,15 @@ def test_a_hot_line_is_queued_directly_and_reads_as_logger_info_would(logged, mo
     monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
     monkeypatch.setattr(swarm_oauth.logs, "_formatter", writer.handlers[0].formatter)
     logger.handlers[:] = [handler]  # pytest's capture may have added its own
-    hot = HotLog(logger)
-    fields = {"method": "POST", "status": 200, "client_id": "svc", "duration_ms": 0.5}
-    logger.info("request", extra=fields)
+    hot = HotLog(logger, "request", {"method": "POST", "path": "/api/token"})
+    fields = {"status": 200, "client_id": "svc", "duration_ms": 0.5}
+    logger.info("request", extra={"method": "POST", "path": "/api/token", **fields})
 
     def no_record_built(*args, **kwargs):
         raise AssertionError("the hot line went through Logger.makeRecord")
 
     monkeypatch.setattr(logger, "makeRecord", no_record_built)
-    hot("request", fields)
+    hot(fields)
     writer.close()
     plain, direct = consumer.lines()
     assert plain.pop("ts")[:19] <= direct.pop("ts")[:19]
@@ -182,7 +182,9 @@ def test_a_hot_line_in_text_reads_as_logger_info_would(logged, monkeypatch):
     logger.handlers[:] = [handler]  # pytest's capture may have added its own
     fields = {"method": "POST", "path": "/a b", "status": 200, "remote": None}
     logger.info("request", extra=fields)
-    HotLog(logger)("request", fields)
+    HotLog(logger, "request", {"method": "POST"})(
+        {k: v for k, v in fields.items() if k != "method"}
+    )
     writer.close()
     plain, direct = consumer.text.splitlines()
     assert direct.split(" ", 1)[1] == plain.split(" ", 1)[1]  # all but the time
@@ -194,10 +196,9 @@ def test_a_hot_line_takes_the_logger_path_when_anything_else_may_see_it(logged, 
     monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
     monkeypatch.setattr(swarm_oauth.logs, "_formatter", writer.handlers[0].formatter)
     logger.handlers[:] = [handler]  # pytest's capture may have added its own
-    hot = HotLog(logger)
     seen: list[logging.LogRecord] = []
     logger.addFilter(lambda record: seen.append(record) or True)
-    hot("filtered", {"status": 200})
+    HotLog(logger, "filtered")({"status": 200})
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -205,10 +206,72 @@ def test_a_hot_line_takes_the_logger_path_when_anything_else_may_see_it(logged, 
 
     logger.filters.clear()
     logger.addHandler(Collect())
-    hot("two handlers", {"status": 200})
+    HotLog(logger, "two handlers", {"status": 200})({})
     logger.setLevel(logging.WARNING)
-    hot("below the level", {"status": 200})
+    HotLog(logger, "below the level")({"status": 200})
     writer.close()
     assert [record.msg for record in seen] == ["filtered", "two handlers"]
     assert [line["msg"] for line in consumer.lines()] == ["filtered", "two handlers"]
     assert consumer.lines()[0]["status"] == 200
+
+
+class Opaque:
+    """Not JSON: the encoder writes its ``str``."""
+
+    def __str__(self) -> str:
+        return "opaque"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": 200, "duration_ms": 0.123, "remote": "127.0.0.1", "client_id": "svc"},
+        {"remote": None, "ok": True, "no": False, "big": 10**30, "neg": -1, "zero": 0.0},
+        {"nan": float("nan"), "inf": float("inf"), "small": 1e-7, "whole": 12.0},
+        {"text": 'quote " backslash \\ tab \t nl \n', "unicode": "é ☃ \udc80 \x00"},
+        {"list": [1, "a", None], "dict": {"k": [True]}, "tuple": (1, 2), "other": Opaque()},
+        {"enum": logging.INFO, "flag": __import__("enum").IntEnum("E", "A").A},
+        {},
+        # Keys the head already has: the later value wins in place, as in a dict.
+        {"status": 200, "level": "warning", "msg": "other", "ts": "then"},
+        {"path": "/other", "status": 401},
+    ],
+)
+def test_a_line_template_writes_what_line_writes(fields):
+    formatter = JSONFormatter()
+    fixed = {"method": "POST", "path": "/api/token", "route": "/api/token"}
+    template = formatter.template("info", "swarm_oauth.access", "request", fixed)
+    created = 1_800_000_000.5
+    expected = formatter.line(created, "info", "swarm_oauth.access", "request", {**fixed, **fields})
+    assert template(created, fields) == expected
+    assert template(created, fields) == expected  # the keys encoded the first time, reused
+    assert json.loads(expected)  # still JSON (NaN as the encoder allows it)
+
+
+def test_a_line_template_keeps_a_bounded_number_of_keys():
+    formatter = JSONFormatter()
+    template = formatter.template("info", "t", "m", {})
+    for n in range(3 * swarm_oauth.logs.MAX_TEMPLATE_KEYS):
+        fields = {f"key{n}": n}
+        assert template(0.0, fields) == formatter.line(0.0, "info", "t", "m", fields)
+    assert len(template._keys) == swarm_oauth.logs.MAX_TEMPLATE_KEYS
+
+
+def test_a_hot_line_that_cannot_be_formatted_is_reported_and_the_writer_goes_on(
+    logged, monkeypatch, capsys
+):
+    logger, handler, writer, consumer = logged
+    monkeypatch.setattr(swarm_oauth.logs, "_handler", handler)
+    monkeypatch.setattr(swarm_oauth.logs, "_formatter", writer.handlers[0].formatter)
+    logger.handlers[:] = [handler]  # pytest's capture may have added its own
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    hot = HotLog(logger, "request")
+    hot({"value": Unprintable()})
+    hot({"value": "fine"})
+    writer.close()
+    assert [line["value"] for line in consumer.lines()] == ["fine"]
+    assert "Logging error" in capsys.readouterr().err

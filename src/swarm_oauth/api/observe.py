@@ -17,7 +17,7 @@ from swarm_oauth.serving.direct import Answer, DirectEndpoint, Headers
 from swarm_oauth.web import error_body
 
 access_log = logging.getLogger("swarm_oauth.access")
-_log_request = HotLog(access_log)
+_log_request = HotLog(access_log, "request")
 error_log = logging.getLogger("swarm_oauth.errors")
 
 # Where an endpoint puts what the access log line should add (a token request's client
@@ -111,17 +111,8 @@ class Observed:
         fields: Mapping[str, object],
     ) -> None:
         """Count a request and write its access log line."""
-        key = (route, method, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = HTTP_REQUESTS.labels(route, method, str(status))
-        counter.inc()
-        timer = self._timers.get(route)
-        if timer is None:
-            timer = self._timers[route] = HTTP_DURATION.labels(route)
-        timer.observe(elapsed)
+        self.count(route, method, status, elapsed)
         _log_request(
-            "request",
             {
                 "method": method,
                 "path": path,
@@ -133,11 +124,23 @@ class Observed:
             },
         )
 
+    def count(self, route: str, method: str, status: int, elapsed: float) -> None:
+        """Count a request in the metrics."""
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = HTTP_REQUESTS.labels(route, method, str(status))
+        counter.inc()
+        timer = self._timers.get(route)
+        if timer is None:
+            timer = self._timers[route] = HTTP_DURATION.labels(route)
+        timer.observe(elapsed)
+
 
 class _ObservedDirect:
     """A direct endpoint, logged and counted as ``Observed`` does its ASGI requests."""
 
-    __slots__ = ("_endpoint", "_method", "_observed", "_path", "max_body_bytes", "method")
+    __slots__ = ("_endpoint", "_log", "_method", "_observed", "_path", "max_body_bytes", "method")
 
     def __init__(self, observed: Observed, path: str, endpoint: AnswersAtOnce) -> None:
         self._observed = observed
@@ -146,6 +149,9 @@ class _ObservedDirect:
         self._method = endpoint.method
         self.method = endpoint.method.encode()
         self.max_body_bytes = endpoint.max_body_bytes
+        # The access line's fields that every request here shares ("route" is the path).
+        fixed = {"method": self._method, "path": path, "route": path}
+        self._log = HotLog(access_log, "request", fixed)
 
     def __call__(
         self, headers: Headers, body: bytes, query: bytes, client: tuple[str, int] | None
@@ -159,6 +165,13 @@ class _ObservedDirect:
             answer = json_answer(500, error_body("server_error", "internal error"))
         if answer is not None:
             elapsed = time.perf_counter() - started
-            path = self._path
-            self._observed.record(path, self._method, path, answer.status, elapsed, client, fields)
+            self._observed.count(self._path, self._method, answer.status, elapsed)
+            self._log(
+                {
+                    "status": answer.status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "remote": client[0] if client else None,
+                    **fields,
+                }
+            )
         return answer
