@@ -381,3 +381,36 @@ def test_a_content_length_of_thousands_of_leading_zeros_is_read_as_the_number_it
         answer = answer.partition(b"\r\n\r\n")[2]
     assert status_of(answer) == 200, answer[:300]
     assert b'"access_token"' in answer
+
+
+def _idle_after_answer(server, first: bytes, rest: bytes = b"", trickle: float = 0.0) -> float:
+    """Send ``first``, then ``rest`` a byte every ``trickle`` s; seconds from the answer
+    to the server closing the idle connection."""
+    with connection(server) as sock:
+        sock.sendall(first)
+        for byte in rest:
+            time.sleep(trickle)
+            sock.sendall(bytes([byte]))
+        answer = sock.recv(65536)
+        answered = time.monotonic()
+        assert answer.startswith(b"HTTP/1.1 "), answer
+        assert b"connection: close" not in answer.lower()
+        read_until_closed(sock)
+        return time.monotonic() - answered
+
+
+def test_an_idle_connection_is_closed_the_keep_alive_timeout_after_each_answer(token_server):
+    # uvicorn's 5 s, from the answer: after one through ASGI, one the protocol gave
+    # itself, and one whose body took 3 s to arrive (the connection's one timer, armed
+    # when that request began, must neither cut the idle spell short nor let it run on).
+    body = b"grant_type=client_credentials"
+    slow = b"POST /api/token HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n" % len(body)
+    slow += b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+    cases = [
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", b"", 0.0),
+        (b"GET /api/verify HTTP/1.1\r\nHost: t\r\n\r\n", b"", 0.0),
+        (slow, body, 3.0 / len(body)),
+    ]
+    with ThreadPoolExecutor(len(cases)) as pool:
+        idle = list(pool.map(lambda case: _idle_after_answer(token_server, *case), cases))
+    assert all(4.8 <= seconds <= 6.0 for seconds in idle), idle

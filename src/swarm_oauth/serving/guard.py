@@ -12,6 +12,9 @@ connection and before the application sees anything:
   head had carried them; their bytes too at most ``max_header_bytes``, or 431 and close;
 - every request (head and body) complete within ``request_timeout`` seconds of its first
   byte, or of the connection's opening for the first one: otherwise 408 and close;
+- a kept-alive connection closed after uvicorn's ``timeout_keep_alive`` seconds without a
+  request, as uvicorn closes it, but by the same one timer per connection instead of a
+  timer armed and cancelled around every request;
 - at most ``max_connections`` open connections per worker: a connection beyond that
   gets 503 and is closed at once.
 
@@ -58,11 +61,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._refusal: tuple[int, str] | None = None
-        # When the request being read began (loop time), None between requests. One
-        # timer per connection checks it, re-armed only when it fires early: arming
+        # When the request being read began (loop time), None between requests; when the
+        # connection fell idle after an answer, None while anything is under way. One
+        # timer per connection checks both, re-armed only when it fires early: arming
         # and cancelling a timer for every request costs more than the request's checks.
         self._started: float | None = None
+        self._idle_since: float | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        # No timer is armed for longer than this, so no deadline that begins later (an
+        # idle spell after a quick answer) falls before the timer fires.
+        self._timer_step = min(self.limits.request_timeout, self.timeout_keep_alive)
         self._direct = direct_endpoints(self.app)
         # The direct endpoint of the request being read, if it was offered one, and the
         # body gathered for it (its length is capped before it is offered).
@@ -268,10 +276,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.transport is self.transport:
             cycle.transport = HeadWithBody(cycle, self.transport)
 
-    # -- the read timeout ------------------------------------------------------------------
+    # -- the read and keep-alive timeouts ----------------------------------------------------
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, but an idle connection is left to the connection's timer.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self._deadline is None:
+            self._arm(self.timeout_keep_alive)
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn calls it when bytes arrive, and when an answer or the connection ends.
+        self._idle_since = None
 
     def _arm(self, delay: float) -> None:
-        self._deadline = self.loop.call_later(delay, self._timed_out)
+        self._deadline = self.loop.call_later(min(delay, self._timer_step), self._timed_out)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -280,13 +306,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _timed_out(self) -> None:
         self._deadline = None
-        if self._started is None or self.transport.is_closing():
-            return  # between requests: the next one arms the timer again
-        remaining = self._started + self.limits.request_timeout - self.loop.time()
-        if remaining > 0:  # the request under way began after the timer was armed
-            self._arm(remaining)
+        if self.transport.is_closing():
             return
-        self._refuse_late((REQUEST_TIMEOUT, "the request did not arrive in time"))
+        now = self.loop.time()
+        if self._started is not None:  # a request is arriving
+            remaining = self._started + self.limits.request_timeout - now
+            if remaining > 0:  # it began after the timer was armed
+                self._arm(remaining)
+            else:
+                self._refuse_late((REQUEST_TIMEOUT, "the request did not arrive in time"))
+        elif self._idle_since is not None:  # nothing since the last answer
+            remaining = self._idle_since + self.timeout_keep_alive - now
+            if remaining > 0:
+                self._arm(remaining)
+            else:
+                self.timeout_keep_alive_handler()
+        # else an answer is under way: its end, or the next request, arms the timer again
 
     # -- refusing ----------------------------------------------------------------------------
 
