@@ -1,8 +1,11 @@
 import base64
-from urllib.parse import quote_plus
+import binascii
+from urllib.parse import parse_qsl, quote_plus
 
 import jwt
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from swarm_oauth.clients import hash_secret
 from swarm_oauth.keys import MasterKey
@@ -224,6 +227,67 @@ def test_unparseable_forms(body, reason):
     exc = error_of(lambda: parse_form(body))
     assert (exc.error, exc.status) == ("invalid_request", 400)
     assert reason in exc.description
+
+
+def _form_as_parse_qsl_reads_it(body: bytes) -> dict[str, list[str]] | str:
+    """The form as ``parse_qsl`` alone reads it (what parse_form did for every body
+    before its fast path), or why it is refused."""
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=32, errors="strict"
+        )
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    except ValueError:
+        return "more than 32 parameters"
+    form: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if value:
+            form.setdefault(name, []).append(value)
+    return form
+
+
+@given(st.lists(st.sampled_from(["a", "b", "=", "&", "%", "+", "2", "B", "é", "ff", " "])))
+@example(["&"] * 31)
+@example(["&"] * 32)
+@example(["%", "ff"])
+@example(["a", "=", "&", "&", "=", "b", "&", "a"])
+def test_parse_form_reads_every_body_as_parse_qsl_does(pieces):
+    body = "".join(pieces).encode()
+    try:
+        got: dict[str, list[str]] | str = parse_form(body)
+    except OAuthError as exc:
+        got = exc.description
+    expected = _form_as_parse_qsl_reads_it(body)
+    if isinstance(expected, str):
+        assert isinstance(got, str) and expected in got
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "b3JkZXJzOnNlY3JldA",  # padding left off
+        "b3JkZXJzOnNlY3JldA=",  # half the padding
+        "=b3JkZXJzOnNlY3JldA==",  # padding first
+        "b3JkZXJz=OnNlY3JldA==",  # padding inside
+        "b3JkZXJzOnNlY3JldA==b3Jk",  # data after the padding
+        "b3JkZXJz OnNlY3JldA==",  # a space inside
+        "b3JkZXJz\tOnNlY3JldA==",  # a tab inside
+        "b3JkZXJzOnNlY3JldA===",
+    ],
+)
+def test_basic_credentials_outside_the_base64_alphabet_and_padding_are_malformed(encoded):
+    exc = error_of(
+        lambda: parse_token_request({"grant_type": ["client_credentials"]}, f"Basic {encoded}")
+    )
+    assert (exc.error, exc.status, exc.description) == (
+        "invalid_client",
+        401,
+        "malformed Basic credentials",
+    )
+    assert binascii.a2b_base64("b3JkZXJzOnNlY3JldA==") == b"orders:secret"
 
 
 def test_parse_form_keeps_repeats():

@@ -7,7 +7,6 @@ token. The endpoint adapter only moves bytes.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,18 +57,20 @@ def parse_form(body: bytes) -> dict[str, list[str]]:
     """Decode an ``application/x-www-form-urlencoded`` body into repeated values; a
     parameter without a value (``scope=``, ``scope``) is left out, as RFC 6749 §3.1 says."""
     try:
-        pairs = parse_qsl(
-            body.decode("utf-8"),
-            keep_blank_values=True,
-            max_num_fields=MAX_PARAMETERS,
-            errors="strict",
-        )
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise OAuthError("invalid_request", "the request body is not valid UTF-8") from None
-    except ValueError:  # past MAX_PARAMETERS
-        raise OAuthError(
-            "invalid_request", f"the form has more than {MAX_PARAMETERS} parameters"
-        ) from None
+    if text.count("&") >= MAX_PARAMETERS:
+        raise OAuthError("invalid_request", f"the form has more than {MAX_PARAMETERS} parameters")
+    if "%" in text or "+" in text:
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:  # a percent-encoded byte that is not UTF-8
+            raise OAuthError("invalid_request", "the request body is not valid UTF-8") from None
+    else:
+        # Nothing to decode: parse_qsl's own result, without its per-field unquoting
+        # (a token request's form, parsed on every request, usually has none).
+        pairs = [(name, value) for name, _, value in (f.partition("=") for f in text.split("&"))]
     form: dict[str, list[str]] = {}
     for name, value in pairs:
         if value:
@@ -91,7 +92,8 @@ def _basic_credentials(authorization: str) -> tuple[str, str]:
     if scheme.lower() != "basic":
         raise invalid_client("unsupported authorization scheme")
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        # Strict: only the alphabet, padding only at the end (RFC 4648 §3.3).
+        decoded = binascii.a2b_base64(encoded.strip(), strict_mode=True).decode("utf-8")
     except (binascii.Error, ValueError):  # ValueError: non-ASCII, UnicodeDecodeError
         raise invalid_client("malformed Basic credentials") from None
     user, sep, password = decoded.partition(":")
