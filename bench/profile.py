@@ -47,7 +47,7 @@ STAGES: tuple[tuple[str, tuple[Frame, ...]], ...] = (
     ("      signature (cryptography, DER to R||S)", (ISSUE, ("swarm_oauth/tokens/jws.py", "sign"))),
     ("        of which on a signing thread", (("concurrent/futures/thread.py", "_worker"), ISSUE)),
     ("    response through ASGI (uvicorn: headers, socket writes)", (ENDPOINT, UVICORN_SEND)),
-    ("  access line on the loop (HotLog: formatted, queued)", (OBSERVED, ACCESS_LOG)),
+    ("  access line on the loop (HotLog: its fields queued)", (OBSERVED, ACCESS_LOG)),
     ("  metrics (prometheus_client)", (OBSERVED, ("prometheus_client/", ""))),
     ("direct answer encoded (serving/direct.py)", (("swarm_oauth/serving/direct.py", "encode"),)),
     ("log writer thread (QueueListener)", (("logging/handlers.py", "_monitor"),)),
