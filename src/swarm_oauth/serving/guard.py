@@ -293,7 +293,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self.timeout_keep_alive)
 
     def _unset_keepalive_if_required(self) -> None:
-        # uvicorn calls it when bytes arrive, and when an answer or the connection ends.
+        # uvicorn calls it when bytes arrive and when the connection ends: nothing idles then.
         self._idle_since = None
 
     def _arm(self, delay: float) -> None:
