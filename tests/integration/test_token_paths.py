@@ -15,7 +15,8 @@ import httpx
 import jwt
 import pytest
 
-from swarm_oauth.serving.direct import direct_endpoints
+from swarm_oauth.serving.batch import MAX_BATCH
+from swarm_oauth.serving.direct import Answer, Later, direct_endpoints
 from tests.support.inprocess import InProcessServer
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -206,6 +207,50 @@ def test_pipelined_requests_are_answered_in_order(token_server) -> None:
     assert answers[2][1]["error"] == "invalid_scope"
 
 
+def test_requests_on_many_connections_at_once_each_get_their_own_answer(token_server) -> None:
+    """More token requests than one batch of direct answers holds, all sent before any
+    answer is read, half of them with a wrong secret: each connection gets the answer
+    to its own request, and every token verifies and is unique."""
+    secret = token_server.add_client("orders", scopes=["read"])["client_secret"]
+    assert ask(token_server, secret, stream=False).status_code == 200  # now cached
+    host = f"{token_server.host}:{token_server.port}"
+    count = 3 * MAX_BATCH
+
+    def wire(n: int) -> bytes:
+        basic = httpx.BasicAuth("orders", secret if n % 2 == 0 else "wrong")._auth_header
+        return (
+            f"POST /api/token HTTP/1.1\r\nHost: {host}\r\nAuthorization: {basic}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(BODY)}\r\n\r\n"
+        ).encode() + BODY
+
+    socks = [
+        socket.create_connection((token_server.host, token_server.port), timeout=10)
+        for _ in range(count)
+    ]
+    try:
+        for n, sock in enumerate(socks):
+            sock.sendall(wire(n))
+        answers = [read_responses(sock, 1)[0] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert [status for status, _ in answers] == [200 if n % 2 == 0 else 401 for n in range(count)]
+    jwks = jwt.PyJWKClient(f"{token_server.url}/.well-known/jwks.json")
+    ids = set()
+    for _, body in answers[0::2]:
+        token = str(body["access_token"])
+        key = jwks.get_signing_key_from_jwt(token)
+        options = {"verify_aud": False}  # the audience is not what this test is about
+        claims = jwt.decode(
+            token, key.key, algorithms=["ES256"], issuer=token_server.url, options=options
+        )
+        assert claims["client_id"] == "orders"
+        ids.add(claims["jti"])
+    assert len(ids) == count // 2
+    assert all(body["error"] == "invalid_client" for _, body in answers[1::2])
+
+
 def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, object]]]:
     """``count`` responses with a Content-Length and a JSON body, read off ``sock`` in
     order: (status, body)."""
@@ -227,6 +272,11 @@ def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str,
     return answers
 
 
+def settled(answer: Answer | Later | None) -> Answer | None:
+    """What the protocol writes for a direct endpoint's return: a ``Later`` computed."""
+    return answer if answer is None or isinstance(answer, Answer) else answer()
+
+
 def test_the_direct_endpoint_declines_what_it_would_have_to_wait_for(inprocess) -> None:
     """The token endpoint answers at once only for a cached client with nothing to wait
     for; a client the cache has not seen, or one whose tokens were revoked this second,
@@ -243,13 +293,13 @@ def test_the_direct_endpoint_declines_what_it_would_have_to_wait_for(inprocess) 
     assert endpoint(headers, BODY, b"", client) is None  # not cached: the store must be asked
     assert inprocess.request("POST", "/api/token", content=BODY, headers={
         "authorization": basic.decode(), **FORM}).status_code == 200  # fmt: skip
-    answer = endpoint(headers, BODY, b"", client)
+    answer = settled(endpoint(headers, BODY, b"", client))
     assert answer is not None and answer.status == 200
     assert (b"cache-control", b"no-store") in answer.headers
     assert "access_token" in json.loads(answer.body)
 
     wrong = [(b"authorization", httpx.BasicAuth("orders", "x")._auth_header.encode()), headers[1]]
-    refused = endpoint(wrong, BODY, b"", client)
+    refused = settled(endpoint(wrong, BODY, b"", client))
     assert refused is not None and refused.status == 401
     assert any(name == b"www-authenticate" for name, _ in refused.headers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import Protocol
 
 from prometheus_client import Counter, Histogram
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swarm_oauth.api.metrics import HTTP_DURATION, HTTP_REQUESTS
 from swarm_oauth.api.responses import json_answer, send_json
 from swarm_oauth.logs import HotLog
-from swarm_oauth.serving.direct import Answer, DirectEndpoint, Headers
+from swarm_oauth.serving.direct import Answer, DirectEndpoint, Headers, Later
 from swarm_oauth.web import error_body
 
 access_log = logging.getLogger("swarm_oauth.access")
@@ -44,9 +45,9 @@ class AnswersAtOnce(Protocol):
 
     def answer_now(
         self, headers: Headers, body: bytes, query: bytes, fields: dict[str, object]
-    ) -> Answer | None:
-        """The whole answer, or ``None`` to be called as ASGI instead; ``fields`` takes
-        what the access log line should add."""
+    ) -> Answer | Later | None:
+        """The whole answer (or what computes it), or ``None`` to be called as ASGI
+        instead; ``fields`` takes what the access log line should add."""
         ...
 
 
@@ -155,23 +156,53 @@ class _ObservedDirect:
 
     def __call__(
         self, headers: Headers, body: bytes, query: bytes, client: tuple[str, int] | None
-    ) -> Answer | None:
+    ) -> Answer | Later | None:
         started = time.perf_counter()
         fields: dict[str, object] = {}
         try:
             answer = self._endpoint.answer_now(headers, body, query, fields)
         except Exception:
-            error_log.exception("unhandled error", extra={"path": self._path})
-            answer = json_answer(500, error_body("server_error", "internal error"))
-        if answer is not None:
-            elapsed = time.perf_counter() - started
-            self._observed.count(self._path, self._method, answer.status, elapsed)
-            self._log(
-                {
-                    "status": answer.status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "remote": client[0] if client else None,
-                    **fields,
-                }
-            )
+            answer = self._failed()
+        if answer is None:
+            return None
+        if isinstance(answer, Answer):
+            self._record(answer, started, client, fields)
+            return answer
+        return partial(self._finish, answer, started, client, fields)
+
+    def _finish(
+        self,
+        later: Later,
+        started: float,
+        client: tuple[str, int] | None,
+        fields: dict[str, object],
+    ) -> Answer:
+        """The rest of an answer, recorded once computed (its time included)."""
+        try:
+            answer = later()
+        except Exception:
+            answer = self._failed()
+        self._record(answer, started, client, fields)
         return answer
+
+    def _failed(self) -> Answer:
+        error_log.exception("unhandled error", extra={"path": self._path})
+        return json_answer(500, error_body("server_error", "internal error"))
+
+    def _record(
+        self,
+        answer: Answer,
+        started: float,
+        client: tuple[str, int] | None,
+        fields: dict[str, object],
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        self._observed.count(self._path, self._method, answer.status, elapsed)
+        self._log(
+            {
+                "status": answer.status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "remote": client[0] if client else None,
+                **fields,
+            }
+        )

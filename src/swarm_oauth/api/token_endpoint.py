@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from starlette.types import Receive, Scope, Send
 
@@ -32,7 +33,7 @@ from swarm_oauth.api.responses import (
 from swarm_oauth.bodies import BodyTooLarge, ClientDisconnected, read_body
 from swarm_oauth.cpus import usable_cpus
 from swarm_oauth.runtime import Runtime
-from swarm_oauth.serving.direct import Answer, Headers, header_length
+from swarm_oauth.serving.direct import Answer, Headers, Later, header_length
 from swarm_oauth.store import ClientRecord
 from swarm_oauth.tokens import (
     IssuedToken,
@@ -90,11 +91,16 @@ class TokenEndpoint:
 
     def answer_now(
         self, headers: Headers, body: bytes, query: bytes, fields: dict[str, object]
-    ) -> Answer | None:
+    ) -> Answer | Later | None:
         """The answer to a ``POST`` with ``headers`` and ``body``, if it can be given
         without waiting; ``None`` otherwise. Adds the access log's fields to ``fields``.
         The query string is ignored, as the ASGI path ignores it (RFC 6749 §4.4.2: the
-        parameters are in the body)."""
+        parameters are in the body).
+
+        What follows the checks that may decline (the client's authentication, its
+        scopes, the signature) is left to a ``Later``, computed with the other answers of
+        the event loop's pass (``serving/batch.py``) and as of the ``now`` at which the
+        client was found cached and no revocation held it back."""
         runtime = self.runtime
         try:
             request = self._request(headers, body, fields)
@@ -106,7 +112,7 @@ class TokenEndpoint:
                 or runtime.issuer.signs_slowly(now)
             ):
                 return None
-            return self._issued(request, client, now)
+            return partial(self._issued_or_refused, request, client, now, fields)
         except OAuthError as exc:
             return _refused(exc, fields)
 
@@ -169,6 +175,18 @@ class TokenEndpoint:
         # secret or whatever else a caller put in the field reaches the log.
         fields["client_id"] = request.client_id
         return request
+
+    def _issued_or_refused(
+        self,
+        request: TokenRequest,
+        client: ClientRecord | None,
+        now: float,
+        fields: dict[str, object],
+    ) -> Answer:
+        try:
+            return self._issued(request, client, now)
+        except OAuthError as exc:
+            return _refused(exc, fields)
 
     def _issued(self, request: TokenRequest, client: ClientRecord | None, now: float) -> Answer:
         started = time.perf_counter()

@@ -10,6 +10,10 @@ tries it once the request has arrived and, on ``None``, hands the same request t
 ASGI application as if it had just been read: the application decides which path
 answers, never the client.
 
+An endpoint may also return a ``Later``: the decision is taken, and what is left (a
+signature) is computed with the other answers of the event loop's pass, before any of
+them is written (``batch.py``).
+
 Only the plainest requests are offered: the endpoint's method, to its exact path in
 origin form (``/api/verify?...``, not percent-encoded), a body within the endpoint's cap
 given by one ``Content-Length`` or by none (RFC 9112 §6.3: then the body is empty; no
@@ -20,7 +24,7 @@ path unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,6 +44,11 @@ class Answer:
     body: bytes
 
 
+# The rest of an answer already decided: called once, soon, on the event loop; it must
+# not raise (an exception is answered as a 500).
+Later = Callable[[], Answer]
+
+
 class DirectEndpoint(Protocol):
     """What an application offers the protocol for one path (see the module)."""
 
@@ -48,10 +57,10 @@ class DirectEndpoint(Protocol):
 
     def __call__(
         self, headers: Headers, body: bytes, query: bytes, client: tuple[str, int] | None
-    ) -> Answer | None:
+    ) -> Answer | Later | None:
         """The answer to ``method`` with these lower-cased ``headers``, ``body`` and raw
-        ``query`` string (``b""`` without one) from ``client``, or ``None`` to have the
-        ASGI application answer it instead."""
+        ``query`` string (``b""`` without one) from ``client`` (or what computes it),
+        or ``None`` to have the ASGI application answer it instead."""
         ...
 
 

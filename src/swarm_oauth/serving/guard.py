@@ -20,7 +20,8 @@ connection and before the application sees anything:
 
 It only hooks uvicorn's parser callbacks and calls the originals, so the request path
 itself is uvicorn's, except for the plain requests an application's direct endpoints
-answer (``direct.py``), which go through the same limits first.
+answer (``direct.py``), which go through the same limits first and are written with the
+others of their pass of the event loop (``batch.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from swarm_oauth.serving.direct import DirectEndpoint, direct_endpoints, encode, offered
+from swarm_oauth.serving.batch import batch_for
+from swarm_oauth.serving.direct import Answer, DirectEndpoint, direct_endpoints, encode, offered
 from swarm_oauth.serving.limits import HttpLimits
 from swarm_oauth.serving.onewrite import HeadWithBody
 from swarm_oauth.web import HTTP_ERROR_CODES, error_body
@@ -76,6 +78,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # body gathered for it (its length is capped before it is offered).
         self._endpoint: DirectEndpoint | None = None
         self._body = b""
+        # Where direct answers wait to be written, and whether this connection's does.
+        self._batch = batch_for(self.loop)
+        self._answering = False
         # Whether the next bytes may be trailer fields (after a chunk-size line, before
         # that chunk's data), and at most how many of them the parser holds: it keeps a
         # field in memory until the field ends.
@@ -98,6 +103,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # uvicorn closes a connection with no ASGI answer under way at once.
+        if self._answering:
+            self._batch.flush()
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -150,6 +161,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- parser callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._answering:  # pipelined behind a direct answer: that one goes first
+            self._batch.flush()
         # The first request's clock started when the connection opened.
         if self._started is None:
             self._started = self.loop.time()
@@ -222,7 +235,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 super().on_body(body)
             super().on_message_complete()
             return
+        # Read now: llhttp forgets a Connection: close once this callback returns.
         keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        self._answering = True
+        self._batch.add(self, answer, keep_alive)
+
+    def send_direct(self, answer: Answer, keep_alive: bool) -> None:
+        """Write a direct answer (the batch calls it once the pass's answers are
+        computed) and finish its request as uvicorn finishes one."""
+        self._answering = False
         if not self.transport.is_closing():
             self.transport.write(encode(answer, self.server_state.default_headers, keep_alive))
             if not keep_alive:
@@ -343,6 +364,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, extra: bytes = b"") -> None:
         """Answer the refusal in the API's error shape and close the connection."""
         assert self._refusal is not None
+        if self._answering:  # the answer to the request before goes first
+            self._batch.flush()
         status, description = self._refusal
         self._disarm()
         if self.transport.is_closing():
