@@ -6,13 +6,15 @@ transports that record what is written, in one journal for every connection."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from typing import Any
 
 import pytest
 from uvicorn.server import ServerState
 
-from swarm_oauth.serving.batch import MAX_BATCH
+from swarm_oauth.serving.batch import MAX_BATCH, batch_for
 from swarm_oauth.serving.direct import Answer, Headers, Later
 from swarm_oauth.serving.guard import GuardedHttpToolsProtocol
 from swarm_oauth.serving.limits import HttpLimits
@@ -235,3 +237,13 @@ def test_a_refusal_behind_a_waiting_answer_follows_it(behind: bytes) -> None:
     assert first.endswith(b"\r\n\r\n1")
     assert refusal.startswith(b"HTTP/1.1 431 ")
     assert transport.closed
+
+
+def test_a_batch_does_not_keep_its_loop_alive() -> None:
+    loop = asyncio.new_event_loop()
+    assert batch_for(loop) is batch_for(loop)
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None

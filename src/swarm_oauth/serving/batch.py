@@ -48,25 +48,25 @@ class Answering(Protocol):
 
 
 class AnswerBatch:
-    """The direct answers waiting to be computed and written, on one event loop."""
+    """The direct answers waiting to be computed and written, on one event loop (which
+    it does not hold: ``batch_for`` keeps a batch only as long as its loop lives)."""
 
-    __slots__ = ("_items", "_loop", "_scheduled")
+    __slots__ = ("_items", "_scheduled")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self._items: list[tuple[Answering, Answer | Later, bool]] = []
         self._scheduled = False
 
     def add(self, connection: Answering, answer: Answer | Later, keep_alive: bool) -> None:
         """Have ``answer`` (or what computes it) written to ``connection`` once this pass
-        of the event loop has read what it has to read."""
+        of the running event loop has read what it has to read."""
         self._items.append((connection, answer, keep_alive))
         if len(self._items) >= MAX_BATCH:
             self.flush()
         elif not self._scheduled:
             # Ready callbacks run after the pass's I/O callbacks, which add the others.
             self._scheduled = True
-            self._loop.call_soon(self._scheduled_flush)
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
 
     def _scheduled_flush(self) -> None:
         self._scheduled = False
@@ -100,5 +100,5 @@ def batch_for(loop: asyncio.AbstractEventLoop) -> AnswerBatch:
     callback of its loop, and writes to transports of that loop only)."""
     batch = _batches.get(loop)
     if batch is None:
-        batch = _batches[loop] = AnswerBatch(loop)
+        batch = _batches[loop] = AnswerBatch()
     return batch
