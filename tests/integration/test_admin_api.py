@@ -1,6 +1,7 @@
 """The clients API: add, show, list, rotate, remove, and everything it must refuse."""
 
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -33,18 +34,26 @@ def test_add_returns_the_secret_once_and_never_again(token_server):
 
 
 def test_rotate_with_grace(token_server):
+    """The old secret works for the grace, rounded up to the whole second the record
+    names, and not a moment past it."""
     old = token_server.add_client("orders")["client_secret"]
+    asked = time.time()
     with token_server.admin() as admin:
         rotated = admin.post(
             "/api/clients/rotate", json={"client_id": "orders", "grace_seconds": 10}
         )
-    answered = time.monotonic()  # the grace began before this, when the server rotated
+    answered = time.time()
     assert rotated.status_code == 200
     new = rotated.json()
     assert new["secret_version"] == 2 and new["client_secret"] != old
+    ends = datetime.strptime(new["previous_secret_expires_at"], "%Y-%m-%dT%H:%M:%SZ")
+    ends_at = ends.replace(tzinfo=UTC).timestamp()
+    assert asked + 10 <= ends_at < answered + 11
     assert token_server.token("orders", new["client_secret"]).status_code == 200
     assert token_server.token("orders", old).status_code == 200  # still within grace
-    time.sleep(max(0.0, answered + 10.1 - time.monotonic()))
+    time.sleep(max(0.0, ends_at - 0.5 - time.time()))
+    assert token_server.token("orders", old).status_code == 200  # its last moments
+    time.sleep(max(0.0, ends_at + 0.05 - time.time()))
     assert token_server.token("orders", old).status_code == 401
     assert token_server.token("orders", new["client_secret"]).status_code == 200
 

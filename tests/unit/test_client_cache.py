@@ -1,4 +1,5 @@
-"""The token path's client cache on a real SQLite store."""
+"""The token path's client cache, and the client service whose writes it follows, on a real
+SQLite store."""
 
 import threading
 
@@ -6,6 +7,7 @@ import pytest
 
 from swarm_oauth.clients import ClientService
 from swarm_oauth.clients.cache import ENTRY_OVERHEAD_BYTES, ClientCache, record_size
+from swarm_oauth.clients.service import public_record
 from swarm_oauth.store.sqlite import SQLiteStore
 
 
@@ -141,3 +143,17 @@ def test_reads_do_not_wait_for_a_blocked_writer(store, tmp_path):
         other.execute("ROLLBACK")
         writer.join(15)
     assert store.get_client("b") is not None
+
+
+def test_a_grace_ends_at_the_whole_second_the_api_publishes(store):
+    """The API says when an old secret stops working in whole seconds; a registrar that
+    reads it and then finds the old secret still working would call a working secret
+    spent. So the grace ends at that very second: rounded up, never cut short."""
+    now = 1_800_000_000.25
+    service = ClientService(store, clock=lambda: now)
+    service.add("a")
+    rotated = service.rotate("a", 8)
+    assert rotated.record.previous_secret_expires_at == 1_800_000_009.0
+    published = public_record(rotated.record)["previous_secret_expires_at"]
+    assert published == "2027-01-15T08:00:09Z"
+    assert store.get_client("a").previous_secret_expires_at == 1_800_000_009.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,10 +158,14 @@ class ClientService:
             raise InvalidClientData("replace_current must be true or false")
         now = self._clock()
         secret = generate_secret()
+        # The API publishes when a grace ends in whole seconds: the secret stops working at
+        # that very second (the grace rounded up), so a registrar that reads it never calls
+        # a secret spent while it still works.
+        ends = float(math.ceil(now + grace)) if grace else None
         record = self._store.rotate_client_secret(
             client_id,
             hash_secret(secret),
-            now + grace if grace else None,
+            ends,
             now,
             replace_current=replace_current,
         )

@@ -5,7 +5,7 @@ Served, a piece of work costs several times what it costs in a loop: between two
 requests the kernel's receive and send paths and the interpreter's own work run the
 caches cold. On one worker (``bench/PROFILE.md``, fifth pass) a token's ES256 signature
 took 38 µs served against 22 in a loop, and a second signature right after the first
-22 again. Computing a pass's answers in a row and then writing them in a row keeps each
+23. Computing a pass's answers in a row and then writing them in a row keeps each
 kind of work warm: a token cost 68 µs of CPU against 117 answered one by one. Computing
 and writing in turns (sign, write, sign, write) gave back nearly all of that.
 
