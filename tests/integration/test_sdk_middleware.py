@@ -144,6 +144,31 @@ def test_valid_token_reaches_the_app_with_its_claims(
     assert response.json() == {"sub": "orders", "scope": "read"}
 
 
+def test_a_token_is_verified_once_whatever_the_scheme_spelling(
+    token_server: ServerProcess, secret_file: Path
+) -> None:
+    verifier = Verifier(issuer=token_server.url, audience="inventory")
+    token = source_for(token_server, secret_file, scope="read").token()
+    # RFC 7235 §2.1: the scheme is case-insensitive, and more than one space may follow
+    # it. The fast path knows only the usual spelling, the general one the rest.
+    spellings = [f"Bearer {token}", f"bearer {token}", f"BEARER   {token}", f"Bearer {token}"]
+    with Served(verifier) as app:
+        for value in spellings:
+            response = httpx.get(f"{app.url}/whoami", headers={"Authorization": value})
+            assert (response.status_code, response.json()) == (
+                200,
+                {"sub": "orders", "scope": "read"},
+            )
+    assert len(verifier.cache) == 1
+    read = frozenset({"read"})
+    claims = verifier.recall(f"Bearer {token}".encode(), read)
+    assert claims is not None and claims["sub"] == "orders"
+    for value in (f"bearer {token}", token, f"Bearer {token} "):
+        assert verifier.recall(value.encode(), read) is None
+    assert verifier.recall(f"Bearer {token}".encode(), frozenset({"write"})) is None
+    assert asyncio.run(verifier.averify(token, scopes=["read"])) is claims
+
+
 def test_invalid_tokens_get_an_invalid_token_challenge(
     app: Served, token_server: ServerProcess, secret_file: Path
 ) -> None:

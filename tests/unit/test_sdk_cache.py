@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import pickle
 
@@ -56,11 +57,30 @@ def test_a_hit_is_the_same_read_only_claims() -> None:
             change()
     with pytest.raises(TypeError, match="read-only"):
         claims |= {"scope": "admin"}
-    second = cache.get(b"token", PUBLISHED)  # a header's bytes find the same entry
+    second = cache.get_sent(b"Bearer token", PUBLISHED)  # a header's value as sent
     assert second is not None
     assert second.grant([]) is claims
     assert claims["scope"] == "read write"
     assert cache.get("another token", PUBLISHED) is None
+
+
+@pytest.mark.parametrize(
+    "value", [b"token", b"bearer token", b"Bearer  token", b"Bearer token ", b"Bearer tokenx"]
+)
+def test_a_header_value_spelled_otherwise_finds_nothing(value: bytes) -> None:
+    cache = VerifiedCache(clock=Clock(1500))
+    cache.put("token", verified(), cache.epoch)
+    assert cache.get_sent(value, PUBLISHED) is None
+    assert len(cache) == 1  # and the entry is kept for the token's own spelling
+    assert cache.get_sent(b"Bearer token", PUBLISHED) is not None
+
+
+def test_any_text_has_a_key_a_lone_surrogate_too() -> None:
+    cache = VerifiedCache(clock=Clock(1500))
+    cache.put("a\ud800", verified(), cache.epoch)
+    assert cache.get("a\ud800", PUBLISHED) is not None
+    assert cache.get("a?", PUBLISHED) is None
+    assert cache.get("a\ufffd", PUBLISHED) is None
 
 
 def test_claims_are_a_dict_to_readers_and_copies_may_change() -> None:
@@ -124,8 +144,7 @@ def test_size_zero_keeps_nothing() -> None:
 def test_keyed_by_a_digest_not_by_the_token() -> None:
     cache = VerifiedCache(clock=Clock(1500))
     cache.put("secret.bearer.token", verified(), cache.epoch)
-    assert all(isinstance(k, bytes) and len(k) == 32 for k in cache._entries)
-    assert "secret.bearer.token" not in cache._entries
+    assert list(cache._entries) == [hashlib.sha256(b"Bearer secret.bearer.token").digest()]
 
 
 def test_revocation_hooks_drop_by_jti_and_by_client_issued_before() -> None:

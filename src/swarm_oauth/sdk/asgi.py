@@ -22,6 +22,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # RFC 6455 §7.4.1: the close code for "policy violation".
 WEBSOCKET_POLICY_VIOLATION = 1008
+_GUARDED = frozenset({"http", "websocket"})
 
 
 class BearerTokenMiddleware:
@@ -54,7 +55,9 @@ class BearerTokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Verify the request's token, then call the app or refuse the request."""
-        if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt_paths:
+        if scope["type"] not in _GUARDED or (
+            self.exempt_paths and scope["path"] in self.exempt_paths
+        ):
             await self.app(scope, receive, send)
             return
         # The fast path, for a token the verifier remembers sent the usual way: anything
@@ -65,9 +68,7 @@ class BearerTokenMiddleware:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization, count = value, count + 1
-        claims = None
-        if count == 1 and authorization.startswith(b"Bearer "):
-            claims = self.verifier.recall(authorization[7:], self.scopes)
+        claims = self.verifier.recall(authorization, self.scopes) if count == 1 else None
         if claims is None:
             values = [
                 value.decode("latin-1")

@@ -12,8 +12,10 @@ that can change between two calls are made again on every call:
 - the scopes the call requires (``grant``).
 
 Issuer and audience are the verifier's own, fixed, so a cache belongs to one verifier.
-Entries are keyed by the SHA-256 of the whole token: a token is a bearer credential and
-is not kept in memory, and no other token can find its entry. The cache is bounded;
+Entries are keyed by the SHA-256 of the whole token as a request sends it, ``Bearer``,
+a space and the token: a token is a bearer credential and is not kept in memory, no
+other token can find its entry, and a request's ``Authorization`` value is looked up as
+it arrived, without a copy of the token cut out of it first. The cache is bounded;
 when full, the oldest entry goes first, which among tokens of one issuer (one lifetime)
 is also the first to expire. ``drop_jti`` and ``drop_client`` are for a revocation
 check to call: a revoked token's entry must not outlive the revocation.
@@ -21,11 +23,11 @@ check to call: a revoked token's entry must not outlive the revocation.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from hashlib import sha256
 from typing import Any, NamedTuple, NoReturn
 
 import jwt
@@ -93,9 +95,14 @@ class Verified(NamedTuple):
         return self.claims
 
 
-def _digest(token: str | bytes) -> bytes:
-    # A token is ASCII (base64url and dots): as text or as a header's bytes, one digest.
-    return hashlib.sha256(token.encode() if isinstance(token, str) else token).digest()
+# RFC 6750 §2.1's spelling of the credentials, the form the cache's keys are hashed from.
+SCHEME = b"Bearer "
+
+
+def sent(token: str) -> bytes:
+    """``token`` as a request's ``Authorization`` value carries it, the form a cache key
+    is the hash of; any text has one (a lone surrogate as well, never in a real token)."""
+    return SCHEME + token.encode("utf-8", "surrogatepass")
 
 
 class VerifiedCache:
@@ -112,12 +119,19 @@ class VerifiedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: str | bytes, published: Mapping[str, jwt.PyJWK] | None) -> Verified | None:
+    def get(self, token: str, published: Mapping[str, jwt.PyJWK] | None) -> Verified | None:
         """The verified result for ``token`` if it still holds, given the keys now
         ``published``; ``None`` means verify it in full."""
+        return self.get_sent(sent(token), published)
+
+    def get_sent(
+        self, authorization: bytes, published: Mapping[str, jwt.PyJWK] | None
+    ) -> Verified | None:
+        """Like ``get``, for the token of an ``Authorization`` header's value as sent:
+        ``Bearer``, one space, the token. Any other spelling finds nothing."""
         if not self._entries:
             return None
-        digest = _digest(token)
+        digest = sha256(authorization).digest()
         found = self._entries.get(digest)  # lock-free: a single dict read
         if found is None:
             return None
@@ -149,7 +163,7 @@ class VerifiedCache:
                 return
             while len(self._entries) >= self.size:
                 self._entries.popitem(last=False)
-            self._entries[_digest(token)] = verified
+            self._entries[sha256(sent(token)).digest()] = verified
 
     def drop_jti(self, jti: str) -> int:
         """Forget the token with this ``jti`` (it was revoked); how many entries went."""

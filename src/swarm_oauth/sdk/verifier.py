@@ -24,7 +24,7 @@ import httpx
 import jwt
 
 from swarm_oauth.sdk._flow import Runner
-from swarm_oauth.sdk.cache import DEFAULT_SIZE, Claims, Verified, VerifiedCache
+from swarm_oauth.sdk.cache import DEFAULT_SIZE, Claims, Verified, VerifiedCache, sent
 from swarm_oauth.sdk.errors import (
     ConfigurationError,
     ExcessiveLifetime,
@@ -178,8 +178,10 @@ class Verifier:
     async def averify(self, token: str, *, scopes: str | Iterable[str] = ()) -> Claims:
         """Like ``verify``; a fetch, when one is due, does not block the event loop."""
         required = required_scopes(scopes)
-        if isinstance(token, str) and (claims := self.recall(token, required)) is not None:
-            return claims
+        if isinstance(token, str) and len(token) <= MAX_TOKEN_LENGTH:
+            claims = self.recall(sent(token), required)
+            if claims is not None:
+                return claims
         epoch = self.cache.epoch
         revoked = await self.revocations.acurrent() if self.revocations is not None else None
         if (verified := self._cached(token)) is not None:
@@ -190,19 +192,18 @@ class Verifier:
             verified = self._verified(token, alg, kid, key, revoked, epoch)
         return verified.grant(required)
 
-    def recall(self, token: str | bytes, scopes: frozenset[str]) -> Claims | None:
-        """The claims ``averify`` would return at once from the cache for ``token`` (text,
-        or the bytes of a header) and ``scopes``; ``None`` when it would have to do more
-        (verify, wait, or refuse).
+    def recall(self, authorization: bytes, scopes: frozenset[str]) -> Claims | None:
+        """The claims ``averify`` would return at once from the cache, for the token of an
+        ``Authorization`` header's value as sent (``Bearer``, one space, the token) and
+        ``scopes``; ``None`` when it would have to do more (verify, wait, or refuse) or
+        the value is spelled otherwise.
 
-        The fast path of async glue: no coroutine, no exception. A refresh that is due
-        is started in a task on the running event loop.
+        The fast path of async glue: no coroutine, no exception, no copy of the token. A
+        refresh that is due is started in a task on the running event loop.
         """
         if self.revocations is not None and self.revocations.ready() is None:
             return None
-        if len(token) > MAX_TOKEN_LENGTH:
-            return None
-        verified = self.cache.get(token, self.keys.published)
+        verified = self.cache.get_sent(authorization, self.keys.published)
         if verified is None or not scopes <= verified.scopes:
             return None
         self.keys.arefresh_if_due()  # so a key that left the JWKS is noticed
