@@ -10,7 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from swarm_oauth.sdk import IssuerConfigurationError, KeySetUnavailable
+from swarm_oauth.sdk import IssuerConfigurationError, KeySetUnavailable, UnknownKey
 from swarm_oauth.sdk.jwks import KeySet, jwks_uri_from_metadata, metadata_url, parse_jwks
 from tests.support.document_server import DocumentServer
 
@@ -158,3 +158,23 @@ def test_keys_past_max_age_are_served_while_a_task_refreshes_them(jwks_server):
 
     asyncio.run(main())
     assert len(jwks_server.answered) == 2
+
+
+def test_a_fetch_tells_which_keys_went_or_were_replaced() -> None:
+    kept, dropped, replaced = jwk("kept"), jwk("dropped"), jwk("replaced")
+    server = DocumentServer({"keys": [kept, dropped, replaced]}, "/jwks")
+    told: list[frozenset[str]] = []
+    try:
+        keys = KeySet("http://issuer", server.url, refetch_interval=0, timeout=2,
+                      on_change=told.append)  # fmt: skip
+        keys.get("kept")
+        assert told == []  # the first keys replace none
+        server.document = {"keys": [kept, jwk("replaced"), jwk("added")]}
+        keys.get("added")  # an unknown kid: fetched again
+        assert told == [frozenset({"dropped", "replaced"})]
+        with pytest.raises(UnknownKey):
+            keys.get("unknown")  # fetched again, the same keys: nothing to tell
+        assert len(server.answered) == 3
+        assert told == [frozenset({"dropped", "replaced"})]
+    finally:
+        server.close()

@@ -7,9 +7,11 @@ that can change between two calls are made again on every call:
 
 - the token's ``exp`` (plus the verifier's leeway) against the clock: a hit is never
   served past it;
-- the key that verified it must still be the one the issuer publishes under its
-  ``kid``: once the key leaves the JWKS (or is replaced), its tokens are verified again;
 - the scopes the call requires (``grant``).
+
+What the issuer changes is told to the cache instead: once a refresh of the keys finds
+the key that verified a token gone from the JWKS (or replaced), ``drop_keys`` forgets
+its tokens, and they are verified again.
 
 Issuer and audience are the verifier's own, fixed, so a cache belongs to one verifier.
 Entries are keyed by the SHA-256 of the whole token as a request sends it, ``Bearer``,
@@ -18,7 +20,8 @@ other token can find its entry, and a request's ``Authorization`` value is looke
 it arrived, without a copy of the token cut out of it first. The cache is bounded;
 when full, the oldest entry goes first, which among tokens of one issuer (one lifetime)
 is also the first to expire. ``drop_jti`` and ``drop_client`` are for a revocation
-check to call: a revoked token's entry must not outlive the revocation.
+check to call: a revoked token's entry must not outlive the revocation. Whatever is
+dropped, a verification under way when it was cannot bring it back (see ``put``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from hashlib import sha256
 from typing import Any, NamedTuple, NoReturn
-
-import jwt
 
 from swarm_oauth.sdk.scopes import require_granted
 
@@ -86,8 +87,7 @@ class Verified(NamedTuple):
     claims: Claims
     scopes: frozenset[str]
     valid_until: float  # exp + leeway, in time.time() seconds
-    kid: str
-    key: jwt.PyJWK
+    kid: str  # of the key that verified it
 
     def grant(self, scopes: str | Iterable[str]) -> Claims:
         """The claims if they grant ``scopes``; else ``InsufficientScope``."""
@@ -119,27 +119,19 @@ class VerifiedCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, token: str, published: Mapping[str, jwt.PyJWK] | None) -> Verified | None:
-        """The verified result for ``token`` if it still holds, given the keys now
-        ``published``; ``None`` means verify it in full."""
-        return self.get_sent(sent(token), published)
+    def get(self, token: str) -> Verified | None:
+        """The verified result for ``token`` if it still holds; ``None`` means verify it
+        in full."""
+        return self.get_sent(sent(token))
 
-    def get_sent(
-        self, authorization: bytes, published: Mapping[str, jwt.PyJWK] | None
-    ) -> Verified | None:
+    def get_sent(self, authorization: bytes) -> Verified | None:
         """Like ``get``, for the token of an ``Authorization`` header's value as sent:
         ``Bearer``, one space, the token. Any other spelling finds nothing."""
         if not self._entries:
             return None
         digest = sha256(authorization).digest()
         found = self._entries.get(digest)  # lock-free: a single dict read
-        if found is None:
-            return None
-        if (
-            self._clock() < found.valid_until
-            and published is not None
-            and published.get(found.kid) is found.key
-        ):
+        if found is None or self._clock() < found.valid_until:
             return found
         with self._lock:
             self._entries.pop(digest, None)
@@ -178,6 +170,11 @@ class VerifiedCache:
             )
         )
 
+    def drop_keys(self, kids: Collection[str]) -> int:
+        """Forget the tokens verified with the keys ``kids`` (gone from the JWKS, or
+        replaced); how many entries went."""
+        return self._drop(lambda verified: verified.kid in kids)
+
     def clear(self) -> None:
         """Forget everything."""
         with self._lock:
@@ -187,9 +184,12 @@ class VerifiedCache:
     def drop(self, matches: Callable[[Claims], bool]) -> int:
         """Forget the tokens whose claims ``matches`` (e.g. a new revocation list's
         ``revoked``); how many entries went."""
+        return self._drop(lambda verified: matches(verified.claims))
+
+    def _drop(self, matches: Callable[[Verified], bool]) -> int:
         with self._lock:
             self._drops += 1
-            doomed = [digest for digest, v in self._entries.items() if matches(v.claims)]
+            doomed = [digest for digest, v in self._entries.items() if matches(v)]
             for digest in doomed:
                 del self._entries[digest]
         return len(doomed)

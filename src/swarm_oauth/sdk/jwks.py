@@ -88,7 +88,7 @@ def parse_jwks(
     or an attack (a token HMAC-signed with it while its header names another ``alg``),
     and it can never verify a third party's token, so it is never even parsed. Of keys
     sharing a ``kid``, the first usable one counts. A key unchanged from ``previous`` is
-    that same object, so "still the key that verified this token" is an identity check.
+    that same object, so a key gone or replaced is told by identity.
     """
     previous = previous or {}
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
@@ -161,15 +161,19 @@ class KeySet:
         async_http_client: httpx.AsyncClient | None = None,
         ca_bundle: str | Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[frozenset[str]], object] | None = None,
     ) -> None:
         """Configure; nothing is fetched until a key is first asked for. ``ca_bundle``: a
-        PEM file of the CAs an https issuer is checked against (default: the system's)."""
+        PEM file of the CAs an https issuer is checked against (default: the system's).
+        ``on_change`` is called, after a fetch, with the ``kid`` of every key that fetch
+        found gone or replaced, for what was proved with those keys to be forgotten."""
         self.issuer = issuer
         self.jwks_url = jwks_url
         self.refetch_interval = refetch_interval
         self.max_age = max_age
         self._runner = Runner(timeout, http_client, async_http_client, ca_bundle)
         self._clock = clock
+        self._on_change = on_change
         self._flight: SingleFlight[None] = SingleFlight()
         self._background = Background(self._flight, self._fetch, self._afetch, "jwks-refresh")
         # The keys as last fetched, by ``kid`` (``None`` before the first fetch); an
@@ -262,9 +266,14 @@ class KeySet:
             raise IssuerConfigurationError(f"issuer metadata at {url}: {error}") from None
 
     def _loaded(self, keys: dict[str, PublishedKey]) -> None:
+        # An unchanged key is the same object after a fetch (``_jwks_at`` keeps it).
+        before = self.published or {}
         self.published = keys
         self._fetched_at = self._attempted_at
         log.info("loaded %d signing key(s) for %s", len(keys), self.issuer)
+        gone = frozenset(kid for kid, key in before.items() if keys.get(kid) is not key)
+        if gone and self._on_change is not None:
+            self._on_change(gone)
 
     def _failed(self, error: KeySetUnavailable | IssuerConfigurationError) -> None:
         self._failure = error

@@ -145,6 +145,7 @@ class Verifier:
             http_client=http_client,
             async_http_client=async_http_client,
             ca_bundle=ca_bundle,
+            on_change=self.cache.drop_keys,
         )
         self.revocations: Revocations | None = None
         if check_revocations:
@@ -203,7 +204,7 @@ class Verifier:
         """
         if self.revocations is not None and self.revocations.ready() is None:
             return None
-        verified = self.cache.get_sent(authorization, self.keys.published)
+        verified = self.cache.get_sent(authorization)
         if verified is None or not scopes <= verified.scopes:
             return None
         self.keys.arefresh_if_due()  # so a key that left the JWKS is noticed
@@ -213,7 +214,7 @@ class Verifier:
         """What an earlier call proved about ``token``, if that still holds."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             return None  # _header says what is wrong with it
-        return self.cache.get(token, self.keys.published)
+        return self.cache.get(token)
 
     def _revoked(self, revocations: RevocationList) -> None:
         """Forget the verified tokens a new revocation list revokes."""
@@ -293,7 +294,7 @@ class Verifier:
                 )
         if revoked is not None and revoked.revoked(claims):
             raise RevokedToken("token has been revoked")
-        verified = Verified(claims, scopes_of(claims), expires + self.leeway, kid, key)
+        verified = Verified(claims, scopes_of(claims), expires + self.leeway, kid)
         self.cache.put(token, verified, epoch)
         return verified
 
