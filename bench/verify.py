@@ -13,9 +13,11 @@ Three measurements, each beside its baseline from the same run:
   middleware in its place costs at least: one that does nothing, one that finds the
   ``Authorization`` header and looks its value up in a dict, and one that looks up the
   SHA-256 of the value instead, as the verifier's cache does.
-- Served: the same apps on uvicorn (uvloop, httptools, one worker pinned to a core)
-  loaded by wrk from the other core, as ``bench/wrk.py`` does for the token endpoint;
-  requests per second and CPU per request, runs alternating in a rotating order. Issue
+- Served: the same apps on uvicorn (uvloop, httptools, one worker each, all pinned to
+  one core) loaded by wrk from the other core, as ``bench/wrk.py`` does for the token
+  endpoint; requests per second and CPU per request. Each app is loaded at the same time
+  as the bare route, so both see the same moment of a machine whose speed drifts by
+  several percent within minutes; runs of the apps alternate in a rotating order. Issue
   18's 10% target is read here, where a request costs what it costs in a service.
 
 Tokens are the product's: ES256, the token server's claims, signed by its JWS code; the
@@ -39,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -325,9 +328,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) -> None:
-    """Every app on uvicorn pinned to the same core, loaded in turn by wrk from the other
-    core, ``plan.pairs`` times over (the idle ones cost nothing meanwhile): requests per
-    second, and the server's CPU time per request."""
+    """Every app on uvicorn pinned to the same core, each loaded by wrk from the other
+    core at the same time as the bare route, ``plan.pairs`` times over: the two servers
+    share the core and whatever else the machine does meanwhile, so each run compares
+    them in the same moment. Per app, requests per second and CPU time per request, and
+    per run those over the bare route's."""
     authorization = f"Bearer {issuer.token()}"
     with ExitStack() as stack:
         servers = {}
@@ -343,12 +348,10 @@ def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) ->
             server.wait_listening()
             servers[name] = server
 
-        def load(name: str, seconds: float) -> tuple[float, float]:
-            """Requests per second and CPU microseconds per request."""
+        def loaded(name: str, seconds: float, connections: int) -> wrk.Load:
             server = servers[name]
-            used = cpu_seconds(server.proc.pid)
             try:
-                result = wrk.run(f"{server.url}/items", connections=CONNECTIONS,
+                result = wrk.run(f"{server.url}/items", connections=connections,
                                  seconds=seconds, body="", authorization=authorization,
                                  cores=LOAD_CORE)  # fmt: skip
             except wrk.LoadError as error:
@@ -357,17 +360,40 @@ def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) ->
                 raise RuntimeError(f"{name} ({state}): {error}; its log:\n{log}") from None
             if result.non2xx:
                 raise RuntimeError(f"{name}: {result.non2xx} responses were not 2xx")
-            return result.rate, (cpu_seconds(server.proc.pid) - used) / result.requests * 1e6
+            return result
+
+        def load(names: tuple[str, ...], seconds: float) -> dict[str, tuple[float, float]]:
+            """Per server, requests per second and CPU microseconds per request, all of
+            ``names`` loaded at once, each by its own wrk with its share of the connections."""
+            pids = {name: servers[name].proc.pid for name in names}
+            used = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            with ThreadPoolExecutor(len(names)) as pool:
+                runs = {name: pool.submit(loaded, name, seconds, CONNECTIONS // len(names))
+                        for name in names}  # fmt: skip
+                results = {name: run.result() for name, run in runs.items()}
+            return {
+                name: (result.rate, (cpu_seconds(pids[name]) - used[name]) / result.requests * 1e6)
+                for name, result in results.items()
+            }
 
         for name in servers:
-            load(name, 1)  # warm-up; the guarded app fetches the keys here
+            load((name,), 1)  # warm-up; the guarded app fetches the keys here
+        bare, *others = servers
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+        paired: dict[str, list[tuple[float, float, float]]] = {name: [] for name in others}
         for turn in range(plan.pairs):
-            for name in rotated(tuple(servers), turn):
-                runs[name].append(load(name, plan.seconds))
+            for name in rotated(tuple(others), turn):
+                outcome = load((bare, name), plan.seconds)
+                runs[bare].append(outcome[bare])
+                runs[name].append(outcome[name])
+                (rate, cpu), (bare_rate, bare_cpu) = outcome[name], outcome[bare]
+                paired[name].append((rate / bare_rate, cpu / bare_cpu, cpu - bare_cpu))
     for name, outcomes in runs.items():
         figures.add(name, statistics.median(rate for rate, _ in outcomes))
         figures.add(f"{name} cpu", statistics.median(cpu for _, cpu in outcomes))
+    for name, ratios in paired.items():
+        for i, figure in enumerate(("rate ratio", "cpu ratio", "cpu added")):
+            figures.add(f"{name} {figure}", statistics.median(r[i] for r in ratios))
 
 
 def measure(plan: Plan, workdir: Path, progress: Callable[[str], None]) -> Figures:
@@ -405,10 +431,14 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         return [(1 / rate - 1 / bare) * 1e6 for rate, bare in pairs]
 
     def cpu_more(app: str) -> tuple[list[float], list[float]]:
-        """Per round, the share and the microseconds of CPU ``app`` adds, served."""
-        pairs = list(zip(figures.rates[f"served {app} cpu"], figures.rates["served bare cpu"],
-                         strict=True))  # fmt: skip
-        return [cpu / bare - 1 for cpu, bare in pairs], [cpu - bare for cpu, bare in pairs]
+        """Per round, the share and the microseconds of CPU ``app`` adds, served: the
+        medians over the round's runs beside the bare route."""
+        shares = [ratio - 1 for ratio in figures.rates[f"served {app} cpu ratio"]]
+        return shares, figures.rates[f"served {app} cpu added"]
+
+    def fewer(app: str) -> list[float]:
+        """Per round, the share of requests per second ``app`` serves fewer, served."""
+        return [1 - ratio for ratio in figures.rates[f"served {app} rate ratio"]]
 
     asgi_slower = [1 / r - 1 for r in figures.ratios("asgi guarded", "asgi bare")]
 
@@ -437,12 +467,16 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         "its value up in a dict, no check at all; the same keyed by the SHA-256 of the "
         "value, as the verifier's cache is), called in process as ASGI "
         "apps with the same `Authorization` header, and served by uvicorn (uvloop, "
-        f"httptools, 1 worker on core {SERVER_CORE}) under wrk ({CONNECTIONS} connections, "
-        f"core {LOAD_CORE}), all servers up, the bare route twice (in two processes, to show "
-        f"what identical servers differ by), {plan.pairs} run(s) of {plan.seconds:g} s each "
-        "per round (the median of those), the apps taking turns in a rotating order; CPU "
-        "per request is "
-        "the server process's user and system time over the requests wrk completed. "
+        f"httptools, 1 worker, every server on core {SERVER_CORE}), all servers up, the bare "
+        "route twice (in two processes, to show what identical servers differ by). Served, "
+        "each app is loaded at the same time as the bare route, each by its own wrk "
+        f"({CONNECTIONS // 2} connections, both on core {LOAD_CORE}), so the two share the "
+        "core and whatever else the machine does in that moment; "
+        f"{plan.pairs} such run(s) of {plan.seconds:g} s per app per round, the apps taking "
+        "turns in a rotating order. A round's figure is the median over its runs; an app "
+        "against the bare route, the median of the ratios within each run. Requests per "
+        "second are with the core shared; CPU per request is the server process's user and "
+        "system time over the requests wrk completed. "
         "1-minute load average at "
         "each round's start: " + ", ".join(f"{a:.2f}" for a in figures.load_average) + ".",
         "",
@@ -470,10 +504,9 @@ def render(plan: Plan, figures: Figures) -> list[str]:
     ]
 
     def served(label: str, app: str) -> str:
-        fewer = [1 - r for r in figures.ratios(f"served {app}", "served bare")]
         more, added = cpu_more(app)
         return row(f"served: {label}", f"served {app}", "requests/s",
-                   f"{_ratio(fewer, '.1%')} fewer; "
+                   f"{_ratio(fewer(app), '.1%')} fewer; "
                    f"{figures.median(f'served {app} cpu'):.1f} µs CPU per request, "
                    f"{_ratio(more, '.1%')} more ({_ratio(added, '.1f')} µs)")  # fmt: skip
 
@@ -484,8 +517,8 @@ def render(plan: Plan, figures: Figures) -> list[str]:
         *(served(f"route behind {label}", app) for app, label in FLOORS.items()),
         served("route behind the middleware, repeated token", "guarded"),
     ]  # fmt: skip
-    fewer = [1 - r for r in figures.ratios("served guarded", "served bare")]
-    slower, more = statistics.median(fewer), statistics.median(cpu_more("guarded")[0])
+    slower = statistics.median(fewer("guarded"))
+    more = statistics.median(cpu_more("guarded")[0])
     targets.append(
         f"- served, the middleware within {MIDDLEWARE_TARGET:.0%} of the bare route for a "
         f"repeated token: {more:.1%} more CPU per request, {slower:.1%} fewer requests per "
