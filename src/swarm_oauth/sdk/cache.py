@@ -30,8 +30,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 from swarm_oauth.sdk.scopes import require_granted
 
@@ -81,8 +82,13 @@ class Claims(dict[str, Any]):
         return dict, (dict(self),)
 
 
-class Verified(NamedTuple):
-    """A token's verified claims and what a later call needs to trust them again."""
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A token's verified claims and what a later call needs to trust them again.
+
+    Slotted rather than a ``NamedTuple``: every cache hit reads three of its fields, and
+    the interpreter reads a slot several times faster than a named tuple's field.
+    """
 
     claims: Claims
     scopes: frozenset[str]
