@@ -392,8 +392,10 @@ def served_round(issuer: Issuer, plan: Plan, figures: Figures, workdir: Path) ->
         figures.add(name, statistics.median(rate for rate, _ in outcomes))
         figures.add(f"{name} cpu", statistics.median(cpu for _, cpu in outcomes))
     for name, ratios in paired.items():
-        for i, figure in enumerate(("rate ratio", "cpu ratio", "cpu added")):
-            figures.add(f"{name} {figure}", statistics.median(r[i] for r in ratios))
+        rate_ratios, cpu_ratios, cpu_added = zip(*ratios, strict=True)
+        figures.add(f"{name} rate ratio", statistics.median(rate_ratios))
+        figures.add(f"{name} cpu ratio", statistics.median(cpu_ratios))
+        figures.add(f"{name} cpu added", statistics.median(cpu_added))
 
 
 def measure(plan: Plan, workdir: Path, progress: Callable[[str], None]) -> Figures:
